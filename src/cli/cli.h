@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* What every sub-command of the gpupass CLI shares. */
+#ifndef GP_CLI_CLI_H
+#define GP_CLI_CLI_H
+
+#include <stdbool.h>
+
+#include "host/context.h"
+
+/* Exit codes: the same for every sub-command. */
+enum {
+	GP_EXIT_OK = 0,
+	GP_EXIT_FAIL = 1,  /* the operation failed or was refused */
+	GP_EXIT_USAGE = 2, /* bad command line, or an input that does not exist */
+};
+
+struct cli {
+	const char *prog;
+	const char *root;      /* --root / GPUPASS_ROOT, NULL for "/" */
+	const char *state_dir; /* --state-dir / GPUPASS_STATE_DIR */
+	int verbose;
+	struct gp_ctx *ctx; /* made on first use by cli_ctx() */
+};
+
+/* Opens the library context; on failure prints why and returns an exit
+ * code (> 0). Returns 0 and sets *out on success. */
+int cli_ctx(struct cli *cli, struct gp_ctx **out);
+
+/* "gpupass: error: ..." on stderr. */
+void cli_error(const struct cli *cli, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Sub-commands: argv[0] is the sub-command's name. */
+int cmd_survey(struct cli *cli, int argc, char **argv);
+
+#endif
