@@ -618,6 +618,14 @@ static int check_acs(struct gp_survey *s, struct gp_survey_gpu *gpu)
 
 	if (n > GP_ARRAY_SIZE(up))
 		n = GP_ARRAY_SIZE(up);
+	/* The kernel turns ACS controls on only when the IOMMU is on:
+	 * with it off they say nothing (iommu-disabled says what matters). */
+	if (!s->host.iommu_enabled) {
+		free(missing);
+		free(ok);
+		free(unknown);
+		return check(gpu, "ACS", GP_CHECK_INFO, "not checked: the IOMMU is off");
+	}
 	for (size_t i = 0; i < n && missing && ok && unknown; i++) {
 		const struct gp_pci_dev *b = up[i];
 		const struct gp_pci_config_info *c = &b->cfg;
