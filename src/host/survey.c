@@ -968,7 +968,7 @@ int gp_survey_run(struct gp_ctx *ctx, const struct gp_survey_opts *opts,
 
 	if (!s)
 		return -ENOMEM;
-	r = gp_pci_scan_new(ctx, &s->scan);
+	r = gp_pci_scan_new_flags(ctx, 0, &s->scan);
 	if (r < 0)
 		goto err_free;
 	r = read_host(ctx, &s->host);

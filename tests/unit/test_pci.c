@@ -465,6 +465,37 @@ static void test_find_gpu(void **state)
 	unload(fx);
 }
 
+/* Without GP_PCI_SCAN_ALL: GPUs, their bridges and group mates in full,
+ * the rest placed and classified only. */
+static void test_scan_focus(void **state)
+{
+	struct gp_fake *fake;
+	struct gp_ctx *ctx;
+	struct gp_pci_scan *scan;
+	const struct gp_pci_dev *d;
+
+	(void)state;
+	assert_int_equal(gp_fake_build("workstation", NULL, &fake), 0);
+	assert_int_equal(gp_ctx_new(gp_fake_root(fake), NULL, &ctx), 0);
+	assert_int_equal(gp_pci_scan_new_flags(ctx, 0, &scan), 0);
+	assert_true(gp_pci_scan_find(scan, "0000:01:00.0")->detailed);
+	assert_true(gp_pci_scan_find(scan, "0000:01:00.1")->detailed); /* group mate */
+	assert_true(gp_pci_scan_find(scan, "0000:00:01.0")->detailed); /* bridge above */
+	d = gp_pci_scan_find(scan, "0000:00:17.0");
+	assert_false(d->detailed);
+	assert_int_equal(d->class_code, 0x010601);
+	assert_null(d->driver);
+	assert_string_equal(d->location_path, "PCIROOT(0)#PCI(1700)");
+	gp_pci_scan_free(scan);
+	assert_int_equal(gp_pci_scan_new(ctx, &scan), 0);
+	d = gp_pci_scan_find(scan, "0000:00:17.0");
+	assert_true(d->detailed);
+	assert_string_equal(d->driver, "ahci");
+	gp_pci_scan_free(scan);
+	gp_ctx_free(ctx);
+	gp_fake_free(fake, true);
+}
+
 static void test_scan_no_sys(void **state)
 {
 	char dir[] = "/tmp/gp-empty-XXXXXX";
@@ -497,6 +528,7 @@ int main(void)
 		cmocka_unit_test(test_scan_big_bar),
 		cmocka_unit_test(test_scan_broken),
 		cmocka_unit_test(test_find_gpu),
+		cmocka_unit_test(test_scan_focus),
 		cmocka_unit_test(test_scan_no_sys),
 	};
 
