@@ -143,11 +143,15 @@ static void print_detail(const struct gp_survey *s, const struct gp_survey_gpu *
 		printf("  unknown (resource unreadable)\n");
 	for (int i = 0; i < d->nbars; i++) {
 		const struct gp_pci_bar *b = &d->bars[i];
+		char label[8];
 
 		if (!b->size)
 			continue;
-		printf("  %-4s %10s  %s%s%s  0x%llx-0x%llx\n",
-		       i == GP_PCI_ROM_INDEX ? "ROM" : (char[]){ 'B', 'A', 'R', (char)('0' + i), 0 },
+		if (i == GP_PCI_ROM_INDEX)
+			snprintf(label, sizeof(label), "ROM");
+		else
+			snprintf(label, sizeof(label), "BAR%d", i);
+		printf("  %-4s %10s  %s%s%s  0x%llx-0x%llx\n", label,
 		       gp_format_size(b->size, sz, sizeof(sz)),
 		       b->is_io ? "I/O" : b->is_64bit ? "64-bit" : "32-bit",
 		       b->prefetchable ? " prefetchable" : "", b->is_io ? "" : " memory",
@@ -248,12 +252,13 @@ int cmd_survey(struct cli *cli, int argc, char **argv)
 			return GP_EXIT_USAGE;
 		}
 	}
+	r = GP_EXIT_OK;
 	if (json)
 		r = print_json(cli, s, one);
 	else if (one)
-		print_detail(s, one), r = GP_EXIT_OK;
+		print_detail(s, one);
 	else
-		print_table(s), r = GP_EXIT_OK;
+		print_table(s);
 	gp_survey_free(s);
 	return r;
 }

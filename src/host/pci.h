@@ -23,8 +23,9 @@
 #include "common/util.h"
 #include "host/context.h"
 
-/* "0000:3b:00.0" plus NUL. */
-#define GP_PCI_ADDR_LEN 13
+/* "0000:3b:00.0" plus NUL, with room for the 5-to-8-digit domains of
+ * Intel VMD and Hyper-V ("10000:e0:06.0"). */
+#define GP_PCI_ADDR_LEN 18
 
 /* A parsed PCI address (domain:bus:device.function). */
 struct gp_pci_addr {
@@ -34,10 +35,11 @@ struct gp_pci_addr {
 	uint8_t func; /* 0..7 */
 };
 
-/* Parses "0000:3b:00.0" or the short form "3b:00.0" (domain 0), any case.
- * Returns 0 or -EINVAL. */
+/* Parses "0000:3b:00.0" (domain of 4 to 8 hex digits) or the short form
+ * "3b:00.0" (domain 0), any case. Returns 0 or -EINVAL. */
 int gp_pci_addr_parse(const char *s, struct gp_pci_addr *out);
-/* Formats the canonical long form into buf (>= GP_PCI_ADDR_LEN). */
+/* Formats the canonical long form (domain as %04x, as the kernel does) into
+ * buf (>= GP_PCI_ADDR_LEN). */
 const char *gp_pci_addr_format(const struct gp_pci_addr *a, char *buf, size_t len);
 
 /* Capabilities found by walking the config space (PCI Local Bus 3.0
