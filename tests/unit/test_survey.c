@@ -17,6 +17,7 @@
 
 #include "fakesys.h"
 #include "host/context.h"
+#include "host/quirks.h"
 #include "host/survey.h"
 
 struct fx {
@@ -496,6 +497,57 @@ static void test_names(void **state)
 	gp_survey_free(NULL);
 }
 
+static void test_quirks(void **state)
+{
+	static const struct {
+		uint16_t dev;
+		const char *family;
+	} amd[] = { { 0x687f, "AMD Vega 10" }, { 0x66af, "AMD Vega 20" },
+		    { 0x731f, "AMD Navi 10" }, { 0x67df, "AMD Polaris 10" } };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(amd) / sizeof(amd[0]); i++) {
+		const struct gp_quirk *q = gp_quirk_find(0x1002, amd[i].dev);
+
+		if (!q) {
+			fail_msg("no quirk for 1002:%04x", amd[i].dev);
+			return; /* fail_msg does not return */
+		}
+		assert_string_equal(q->family, amd[i].family);
+		assert_true(q->flags & GP_QUIRK_RESET_UNRELIABLE);
+	}
+	assert_null(gp_quirk_find(0x1002, 0x73bf)); /* Navi 21 resets fine */
+	assert_null(gp_quirk_find(0x10de, 0x687f)); /* same id, other vendor */
+}
+
+/* The benchmark's host is a valid tree: every device and GPU found, each
+ * GPU ready with its audio companion. */
+static void test_many(void **state)
+{
+	struct gp_fake *fake;
+	struct gp_ctx *ctx;
+	struct gp_survey *s;
+
+	(void)state;
+	assert_int_equal(gp_fake_new(NULL, &fake), 0);
+	assert_int_equal(gp_fake_build_many(fake, 64, 4), 0);
+	assert_int_equal(gp_ctx_new(gp_fake_root(fake), NULL, &ctx), 0);
+	assert_int_equal(gp_survey_run(ctx, NULL, &s), 0);
+	assert_int_equal(gp_survey_host(s)->pci_devices, 64);
+	assert_int_equal(gp_survey_gpu_count(s), 4);
+	for (size_t i = 0; i < 4; i++) {
+		const struct gp_survey_gpu *g = gp_survey_gpu(s, i);
+
+		assert_true(g->methods[GP_METHOD_DDA].ready);
+		assert_int_equal(g->methods[GP_METHOD_DDA].n_problems, 1);
+		assert_int_equal(g->methods[GP_METHOD_DDA].problems[0].code,
+				 GP_PROB_GROUP_COMPANION);
+	}
+	gp_survey_free(s);
+	gp_ctx_free(ctx);
+	gp_fake_free(fake, true);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -510,6 +562,8 @@ int main(void)
 		cmocka_unit_test(test_read_only),
 		cmocka_unit_test(test_pv_hook),
 		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_quirks),
+		cmocka_unit_test(test_many),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
