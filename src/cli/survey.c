@@ -52,6 +52,36 @@ static const char *cut(const char *s, char *buf, size_t width)
 	return buf;
 }
 
+/* The bracketed part of a pci.ids name ("TU104GL [Tesla T4]" -> "Tesla T4"),
+ * else the whole name, into buf. */
+static const char *bracketed(const char *name, char *buf, size_t len)
+{
+	const char *open = strrchr(name, '[');
+	const char *close = open ? strchr(open, ']') : NULL;
+
+	if (open && close && close > open + 1)
+		snprintf(buf, len, "%.*s", (int)(close - open - 1), open + 1);
+	else
+		snprintf(buf, len, "%s", name);
+	return buf;
+}
+
+/* A short name for the table: "NVIDIA Tesla T4", "AMD/ATI Radeon RX 6800". */
+static const char *short_name(const struct gp_pci_dev *d, char *buf, size_t len)
+{
+	char vendor[128], device[160];
+
+	if (!d->vendor_name || !d->device_name)
+		return gp_pci_dev_display_name(d, buf, len);
+	if (strchr(d->vendor_name, '['))
+		bracketed(d->vendor_name, vendor, sizeof(vendor));
+	else
+		snprintf(vendor, sizeof(vendor), "%.*s", (int)strcspn(d->vendor_name, " ,"),
+			 d->vendor_name);
+	snprintf(buf, len, "%s %s", vendor, bracketed(d->device_name, device, sizeof(device)));
+	return buf;
+}
+
 static void print_host(const struct gp_survey_host *h)
 {
 	printf("Host: IOMMU %s", h->iommu_enabled ? "on" : "OFF");
@@ -79,7 +109,7 @@ static void print_table(const struct gp_survey *s)
 		const struct gp_problem *top = gp_survey_gpu_top_problem(g);
 		char name[300], namec[40], drv[16], grp[12];
 
-		gp_pci_dev_display_name(g->dev, name, sizeof(name));
+		short_name(g->dev, name, sizeof(name));
 		if (g->dev->iommu_group >= 0)
 			snprintf(grp, sizeof(grp), "%d", g->dev->iommu_group);
 		else
