@@ -218,6 +218,34 @@ static void test_no_false_alarms(void **state)
 	done(fx);
 }
 
+/* NVIDIA nodes: only /dev/nvidiaN with this GPU's minor counts; the shared
+ * control nodes do not. */
+static void test_in_use_nvidia(void **state)
+{
+	struct gp_fake *fake;
+	struct gp_ctx *ctx;
+	struct gp_survey *s;
+	const struct gp_survey_gpu *g;
+
+	(void)state;
+	assert_int_equal(gp_fake_build("server-t4", NULL, &fake), 0);
+	assert_int_equal(gp_fake_printf(fake, "proc/driver/nvidia/gpus/0000:3b:00.0/information",
+					"Model: \t\t Tesla T4\nIRQ:   \t\t 140\n"
+					"Device Minor: \t 1\nBus Location: \t 0000:3b:00.0\n"), 0);
+	assert_int_equal(gp_fake_holder(fake, 10, "other-job", 5, "/dev/nvidia0"), 0);
+	assert_int_equal(gp_fake_holder(fake, 11, "python3", 6, "/dev/nvidia1"), 0);
+	assert_int_equal(gp_fake_holder(fake, 12, "nvidia-smi", 3, "/dev/nvidiactl"), 0);
+	assert_int_equal(gp_ctx_new(gp_fake_root(fake), NULL, &ctx), 0);
+	assert_int_equal(gp_survey_run(ctx, NULL, &s), 0);
+	g = gp_survey_gpu(s, 0);
+	assert_int_equal(g->holders.n, 1);
+	assert_string_equal(g->holders.v[0], "11 (python3) /dev/nvidia1");
+	assert_true(gp_survey_gpu_has(g, GP_METHOD_DDA, GP_PROB_IN_USE));
+	gp_survey_free(s);
+	gp_ctx_free(ctx);
+	gp_fake_free(fake, true);
+}
+
 static void test_iommu_fix_text(void **state)
 {
 	struct fx *fx = run("iommu-off");
@@ -554,6 +582,7 @@ int main(void)
 		cmocka_unit_test(test_codes_fire),
 		cmocka_unit_test(test_healthy),
 		cmocka_unit_test(test_no_false_alarms),
+		cmocka_unit_test(test_in_use_nvidia),
 		cmocka_unit_test(test_iommu_fix_text),
 		cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_find),
