@@ -170,9 +170,26 @@ static int read_fd(int fd, char **out, size_t *len)
 	return 0;
 }
 
+/* Opens an attribute for reading. O_NONBLOCK and the type check keep a FIFO
+ * or device node planted in a fake tree from blocking the caller: sysfs
+ * attributes are regular files, and ignore O_NONBLOCK. */
+static int open_regular(struct gp_sysfs *sys, const char *path)
+{
+	struct stat st;
+	int fd = sys_openat(sys, path, O_RDONLY | O_NONBLOCK);
+
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return -EINVAL;
+	}
+	return fd;
+}
+
 int gp_sysfs_read(struct gp_sysfs *sys, const char *path, char **out, size_t *len)
 {
-	int fd = sys_openat(sys, path, O_RDONLY);
+	int fd = open_regular(sys, path);
 	int r;
 
 	if (fd < 0)
@@ -229,7 +246,7 @@ int gp_sysfs_read_int(struct gp_sysfs *sys, const char *path, int *out)
 int gp_sysfs_read_bin(struct gp_sysfs *sys, const char *path, void *buf,
 		      size_t max, size_t *got)
 {
-	int fd = sys_openat(sys, path, O_RDONLY);
+	int fd = open_regular(sys, path);
 	size_t n = 0;
 
 	if (fd < 0)

@@ -139,6 +139,21 @@ static void test_list_write(void **state)
 	assert_int_equal(gp_sysfs_write(fx->sys, "/sys/none/x", "1"), -ENOENT);
 }
 
+/* A FIFO where an attribute should be must not block the survey. */
+static void test_fifo(void **state)
+{
+	struct fx *fx = *state;
+	char p[512], buf[16];
+	size_t got;
+
+	snprintf(p, sizeof(p), "%s/sys/devices/pci0000:00/0000:00:02.0/config", fx->dir);
+	assert_int_equal(mkfifo(p, 0600), 0);
+	assert_int_equal(gp_sysfs_read_bin(fx->sys, "/sys/bus/pci/devices/0000:00:02.0/config",
+					   buf, sizeof(buf), &got), -EINVAL);
+	assert_int_equal(gp_sysfs_read_str(fx->sys, "/sys/bus/pci/devices/0000:00:02.0/config",
+					   buf, sizeof(buf)), -EINVAL);
+}
+
 static void test_open_missing_root(void **state)
 {
 	struct gp_sysfs *sys = NULL;
@@ -155,6 +170,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_read, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_links, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_list_write, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fifo, setup, teardown),
 		cmocka_unit_test(test_open_missing_root),
 	};
 
