@@ -3,12 +3,14 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <json-c/json.h>
 
 #include "cli.h"
 #include "common/util.h"
+#include "host/clprobe.h"
 #include "host/survey.h"
 
 static void survey_usage(FILE *f, const char *prog)
@@ -24,6 +26,10 @@ static void survey_usage(FILE *f, const char *prog)
 		"(PCIROOT(0)#PCI(0100)#PCI(0000)) or a NAME substring (\"Tesla T4\",\n"
 		"case-insensitive, must match one GPU): every check, every BAR, and the\n"
 		"fix for each problem of that GPU.\n"
+		"\n"
+		"PV needs a host OpenCL platform that drives the GPU: for each GPU bound to a\n"
+		"host driver, the host's OpenCL devices (through the ICD loader, which reads\n"
+		"/etc/OpenCL/vendors or OCL_ICD_VENDORS) are matched by PCI address.\n"
 		"\n"
 		"Options:\n"
 		"  --json      machine-readable output (schema gpupass.survey/1)\n"
@@ -91,12 +97,34 @@ static void print_host(const struct gp_survey_host *h)
 	       h->kernel, h->pci_devices);
 }
 
-static void print_table(const struct gp_survey *s)
+/* The host's OpenCL platforms, when the probe looked (a GPU on a host driver). */
+static void print_opencl(const struct gp_clprobe *probe)
+{
+	size_t n = gp_clprobe_platform_count(probe);
+
+	if (!gp_clprobe_has_run(probe))
+		return;
+	printf("Host OpenCL: ");
+	if (!n)
+		printf("no platform");
+	for (size_t i = 0; i < n; i++) {
+		const struct gp_cl_platform *p = gp_clprobe_platform(probe, i);
+
+		printf("%s%s (%zu device%s)", i ? ", " : "", p->name, p->n_devices,
+		       p->n_devices == 1 ? "" : "s");
+	}
+	if (gp_clprobe_skipped(probe)->n)
+		printf("; skipped gpupass's own: %s", gp_clprobe_skipped(probe)->v[0]);
+	printf("\n");
+}
+
+static void print_table(const struct gp_survey *s, const struct gp_clprobe *probe)
 {
 	const struct gp_survey_host *h = gp_survey_host(s);
 	size_t n = gp_survey_gpu_count(s);
 
 	print_host(h);
+	print_opencl(probe);
 	if (n == 0) {
 		printf("no GPU found (looked at %zu PCI device%s)\n", h->pci_devices,
 		       h->pci_devices == 1 ? "" : "s");
@@ -136,12 +164,14 @@ static void print_problems(const struct gp_method_result *res, const char *metho
 	}
 }
 
-static void print_detail(const struct gp_survey *s, const struct gp_survey_gpu *g)
+static void print_detail(const struct gp_survey *s, const struct gp_clprobe *probe,
+			 const struct gp_survey_gpu *g)
 {
 	const struct gp_pci_dev *d = g->dev;
 	char name[300], sz[32];
 
 	print_host(gp_survey_host(s));
+	print_opencl(probe);
 	printf("\n%s  %s\n", d->address, gp_pci_dev_display_name(d, name, sizeof(name)));
 	printf("  location path   %s\n", d->location_path ? d->location_path : "unknown");
 	printf("  ids             %04x:%04x  subsystem %04x:%04x  class %06x\n", d->vendor_id,
@@ -223,6 +253,7 @@ int cmd_survey(struct cli *cli, int argc, char **argv)
 	};
 	const struct gp_survey_gpu *one = NULL;
 	struct gp_survey *s = NULL;
+	struct gp_clprobe *probe = NULL;
 	struct gp_ctx *ctx;
 	const char *query = NULL;
 	bool json = false;
@@ -250,8 +281,16 @@ int cmd_survey(struct cli *cli, int argc, char **argv)
 	r = cli_ctx(cli, &ctx);
 	if (r)
 		return r;
-	r = gp_survey_run(ctx, NULL, &s);
+	/* If gpupass's own guest ICD is installed on this host, the loader
+	 * loads it with the others: tell it not to connect to gpupass-pvd (the
+	 * probe skips its platform anyway). Set here, in main's process, never
+	 * by the library. */
+	setenv("GPUPASS_PVD_SELF", "1", 0);
+	r = gp_clprobe_new(ctx, &probe);
+	if (r == 0)
+		r = gp_clprobe_survey(ctx, probe, &s);
 	if (r < 0) {
+		gp_clprobe_free(probe);
 		cli_error(cli, "cannot survey the PCI devices under %s: %s (is %s/sys mounted?)",
 			  gp_sysfs_root(ctx->sys), strerror(-r),
 			  strcmp(gp_sysfs_root(ctx->sys), "/") ? gp_sysfs_root(ctx->sys) : "");
@@ -279,6 +318,7 @@ int cmd_survey(struct cli *cli, int argc, char **argv)
 		gp_strv_clear(&cand);
 		if (r < 0) {
 			gp_survey_free(s);
+			gp_clprobe_free(probe);
 			return GP_EXIT_USAGE;
 		}
 	}
@@ -286,9 +326,10 @@ int cmd_survey(struct cli *cli, int argc, char **argv)
 	if (json)
 		r = print_json(cli, s, one);
 	else if (one)
-		print_detail(s, one);
+		print_detail(s, probe, one);
 	else
-		print_table(s);
+		print_table(s, probe);
 	gp_survey_free(s);
+	gp_clprobe_free(probe);
 	return r;
 }

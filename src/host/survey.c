@@ -37,6 +37,9 @@ static const struct {
 	[GP_PROB_ALREADY_DISMOUNTED] = { "already-dismounted", GP_SEV_INFO },
 	[GP_PROB_SYSFS_UNREADABLE] = { "sysfs-unreadable", GP_SEV_ERROR },
 	[GP_PROB_NO_HOST_DRIVER] = { "no-host-driver", GP_SEV_ERROR },
+	[GP_PROB_NO_OPENCL_PLATFORM] = { "no-opencl-platform", GP_SEV_ERROR },
+	[GP_PROB_NO_OPENCL_DEVICE] = { "no-opencl-device", GP_SEV_ERROR },
+	[GP_PROB_OPENCL_NO_PCI_INFO] = { "opencl-no-pci-info", GP_SEV_ERROR },
 };
 
 const char *gp_problem_code_name(enum gp_problem_code code)
@@ -110,6 +113,7 @@ struct gp_survey {
 	struct holder *holders;
 	size_t nholders;
 	bool holders_read;
+	struct json_object *host_extra; /* keys added by gp_survey_add_host_json */
 };
 
 /* ---------- building problems and checks ---------- */
@@ -140,6 +144,43 @@ int gp_survey_gpu_add_problem(struct gp_survey_gpu *gpu, enum gp_method method,
 	}
 	m->n_problems++;
 	return 0;
+}
+
+static int check(struct gp_survey_gpu *gpu, const char *name, enum gp_check_status st,
+		 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+int gp_survey_gpu_add_check(struct gp_survey_gpu *gpu, const char *name,
+			    enum gp_check_status status, const char *detail)
+{
+	return check(gpu, name, status, "%s", detail);
+}
+
+/* Adds @key to the object *@obj (made on first use); owns @val. */
+static int add_extra(struct json_object **obj, const char *key, struct json_object *val)
+{
+	if (!*obj && !(*obj = json_object_new_object())) {
+		json_object_put(val);
+		return -ENOMEM;
+	}
+	if (json_object_object_get_ex(*obj, key, NULL)) {
+		json_object_put(val);
+		return -EEXIST;
+	}
+	if (json_object_object_add(*obj, key, val) < 0) {
+		json_object_put(val);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+int gp_survey_gpu_add_json(struct gp_survey_gpu *gpu, const char *key, struct json_object *val)
+{
+	return add_extra(&gpu->json_extra, key, val);
+}
+
+int gp_survey_add_host_json(struct gp_survey *s, const char *key, struct json_object *val)
+{
+	return add_extra(&s->host_extra, key, val);
 }
 
 /* Formats and adds; -ENOMEM. */
@@ -957,6 +998,7 @@ static void gpu_clear(struct gp_survey_gpu *gpu)
 		}
 		free(gpu->methods[m].problems);
 	}
+	json_object_put(gpu->json_extra);
 }
 
 int gp_survey_run(struct gp_ctx *ctx, const struct gp_survey_opts *opts,
@@ -1011,6 +1053,7 @@ void gp_survey_free(struct gp_survey *s)
 		free(s->holders[i].node);
 	free(s->holders);
 	gp_pci_scan_free(s->scan);
+	json_object_put(s->host_extra);
 	free(s);
 }
 
@@ -1091,6 +1134,15 @@ static void add(struct json_object *o, const char *k, struct json_object *v, boo
 		json_object_put(v);
 		*oom = true;
 	}
+}
+
+/* Copies the keys hooks added (shared references) into @o. */
+static void add_extras(struct json_object *o, struct json_object *extra, bool *oom)
+{
+	if (!extra)
+		return;
+	json_object_object_foreach(extra, k, v)
+		add(o, k, json_object_get(v), oom);
 }
 
 static struct json_object *problems_json(const struct gp_method_result *res, bool *oom)
@@ -1227,6 +1279,7 @@ int gp_survey_gpu_to_json(const struct gp_survey_gpu *gpu, struct json_object **
 		add(o, gp_method_name((enum gp_method)m), mo, &oom);
 	}
 	add(g, "methods", o, &oom);
+	add_extras(g, gpu->json_extra, &oom);
 	if (oom || !a || !o) {
 		json_object_put(g);
 		return -ENOMEM;
@@ -1257,6 +1310,7 @@ int gp_survey_to_json(const struct gp_survey *s, struct json_object **out)
 	add(host, "vfio_pci", json_object_new_string(gp_vfio_state_name(s->host.vfio_pci)), &oom);
 	add(host, "kernel", json_object_new_string(s->host.kernel), &oom);
 	add(host, "pci_devices", json_object_new_int64((int64_t)s->host.pci_devices), &oom);
+	add_extras(host, s->host_extra, &oom);
 	add(root, "host", host, &oom);
 	gpus = json_object_new_array();
 	if (!gpus)

@@ -53,6 +53,11 @@ enum gp_problem_code {
 	GP_PROB_ALREADY_DISMOUNTED, /* already-dismounted (info) */
 	GP_PROB_SYSFS_UNREADABLE,   /* sysfs-unreadable (error): names the file */
 	GP_PROB_NO_HOST_DRIVER,     /* no-host-driver (error, PV): unbound or on vfio-pci */
+	/* PV: a host OpenCL device must report the GPU's PCI address (clprobe.h). */
+	GP_PROB_NO_OPENCL_PLATFORM, /* no-opencl-platform (error, PV): the loader lists none */
+	GP_PROB_NO_OPENCL_DEVICE,   /* no-opencl-device (error, PV): none is this GPU */
+	GP_PROB_OPENCL_NO_PCI_INFO, /* opencl-no-pci-info (error, PV): no match, and GPU
+				     * devices without a PCI location might be it */
 	GP_PROB__COUNT
 };
 /* The stable name ("iommu-disabled"); NULL for an unknown value. */
@@ -102,6 +107,7 @@ struct gp_survey_gpu {
 	struct gp_check *checks;
 	size_t n_checks;
 	struct gp_method_result methods[GP_METHOD__COUNT];
+	struct json_object *json_extra; /* keys hooks added (gp_survey_gpu_add_json) */
 };
 
 enum gp_vfio_state {
@@ -165,6 +171,19 @@ const struct gp_problem *gp_survey_gpu_top_problem(const struct gp_survey_gpu *g
 int gp_survey_gpu_add_problem(struct gp_survey_gpu *gpu, enum gp_method method,
 			      enum gp_problem_code code, int severity,
 			      const char *message, const char *fix);
+
+/* Adds a line to the GPU's checks, as the detail view lists them (for
+ * hooks). @name must outlive the survey (a string literal). -ENOMEM. */
+int gp_survey_gpu_add_check(struct gp_survey_gpu *gpu, const char *name,
+			    enum gp_check_status status, const char *detail);
+
+/* Adds key @key with value @val (NULL: JSON null) to the GPU's object in the
+ * JSON output, after the built-in keys (for hooks: the contract grows by
+ * adding keys). Takes ownership of @val, also on failure. -EEXIST when a
+ * hook already added @key, -ENOMEM. */
+int gp_survey_gpu_add_json(struct gp_survey_gpu *gpu, const char *key, struct json_object *val);
+/* The same for the "host" object. */
+int gp_survey_add_host_json(struct gp_survey *survey, const char *key, struct json_object *val);
 
 /* The JSON document of the contract ("schema":"gpupass.survey/1"); the
  * caller owns the result (json_object_put). -ENOMEM. */
