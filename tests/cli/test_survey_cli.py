@@ -2,7 +2,12 @@
 # SPDX-License-Identifier: Apache-2.0
 """`gpupass survey` end to end on fake trees: output values and exit codes.
 
-Usage: test_survey_cli.py GPUPASS GP-MKFIXTURE. Prints TAP.
+Usage: test_survey_cli.py GPUPASS GP-MKFIXTURE FAKEGPU-ICD. Prints TAP.
+
+The OpenCL loader is pointed at a vendors directory holding only the fake
+GPU ICD (FAKEGPU-ICD, an .icd file), which reports a GPU at each address the
+fixtures use, unless a case says otherwise: the PV check needs a host OpenCL
+device at the GPU's address.
 """
 import json
 import os
@@ -11,9 +16,20 @@ import subprocess
 import sys
 import tempfile
 
-GPUPASS, MKFIXTURE = sys.argv[1], sys.argv[2]
+GPUPASS, MKFIXTURE, FAKEGPU_ICD = sys.argv[1], sys.argv[2], sys.argv[3]
 TMP = tempfile.mkdtemp(prefix="gp-cli-")
 results = []
+
+# OpenCL vendors: only the fake GPU; none at all.
+FAKE_VENDORS = os.path.join(TMP, "vendors-fake")
+os.mkdir(FAKE_VENDORS)
+shutil.copy(FAKEGPU_ICD, FAKE_VENDORS)
+EMPTY_VENDORS = os.path.join(TMP, "vendors-empty")
+os.mkdir(EMPTY_VENDORS)
+POCL_ICD = "/etc/OpenCL/vendors/pocl.icd"
+# Every GPU address of the fixtures below: each gets a host OpenCL device.
+FIXTURE_GPUS = "0000:3b:00.0,0000:01:00.0,0000:03:00.0,0000:00:02.0,0000:5e:00.0"
+DEFAULT_CL = {"OCL_ICD_VENDORS": FAKE_VENDORS, "FAKEGPU_PCI": FIXTURE_GPUS}
 
 
 def fixture(name):
@@ -23,10 +39,13 @@ def fixture(name):
     return d
 
 
-def gp(*args, root=None):
+def gp(*args, root=None, cl=None):
     argv = [GPUPASS] + (["--root", root] if root else []) + list(args)
     env = dict(os.environ)
     env.pop("GPUPASS_ROOT", None)
+    for k in ("FAKEGPU_PCI", "FAKEGPU_PLATFORM", "FAKEGPU_SUFFIX"):
+        env.pop(k, None)
+    env.update(DEFAULT_CL if cl is None else cl)
     p = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
     return p.returncode, p.stdout, p.stderr
 
@@ -35,8 +54,8 @@ def check(name, cond, detail=""):
     results.append((name, bool(cond), detail))
 
 
-def survey_json(root, *extra):
-    rc, out, err = gp("survey", "--json", *extra, root=root)
+def survey_json(root, *extra, cl=None):
+    rc, out, err = gp("survey", "--json", *extra, root=root, cl=cl)
     try:
         return rc, json.loads(out), err
     except ValueError as e:
@@ -197,6 +216,107 @@ for fx, f in [("broken-config", "config"), ("broken-config-missing", "config"),
     rc, out, err = gp("survey", root=fixture(fx))
     check(f"{fx}: table shows both GPUs", rc == 0 and "0000:3b:00.0" in out and "0000:00:02.0" in out
           and "sysfs-unreadable" in out, out)
+
+# PV needs a host OpenCL device at the GPU's address (through the real loader)
+root = fixture("server-t4")
+
+
+def pv(doc, addr="0000:3b:00.0"):
+    return by_addr(doc, addr)["methods"]["pv"]
+
+
+def pv_codes(doc, addr="0000:3b:00.0"):
+    return [p["code"] for p in pv(doc, addr)["problems"]]
+
+
+rc, doc, err = survey_json(root, cl={"OCL_ICD_VENDORS": FAKE_VENDORS, "FAKEGPU_PCI": "0000:3b:00.0"})
+g = by_addr(doc, "0000:3b:00.0")
+check("opencl: fake GPU at the T4's address -> PV ready",
+      rc == 0 and pv(doc) == {"ready": True, "problems": []}
+      and g.get("opencl") == [{"platform": "FakeGPU OpenCL", "device": "FakeGPU 0"}], g)
+check("opencl: host.opencl lists the platform and device with its address",
+      doc.get("host", {}).get("opencl") == {
+          "probed": True, "skipped_platforms": [],
+          "platforms": [{"name": "FakeGPU OpenCL", "vendor": "gpupass tests",
+                         "version": "OpenCL 1.2 FakeGPU",
+                         "devices": [{"name": "FakeGPU 0", "type": "gpu", "pci": "0000:3b:00.0",
+                                      "pci_source": "cl_khr_pci_bus_info"}]}]},
+      doc.get("host"))
+rc, out, err = gp("survey", "3b:00.0", root=root,
+                  cl={"OCL_ICD_VENDORS": FAKE_VENDORS, "FAKEGPU_PCI": "0000:3b:00.0"})
+check("opencl: detail has the check line and the host's platforms",
+      rc == 0 and "  ok    OpenCL           FakeGPU OpenCL: FakeGPU 0 (cl_khr_pci_bus_info)" in out
+      and "Host OpenCL: FakeGPU OpenCL (1 device)" in out
+      and "PV (shared through gpupass-pvd): ready" in out, out)
+
+rc, doc, err = survey_json(root, cl={"OCL_ICD_VENDORS": FAKE_VENDORS, "FAKEGPU_PCI": "0000:5e:00.0"})
+probs = [p for p in pv(doc)["problems"] if p["code"] == "no-opencl-device"]
+check("opencl: fake GPU elsewhere -> no-opencl-device naming what it saw",
+      rc == 0 and pv(doc)["ready"] is False and len(probs) == 1 and probs[0]["severity"] == "error"
+      and "FakeGPU OpenCL: FakeGPU 0 (gpu, at 0000:5e:00.0)" in probs[0]["message"]
+      and "nvidia-opencl-icd" in probs[0]["fix"] and "clinfo" in probs[0]["fix"]
+      and by_addr(doc, "0000:3b:00.0")["methods"]["dda"]["ready"] is True
+      and by_addr(doc, "0000:3b:00.0").get("opencl") == [], doc)
+rc, out, err = gp("survey", root=root, cl={"OCL_ICD_VENDORS": FAKE_VENDORS, "FAKEGPU_PCI": "0000:5e:00.0"})
+row = [l for l in out.splitlines() if l.startswith("0000:3b:00.0")]
+check("opencl: table shows PV no, no-opencl-device", rc == 0 and row
+      and row[0].rstrip().endswith("yes  no   no-opencl-device error"), out)
+
+rc, doc, err = survey_json(root, cl={"OCL_ICD_VENDORS": EMPTY_VENDORS})
+probs = [p for p in pv(doc)["problems"] if p["code"] == "no-opencl-platform"]
+check("opencl: empty vendors dir -> no-opencl-platform (error, fix names the ICD packages)",
+      rc == 0 and pv(doc)["ready"] is False and len(probs) == 1 and probs[0]["severity"] == "error"
+      and "nvidia-opencl-icd" in probs[0]["fix"] and "clinfo -l" in probs[0]["fix"]
+      and doc["host"]["opencl"] == {"probed": True, "platforms": [], "skipped_platforms": []}, doc)
+
+if os.path.exists(POCL_ICD):
+    rc, doc, err = survey_json(root, cl={"OCL_ICD_VENDORS": POCL_ICD})
+    probs = [p for p in pv(doc)["problems"] if p["code"] == "no-opencl-device"]
+    plats = doc.get("host", {}).get("opencl", {}).get("platforms", [])
+    cpu = plats[0]["devices"][0] if plats and plats[0]["devices"] else {}
+    check("opencl: PoCL only -> no-opencl-device naming the PoCL CPU device",
+          rc == 0 and pv(doc)["ready"] is False and len(probs) == 1
+          and plats and plats[0]["name"] == "Portable Computing Language"
+          and cpu.get("type") == "cpu" and cpu.get("pci") is None
+          and f"Portable Computing Language: {cpu.get('name')} (cpu, never a GPU)" in probs[0]["message"],
+          (doc.get("host"), probs))
+else:
+    check("opencl: PoCL only (skipped: no PoCL here)", True)
+
+rc, doc, err = survey_json(root, cl={"OCL_ICD_VENDORS": FAKE_VENDORS, "FAKEGPU_PCI": "0000:3b:00.0",
+                                     "FAKEGPU_PLATFORM": "gpupass PV (remote: FakeGPU OpenCL)"})
+check("opencl: a platform named like gpupass's PV is skipped -> no-opencl-platform",
+      rc == 0 and pv_codes(doc) == ["no-opencl-platform"]
+      and doc["host"]["opencl"]["platforms"] == []
+      and doc["host"]["opencl"]["skipped_platforms"] == ["gpupass PV (remote: FakeGPU OpenCL)"]
+      and "gpupass's own PV platform" in pv(doc)["problems"][0]["message"], doc.get("host"))
+
+rc, doc, err = survey_json(root, cl={"OCL_ICD_VENDORS": FAKE_VENDORS, "FAKEGPU_PCI": "none,cpu"})
+probs = [p for p in pv(doc)["problems"] if p["code"] == "opencl-no-pci-info"]
+check("opencl: GPU device without PCI info -> opencl-no-pci-info naming it, not the CPU",
+      rc == 0 and pv_codes(doc) == ["opencl-no-pci-info"] and probs[0]["severity"] == "error"
+      and "FakeGPU 0 (gpu, no PCI location)" in probs[0]["message"]
+      and "FakeCPU" not in probs[0]["message"], doc)
+
+rc, doc, err = survey_json(fixture("two-nvidia"),
+                           cl={"OCL_ICD_VENDORS": FAKE_VENDORS, "FAKEGPU_PCI": "nv:0000:5e:00.0,amd:3b:00.0"})
+check("opencl: NVIDIA and AMD attribute queries match too",
+      rc == 0 and pv(doc)["ready"] is True and pv(doc, "0000:5e:00.0")["ready"] is True
+      and [d["pci"] for d in doc["host"]["opencl"]["platforms"][0]["devices"]] == ["0000:5e:00.0", "3b:00.0"],
+      doc.get("host"))
+
+# The probe runs only for a GPU on a host driver (it loads every ICD).
+rc, doc, err = survey_json(fixture("no-host-driver"), cl={"OCL_ICD_VENDORS": EMPTY_VENDORS})
+check("opencl: GPU without a host driver: not probed, only no-host-driver",
+      rc == 0 and pv_codes(doc) == ["no-host-driver"] and doc["host"]["opencl"]["probed"] is False
+      and by_addr(doc, "0000:3b:00.0").get("opencl") == [], doc)
+rc, doc, err = survey_json(fixture("no-gpu"))
+check("opencl: no GPU: not probed", rc == 0 and doc["host"]["opencl"] == {
+    "probed": False, "platforms": [], "skipped_platforms": []}, doc.get("host"))
+for code in ("no-opencl-platform", "no-opencl-device", "opencl-no-pci-info"):
+    healthy = survey_json(fixture("server-t4"))[1]
+    check(f"{code} does not fire on server-t4 with its OpenCL device",
+          code not in pv_codes(healthy) and pv(healthy)["ready"] is True)
 
 # this machine's real /sys: runs, parses, says what it found (a container
 # without PCI devices must get the clear failure instead)
