@@ -570,13 +570,15 @@ static char *list_devices(const struct gp_clprobe *p,
 
 		if (want && !want(d))
 			continue;
-		gp_cl_device_pci_format(d, addr, sizeof(addr));
+		if (!gp_cl_device_can_drive_gpu(d))
+			addr[0] = '\0'; /* where a CPU sits does not matter */
+		else
+			gp_cl_device_pci_format(d, addr, sizeof(addr));
 		t = gp_strdup_printf("%s%s%s: %s (%s%s%s)", s, *count ? "; " : "",
 				     p->plats[d->platform].name, d->name,
 				     gp_cl_device_type_name(d->type),
-				     d->pci_source != GP_CL_PCI_NONE ? ", at " :
-				     gp_cl_device_can_drive_gpu(d) ? ", no PCI location" :
-				     ", never a GPU",
+				     !gp_cl_device_can_drive_gpu(d) ? ", never a GPU" :
+				     d->pci_source != GP_CL_PCI_NONE ? ", at " : ", no PCI location",
 				     addr);
 		free(s);
 		s = t;

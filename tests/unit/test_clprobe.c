@@ -434,11 +434,16 @@ static void test_survey_no_device(void **state)
 	assert_non_null(strstr(pr->message, "none"));
 	survey_done(s);
 
-	/* Only a CPU device: never a GPU, even for a device at that address. */
-	s = survey_with("server-t4", "cpu");
+	/* Only a CPU device: never a GPU, even one that claims the address. */
+	s = survey_with("server-t4", "cpu:0000:3b:00.0");
 	g = gpu_at(s, "0000:3b:00.0");
+	assert_int_equal(gp_clprobe_device(s->probe, 0)->pci_source, GP_CL_PCI_KHR);
 	assert_false(g->methods[GP_METHOD_PV].ready);
-	assert_non_null(pv_problem(g, GP_PROB_NO_OPENCL_DEVICE));
+	pr = need_pv(g, GP_PROB_NO_OPENCL_DEVICE);
+	assert_non_null(strstr(pr->message, "FakeCPU 0 (cpu, never a GPU)"));
+	text = gpu_opencl_json(g);
+	assert_string_equal(text, "[]");
+	free(text);
 	survey_done(s);
 }
 
