@@ -1136,13 +1136,16 @@ static void add(struct json_object *o, const char *k, struct json_object *v, boo
 	}
 }
 
-/* Copies the keys hooks added (shared references) into @o. */
+/* Copies the keys hooks added (shared references) into @o; a built-in key
+ * of the same name wins (keys are a contract). */
 static void add_extras(struct json_object *o, struct json_object *extra, bool *oom)
 {
-	if (!extra)
+	if (!extra || !o)
 		return;
-	json_object_object_foreach(extra, k, v)
-		add(o, k, json_object_get(v), oom);
+	json_object_object_foreach(extra, k, v) {
+		if (!json_object_object_get_ex(o, k, NULL))
+			add(o, k, json_object_get(v), oom);
+	}
 }
 
 static struct json_object *problems_json(const struct gp_method_result *res, bool *oom)

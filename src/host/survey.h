@@ -179,8 +179,9 @@ int gp_survey_gpu_add_check(struct gp_survey_gpu *gpu, const char *name,
 
 /* Adds key @key with value @val (NULL: JSON null) to the GPU's object in the
  * JSON output, after the built-in keys (for hooks: the contract grows by
- * adding keys). Takes ownership of @val, also on failure. -EEXIST when a
- * hook already added @key, -ENOMEM. */
+ * adding keys; a built-in key of the same name is kept, never replaced).
+ * Takes ownership of @val, also on failure. -EEXIST when a hook already
+ * added @key, -ENOMEM. */
 int gp_survey_gpu_add_json(struct gp_survey_gpu *gpu, const char *key, struct json_object *val);
 /* The same for the "host" object. */
 int gp_survey_add_host_json(struct gp_survey *survey, const char *key, struct json_object *val);

@@ -525,6 +525,8 @@ static int double_hook(void *data, struct gp_ctx *ctx, const struct gp_pci_dev *
 		assert_int_equal(gp_survey_gpu_add_json(gpu, "opencl", json_object_new_array()),
 				 -EEXIST);
 		assert_int_equal(gp_survey_gpu_add_json(gpu, "zz_test", json_object_new_int(7)), 0);
+		/* Accepted, but never replaces a built-in key. */
+		assert_int_equal(gp_survey_gpu_add_json(gpu, "address", json_object_new_int(1)), 0);
 	}
 	return r;
 }
@@ -557,6 +559,8 @@ static void test_extra_json(void **state)
 	}
 	assert_non_null(last);
 	assert_string_equal(last, "zz_test");
+	assert_true(json_object_object_get_ex(json_object_array_get_idx(gpus, 0), "address", &v));
+	assert_string_equal(json_object_get_string(v), "0000:3b:00.0");
 	assert_true(json_object_object_get_ex(doc, "host", &host));
 	assert_true(json_object_object_get_ex(host, "zz_host", &v));
 	assert_int_equal(json_object_get_int(v), 1);
