@@ -87,7 +87,9 @@ struct gp_pci_config_info {
 	uint16_t acs_cap;     /* ACS Capability register, when GP_PCI_CAP_ACS */
 	uint16_t acs_ctrl;    /* ACS Control register */
 	uint16_t sriov_total_vfs; /* SR-IOV TotalVFs, when GP_PCI_CAP_SRIOV */
-	bool truncated_ext;   /* config shorter than 4096: no extended caps read */
+	bool caps_known;      /* >= 256 bytes: the capability list was walked
+			       * (a non-root reader of sysfs gets only 64) */
+	bool ext_caps_known;  /* 4096 bytes of a PCIe device: extended list walked */
 };
 
 /* Smallest config space the model accepts: the standard header (PCI Local
@@ -151,6 +153,7 @@ struct gp_pci_dev {
 	uint16_t vendor_id, device_id;
 	uint16_t subsys_vendor_id, subsys_device_id;
 	uint32_t class_code;  /* 24 bits, from `class` (else from config) */
+	bool class_ok;        /* class_code is known */
 	char *vendor_name;    /* pci.ids via libpci; NULL when unknown */
 	char *device_name;    /* pci.ids via libpci; NULL when unknown */
 
