@@ -109,7 +109,7 @@ static int parse_args(struct cli *cli, int argc, char **argv, struct vm_args *a)
 	a->timeout_s = 30;
 	a->lines = 200;
 	a->agent_timeout_s = 5;
-	optind = 1;
+	optind = 0; /* 0: full re-initialisation of GNU getopt (permuting again) */
 	while ((c = getopt_long(argc, argv, "h", vm_opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_MEMORY: a->memory = optarg; break;
