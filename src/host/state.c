@@ -220,24 +220,38 @@ void gp_state_rollback(struct gp_state *st)
 	(void)exec(st, "ROLLBACK");
 }
 
-static int migrate(struct gp_state *st)
+static int user_version(struct gp_state *st, int *out)
 {
 	sqlite3_stmt *s;
+	int r = prepare(st, "PRAGMA user_version", &s);
+
+	if (r < 0)
+		return r;
+	if (sqlite3_step(s) != SQLITE_ROW)
+		r = sql_errno(st, sqlite3_errcode(st->db), "user_version");
+	else
+		*out = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	return r ? r : 0;
+}
+
+static int migrate(struct gp_state *st)
+{
 	int version, r;
 
+	/* The common case (up to date) takes no write lock, so opening the
+	 * database never waits for another gpupass's transaction. */
+	r = user_version(st, &version);
+	if (r < 0)
+		return r;
+	if (version == GP_STATE_SCHEMA_VERSION)
+		return 0;
 	r = gp_state_begin(st);
 	if (r < 0)
 		return r;
-	r = prepare(st, "PRAGMA user_version", &s);
+	r = user_version(st, &version); /* again, under the lock */
 	if (r < 0)
 		goto err_rollback;
-	if (sqlite3_step(s) != SQLITE_ROW) {
-		sqlite3_finalize(s);
-		r = -EIO;
-		goto err_rollback;
-	}
-	version = sqlite3_column_int(s, 0);
-	sqlite3_finalize(s);
 	if (version > GP_STATE_SCHEMA_VERSION) {
 		gp_err(st->log, "state database has schema %d, newer than this gpupass (%d)",
 		       version, GP_STATE_SCHEMA_VERSION);
