@@ -157,6 +157,8 @@ struct gp_pci_dev {
 	char *vendor_name;    /* pci.ids via libpci; NULL when unknown */
 	char *device_name;    /* pci.ids via libpci; NULL when unknown */
 
+	/* Read for every device: the fields above (address, paths, parent,
+	 * class; is_bridge/is_endpoint). The rest only when `detailed`. */
 	char *driver;         /* bound driver's name, NULL when unbound */
 	int numa_node;        /* -1 when unknown */
 	bool boot_vga;        /* `boot_vga` reads 1 */
@@ -166,6 +168,7 @@ struct gp_pci_dev {
 	bool has_reset_method_file;   /* kernel >= 5.15 exposes `reset_method` */
 	bool has_reset_file;          /* `reset` exists (some reset works) */
 
+	bool detailed;        /* every field below was read (see gp_pci_scan_new_flags) */
 	bool config_ok;       /* the config space parsed; `cfg` is valid */
 	struct gp_pci_config_info cfg;
 	bool is_bridge;       /* header type 1/2, or class 0x0604/0x0609 */
@@ -218,6 +221,17 @@ struct gp_pci_scan;
  * /sys/bus/pci/devices fails (-ENOENT ...), or -ENOMEM. Names come from the
  * host's pci.ids through libpci, whatever the root. */
 int gp_pci_scan_new(struct gp_ctx *ctx, struct gp_pci_scan **out);
+
+/* Flags for gp_pci_scan_new_flags(). */
+enum gp_pci_scan_flags {
+	/* Read every device in full (gp_pci_scan_new does). Without it, only
+	 * GPUs, the bridges above them, the members of their IOMMU groups and
+	 * devices whose `class` is unreadable are read in full (`detailed`);
+	 * the others get address, paths, parent and class: what the survey
+	 * needs, at a fraction of the cost on hosts with many devices. */
+	GP_PCI_SCAN_ALL = 1u << 0,
+};
+int gp_pci_scan_new_flags(struct gp_ctx *ctx, unsigned flags, struct gp_pci_scan **out);
 void gp_pci_scan_free(struct gp_pci_scan *scan);
 
 /* All devices, sorted by address. */
