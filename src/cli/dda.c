@@ -71,7 +71,8 @@ static int dda_usage(FILE *f, const char *cmd)
 			"Usage: gpupass mount GPU [--json]\n"
 			"\n"
 			"Gives a dismounted GPU's group back to its original drivers and checks\n"
-			"they bound. Refused while a VM holds the GPU.\n");
+			"they bound. Refused while a running VM holds the GPU; a stopped VM keeps\n"
+			"its claim (dismount again before starting it, or unassign).\n");
 	else if (strcmp(cmd, "assign") == 0)
 		fprintf(f,
 			"Usage: gpupass assign GPU --vm NAME [--force]\n"
@@ -187,10 +188,14 @@ static int cmd_dda(struct cli *cli, int argc, char **argv)
 			printf(did ? "%s: dismounted; its IOMMU group is on vfio-pci\n"
 				   : "%s: already dismounted (on vfio-pci)\n", addr);
 	} else if (strcmp(cmd, "mount") == 0) {
-		r = gp_bind_mount(ctx, st, gpu, NULL, addr, &did, &why);
+		r = gp_deploy_mount(ctx, st, gpu, NULL, addr, owner, &did, &why);
 		if (r == 0 && !json)
 			printf(did ? "%s: mounted; back on its host drivers\n"
 				   : "%s: not dismounted by gpupass; nothing to do\n", addr);
+		if (r == 0 && owner[0])
+			fprintf(stderr, "%s: note: %s is still assigned to the stopped VM %s: run "
+				"gpupass dismount %s before starting it, or gpupass unassign %s\n",
+				cli->prog, addr, owner, addr, addr);
 	} else if (strcmp(cmd, "assign") == 0) {
 		struct gp_deploy_opts o = { .force = force };
 

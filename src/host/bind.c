@@ -606,7 +606,7 @@ int gp_bind_mount_addr(struct gp_ctx *ctx, struct gp_state *st, const char *addr
 		gp_why_set(why, "cannot read the state of %s: %s", addr, strerror(-r));
 		return r;
 	}
-	if (gp_state_gpu_owner(st, rec.address, vm, sizeof(vm)) == 0) {
+	if (!(opts && opts->allow_held) && gp_state_gpu_owner(st, rec.address, vm, sizeof(vm)) == 0) {
 		gp_why_set(why, "GPU %s is held by VM %s; run gpupass unassign %s (with the VM "
 			   "stopped) or gpupass vm delete %s first", rec.address, vm,
 			   rec.address, vm);
@@ -616,7 +616,7 @@ int gp_bind_mount_addr(struct gp_ctx *ctx, struct gp_state *st, const char *addr
 	if (r < 0) {
 		gp_why_set(why, "%s is being dismounted or mounted by another gpupass right now; "
 			   "wait for it and try again", rec.address);
-		return r == -EBUSY ? r : r;
+		return r;
 	}
 	r = gp_state_gpu_set_state(st, rec.address, GP_GPU_MOUNTING);
 	if (r < 0)

@@ -41,6 +41,7 @@ struct gp_bind_opts {
 	const struct gp_kernel_ops *kops; /* NULL: gp_kernel_ops_default() */
 	const char *for_vm; /* recorded: dismounted by `vm create` for this VM */
 	bool lock_wait;     /* wait for another gpupass instead of -EBUSY */
+	bool allow_held;    /* mount: the caller checked the holding VM is stopped */
 };
 
 /* The warnings that need --force for a dismount. */
@@ -71,7 +72,7 @@ int gp_bind_dismount_gpu(struct gp_ctx *ctx, struct gp_state *st,
 
 /* Gives the group back to its original drivers and checks they bound.
  * 0 (also when it was not dismounted), -ENOENT, -ENOTUNIQ, -EBUSY (a VM
- * holds it, or another gpupass works on it), -EIO (a driver did not bind:
+ * holds it and opts->allow_held is not set, or another gpupass works on it), -EIO (a driver did not bind:
  * the record stays so that `mount` can be run again). */
 int gp_bind_mount(struct gp_ctx *ctx, struct gp_state *st, const char *query,
 		  const struct gp_bind_opts *opts, char *addr_out, bool *did,

@@ -525,6 +525,13 @@ static int load_cards(struct gp_ctx *ctx, struct gp_state *st, const char *name,
 		char p[64];
 
 		r = gp_state_gpu_get(st, gpus.v[i], rec);
+		if (r == -ENOENT && check_kernel) {
+			gp_why_set(why, "VM %s: GPU %s is not bound to vfio-pci (it was mounted back "
+				   "to the host); run gpupass dismount %s, then start %s again",
+				   name, gpus.v[i], gpus.v[i], name);
+			r = -EIO;
+			goto out;
+		}
 		if (r < 0)
 			goto out;
 		if (check_kernel && (rec->state != GP_GPU_DISMOUNTED || !gp_bind_gpu_on_vfio(ctx, rec))) {
@@ -859,6 +866,36 @@ out:
 	gp_qmp_close(q);
 	free(cs);
 	return r;
+}
+
+int gp_deploy_mount(struct gp_ctx *ctx, struct gp_state *st, const char *query,
+		    const struct gp_deploy_opts *opts, char *addr_out, char *vm_out, bool *did,
+		    struct gp_why *why)
+{
+	struct gp_bind_opts bo = { .kops = opts ? opts->kops : NULL, .allow_held = true };
+	char addr[GP_ADDR_LEN] = "", vm[GP_NAME_LEN] = "";
+	struct gp_state_gpu rec;
+
+	if (vm_out)
+		vm_out[0] = '\0';
+	/* A running VM holds it; a stopped one only claims it. */
+	if (gp_state_gpu_get(st, query, &rec) == 0 &&
+	    gp_state_gpu_owner(st, rec.address, vm, sizeof(vm)) == 0 && vm_running(ctx, vm)) {
+		gp_why_set(why, "GPU %s is held by the running VM %s; stop it first (gpupass vm "
+			   "stop %s), then mount", rec.address, vm, vm);
+		return -EBUSY;
+	}
+	{
+		int r = gp_bind_mount(ctx, st, query, &bo, addr, did, why);
+
+		if (r < 0)
+			return r;
+	}
+	if (addr_out)
+		snprintf(addr_out, GP_ADDR_LEN, "%s", addr);
+	if (vm_out && gp_state_gpu_owner(st, addr, vm, sizeof(vm)) == 0)
+		snprintf(vm_out, GP_NAME_LEN, "%s", vm);
+	return 0;
 }
 
 int gp_deploy_reconcile(struct gp_ctx *ctx, struct gp_state *st,

@@ -19,9 +19,11 @@ struct gp_state {
 	int depth; /* gp_state_begin() nesting */
 };
 
-/* Version 1. Foreign keys make an assignment impossible without both its VM
- * and its dismounted GPU; the primary key on assignment.gpu makes a second
- * VM for one GPU impossible. */
+/* Version 1. A foreign key makes an assignment impossible without its VM;
+ * the primary key on assignment.gpu makes a second VM for one GPU
+ * impossible. The GPU is not a foreign key: an assignment is the VM's claim
+ * and outlives a mount of the GPU while the VM is stopped (vm start then
+ * asks for a dismount). */
 static const char schema_v1[] =
 	"CREATE TABLE gpu ("
 	"  address TEXT PRIMARY KEY NOT NULL,"
@@ -51,7 +53,7 @@ static const char schema_v1[] =
 	"  accel TEXT NOT NULL DEFAULT 'auto',"
 	"  extra TEXT NOT NULL DEFAULT '');"
 	"CREATE TABLE assignment ("
-	"  gpu TEXT PRIMARY KEY NOT NULL REFERENCES gpu(address),"
+	"  gpu TEXT PRIMARY KEY NOT NULL,"
 	"  vm TEXT NOT NULL REFERENCES vm(name));"
 	"CREATE INDEX assignment_vm ON assignment(vm);";
 
@@ -410,10 +412,25 @@ static int gpu_key(struct gp_state *st, const char *addr, char *key, size_t len)
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW)
 		copy_col(s, 0, key, len);
+	else if (rc == SQLITE_DONE)
+		snprintf(key, len, "%s", addr); /* not dismounted: its own key */
 	else
-		r = rc == SQLITE_DONE ? -ENOENT : sql_errno(st, rc, "gpu_key");
+		r = sql_errno(st, rc, "gpu_key");
 	sqlite3_finalize(s);
 	return r;
+}
+
+static bool gpu_recorded(struct gp_state *st, const char *key)
+{
+	sqlite3_stmt *s;
+	bool found;
+
+	if (prepare(st, "SELECT 1 FROM gpu WHERE address = ?1", &s) < 0)
+		return false;
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_TRANSIENT);
+	found = sqlite3_step(s) == SQLITE_ROW;
+	sqlite3_finalize(s);
+	return found;
 }
 
 int gp_state_gpu_put(struct gp_state *st, const struct gp_state_gpu *gpu)
@@ -452,6 +469,8 @@ int gp_state_gpu_get(struct gp_state *st, const char *addr, struct gp_state_gpu 
 	r = gpu_key(st, addr, g.address, sizeof(g.address));
 	if (r < 0)
 		return r;
+	if (!gpu_recorded(st, g.address))
+		return -ENOENT;
 	r = prepare(st, "SELECT iommu_group, state, auto_for_vm FROM gpu WHERE address = ?1", &s);
 	if (r < 0)
 		return r;
@@ -509,13 +528,11 @@ int gp_state_fn_set_vfio(struct gp_state *st, const char *fn_addr, bool on_vfio)
 
 int gp_state_gpu_delete(struct gp_state *st, const char *addr)
 {
-	char key[GP_ADDR_LEN], vm[GP_NAME_LEN];
+	char key[GP_ADDR_LEN];
 	int n = 0, r;
 
 	TX_BEGIN(st);
 	r = gpu_key(st, addr, key, sizeof(key));
-	if (r == 0 && gp_state_gpu_owner(st, key, vm, sizeof(vm)) == 0)
-		r = -EBUSY;
 	if (r == 0)
 		r = run(st, "DELETE FROM gpu WHERE address = ?1", &n, "s", key);
 	if (r == 0 && n == 0)
@@ -664,6 +681,9 @@ int gp_state_assign(struct gp_state *st, const char *gpu, const char *vm)
 
 	TX_BEGIN(st);
 	r = gpu_key(st, gpu, key, sizeof(key));
+	/* Only a dismounted GPU can be given to a VM. */
+	if (r == 0 && !gpu_recorded(st, key))
+		r = -ENOENT;
 	if (r == 0 && gp_state_gpu_owner(st, key, owner, sizeof(owner)) == 0 &&
 	    strcmp(owner, vm) == 0)
 		return tx_end(st, 0);

@@ -119,7 +119,7 @@ int gp_state_gpu_put(struct gp_state *st, const struct gp_state_gpu *gpu);
 int gp_state_gpu_get(struct gp_state *st, const char *addr, struct gp_state_gpu *out);
 int gp_state_gpu_set_state(struct gp_state *st, const char *addr, enum gp_gpu_state s);
 int gp_state_fn_set_vfio(struct gp_state *st, const char *fn_addr, bool on_vfio);
-/* -EBUSY when a VM still holds it. */
+/* Forgets the dismount (its assignment, if any, stays: see the schema). */
 int gp_state_gpu_delete(struct gp_state *st, const char *addr);
 /* Addresses of recorded GPUs, sorted. */
 int gp_state_gpu_list(struct gp_state *st, struct gp_strv *addrs);

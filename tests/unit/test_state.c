@@ -274,8 +274,13 @@ static void test_one_vm_per_gpu(void **state)
 	assert_int_equal(gp_state_vm_gpus(fx->st, "vm-a", &gpus), 0);
 	assert_int_equal(gpus.n, 2);
 	gp_strv_clear(&gpus);
-	/* A held GPU's record cannot go. */
-	assert_int_equal(gp_state_gpu_delete(fx->st, "0000:3b:00.0"), -EBUSY);
+	/* Mounting a held GPU (its VM stopped) keeps the VM's claim. */
+	assert_int_equal(gp_state_gpu_delete(fx->st, "0000:5e:00.0"), 0);
+	assert_int_equal(gp_state_gpu_owner(fx->st, "0000:5e:00.0", owner, sizeof(owner)), 0);
+	assert_string_equal(owner, "vm-a");
+	assert_int_equal(gp_state_unassign(fx->st, "0000:5e:00.0"), 0);
+	add_gpu(fx->st, "0000:5e:00.0", NULL);
+	assert_int_equal(gp_state_assign(fx->st, "0000:5e:00.0", "vm-a"), 0);
 	assert_int_equal(gp_state_unassign(fx->st, "0000:3b:00.0"), 0);
 	assert_int_equal(gp_state_unassign(fx->st, "0000:3b:00.0"), -ENOENT);
 	assert_int_equal(gp_state_assign(fx->st, "0000:3b:00.0", "vm-b"), 0);

@@ -557,7 +557,7 @@ static void test_deploy_bad_input(void **state)
 	assert_int_equal(gp_bind_mount(d->ctx, d->st, "0000:3b:00.0", NULL, NULL, NULL, &w), -EBUSY);
 	dfx_unchanged(d);
 
-	/* Deleting vm-a gives back the GPU that its creation dismounted. */
+	/* ...while deleting vm-a gives back the GPU its creation dismounted. */
 	assert_int_equal(gp_deploy_vm_delete(d->ctx, d->st, "vm-a", &d->o, &w), 0);
 	drv(d, "0000:3b:00.0", "nvidia");
 	dfx_free(d);
@@ -625,8 +625,30 @@ static void test_deploy_chain(void **state)
 	assert_int_equal(gp_deploy_assign(d->ctx, d->st, "GeForce", "ws", &d->o, addr, &w), 0);
 	assert_string_equal(addr, "0000:01:00.0");
 
-	/* A stopped VM whose GPU was given back behind its back will not start. */
+	/* Mount while the VM is stopped: the GPU goes back, the VM keeps its
+	 * claim and will not start until it is dismounted again. */
+	{
+		bool did = false;
+
+		assert_int_equal(gp_deploy_mount(d->ctx, d->st, "0000:01:00.0", &d->o, addr, vm,
+						 &did, &w), 0);
+		assert_true(did);
+		assert_string_equal(vm, "ws");
+		drv(d, "0000:01:00.0", "nouveau");
+		drv(d, "0000:01:00.1", "snd_hda_intel");
+		assert_int_equal(gp_deploy_vm_argv(d->ctx, d->st, "ws", &d->o, &argv, &w), -EIO);
+		assert_why(&w, "0000:01:00.0", "dismount");
+		gp_strv_clear(&argv);
+		assert_int_equal(gp_bind_dismount(d->ctx, d->st, "0000:01:00.0",
+				 &(struct gp_bind_opts){ .force = true, .kops = &d->kops },
+				 NULL, &did, &w), 0);
+		assert_int_equal(gp_deploy_vm_argv(d->ctx, d->st, "ws", &d->o, &argv, &w), 0);
+		gp_strv_clear(&argv);
+	}
+	/* Dismounted by hand, it stays dismounted when the VM goes... */
 	assert_int_equal(gp_deploy_vm_delete(d->ctx, d->st, "ws", &d->o, &w), 0);
+	drv(d, "0000:01:00.0", "vfio-pci");
+	assert_int_equal(gp_bind_mount(d->ctx, d->st, "0000:01:00.0", NULL, NULL, NULL, &w), 0);
 	drv(d, "0000:01:00.0", "nouveau");
 	drv(d, "0000:01:00.1", "snd_hda_intel");
 	{
