@@ -283,10 +283,12 @@ int gp_vm_build_argv(const struct gp_vm_launch *l, struct gp_strv *a)
 
 bool gp_vm_kvm_usable(struct gp_ctx *ctx)
 {
-	struct {
+	/* struct kvm_msrs ends in a flexible array: room for one entry. */
+	union {
 		struct kvm_msrs hdr;
-		struct kvm_msr_entry e;
+		char space[sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)];
 	} msrs;
+	struct kvm_msr_entry *e = msrs.hdr.entries;
 	int kvm, vm = -1, vcpu = -1;
 	bool ok = false;
 
@@ -305,13 +307,13 @@ bool gp_vm_kvm_usable(struct gp_ctx *ctx)
 	/* Feature MSRs are read from /dev/kvm itself (KVM_CAP_GET_MSR_FEATURES). */
 	memset(&msrs, 0, sizeof(msrs));
 	msrs.hdr.nmsrs = 1;
-	msrs.e.index = MSR_ARCH_CAPABILITIES;
+	e->index = MSR_ARCH_CAPABILITIES;
 	if (ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_GET_MSR_FEATURES) > 0 &&
 	    ioctl(kvm, KVM_GET_MSRS, &msrs) == 1) {
 		/* QEMU -cpu host writes this value; it must be accepted. */
 		ok = ioctl(vcpu, KVM_SET_MSRS, &msrs) == 1;
 		gp_dbg(&ctx->log, "kvm: MSR 0x%x = 0x%llx %s", MSR_ARCH_CAPABILITIES,
-		       (unsigned long long)msrs.e.data, ok ? "accepted" : "refused");
+		       (unsigned long long)e->data, ok ? "accepted" : "refused");
 	}
 out:
 	if (vcpu >= 0)
