@@ -433,6 +433,11 @@ int gp_bind_dismount_gpu(struct gp_ctx *ctx, struct gp_state *st,
 		opts = &defaults;
 	if (did)
 		*did = false;
+	/* Errors (never forced) first, with the survey's own words: they do
+	 * not depend on what another process is doing. */
+	r = gp_bind_check(gpu, true, why);
+	if (r < 0)
+		goto out;
 	r = group_endpoints(survey, gpu, &eps, why);
 	if (r < 0)
 		goto out;
