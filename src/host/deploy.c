@@ -710,80 +710,6 @@ void gp_verify_clear(struct gp_verify *v)
 	memset(v, 0, sizeof(*v));
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* lspci -nn inside the guest through qemu-guest-agent's guest-exec. */
-static int agent_lspci(const struct gp_vm_paths *p, int timeout_ms, char **out)
-{
-	struct json_object *args, *ret = NULL, *v;
-	struct gp_qmp *q;
-	int64_t deadline;
-	int64_t gpid;
-	int r = gp_qmp_connect_agent(p->qga, timeout_ms, &q);
-
-	if (r < 0)
-		return r;
-	args = json_object_new_object();
-	json_object_object_add(args, "id", json_object_new_int64((int64_t)getpid()));
-	r = gp_qmp_execute(q, "guest-sync", args, timeout_ms, NULL, NULL, 0);
-	json_object_put(args);
-	if (r < 0)
-		goto out;
-	args = json_object_new_object();
-	v = json_object_new_array();
-	json_object_array_add(v, json_object_new_string("-nn"));
-	json_object_object_add(args, "path", json_object_new_string("lspci"));
-	json_object_object_add(args, "arg", v);
-	json_object_object_add(args, "capture-output", json_object_new_boolean(1));
-	r = gp_qmp_execute(q, "guest-exec", args, 10000, &ret, NULL, 0);
-	json_object_put(args);
-	if (r < 0)
-		goto out;
-	if (!json_object_object_get_ex(ret, "pid", &v) || !json_object_is_type(v, json_type_int)) {
-		r = -EPROTO;
-		goto out;
-	}
-	gpid = json_object_get_int64(v);
-	json_object_put(ret);
-	ret = NULL;
-	deadline = now_ms() + 30000;
-	for (;;) {
-		struct json_object *exited;
-
-		args = json_object_new_object();
-		json_object_object_add(args, "pid", json_object_new_int64(gpid));
-		r = gp_qmp_execute(q, "guest-exec-status", args, 10000, &ret, NULL, 0);
-		json_object_put(args);
-		if (r < 0)
-			goto out;
-		if (json_object_object_get_ex(ret, "exited", &exited) &&
-		    json_object_get_boolean(exited))
-			break;
-		json_object_put(ret);
-		ret = NULL;
-		if (now_ms() > deadline) {
-			r = -ETIMEDOUT;
-			goto out;
-		}
-		usleep(200 * 1000);
-	}
-	if (json_object_object_get_ex(ret, "out-data", &v) &&
-	    json_object_is_type(v, json_type_string))
-		r = gp_base64_decode(json_object_get_string(v), out, NULL);
-	else
-		r = -ENODATA;
-out:
-	json_object_put(ret);
-	gp_qmp_close(q);
-	return r;
-}
-
 int gp_deploy_vm_verify(struct gp_ctx *ctx, struct gp_state *st, const char *name,
 			int agent_timeout_ms, struct gp_verify *out, struct gp_why *why)
 {
@@ -848,7 +774,7 @@ int gp_deploy_vm_verify(struct gp_ctx *ctx, struct gp_state *st, const char *nam
 			out->ok &= d->in_qmp;
 		}
 	}
-	if (agent_timeout_ms > 0 && agent_lspci(&p, agent_timeout_ms, &out->lspci) == 0) {
+	if (agent_timeout_ms > 0 && gp_qmp_agent_exec(p.qga, agent_timeout_ms, "lspci", "-nn", &out->lspci) == 0) {
 		out->agent = true;
 		for (size_t i = 0; i < out->n; i++) {
 			struct gp_verify_dev *d = &out->dev[i];

@@ -13,6 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -284,6 +289,113 @@ static void test_base64(void **state)
 	assert_int_equal(gp_base64_decode("a===", &out, &n), -EINVAL);
 }
 
+/* --- a guest agent, played by a thread --- */
+
+struct agent {
+	char path[108];
+	int lfd;
+	bool silent; /* accept but never answer: no agent in the guest */
+	int polls;
+	char last_exec[512];
+};
+
+static void *agent_main(void *arg)
+{
+	struct agent *ag = arg;
+	char buf[4096];
+	size_t len = 0;
+	int fd = accept(ag->lfd, NULL, NULL);
+
+	if (fd < 0)
+		return NULL;
+	for (;;) {
+		ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
+		char *nl;
+
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		buf[len] = '\0';
+		while ((nl = strchr(buf, '\n'))) {
+			const char *reply = NULL;
+			char tmp[512];
+
+			*nl = '\0';
+			if (ag->silent) {
+				/* swallow */
+			} else if (strstr(buf, "\"guest-sync\"")) {
+				snprintf(tmp, sizeof(tmp), "{\"return\": %d}\n", (int)getpid());
+				reply = tmp;
+			} else if (strstr(buf, "\"guest-exec\"")) {
+				snprintf(ag->last_exec, sizeof(ag->last_exec), "%s", buf);
+				reply = "\n{\"return\": {\"pid\": 42}}\n";
+			} else if (strstr(buf, "\"guest-exec-status\"")) {
+				reply = ag->polls++ == 0 ? "{\"return\": {\"exited\": false}}\n" :
+					"{\"return\": {\"exited\": true, \"exitcode\": 0, \"out-data\": "
+					"\"MDE6MDAuMCBWR0EgY29tcGF0aWJsZSBjb250cm9sbGVyIFswMzAwXTogRGV2aWNlIFsxMjM0"
+					"OjExMTFdIChyZXYgMDIpCg==\"}}\n";
+			} else {
+				reply = "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"?\"}}\n";
+			}
+			if (reply && write(fd, reply, strlen(reply)) < 0)
+				break;
+			len -= (size_t)(nl + 1 - buf);
+			memmove(buf, nl + 1, len + 1);
+		}
+	}
+	close(fd);
+	return NULL;
+}
+
+static void agent_start(struct agent *ag, pthread_t *th, const char *dir, bool silent)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+	memset(ag, 0, sizeof(*ag));
+	ag->silent = silent;
+	snprintf(ag->path, sizeof(ag->path), "%s/qga.sock", dir);
+	strcpy(sa.sun_path, ag->path);
+	ag->lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_true(ag->lfd >= 0);
+	unlink(ag->path);
+	assert_int_equal(bind(ag->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(ag->lfd, 1), 0);
+	assert_int_equal(pthread_create(th, NULL, agent_main, ag), 0);
+}
+
+static void test_guest_agent(void **state)
+{
+	char dir[64] = "/tmp/gp-qga-XXXXXX", *out = NULL;
+	struct agent ag;
+	pthread_t th;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	agent_start(&ag, &th, dir, false);
+	assert_int_equal(gp_qmp_agent_exec(ag.path, 2000, "lspci", "-nn", &out), 0);
+	assert_string_equal(out, "01:00.0 VGA compatible controller [0300]: Device [1234:1111] "
+				 "(rev 02)\n");
+	assert_non_null(strstr(ag.last_exec, "\"path\":\"lspci\""));
+	assert_non_null(strstr(ag.last_exec, "\"-nn\""));
+	assert_non_null(strstr(ag.last_exec, "\"capture-output\":true"));
+	assert_int_equal(ag.polls, 2);
+	free(out);
+	pthread_join(th, NULL);
+	close(ag.lfd);
+
+	/* A guest without an agent: the port is there, nobody answers. */
+	agent_start(&ag, &th, dir, true);
+	out = NULL;
+	assert_int_equal(gp_qmp_agent_exec(ag.path, 300, "lspci", "-nn", &out), -ETIMEDOUT);
+	assert_null(out);
+	pthread_join(th, NULL);
+	close(ag.lfd);
+	/* Nobody listening at all. */
+	unlink(ag.path);
+	assert_true(gp_qmp_agent_exec(ag.path, 300, "lspci", NULL, &out) < 0);
+	rmdir(dir);
+}
+
 /* --- a real QEMU --- */
 
 struct qfx {
@@ -357,6 +469,21 @@ static void test_real_qemu(void **state)
 	assert_int_equal(gp_vm_status(&p, &rs, &pid2, NULL), 0);
 	assert_int_equal(rs, GP_VM_STOPPED);
 	assert_int_equal(access(p.pid, F_OK), -1);
+
+	/* QEMU killed behind gpupass's back: reported once, files cleaned. */
+	{
+		bool died = false;
+
+		assert_int_equal(gp_vm_spawn(ctx, &p, &a, 30000, &pid, &why), 0);
+		assert_int_equal(kill(pid, SIGKILL), 0);
+		assert_int_equal(waitpid(pid, NULL, 0), pid);
+		assert_int_equal(gp_vm_status(&p, &rs, &pid2, &died), 0);
+		assert_int_equal(rs, GP_VM_STOPPED);
+		assert_true(died);
+		assert_int_equal(access(p.pid, F_OK), -1);
+		assert_int_equal(gp_vm_status(&p, &rs, &pid2, &died), 0);
+		assert_false(died);
+	}
 	gp_strv_clear(&a);
 
 	/* QEMU refusing its command line: its own message comes back. */
@@ -660,6 +787,46 @@ static void test_deploy_chain(void **state)
 	dfx_free(d);
 }
 
+/* vm set re-picks GPUs (only while stopped) and gives back what it took. */
+static void test_deploy_set(void **state)
+{
+	struct dfx *d = dfx_new("two-nvidia", true);
+	struct gp_vm_config c;
+	struct gp_why w = { "" };
+	char vm[GP_NAME_LEN];
+
+	(void)state;
+	vm_cfg(d, &c, "s1", GP_PT_NONE, NULL, 0);
+	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), 0);
+	vm_cfg(d, &c, "s1", GP_PT_DDA, "A100", 1);
+	assert_int_equal(gp_deploy_vm_set(d->ctx, d->st, &c, &d->o, &w), 0);
+	drv(d, "0000:5e:00.0", "vfio-pci");
+	drv(d, "0000:3b:00.0", "nvidia");
+	assert_int_equal(gp_state_gpu_owner(d->st, "0000:5e:00.0", vm, sizeof(vm)), 0);
+	assert_string_equal(vm, "s1");
+	/* Asking for more than there is: refused, the old GPU kept. */
+	dfx_snapshot(d);
+	vm_cfg(d, &c, "s1", GP_PT_DDA, "A100", 2);
+	assert_int_equal(gp_deploy_vm_set(d->ctx, d->st, &c, &d->o, &w), -ENOSPC);
+	assert_why(&w, "s1", "1 is ready");
+	dfx_unchanged(d);
+	/* Another GPU instead: the A100 goes back to the host. */
+	vm_cfg(d, &c, "s1", GP_PT_DDA, "T4", 1);
+	assert_int_equal(gp_deploy_vm_set(d->ctx, d->st, &c, &d->o, &w), 0);
+	drv(d, "0000:3b:00.0", "vfio-pci");
+	drv(d, "0000:5e:00.0", "nvidia");
+	/* No GPU any more. */
+	vm_cfg(d, &c, "s1", GP_PT_NONE, NULL, 0);
+	assert_int_equal(gp_deploy_vm_set(d->ctx, d->st, &c, &d->o, &w), 0);
+	drv(d, "0000:3b:00.0", "nvidia");
+	assert_int_equal(gp_state_gpu_owner(d->st, "0000:3b:00.0", vm, sizeof(vm)), -ENOENT);
+	/* A VM that does not exist. */
+	vm_cfg(d, &c, "ghost", GP_PT_NONE, NULL, 0);
+	assert_int_equal(gp_deploy_vm_set(d->ctx, d->st, &c, &d->o, &w), -ENOENT);
+	assert_why(&w, "ghost", NULL);
+	dfx_free(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -668,10 +835,12 @@ int main(void)
 		cmocka_unit_test(test_qmp_parse),
 		cmocka_unit_test(test_qmp_parse_pci),
 		cmocka_unit_test(test_base64),
+		cmocka_unit_test(test_guest_agent),
 		cmocka_unit_test(test_real_qemu),
 		cmocka_unit_test(test_deploy_bad_input),
 		cmocka_unit_test(test_deploy_vfio_missing),
 		cmocka_unit_test(test_deploy_chain),
+		cmocka_unit_test(test_deploy_set),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

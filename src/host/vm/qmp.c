@@ -510,3 +510,76 @@ int gp_base64_decode(const char *in, char **out, size_t *len)
 		*len = o;
 	return 0;
 }
+
+/* guest-exec and guest-exec-status (qemu-ga QAPI schema). */
+int gp_qmp_agent_exec(const char *path, int timeout_ms, const char *prog, const char *arg,
+		      char **out)
+{
+	struct json_object *args, *ret = NULL, *v;
+	struct gp_qmp *q;
+	int64_t deadline;
+	int64_t gpid;
+	int r = gp_qmp_connect_agent(path, timeout_ms, &q);
+
+	if (r < 0)
+		return r;
+	args = json_object_new_object();
+	json_object_object_add(args, "id", json_object_new_int64((int64_t)getpid()));
+	r = gp_qmp_execute(q, "guest-sync", args, timeout_ms, NULL, NULL, 0);
+	json_object_put(args);
+	if (r < 0)
+		goto out;
+	args = json_object_new_object();
+	v = json_object_new_array();
+	if (arg)
+		json_object_array_add(v, json_object_new_string(arg));
+	json_object_object_add(args, "path", json_object_new_string(prog));
+	json_object_object_add(args, "arg", v);
+	json_object_object_add(args, "capture-output", json_object_new_boolean(1));
+	r = gp_qmp_execute(q, "guest-exec", args, 10000, &ret, NULL, 0);
+	json_object_put(args);
+	if (r < 0)
+		goto out;
+	if (!json_object_object_get_ex(ret, "pid", &v) || !json_object_is_type(v, json_type_int)) {
+		r = -EPROTO;
+		goto out;
+	}
+	gpid = json_object_get_int64(v);
+	json_object_put(ret);
+	ret = NULL;
+	deadline = now_ms() + 30000;
+	for (;;) {
+		struct json_object *exited;
+
+		args = json_object_new_object();
+		json_object_object_add(args, "pid", json_object_new_int64(gpid));
+		r = gp_qmp_execute(q, "guest-exec-status", args, 10000, &ret, NULL, 0);
+		json_object_put(args);
+		if (r < 0)
+			goto out;
+		if (json_object_object_get_ex(ret, "exited", &exited) &&
+		    json_object_get_boolean(exited))
+			break;
+		json_object_put(ret);
+		ret = NULL;
+		if (now_ms() > deadline) {
+			r = -ETIMEDOUT;
+			goto out;
+		}
+		{
+			struct timespec ts = { 0, 200 * 1000000L };
+
+			nanosleep(&ts, NULL);
+		}
+	}
+	if (json_object_object_get_ex(ret, "out-data", &v) &&
+	    json_object_is_type(v, json_type_string))
+		r = gp_base64_decode(json_object_get_string(v), out, NULL);
+	else
+		r = -ENODATA;
+out:
+	json_object_put(ret);
+	gp_qmp_close(q);
+	return r;
+}
+

@@ -60,6 +60,13 @@ struct gp_qmp_pci_dev {
  * is not a list. */
 int gp_qmp_parse_pci(struct json_object *ret, struct gp_qmp_pci_dev **out, size_t *n);
 
+/* Runs @prog (with one @arg, may be NULL) in the guest through the guest
+ * agent at @path: guest-sync (within @timeout_ms: -ETIMEDOUT when no agent
+ * answers), guest-exec with capture-output, guest-exec-status until it
+ * exits (30 s). *out gets its decoded stdout (malloc'd). */
+int gp_qmp_agent_exec(const char *path, int timeout_ms, const char *prog, const char *arg,
+		      char **out);
+
 /* Decodes standard base64 (guest-exec-status "out-data") into a malloc'd
  * NUL-terminated buffer. -EINVAL on bad input. */
 int gp_base64_decode(const char *in, char **out, size_t *len);
