@@ -841,7 +841,8 @@ int gp_deploy_reconcile(struct gp_ctx *ctx, struct gp_state *st,
 			if (gp_vm_paths_get(ctx, vms.v[i], &p) == 0 &&
 			    gp_vm_status(&p, &s, &pid, &died) == 0 && died && report)
 				(void)gp_strv_push_printf(report, "VM %s: QEMU exited without gpupass "
-							  "stopping it; see gpupass vm log %s",
+							  "stopping it (guest powered off, or "
+							  "QEMU died); see gpupass vm log %s",
 							  vms.v[i], vms.v[i]);
 		}
 	}
