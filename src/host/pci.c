@@ -52,9 +52,9 @@ int gp_pci_addr_parse(const char *s, struct gp_pci_addr *out)
 
 	if (!s)
 		return -EINVAL;
-	/* Long form has a domain: four hex digits and a colon first. */
-	if (strlen(s) == 12) {
-		if (hexn(&p, 4, &v) < 0 || *p++ != ':')
+	/* Long form has a domain: 4 to 8 hex digits and a colon first. */
+	if (strlen(s) >= 12 && strlen(s) <= 15) {
+		if (hexn(&p, (int)strlen(s) - 8, &v) < 0 || *p++ != ':')
 			return -EINVAL;
 		a.domain = v;
 	} else if (strlen(s) != 7) {
@@ -75,8 +75,7 @@ int gp_pci_addr_parse(const char *s, struct gp_pci_addr *out)
 
 const char *gp_pci_addr_format(const struct gp_pci_addr *a, char *buf, size_t len)
 {
-	snprintf(buf, len, "%04" PRIx32 ":%02x:%02x.%x", a->domain & 0xffff, a->bus,
-		 a->dev, a->func);
+	snprintf(buf, len, "%04" PRIx32 ":%02x:%02x.%x", a->domain, a->bus, a->dev, a->func);
 	return buf;
 }
 
@@ -84,7 +83,7 @@ static bool is_pci_addr(const char *s)
 {
 	struct gp_pci_addr a;
 
-	return strlen(s) == 12 && gp_pci_addr_parse(s, &a) == 0;
+	return strlen(s) >= 12 && gp_pci_addr_parse(s, &a) == 0;
 }
 
 /* ---------- config space ---------- */
@@ -356,7 +355,7 @@ int gp_pci_location_from_path(const char *sysfs_path, char **out)
 				char tail;
 
 				/* "pci0000:00": the root bus of a host bridge. */
-				if (sscanf(comp, "pci%4x:%2x%c", &dom, &bus, &tail) == 2) {
+				if (sscanf(comp, "pci%8x:%2x%c", &dom, &bus, &tail) == 2) {
 					unsigned uid = dom ? (dom << 8 | bus) : bus;
 
 					w = snprintf(buf, sizeof(buf), "PCIROOT(%X)", uid);
@@ -406,7 +405,8 @@ struct gp_pci_scan {
  */
 static _Thread_local jmp_buf *names_jmp;
 
-static _Noreturn void names_error(char *msg, ...)
+static void names_error(char *msg, ...) __attribute__((noreturn));
+static void names_error(char *msg, ...)
 {
 	(void)msg;
 	if (names_jmp)

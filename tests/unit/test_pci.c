@@ -34,7 +34,11 @@ static void test_addr(void **state)
 	assert_int_equal(a.dev, 0x1f);
 	assert_int_equal(a.func, 7);
 	assert_string_equal(gp_pci_addr_format(&a, buf, sizeof(buf)), "0000:3b:1f.7");
-	assert_int_equal(gp_pci_addr_parse("10000:3b:00.0", &a), -EINVAL);
+	assert_int_equal(gp_pci_addr_parse("10000:e0:06.0", &a), 0); /* Intel VMD */
+	assert_int_equal(a.domain, 0x10000);
+	assert_string_equal(gp_pci_addr_format(&a, buf, sizeof(buf)), "10000:e0:06.0");
+	assert_int_equal(gp_pci_addr_parse("100000000:3b:00.0", &a), -EINVAL);
+	assert_int_equal(gp_pci_addr_parse("000:3b:00.0", &a), -EINVAL);
 	assert_int_equal(gp_pci_addr_parse("0000:3b:20.0", &a), -EINVAL); /* dev > 31 */
 	assert_int_equal(gp_pci_addr_parse("0000:3b:00.8", &a), -EINVAL); /* fn > 7 */
 	assert_int_equal(gp_pci_addr_parse("0000:3b:00-0", &a), -EINVAL);

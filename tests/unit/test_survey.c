@@ -11,12 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <json-c/json.h>
 
 #include "fakesys.h"
 #include "host/context.h"
+#include "host/quirks.h"
 #include "host/survey.h"
 
 struct fx {
@@ -215,6 +217,148 @@ static void test_no_false_alarms(void **state)
 	assert_true(g->methods[GP_METHOD_DDA].ready);
 	assert_false(g->methods[GP_METHOD_PV].ready);
 	done(fx);
+}
+
+/* NVIDIA nodes: only /dev/nvidiaN with this GPU's minor counts; the shared
+ * control nodes do not. */
+static void test_in_use_nvidia(void **state)
+{
+	struct gp_fake *fake;
+	struct gp_ctx *ctx;
+	struct gp_survey *s;
+	const struct gp_survey_gpu *g;
+
+	(void)state;
+	assert_int_equal(gp_fake_build("server-t4", NULL, &fake), 0);
+	assert_int_equal(gp_fake_printf(fake, "proc/driver/nvidia/gpus/0000:3b:00.0/information",
+					"Model: \t\t Tesla T4\nIRQ:   \t\t 140\n"
+					"Device Minor: \t 1\nBus Location: \t 0000:3b:00.0\n"), 0);
+	assert_int_equal(gp_fake_holder(fake, 10, "other-job", 5, "/dev/nvidia0"), 0);
+	assert_int_equal(gp_fake_holder(fake, 11, "python3", 6, "/dev/nvidia1"), 0);
+	assert_int_equal(gp_fake_holder(fake, 12, "nvidia-smi", 3, "/dev/nvidiactl"), 0);
+	assert_int_equal(gp_ctx_new(gp_fake_root(fake), NULL, &ctx), 0);
+	assert_int_equal(gp_survey_run(ctx, NULL, &s), 0);
+	g = gp_survey_gpu(s, 0);
+	assert_int_equal(g->holders.n, 1);
+	assert_string_equal(g->holders.v[0], "11 (python3) /dev/nvidia1");
+	assert_true(gp_survey_gpu_has(g, GP_METHOD_DDA, GP_PROB_IN_USE));
+	gp_survey_free(s);
+	gp_ctx_free(ctx);
+	gp_fake_free(fake, true);
+}
+
+static struct gp_survey *survey_of(struct gp_fake *fake, struct gp_ctx **ctx)
+{
+	struct gp_survey *s = NULL;
+
+	assert_int_equal(gp_ctx_new(gp_fake_root(fake), NULL, ctx), 0);
+	gp_ctx_set_log(*ctx, NULL, NULL, GP_LOG_ERR);
+	assert_int_equal(gp_survey_run(*ctx, NULL, &s), 0);
+	return s;
+}
+
+static const struct gp_check *check_named(const struct gp_survey_gpu *g, const char *name)
+{
+	for (size_t i = 0; i < g->n_checks; i++)
+		if (strcmp(g->checks[i].name, name) == 0)
+			return &g->checks[i];
+	fail_msg("no check named %s", name);
+	return NULL;
+}
+
+/* What a non-root reader sees: 64 bytes of config space. Capabilities are
+ * unknown then, which must not read as "no MSI" or "no ACS". */
+static void test_non_root_view(void **state)
+{
+	static const char *const devs[] = { "0000:3a:00.0", "0000:3b:00.0" };
+	struct gp_fake *fake;
+	struct gp_ctx *ctx;
+	struct gp_survey *s;
+	const struct gp_survey_gpu *g;
+	const struct gp_check *c;
+
+	(void)state;
+	assert_int_equal(gp_fake_build("server-t4", NULL, &fake), 0);
+	for (size_t i = 0; i < 2; i++) {
+		char rel[512], p[600];
+
+		snprintf(rel, sizeof(rel), "%s/config", gp_fake_dev_dir(fake, devs[i]));
+		snprintf(p, sizeof(p), "%s/%s", gp_fake_root(fake), rel);
+		assert_int_equal(truncate(p, 64), 0);
+	}
+	s = survey_of(fake, &ctx);
+	g = gp_survey_gpu(s, 0);
+	assert_false(gp_survey_gpu_has(g, GP_METHOD_DDA, GP_PROB_NO_MSI));
+	assert_false(gp_survey_gpu_has(g, GP_METHOD_DDA, GP_PROB_NO_ACS));
+	assert_false(gp_survey_gpu_has(g, GP_METHOD_DDA, GP_PROB_SYSFS_UNREADABLE));
+	assert_true(g->methods[GP_METHOD_DDA].ready);
+	c = check_named(g, "interrupts");
+	assert_int_equal(c->status, GP_CHECK_INFO);
+	assert_non_null(strstr(c->detail, "root"));
+	c = check_named(g, "ACS");
+	assert_int_equal(c->status, GP_CHECK_INFO);
+	assert_non_null(strstr(c->detail, "0000:3a:00.0"));
+	/* Identity still comes through the 64-byte header. */
+	assert_int_equal(g->dev->subsys_device_id, 0x12a2);
+	gp_survey_free(s);
+	gp_ctx_free(ctx);
+	gp_fake_free(fake, true);
+}
+
+/* Odd but possible host states. */
+static void test_host_edges(void **state)
+{
+	struct gp_fake *fake;
+	struct gp_ctx *ctx;
+	struct gp_survey *s;
+	const struct gp_survey_gpu *g;
+	const struct gp_problem *p;
+
+	(void)state;
+	/* vfio-pci built out of tree (updates/), found through modules.dep;
+	 * a garbled reserved_regions line; a group member that is not a PCI
+	 * device the scan knows. */
+	assert_int_equal(gp_fake_build("server-t4", NULL, &fake), 0);
+	assert_int_equal(gp_fake_set_kernel(fake, "6.1.0-18-amd64", GP_FAKE_VFIO_MISSING), 0);
+	assert_int_equal(gp_fake_printf(fake, "lib/modules/6.1.0-18-amd64/modules.dep",
+					"kernel/drivers/net/e1000e/e1000e.ko:\n"
+					"updates/dkms/vfio-pci.ko: kernel/drivers/vfio/vfio.ko\n"), 0);
+	assert_int_equal(gp_fake_printf(fake, "sys/kernel/iommu_groups/30/reserved_regions",
+					"0x00000000fee00000 0x00000000feefffff msi\nnonsense\n"), 0);
+	assert_int_equal(gp_fake_symlink(fake, "../../../../devices/platform/foo",
+					 "sys/kernel/iommu_groups/30/devices/0000:3b:00.1"), 0);
+	s = survey_of(fake, &ctx);
+	assert_int_equal(gp_survey_host(s)->vfio_pci, GP_VFIO_AVAILABLE);
+	g = gp_survey_gpu(s, 0);
+	p = find_problem(g, GP_METHOD_DDA, GP_PROB_SYSFS_UNREADABLE);
+	if (!p) {
+		fail_msg("garbled reserved_regions not reported");
+		return; /* fail_msg does not return */
+	}
+	assert_non_null(strstr(p->message, "/sys/kernel/iommu_groups/30/reserved_regions"));
+	p = find_problem(g, GP_METHOD_DDA, GP_PROB_GROUP_SHARED);
+	if (!p) {
+		fail_msg("unknown group member not reported");
+		return; /* fail_msg does not return */
+	}
+	assert_non_null(strstr(p->message, "0000:3b:00.1 (not in /sys/bus/pci/devices)"));
+	gp_survey_free(s);
+	gp_ctx_free(ctx);
+	gp_fake_free(fake, true);
+
+	/* No kernel release in the fake root and no reserved_regions file. */
+	assert_int_equal(gp_fake_build("server-t4", NULL, &fake), 0);
+	assert_int_equal(gp_fake_unlink(fake, "proc/sys/kernel/osrelease"), 0);
+	assert_int_equal(gp_fake_unlink(fake, "sys/kernel/iommu_groups/30/reserved_regions"), 0);
+	s = survey_of(fake, &ctx);
+	assert_string_equal(gp_survey_host(s)->kernel, "unknown");
+	g = gp_survey_gpu(s, 0);
+	assert_int_equal(check_named(g, "reserved regions")->status, GP_CHECK_INFO);
+	assert_false(gp_survey_gpu_has(g, GP_METHOD_DDA, GP_PROB_RMRR));
+	assert_true(g->methods[GP_METHOD_DDA].ready);
+	gp_survey_free(s);
+	gp_ctx_free(ctx);
+	gp_fake_free(fake, true);
 }
 
 static void test_iommu_fix_text(void **state)
@@ -496,12 +640,66 @@ static void test_names(void **state)
 	gp_survey_free(NULL);
 }
 
+static void test_quirks(void **state)
+{
+	static const struct {
+		uint16_t dev;
+		const char *family;
+	} amd[] = { { 0x687f, "AMD Vega 10" }, { 0x66af, "AMD Vega 20" },
+		    { 0x731f, "AMD Navi 10" }, { 0x67df, "AMD Polaris 10" } };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(amd) / sizeof(amd[0]); i++) {
+		const struct gp_quirk *q = gp_quirk_find(0x1002, amd[i].dev);
+
+		if (!q) {
+			fail_msg("no quirk for 1002:%04x", amd[i].dev);
+			return; /* fail_msg does not return */
+		}
+		assert_string_equal(q->family, amd[i].family);
+		assert_true(q->flags & GP_QUIRK_RESET_UNRELIABLE);
+	}
+	assert_null(gp_quirk_find(0x1002, 0x73bf)); /* Navi 21 resets fine */
+	assert_null(gp_quirk_find(0x10de, 0x687f)); /* same id, other vendor */
+}
+
+/* The benchmark's host is a valid tree: every device and GPU found, each
+ * GPU ready with its audio companion. */
+static void test_many(void **state)
+{
+	struct gp_fake *fake;
+	struct gp_ctx *ctx;
+	struct gp_survey *s;
+
+	(void)state;
+	assert_int_equal(gp_fake_new(NULL, &fake), 0);
+	assert_int_equal(gp_fake_build_many(fake, 64, 4), 0);
+	assert_int_equal(gp_ctx_new(gp_fake_root(fake), NULL, &ctx), 0);
+	assert_int_equal(gp_survey_run(ctx, NULL, &s), 0);
+	assert_int_equal(gp_survey_host(s)->pci_devices, 64);
+	assert_int_equal(gp_survey_gpu_count(s), 4);
+	for (size_t i = 0; i < 4; i++) {
+		const struct gp_survey_gpu *g = gp_survey_gpu(s, i);
+
+		assert_true(g->methods[GP_METHOD_DDA].ready);
+		assert_int_equal(g->methods[GP_METHOD_DDA].n_problems, 1);
+		assert_int_equal(g->methods[GP_METHOD_DDA].problems[0].code,
+				 GP_PROB_GROUP_COMPANION);
+	}
+	gp_survey_free(s);
+	gp_ctx_free(ctx);
+	gp_fake_free(fake, true);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_codes_fire),
 		cmocka_unit_test(test_healthy),
 		cmocka_unit_test(test_no_false_alarms),
+		cmocka_unit_test(test_in_use_nvidia),
+		cmocka_unit_test(test_non_root_view),
+		cmocka_unit_test(test_host_edges),
 		cmocka_unit_test(test_iommu_fix_text),
 		cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_find),
@@ -510,6 +708,8 @@ int main(void)
 		cmocka_unit_test(test_read_only),
 		cmocka_unit_test(test_pv_hook),
 		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_quirks),
+		cmocka_unit_test(test_many),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
