@@ -774,6 +774,9 @@ int gp_deploy_vm_verify(struct gp_ctx *ctx, struct gp_state *st, const char *nam
 			out->ok &= d->in_qmp;
 		}
 	}
+	/* A DDA VM with nothing assigned proves nothing. */
+	if (cfg.passthrough == GP_PT_DDA && out->n == 0)
+		out->ok = false;
 	if (agent_timeout_ms > 0 && gp_qmp_agent_exec(p.qga, agent_timeout_ms, "lspci", "-nn", &out->lspci) == 0) {
 		out->agent = true;
 		for (size_t i = 0; i < out->n; i++) {
