@@ -430,6 +430,31 @@ static void test_mount_refused_when_held(void **state)
 	fx_free(fx);
 }
 
+/* A GPU someone bound to vfio-pci by hand: recorded with an unknown
+ * original driver; mount lets the kernel pick the driver. */
+static void test_dismounted_by_hand(void **state)
+{
+	struct fx *fx = fx_new("already-dismounted", true);
+	struct gp_state_gpu rec;
+	struct gp_why why = { "" };
+	bool did = true;
+
+	(void)state;
+	assert_driver(fx, "0000:3b:00.0", "vfio-pci");
+	assert_int_equal(dismount(fx, "0000:3b:00.0", false, &did, &why), 0);
+	assert_true(did); /* recorded now */
+	assert_int_equal(gp_state_gpu_get(fx->st, "0000:3b:00.0", &rec), 0);
+	assert_string_equal(rec.fn[0].original_driver, GP_DRIVER_UNKNOWN);
+	assert_true(rec.fn[0].on_vfio);
+	/* The driver the kernel would match. */
+	assert_int_equal(gp_strv_push(&fx->km.natural, "0000:3b:00.0=nvidia"), 0);
+	assert_int_equal(gp_fake_mkdir(fx->fake, "sys/bus/pci/drivers/nvidia"), 0);
+	assert_int_equal(gp_bind_mount(fx->ctx, fx->st, "0000:3b:00.0", NULL, NULL, &did, &why), 0);
+	assert_true(did);
+	assert_driver(fx, "0000:3b:00.0", "nvidia");
+	fx_free(fx);
+}
+
 struct racer {
 	struct fx *fx; /* shared tree and state dir */
 	struct gp_ctx *ctx;
@@ -509,6 +534,7 @@ int main(void)
 		cmocka_unit_test(test_crash_then_reconcile),
 		cmocka_unit_test(test_reconcile_rebound_outside),
 		cmocka_unit_test(test_mount_refused_when_held),
+		cmocka_unit_test(test_dismounted_by_hand),
 		cmocka_unit_test(test_concurrent_dismounts),
 	};
 
