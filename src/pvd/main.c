@@ -1,0 +1,395 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* gpupass-pvd: serves PV guests on the host's OpenCL devices. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "pvd.h"
+#include <CL/cl_ext.h>
+#include "transport/transport.h"
+
+#define DEFAULT_LISTEN "unix:/run/gpupass/pv.sock"
+/* Used when no --config is given: every local user is a guest, no limits. */
+static const char embedded_config[] =
+	"[server]\n"
+	"listen = " DEFAULT_LISTEN "\n"
+	"[guest default]\n"
+	"weight = 1\n";
+
+static void log_stderr(void *data, enum gp_log_level level, const char *msg)
+{
+	fprintf(stderr, "gpupass-pvd: %s: %s\n", gp_log_level_name(level), msg);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: gpupass-pvd [--config FILE] [--listen unix:PATH]... [-v]\n"
+		"\n"
+		"Shares the host's OpenCL devices with PV guests (processes, containers and\n"
+		"VMs running libgpupass-icd.so), with per-guest isolation, memory quotas and\n"
+		"weighted fair sharing of device time. Runs in the foreground.\n"
+		"\n"
+		"  -c, --config FILE    INI configuration (see gpupass-pvd(8)); without it:\n"
+		"                       listen on " DEFAULT_LISTEN ", every local user\n"
+		"                       is the guest 'default' with no limits\n"
+		"  -l, --listen ADDR    unix:PATH to listen on (repeatable; replaces the\n"
+		"                       config's [server] listen)\n"
+		"  -v, --verbose        log connections (twice: debug)\n"
+		"  -h, --help           this help\n");
+}
+
+/* A platform is ours if it is gpupass itself: never serve it (it would
+ * call back into this server). */
+static bool is_gpupass_platform(cl_platform_id p)
+{
+	char name[256] = "", suffix[64] = "";
+
+	clGetPlatformInfo(p, CL_PLATFORM_NAME, sizeof(name) - 1, name, NULL);
+	clGetPlatformInfo(p, CL_PLATFORM_ICD_SUFFIX_KHR, sizeof(suffix) - 1, suffix, NULL);
+	return strncmp(name, "gpupass", 7) == 0 || strcmp(suffix, "GPPV") == 0;
+}
+
+static bool device_wanted(const struct pvd_server *srv, cl_device_id d)
+{
+	char name[256] = "";
+
+	if (srv->cfg.devices.n == 0)
+		return true;
+	clGetDeviceInfo(d, CL_DEVICE_NAME, sizeof(name) - 1, name, NULL);
+	for (size_t i = 0; i < srv->cfg.devices.n; i++)
+		if (gp_str_icontains(name, srv->cfg.devices.v[i]))
+			return true;
+	return false;
+}
+
+static int backend_open(struct pvd_server *srv)
+{
+	cl_platform_id plats[16];
+	cl_uint np = 0;
+
+	/* If the loader is pointed at our own ICD, it must not connect here. */
+	setenv("GPUPASS_PVD_SELF", "1", 1);
+	if (clGetPlatformIDs(16, plats, &np) != CL_SUCCESS)
+		np = 0;
+	for (cl_uint i = 0; i < np && i < 16; i++) {
+		cl_device_id devs[64];
+		cl_uint nd = 0;
+
+		if (is_gpupass_platform(plats[i]))
+			continue;
+		if (clGetDeviceIDs(plats[i], CL_DEVICE_TYPE_ALL, 64, devs, &nd) != CL_SUCCESS)
+			continue;
+		for (cl_uint j = 0; j < nd && j < 64; j++) {
+			struct pvd_dev *nv;
+
+			if (!device_wanted(srv, devs[j]))
+				continue;
+			nv = realloc(srv->devs, (srv->n_devs + 1) * sizeof(*nv));
+			if (!nv)
+				return -ENOMEM;
+			srv->devs = nv;
+			nv[srv->n_devs].platform = plats[i];
+			nv[srv->n_devs].device = devs[j];
+			srv->n_devs++;
+			if (!srv->platform_name) {
+				char name[256] = "";
+
+				clGetPlatformInfo(plats[i], CL_PLATFORM_NAME, sizeof(name) - 1, name, NULL);
+				srv->platform_name = strdup(name);
+			}
+		}
+	}
+	return srv->n_devs ? 0 : -ENODEV;
+}
+
+static int mkdir_parent(const char *path)
+{
+	char *dir = strdup(path), *p;
+
+	if (!dir)
+		return -ENOMEM;
+	for (p = dir + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+			int r = -errno;
+
+			free(dir);
+			return r;
+		}
+		*p = '/';
+	}
+	free(dir);
+	return 0;
+}
+
+static int listen_on(const char *addr, mode_t mode, int *fd)
+{
+	const char *path = addr + 5;
+	int r;
+
+	if (strncmp(addr, "unix:", 5) != 0)
+		return -EAFNOSUPPORT;
+	r = mkdir_parent(path);
+	if (r == 0)
+		r = gp_unix_listen(path, fd);
+	if (r == 0)
+		chmod(path, mode);
+	return r;
+}
+
+static struct pvd_guest *guest_by_uid(struct pvd_server *srv, uid_t uid)
+{
+	struct pvd_guest *def = NULL;
+
+	for (size_t i = 0; i < srv->n_guests; i++) {
+		const struct gp_pvd_guest_cfg *c = srv->guests[i].cfg;
+
+		if (c->socket)
+			continue;
+		if (c->uid >= 0 && (uid_t)c->uid == uid)
+			return &srv->guests[i];
+		if (strcmp(c->name, "default") == 0)
+			def = &srv->guests[i];
+	}
+	return def;
+}
+
+static void accept_one(struct pvd_server *srv, int lfd, struct pvd_guest *own)
+{
+	struct pvd_guest *g = own;
+	struct ucred cr = { .uid = (uid_t)-1 };
+	socklen_t len = sizeof(cr);
+	char why[160] = "";
+	int fd;
+
+	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (!g) {
+		getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len);
+		g = guest_by_uid(srv, cr.uid);
+		if (!g)
+			snprintf(why, sizeof(why),
+				 "no [guest] section has uid = %u and there is no [guest default]",
+				 (unsigned)cr.uid);
+	}
+	if (pvd_session_start(srv, g, fd, why) < 0)
+		gp_err(&srv->log, "cannot start a session: out of resources");
+}
+
+static int serve_loop(struct pvd_server *srv, int sigfd)
+{
+	size_t n = srv->n_listen + srv->n_guests + 2;
+	struct pollfd *pfd = calloc(n, sizeof(*pfd));
+	struct pvd_guest **owner = calloc(n, sizeof(*owner));
+	size_t k = 0;
+
+	if (!pfd || !owner) {
+		free(pfd);
+		free(owner);
+		return -ENOMEM;
+	}
+	pfd[k++] = (struct pollfd){ .fd = sigfd, .events = POLLIN };
+	pfd[k++] = (struct pollfd){ .fd = srv->wake_pipe[0], .events = POLLIN };
+	for (size_t i = 0; i < srv->n_listen; i++)
+		pfd[k++] = (struct pollfd){ .fd = srv->listen_fds[i], .events = POLLIN };
+	for (size_t i = 0; i < srv->n_guests; i++) {
+		if (srv->guests[i].listen_fd < 0)
+			continue;
+		owner[k] = &srv->guests[i];
+		pfd[k++] = (struct pollfd){ .fd = srv->guests[i].listen_fd, .events = POLLIN };
+	}
+	for (;;) {
+		int r = poll(pfd, k, 1000);
+
+		if (r < 0 && errno != EINTR)
+			break;
+		if (pfd[0].revents & POLLIN)
+			break; /* SIGTERM / SIGINT */
+		if (pfd[1].revents & POLLIN) {
+			char buf[64];
+
+			if (read(srv->wake_pipe[0], buf, sizeof(buf)) < 0) {
+				/* nothing to do: reaping below is what counts */
+			}
+		}
+		pvd_session_reap(srv, false);
+		for (size_t i = 2; i < k; i++)
+			if (pfd[i].revents & POLLIN)
+				accept_one(srv, pfd[i].fd, owner[i]);
+	}
+	free(pfd);
+	free(owner);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct pvd_server srv = {
+		.log = { .fn = log_stderr, .max_level = GP_LOG_WARN },
+		.lock = PTHREAD_MUTEX_INITIALIZER,
+		.wake_pipe = { -1, -1 },
+		.spin_ns = 100000,
+	};
+	struct gp_strv listen = { 0 };
+	const char *config = NULL;
+	int c, r, verbose = 0, sigfd, rc = 1;
+	sigset_t mask;
+
+	while ((c = getopt_long(argc, argv, "c:l:vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			config = optarg;
+			break;
+		case 'l':
+			if (strncmp(optarg, "unix:", 5) != 0 || !optarg[5]) {
+				fprintf(stderr, "gpupass-pvd: --listen %s: only unix:PATH is supported\n", optarg);
+				return 2;
+			}
+			gp_strv_push(&listen, optarg);
+			break;
+		case 'v':
+			verbose++;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		usage(stderr);
+		return 2;
+	}
+	srv.log.max_level = verbose >= 2 ? GP_LOG_DEBUG : verbose ? GP_LOG_INFO : GP_LOG_WARN;
+	r = config ? gp_pvd_config_load(config, &srv.cfg) : gp_pvd_config_parse(embedded_config, &srv.cfg);
+	if (r < 0) {
+		if (srv.cfg.error)
+			fprintf(stderr, "gpupass-pvd: error: %s\n", srv.cfg.error);
+		else
+			fprintf(stderr, "gpupass-pvd: error: cannot read %s: %s\n", config, strerror(-r));
+		goto out;
+	}
+	if (listen.n) {
+		gp_strv_clear(&srv.cfg.listen);
+		srv.cfg.listen = listen;
+		listen = (struct gp_strv){ 0 };
+	}
+	if (srv.cfg.listen.n == 0 && srv.cfg.n_guests && config) {
+		bool own = false;
+
+		for (size_t i = 0; i < srv.cfg.n_guests; i++)
+			own |= srv.cfg.guests[i].socket != NULL;
+		if (!own)
+			gp_strv_push(&srv.cfg.listen, DEFAULT_LISTEN);
+	}
+	if (backend_open(&srv) < 0) {
+		fprintf(stderr, "gpupass-pvd: error: no host OpenCL device to share "
+			"(install a vendor OpenCL driver or pocl-opencl-icd, check [server] devices)\n");
+		goto out;
+	}
+	srv.n_guests = srv.cfg.n_guests;
+	srv.guests = calloc(srv.n_guests ? srv.n_guests : 1, sizeof(*srv.guests));
+	srv.listen_fds = calloc(srv.cfg.listen.n + 1, sizeof(int));
+	if (!srv.guests || !srv.listen_fds || pipe2(srv.wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+		fprintf(stderr, "gpupass-pvd: error: out of memory\n");
+		goto out;
+	}
+	for (size_t i = 0; i < srv.n_guests; i++) {
+		struct pvd_guest *g = &srv.guests[i];
+
+		g->cfg = &srv.cfg.guests[i];
+		g->listen_fd = -1;
+		pthread_mutex_init(&g->lock, NULL);
+		if (g->cfg->socket) {
+			char *addr = gp_strdup_printf("unix:%s", g->cfg->socket);
+
+			r = addr ? listen_on(addr, 0600, &g->listen_fd) : -ENOMEM;
+			free(addr);
+			if (r < 0) {
+				fprintf(stderr, "gpupass-pvd: error: guest %s: cannot listen on %s: %s\n",
+					g->cfg->name, g->cfg->socket, strerror(-r));
+				goto out;
+			}
+		}
+	}
+	for (size_t i = 0; i < srv.cfg.listen.n; i++) {
+		r = listen_on(srv.cfg.listen.v[i], 0666, &srv.listen_fds[i]);
+		if (r < 0) {
+			fprintf(stderr, "gpupass-pvd: error: cannot listen on %s: %s "
+				"(is another gpupass-pvd running, or the directory not writable?)\n",
+				srv.cfg.listen.v[i], strerror(-r));
+			goto out;
+		}
+		srv.n_listen++;
+	}
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
+	if (sigfd < 0) {
+		fprintf(stderr, "gpupass-pvd: error: signalfd: %s\n", strerror(errno));
+		goto out;
+	}
+	printf("gpupass-pvd: serving %zu device(s) of %s to %zu guest section(s)\n",
+	       srv.n_devs, srv.platform_name ? srv.platform_name : "?", srv.n_guests);
+	for (size_t i = 0; i < srv.cfg.listen.n; i++)
+		printf("gpupass-pvd: listening on %s (guests connect with GPUPASS_SERVER=%s)\n",
+		       srv.cfg.listen.v[i], srv.cfg.listen.v[i]);
+	for (size_t i = 0; i < srv.n_guests; i++)
+		if (srv.guests[i].cfg->socket)
+			printf("gpupass-pvd: guest %s listens on unix:%s\n", srv.guests[i].cfg->name,
+			       srv.guests[i].cfg->socket);
+	fflush(stdout);
+	serve_loop(&srv, sigfd);
+	__atomic_store_n(&srv.stop, 1, __ATOMIC_RELEASE);
+	pvd_session_stop_all(&srv);
+	close(sigfd);
+	rc = 0;
+out:
+	for (size_t i = 0; i < srv.n_listen; i++) {
+		close(srv.listen_fds[i]);
+		unlink(srv.cfg.listen.v[i] + 5);
+	}
+	for (size_t i = 0; srv.guests && i < srv.n_guests; i++) {
+		if (srv.guests[i].listen_fd >= 0) {
+			close(srv.guests[i].listen_fd);
+			unlink(srv.guests[i].cfg->socket);
+		}
+	}
+	if (srv.wake_pipe[0] >= 0) {
+		close(srv.wake_pipe[0]);
+		close(srv.wake_pipe[1]);
+	}
+	free(srv.listen_fds);
+	free(srv.guests);
+	free(srv.devs);
+	free(srv.platform_name);
+	gp_strv_clear(&listen);
+	gp_pvd_config_clear(&srv.cfg);
+	return rc;
+}
