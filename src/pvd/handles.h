@@ -18,7 +18,8 @@ struct gp_handle {
 	uint32_t kind;  /* GP_KIND_* */
 	void *obj;      /* the host OpenCL object */
 	uint64_t bytes; /* device memory charged to the guest */
-	void *aux;      /* per-kind extra (a context's internal queue) */
+	void *aux;      /* per-kind extra, owned (a kernel's argument classes) */
+	uint32_t aux_n;
 };
 
 int gp_handles_new(uint32_t max_objects, struct gp_handles **out);

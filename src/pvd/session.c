@@ -131,8 +131,8 @@ static void drop_handle(struct pvd_session *s, struct gp_handle *e)
 
 	if (e->kind == GP_KIND_DEVICE)
 		return;
-	if (e->kind == GP_KIND_CONTEXT && e->aux)
-		clReleaseCommandQueue(e->aux);
+	if (e->kind == GP_KIND_KERNEL)
+		free(e->aux);
 	release_obj(e->kind, e->obj);
 	pthread_mutex_lock(&g->lock);
 	g->objects--;
@@ -609,6 +609,24 @@ static int op_create_program_binary(struct pvd_session *s, struct gp_dec *d, cl_
 	return 0;
 }
 
+static char *with_arg_info(const char *opts)
+{
+	const char *flag = "-cl-kernel-arg-info";
+	size_t n = opts ? strlen(opts) : 0;
+	char *s = malloc(n + strlen(flag) + 2);
+
+	if (!s)
+		return NULL;
+	if (opts && strstr(opts, flag)) {
+		memcpy(s, opts, n + 1);
+	} else {
+		memcpy(s, opts ? opts : "", n);
+		s[n] = ' ';
+		memcpy(s + n + 1, flag, strlen(flag) + 1);
+	}
+	return s;
+}
+
 /* BUILD_PROGRAM: u64 prog, u32 n, u64 dev[n], str options */
 static int op_build_program(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 {
@@ -633,10 +651,48 @@ static int op_build_program(struct pvd_session *s, struct gp_dec *d, cl_int *err
 	}
 	if (*err == CL_SUCCESS)
 		*err = lookup(s, id, GP_KIND_PROGRAM, &p);
-	if (*err == CL_SUCCESS)
-		*err = clBuildProgram(p, n, n ? devs : NULL, opts, NULL, NULL);
+	if (*err == CL_SUCCESS) {
+		/* Argument info is how the server knows which kernel arguments
+		 * are memory objects: never let a guest's bytes pose as one. */
+		char *full = with_arg_info(opts);
+
+		*err = full ? clBuildProgram(p, n, n ? devs : NULL, full, NULL, NULL)
+			    : CL_OUT_OF_HOST_MEMORY;
+		free(full);
+	}
 	free(opts);
 	return 0;
+}
+
+/* What each kernel argument may be set to, from the argument info. */
+enum { ARG_BYTES, ARG_MEM, ARG_LOCAL, ARG_SAMPLER, ARG_UNKNOWN };
+
+static uint8_t *arg_classes(cl_kernel k, cl_uint n)
+{
+	uint8_t *c = calloc(n ? n : 1, 1);
+
+	for (cl_uint i = 0; c && i < n; i++) {
+		cl_kernel_arg_address_qualifier q = 0;
+		char type[64] = "";
+
+		if (clGetKernelArgInfo(k, i, CL_KERNEL_ARG_ADDRESS_QUALIFIER, sizeof(q), &q, NULL) != CL_SUCCESS) {
+			c[i] = ARG_UNKNOWN;
+			continue;
+		}
+		clGetKernelArgInfo(k, i, CL_KERNEL_ARG_TYPE_NAME, sizeof(type) - 1, type, NULL);
+		if (q == CL_KERNEL_ARG_ADDRESS_GLOBAL || q == CL_KERNEL_ARG_ADDRESS_CONSTANT ||
+		    strncmp(type, "image", 5) == 0 || strncmp(type, "pipe", 4) == 0)
+			c[i] = ARG_MEM;
+		else if (q == CL_KERNEL_ARG_ADDRESS_LOCAL)
+			c[i] = ARG_LOCAL;
+		else if (strcmp(type, "sampler_t") == 0)
+			c[i] = ARG_SAMPLER;
+		else if (strcmp(type, "queue_t") == 0)
+			c[i] = ARG_UNKNOWN;
+		else
+			c[i] = ARG_BYTES;
+	}
+	return c;
 }
 
 /* CREATE_KERNEL: u64 id, u64 prog, str name -> i32 err, u32 num_args */
@@ -656,14 +712,29 @@ static int op_create_kernel(struct pvd_session *s, struct gp_dec *d, cl_int *err
 	if (*err == CL_SUCCESS) {
 		k = clCreateKernel(p, name, err);
 		if (k) {
+			uint8_t *cls;
+
 			clGetKernelInfo(k, CL_KERNEL_NUM_ARGS, sizeof(nargs), &nargs, NULL);
-			if (add_handle(s, id, GP_KIND_KERNEL, k, 0, err) < 0) {
+			cls = arg_classes(k, nargs);
+			if (!cls) {
 				clReleaseKernel(k);
+				*err = CL_OUT_OF_HOST_MEMORY;
+			} else if (add_handle(s, id, GP_KIND_KERNEL, k, 0, err) < 0) {
+				clReleaseKernel(k);
+				free(cls);
 				free(name);
 				return -EEXIST;
-			}
-			if (*err != CL_SUCCESS)
+			} else if (*err != CL_SUCCESS) {
 				clReleaseKernel(k);
+				free(cls);
+			} else {
+				struct gp_handle *e;
+
+				gp_handles_get(s->h, id, GP_KIND_KERNEL, &e);
+				e->aux = cls;
+				e->bytes = 0;
+				e->aux_n = nargs;
+			}
 		}
 	}
 	free(name);
@@ -698,12 +769,32 @@ static int op_set_kernel_arg(struct pvd_session *s, struct gp_dec *d, cl_int *er
 	uint64_t hv = gp_dec_u64(d);
 	size_t len = 0;
 	const void *val = gp_dec_blob(d, GP_PROTO_MAX_STR, &len);
+	struct gp_handle *ke;
+	const uint8_t *cls;
 	void *k, *o = NULL;
 
 	if (gp_dec_finish(d) < 0)
 		return d->err;
-	if ((*err = lookup(s, kid, GP_KIND_KERNEL, &k)) != CL_SUCCESS)
+	if (gp_handles_get(s->h, kid, GP_KIND_KERNEL, &ke) < 0) {
+		*err = CL_INVALID_KERNEL;
 		return 0;
+	}
+	k = ke->obj;
+	cls = ke->aux;
+	if (idx >= ke->aux_n) {
+		*err = CL_INVALID_ARG_INDEX;
+		return 0;
+	}
+	/* The argument's class decides what the guest may pass: bytes never
+	 * reach an argument the host reads as an object pointer. */
+	if ((cls[idx] == ARG_MEM && type != 1) || (cls[idx] == ARG_LOCAL && type != 2) ||
+	    (cls[idx] == ARG_SAMPLER && type != 3) || (cls[idx] == ARG_BYTES && type != 0) ||
+	    cls[idx] == ARG_UNKNOWN) {
+		*err = cls[idx] == ARG_MEM ? CL_INVALID_MEM_OBJECT :
+		       cls[idx] == ARG_SAMPLER ? CL_INVALID_SAMPLER :
+		       cls[idx] == ARG_UNKNOWN ? CL_INVALID_OPERATION : CL_INVALID_ARG_VALUE;
+		return 0;
+	}
 	switch (type) {
 	case 0:
 		*err = clSetKernelArg(k, idx, len, len ? val : NULL);
