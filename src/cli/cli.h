@@ -32,5 +32,6 @@ void cli_error(const struct cli *cli, const char *fmt, ...)
 
 /* Sub-commands: argv[0] is the sub-command's name. */
 int cmd_survey(struct cli *cli, int argc, char **argv);
+int cmd_pv(struct cli *cli, int argc, char **argv);
 
 #endif

@@ -18,6 +18,7 @@ struct command {
 
 static const struct command commands[] = {
 	{ "survey", cmd_survey, "which GPUs can be given to VMs, by which method, and what to fix" },
+	{ "pv", cmd_pv, "PV: the guests gpupass-pvd serves (pv status)" },
 };
 
 void cli_error(const struct cli *cli, const char *fmt, ...)

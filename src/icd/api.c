@@ -1041,6 +1041,30 @@ static cl_int CL_API_CALL icd_GetMemObjectInfo(cl_mem m, cl_mem_info param, size
 	}
 }
 
+/* Big transfers for a server that may read our memory: it maps the
+ * buffer and copies straight from/to @ptr (one copy, as natively). */
+static cl_int direct_transfer(uint16_t op, cl_command_queue q, cl_mem m, size_t off, size_t size,
+			      const void *ptr, cl_uint nw, const cl_event *wl, uint64_t evid)
+{
+	struct gp_icd_call k;
+	cl_int err;
+
+	gp_icd_call_begin_heap(G.conn, &k);
+	gp_enc_u64(&k.e, q ? q->h.id : 0);
+	gp_enc_u64(&k.e, m->h.id);
+	gp_enc_u64(&k.e, off);
+	gp_enc_u64(&k.e, size);
+	gp_enc_u32(&k.e, 2);
+	gp_enc_u64(&k.e, (uint64_t)(uintptr_t)ptr);
+	if (op == GP_OP_WRITE_BUFFER)
+		gp_enc_blob(&k.e, NULL, 0);
+	enc_waitlist(&k.e, nw, wl);
+	gp_enc_u64(&k.e, evid);
+	err = gp_icd_call_sync(&k, op, DEAD);
+	gp_icd_call_end(&k);
+	return err;
+}
+
 /* Writes @size bytes at @off of @m from @ptr: inline in the ring when
  * small (pipelined), else in chunks through the two halves of the bulk
  * region, the server copying one half while we fill the other. @q NULL:
@@ -1073,6 +1097,8 @@ static cl_int write_data(cl_command_queue q, cl_mem m, size_t off, size_t size, 
 		gp_icd_call_end(&k);
 		return err;
 	}
+	if (gp_icd_conn_direct(G.conn))
+		return direct_transfer(GP_OP_WRITE_BUFFER, q, m, off, size, ptr, nw, wl, evid);
 	bulk = gp_icd_conn_bulk(G.conn, &bsize);
 	chunk = (size_t)(bsize / 2);
 	nchunks = (size + chunk - 1) / chunk;
@@ -1168,6 +1194,8 @@ static cl_int read_data(cl_command_queue q, cl_mem m, size_t off, size_t size, v
 		gp_icd_call_end(&k);
 		return err;
 	}
+	if (gp_icd_conn_direct(G.conn))
+		return direct_transfer(GP_OP_READ_BUFFER, q, m, off, size, ptr, nw, wl, evid);
 	bulk = gp_icd_conn_bulk(G.conn, &bsize);
 	chunk = (size_t)(bsize / 2);
 	nchunks = (size + chunk - 1) / chunk;

@@ -30,6 +30,8 @@ struct gp_icd_conn;
 int gp_icd_conn_open(struct gp_icd_conn **out);
 uint32_t gp_icd_conn_ndevices(const struct gp_icd_conn *c);
 uint64_t gp_icd_conn_new_id(struct gp_icd_conn *c);
+/* True when the server copies big transfers straight from/to our memory. */
+bool gp_icd_conn_direct(const struct gp_icd_conn *c);
 void *gp_icd_conn_bulk(struct gp_icd_conn *c, uint64_t *size);
 
 /* One call: encode into .e, then post (no reply) or call (reply decoded

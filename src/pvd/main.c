@@ -135,6 +135,23 @@ static int mkdir_parent(const char *path)
 	return 0;
 }
 
+/* Removes a socket file only if it is still the one we made (same inode
+ * as right after bind): a newer server may already listen there. */
+static void unlink_ours(const char *path, ino_t ino)
+{
+	struct stat st;
+
+	if (ino && lstat(path, &st) == 0 && st.st_ino == ino)
+		unlink(path);
+}
+
+static ino_t ino_of(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0 ? st.st_ino : 0;
+}
+
 static int listen_on(const char *addr, mode_t mode, int *fd)
 {
 	const char *path = addr + 5;
@@ -255,6 +272,7 @@ int main(int argc, char **argv)
 	const char *config = NULL;
 	int c, r, verbose = 0, sigfd, rc = 1;
 	sigset_t mask;
+	ino_t *listen_ino = NULL, *guest_ino = NULL;
 
 	while ((c = getopt_long(argc, argv, "c:l:vh", opts, NULL)) != -1) {
 		switch (c) {
@@ -313,7 +331,9 @@ int main(int argc, char **argv)
 	srv.n_guests = srv.cfg.n_guests;
 	srv.guests = calloc(srv.n_guests ? srv.n_guests : 1, sizeof(*srv.guests));
 	srv.listen_fds = calloc(srv.cfg.listen.n + 1, sizeof(int));
-	if (!srv.guests || !srv.listen_fds || pipe2(srv.wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+	listen_ino = calloc(srv.cfg.listen.n + 1, sizeof(ino_t));
+	guest_ino = calloc(srv.n_guests + 1, sizeof(ino_t));
+	if (!srv.guests || !srv.listen_fds || !listen_ino || !guest_ino || pipe2(srv.wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
 		fprintf(stderr, "gpupass-pvd: error: out of memory\n");
 		goto out;
 	}
@@ -328,6 +348,8 @@ int main(int argc, char **argv)
 
 			r = addr ? listen_on(addr, 0600, &g->listen_fd) : -ENOMEM;
 			free(addr);
+			if (r == 0)
+				guest_ino[i] = ino_of(g->cfg->socket);
 			if (r < 0) {
 				fprintf(stderr, "gpupass-pvd: error: guest %s: cannot listen on %s: %s\n",
 					g->cfg->name, g->cfg->socket, strerror(-r));
@@ -337,6 +359,8 @@ int main(int argc, char **argv)
 	}
 	for (size_t i = 0; i < srv.cfg.listen.n; i++) {
 		r = listen_on(srv.cfg.listen.v[i], 0666, &srv.listen_fds[i]);
+		if (r == 0)
+			listen_ino[i] = ino_of(srv.cfg.listen.v[i] + 5);
 		if (r < 0) {
 			fprintf(stderr, "gpupass-pvd: error: cannot listen on %s: %s "
 				"(is another gpupass-pvd running, or the directory not writable?)\n",
@@ -373,12 +397,12 @@ int main(int argc, char **argv)
 out:
 	for (size_t i = 0; i < srv.n_listen; i++) {
 		close(srv.listen_fds[i]);
-		unlink(srv.cfg.listen.v[i] + 5);
+		unlink_ours(srv.cfg.listen.v[i] + 5, listen_ino[i]);
 	}
 	for (size_t i = 0; srv.guests && i < srv.n_guests; i++) {
 		if (srv.guests[i].listen_fd >= 0) {
 			close(srv.guests[i].listen_fd);
-			unlink(srv.guests[i].cfg->socket);
+			unlink_ours(srv.guests[i].cfg->socket, guest_ino[i]);
 		}
 	}
 	if (srv.wake_pipe[0] >= 0) {
@@ -386,6 +410,8 @@ out:
 		close(srv.wake_pipe[1]);
 	}
 	free(srv.listen_fds);
+	free(listen_ino);
+	free(guest_ino);
 	free(srv.guests);
 	free(srv.devs);
 	free(srv.platform_name);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "handles.h"
@@ -44,6 +45,8 @@ struct pvd_session {
 	struct gp_handles *h;
 	cl_int pending; /* first error of a pipelined call */
 	int done;       /* atomic: the thread has finished */
+	bool counted;   /* in guest->sessions */
+	bool direct;    /* process_vm_readv/writev work on the guest */
 	uint8_t *rxbuf;
 	struct gp_enc reply;
 };
@@ -884,9 +887,55 @@ static int op_ndrange(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 	return r;
 }
 
+/* Copies between the guest process's memory and a mapped buffer with
+ * process_vm_readv/writev: one copy, as natively. Only for guests that are
+ * host processes which let us (checked once at hello); the address is
+ * only ever used in the guest's own address space. */
+static int direct_copy(struct pvd_session *s, bool from_guest, void *local, uint64_t addr,
+		       uint64_t size)
+{
+	uint64_t done = 0;
+
+	while (done < size) {
+		struct iovec l = { (uint8_t *)local + done, (size_t)(size - done) };
+		struct iovec r = { (void *)(uintptr_t)(addr + done), (size_t)(size - done) };
+		ssize_t n = from_guest ? process_vm_readv(s->pid, &l, 1, &r, 1, 0)
+				       : process_vm_writev(s->pid, &l, 1, &r, 1, 0);
+
+		if (n <= 0)
+			return -EFAULT;
+		done += (uint64_t)n;
+	}
+	return 0;
+}
+
+/* A buffer's data through a map: write (guest -> buffer) or read. */
+static cl_int mapped_transfer(struct pvd_session *s, cl_command_queue q, cl_mem m, bool write,
+			      uint64_t off, uint64_t size, uint64_t addr, struct waitlist *w,
+			      cl_event *ev)
+{
+	cl_int err, e2;
+	void *p;
+
+	p = clEnqueueMapBuffer(q, m, CL_TRUE, write ? CL_MAP_WRITE_INVALIDATE_REGION : CL_MAP_READ,
+			       (size_t)off, (size_t)size, w->n, w->v, NULL, &err);
+	if (!p)
+		return err;
+	/* A bad address is the guest's own fault: the call fails, the
+	 * session goes on. */
+	err = direct_copy(s, write, p, addr, size) < 0 ? CL_INVALID_VALUE : CL_SUCCESS;
+	e2 = clEnqueueUnmapMemObject(q, m, p, 0, NULL, ev);
+	if (e2 == CL_SUCCESS && ev)
+		e2 = clWaitForEvents(1, ev);
+	else if (e2 == CL_SUCCESS)
+		e2 = clFinish(q);
+	return err != CL_SUCCESS ? err : e2;
+}
+
 /* WRITE_BUFFER: u64 queue, u64 mem, u64 offset, u64 size, u32 where
- * (0 inline, 1 bulk), u64 bulk offset, blob inline data, wait list,
- * u64 event id. queue 0: no queue (initial data of a new buffer). */
+ * (0 inline, 1 bulk region at u64 offset, 2 guest address u64), blob
+ * inline data, wait list, u64 event id. queue 0: no queue (the initial
+ * data of a new buffer). */
 static int op_write_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 {
 	uint64_t qid = gp_dec_u64(d), mid = gp_dec_u64(d), off = gp_dec_u64(d);
@@ -900,6 +949,7 @@ static int op_write_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 	const uint8_t *src = NULL;
 	void *q = NULL, *m = NULL, *copy = NULL;
 	cl_event ev = NULL;
+	bool temp_q = false;
 	int r;
 
 	*err = dec_waitlist(s, d, &w);
@@ -914,7 +964,7 @@ static int op_write_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 		if (boff > s->bulk_size || size > s->bulk_size - boff)
 			goto proto;
 		src = s->bulk + boff;
-	} else {
+	} else if (where != 2 || !s->direct) {
 		goto proto;
 	}
 	if (*err == CL_SUCCESS)
@@ -923,48 +973,45 @@ static int op_write_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 		*err = lookup(s, qid, GP_KIND_QUEUE, &q);
 	if (*err == CL_SUCCESS && !qid) {
 		/* Initial data of a new buffer: a short-lived queue of the
-		 * buffer's context (only COPY_HOST_PTR creations come here). */
+		 * buffer's context (only host-pointer creations come here). */
 		cl_context ctx = NULL;
 		cl_device_id dev = NULL;
 
 		clGetMemObjectInfo(m, CL_MEM_CONTEXT, sizeof(ctx), &ctx, NULL);
 		clGetContextInfo(ctx, CL_CONTEXT_DEVICES, sizeof(dev), &dev, NULL);
 		q = clCreateCommandQueueWithProperties(ctx, dev, NULL, err);
-		if (q) {
-			*err = clEnqueueWriteBuffer(q, m, CL_TRUE, (size_t)off, (size_t)size, src,
-						    0, NULL, NULL);
-			clReleaseCommandQueue(q);
-		}
-		waitlist_free(&w);
-		return 0;
+		temp_q = q != NULL;
+		evid = 0;
 	}
-	if (*err == CL_SUCCESS) {
+	if (*err == CL_SUCCESS && where == 2) {
+		*err = mapped_transfer(s, q, m, true, off, size, boff, &w, evid ? &ev : NULL);
+	} else if (*err == CL_SUCCESS && w.n && size) {
 		/* A write that must wait for other events cannot hold the ring
 		 * or bulk slot that long: it writes from a private copy. */
-		if (w.n && size) {
-			copy = malloc(size);
-			if (!copy) {
-				*err = CL_OUT_OF_HOST_MEMORY;
-			} else {
-				memcpy(copy, src, size);
-				*err = clEnqueueWriteBuffer(q, m, CL_FALSE, (size_t)off, (size_t)size, copy,
-							    w.n, w.v, &ev);
-				if (*err != CL_SUCCESS) {
-					free(copy);
-				} else if (clSetEventCallback(ev, CL_COMPLETE, free_copy, copy) != CL_SUCCESS) {
-					clWaitForEvents(1, &ev); /* no callback: wait, then free */
-					free(copy);
-				}
-			}
+		copy = malloc(size);
+		if (!copy) {
+			*err = CL_OUT_OF_HOST_MEMORY;
 		} else {
-			*err = clEnqueueWriteBuffer(q, m, CL_TRUE, (size_t)off, (size_t)size, src,
+			memcpy(copy, src, size);
+			*err = clEnqueueWriteBuffer(q, m, CL_FALSE, (size_t)off, (size_t)size, copy,
 						    w.n, w.v, &ev);
+			if (*err != CL_SUCCESS) {
+				free(copy);
+			} else if (clSetEventCallback(ev, CL_COMPLETE, free_copy, copy) != CL_SUCCESS) {
+				clWaitForEvents(1, &ev); /* no callback: wait, then free */
+				free(copy);
+			}
 		}
+	} else if (*err == CL_SUCCESS) {
+		*err = clEnqueueWriteBuffer(q, m, CL_TRUE, (size_t)off, (size_t)size, src, w.n, w.v,
+					    evid ? &ev : NULL);
 	}
 	waitlist_free(&w);
 	r = finish_event(s, evid, q, ev, *err);
 	if (ev && !evid)
 		clReleaseEvent(ev);
+	if (temp_q)
+		clReleaseCommandQueue(q);
 	return r;
 proto:
 	waitlist_free(&w);
@@ -972,8 +1019,9 @@ proto:
 }
 
 /* READ_BUFFER: u64 queue, u64 mem, u64 offset, u64 size, u32 where
- * (0 inline in the reply, 1 bulk), u64 bulk offset, wait list, u64 event
- * -> i32 err, blob data (inline only). Always blocking on the server. */
+ * (0 inline in the reply, 1 bulk, 2 guest address), u64 bulk offset or
+ * address, wait list, u64 event -> i32 err, blob data (inline only).
+ * Always blocking on the server. */
 static int op_read_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 {
 	uint64_t qid = gp_dec_u64(d), mid = gp_dec_u64(d), off = gp_dec_u64(d);
@@ -985,7 +1033,6 @@ static int op_read_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 	uint8_t *dst = NULL;
 	void *q = NULL, *m = NULL;
 	cl_event ev = NULL;
-	int r;
 
 	*err = dec_waitlist(s, d, &w);
 	evid = gp_dec_u64(d);
@@ -1002,22 +1049,23 @@ static int op_read_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 		if (boff > s->bulk_size || size > s->bulk_size - boff)
 			goto proto;
 		dst = s->bulk + boff;
-	} else {
+	} else if (where != 2 || !s->direct) {
 		goto proto;
 	}
 	if (*err == CL_SUCCESS)
 		*err = lookup(s, qid, GP_KIND_QUEUE, &q);
 	if (*err == CL_SUCCESS)
 		*err = lookup(s, mid, GP_KIND_MEM, &m);
-	if (*err == CL_SUCCESS)
+	if (*err == CL_SUCCESS && where == 2)
+		*err = mapped_transfer(s, q, m, false, off, size, boff, &w, evid ? &ev : NULL);
+	else if (*err == CL_SUCCESS)
 		*err = clEnqueueReadBuffer(q, m, CL_TRUE, (size_t)off, (size_t)size, dst, w.n, w.v,
 					   evid ? &ev : NULL);
 	waitlist_free(&w);
 	return finish_event(s, evid, q, ev, *err);
 proto:
 	waitlist_free(&w);
-	r = d->err ? d->err : -EBADMSG;
-	return r;
+	return d->err ? d->err : -EBADMSG;
 }
 
 /* COPY_BUFFER: u64 queue, u64 src, u64 dst, u64 src_off, u64 dst_off,
@@ -1403,7 +1451,7 @@ static int handshake(struct pvd_session *s)
 	uint8_t buf[4096];
 	int fd = -1, r;
 	uint32_t ver;
-	uint64_t bulk;
+	uint64_t bulk, probe_addr, probe_val, seen = 0;
 	char *client;
 
 	r = gp_transport_recv(s->sock, &h, buf, sizeof(buf), &fd, 5000);
@@ -1433,6 +1481,8 @@ static int handshake(struct pvd_session *s)
 	ver = gp_dec_u32(&d);
 	bulk = gp_dec_u64(&d);
 	client = gp_dec_strdup(&d, 256);
+	probe_addr = gp_dec_u64(&d);
+	probe_val = gp_dec_u64(&d);
 	(void)bulk;
 	if (gp_dec_finish(&d) < 0) {
 		free(client);
@@ -1461,8 +1511,15 @@ static int handshake(struct pvd_session *s)
 		gp_enc_u32(&e, (uint32_t)srv->n_devs);
 		for (size_t i = 0; i < srv->n_devs; i++)
 			gp_enc_u64(&e, i + 1);
-		LOG_S(s, GP_LOG_INFO, "guest %s: %s connected (pid %d, uid %d)",
-		      s->guest->cfg->name, client, (int)s->pid, (int)s->uid);
+		/* Direct copies need the guest to be a process we may read:
+		 * prove it on the value it sent. */
+		s->direct = s->pid > 0 && probe_addr &&
+			    direct_copy(s, true, &seen, probe_addr, sizeof(seen)) == 0 &&
+			    seen == probe_val;
+		gp_enc_u32(&e, s->direct ? 1 : 0);
+		LOG_S(s, GP_LOG_INFO, "guest %s: %s connected (pid %d, uid %d, %s copies)",
+		      s->guest->cfg->name, client, (int)s->pid, (int)s->uid,
+		      s->direct ? "direct" : "shared-memory");
 		r = 0;
 	}
 	free(client);
@@ -1484,6 +1541,13 @@ static void *session_main(void *arg)
 
 	r = handshake(s);
 	if (r == 0) {
+		/* Counted as connected once the hello succeeded (status queries
+		 * and refused peers are not guests' sessions). */
+		pthread_mutex_lock(&s->guest->lock);
+		if (s->guest->sessions++ == 0)
+			s->guest->since = time(NULL);
+		pthread_mutex_unlock(&s->guest->lock);
+		s->counted = true;
 		r = gp_handles_new(s->guest->cfg->max_objects, &s->h);
 		for (size_t i = 0; r == 0 && i < srv->n_devs; i++)
 			r = gp_handles_add(s->h, i + 1, GP_KIND_DEVICE, srv->devs[i].device, 0);
@@ -1533,12 +1597,6 @@ int pvd_session_start(struct pvd_server *srv, struct pvd_guest *guest, int fd,
 		r = r < 0 ? r : -ENOMEM;
 		goto err_free;
 	}
-	if (guest) {
-		pthread_mutex_lock(&guest->lock);
-		if (guest->sessions++ == 0)
-			guest->since = time(NULL);
-		pthread_mutex_unlock(&guest->lock);
-	}
 	pthread_mutex_lock(&srv->lock);
 	s->next = srv->sessions;
 	srv->sessions = s;
@@ -1546,11 +1604,6 @@ int pvd_session_start(struct pvd_server *srv, struct pvd_guest *guest, int fd,
 	if (r != 0) {
 		srv->sessions = s->next;
 		pthread_mutex_unlock(&srv->lock);
-		if (guest) {
-			pthread_mutex_lock(&guest->lock);
-			guest->sessions--;
-			pthread_mutex_unlock(&guest->lock);
-		}
 		gp_transport_free(s->sock);
 		r = -r;
 		goto err_free;
@@ -1569,7 +1622,7 @@ err_free:
 static void session_free(struct pvd_session *s)
 {
 	pthread_join(s->thread, NULL);
-	if (s->guest) {
+	if (s->counted) {
 		pthread_mutex_lock(&s->guest->lock);
 		s->guest->sessions--;
 		pthread_mutex_unlock(&s->guest->lock);

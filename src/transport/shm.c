@@ -24,6 +24,7 @@
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -272,7 +273,12 @@ static int ring_wait(struct ring_transport *t, enum wait_what what, uint64_t nee
 		if (__atomic_load_n(&t->intr, __ATOMIC_ACQUIRE))
 			return -EINTR;
 		if ((++spins & 63) != 0 || now_ns() - start < t->spin_ns) {
-			cpu_relax();
+			/* On a busy host the peer (or the device's threads) may
+			 * need this core: give it up now and then while spinning. */
+			if ((spins & 1023) == 0)
+				sched_yield();
+			else
+				cpu_relax();
 			continue;
 		}
 		uint32_t s = __atomic_load_n(seq, __ATOMIC_SEQ_CST);
