@@ -67,6 +67,10 @@ static int on_value(void *data, const char *section, const char *name, const cha
 
 	if (st->err)
 		return 0;
+	/* inih built with INI_CALL_HANDLER_ON_NEW_SECTION announces sections
+	 * with a NULL name; sections are also found by declare_sections(). */
+	if (!name)
+		return 1;
 	if (strcmp(section, "server") == 0) {
 		if (strcmp(name, "listen") == 0) {
 			if (strncmp(value, "unix:", 5) != 0 || !value[5])
@@ -130,6 +134,42 @@ static int on_value(void *data, const char *section, const char *name, const cha
 	return fail(st, "unknown section [%s]", section);
 }
 
+/* inih calls the handler only for keys, so a section without keys
+ * ("[guest default]" alone) would vanish: declare [guest NAME] sections
+ * from the text first. */
+static int declare_sections(struct gp_pvd_config *cfg, const char *text)
+{
+	const char *line = text;
+
+	while (line && *line) {
+		const char *end = strchr(line, '\n'), *p = line, *close;
+		size_t len = end ? (size_t)(end - line) : strlen(line);
+
+		while (p < line + len && (*p == ' ' || *p == '\t'))
+			p++;
+		close = memchr(p, ']', len - (size_t)(p - line));
+		if (p < line + len && *p == '[' && close && strncmp(p + 1, "guest ", 6) == 0) {
+			char name[256];
+			const char *n = p + 7;
+			size_t nl;
+
+			while (n < close && *n == ' ')
+				n++;
+			nl = (size_t)(close - n);
+			while (nl > 0 && n[nl - 1] == ' ')
+				nl--;
+			if (nl > 0 && nl < sizeof(name)) {
+				memcpy(name, n, nl);
+				name[nl] = '\0';
+				if (!guest_get(cfg, name))
+					return -ENOMEM;
+			}
+		}
+		line = end ? end + 1 : NULL;
+	}
+	return 0;
+}
+
 static int finish(struct parse_state *st, int r)
 {
 	if (r > 0 && !st->err) {
@@ -145,20 +185,32 @@ int gp_pvd_config_load(const char *path, struct gp_pvd_config *cfg)
 {
 	struct parse_state st = { .cfg = cfg, .file = path };
 	FILE *f = fopen(path, "re");
+	char *text = NULL;
+	size_t len = 0;
 	int r;
 
 	if (!f)
 		return -errno;
-	r = ini_parse_file(f, on_value, &st);
+	r = getdelim(&text, &len, '\0', f) < 0 ? -EIO : 0;
+	if (ferror(f))
+		r = -EIO;
 	fclose(f);
-	return finish(&st, r);
+	if (r == 0 && !text)
+		r = -ENOMEM;
+	if (r == 0)
+		r = declare_sections(cfg, text);
+	if (r == 0)
+		r = finish(&st, ini_parse_string(text, on_value, &st));
+	free(text);
+	return r;
 }
 
 int gp_pvd_config_parse(const char *text, struct gp_pvd_config *cfg)
 {
 	struct parse_state st = { .cfg = cfg, .file = "<config>" };
+	int r = declare_sections(cfg, text);
 
-	return finish(&st, ini_parse_string(text, on_value, &st));
+	return r < 0 ? r : finish(&st, ini_parse_string(text, on_value, &st));
 }
 
 void gp_pvd_config_clear(struct gp_pvd_config *cfg)
