@@ -274,6 +274,13 @@ int main(int argc, char **argv)
 	sigset_t mask;
 	ino_t *listen_ino = NULL, *guest_ino = NULL;
 
+	/* Blocked before any thread exists (the OpenCL platforms start
+	 * their own): every thread inherits the mask, signalfd gets them. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
 	while ((c = getopt_long(argc, argv, "c:l:vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
@@ -369,11 +376,6 @@ int main(int argc, char **argv)
 		}
 		srv.n_listen++;
 	}
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &mask, NULL);
-	signal(SIGPIPE, SIG_IGN);
 	sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
 	if (sigfd < 0) {
 		fprintf(stderr, "gpupass-pvd: error: signalfd: %s\n", strerror(errno));
