@@ -272,6 +272,8 @@ static int ring_wait(struct ring_transport *t, enum wait_what what, uint64_t nee
 			return 0;
 		if (__atomic_load_n(&t->intr, __ATOMIC_ACQUIRE))
 			return -EINTR;
+		if (timeout_ms == 0)
+			return -ETIMEDOUT;
 		if ((++spins & 63) != 0 || now_ns() - start < t->spin_ns) {
 			/* On a busy host the peer (or the device's threads) may
 			 * need this core: give it up now and then while spinning. */
