@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "client.h"
@@ -24,6 +25,7 @@
 #define EXPORT __attribute__((visibility("default")))
 #define INLINE_MAX (64u * 1024u)   /* transfers up to this go inline in the ring */
 #define SLICE (GP_PROTO_MAX_PAYLOAD - 4096u)
+#define SHARED_MIN (256u * 1024u) /* buffers from this size live in shared memory */
 
 struct hdr {
 	const cl_icd_dispatch *dispatch; /* must be first (cl_khr_icd) */
@@ -63,6 +65,7 @@ struct _cl_command_queue {
 	cl_command_queue_properties props;
 	cl_queue_properties parr[8];
 	size_t nparr;
+	uint32_t dirty; /* atomic: commands posted since the last finish */
 };
 
 struct mapping {
@@ -91,6 +94,8 @@ struct _cl_mem {
 	struct mapping *maps;
 	cl_uint nmaps;
 	struct mem_cb *dtor;
+	uint8_t *shared;   /* the buffer's memory, shared with the server, or NULL */
+	size_t shared_len; /* our mapping's length (0 for sub-buffers) */
 };
 
 struct _cl_program {
@@ -288,6 +293,36 @@ static void event_free(cl_event ev)
 		icd_ReleaseCommandQueue(ev->q);
 	icd_ReleaseContext(ev->ctx);
 	free(ev);
+}
+
+static void touch(cl_command_queue q)
+{
+	if (q)
+		__atomic_store_n(&q->dirty, 1, __ATOMIC_RELEASE);
+}
+
+static cl_int CL_API_CALL icd_WaitForEvents(cl_uint n, const cl_event *l);
+static cl_int queue_finish(cl_command_queue q);
+
+/* Before the ICD touches a shared buffer's memory itself: the events
+ * waited for and the commands already in the queue must be done, as they
+ * would be before the transfer ran on the device. */
+static cl_int settle(cl_command_queue q, cl_uint nw, const cl_event *wl)
+{
+	cl_int err = CL_SUCCESS;
+
+	/* The memory is here, but a server that is gone means the device
+	 * is: fail like every other call. */
+	if (!gp_icd_conn_alive(G.conn))
+		return DEAD;
+	if (nw) {
+		err = icd_WaitForEvents(nw, wl);
+		if (err != CL_SUCCESS && err != CL_OUT_OF_RESOURCES)
+			return CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST;
+	}
+	if (err == CL_SUCCESS && __atomic_exchange_n(&q->dirty, 0, __ATOMIC_ACQ_REL))
+		err = queue_finish(q);
+	return err;
 }
 
 /* ---- platform and devices ---- */
@@ -784,6 +819,18 @@ static cl_int CL_API_CALL icd_Flush(cl_command_queue q)
 	return err;
 }
 
+static cl_int queue_finish(cl_command_queue q)
+{
+	struct gp_icd_call k;
+	cl_int err;
+
+	gp_icd_call_begin(G.conn, &k);
+	gp_enc_u64(&k.e, q->h.id);
+	err = gp_icd_call_sync(&k, GP_OP_FINISH, DEAD);
+	gp_icd_call_end(&k);
+	return err;
+}
+
 static cl_int CL_API_CALL icd_Finish(cl_command_queue q)
 {
 	struct gp_icd_call k;
@@ -791,6 +838,7 @@ static cl_int CL_API_CALL icd_Finish(cl_command_queue q)
 
 	if (!is(q, GP_KIND_QUEUE))
 		return CL_INVALID_COMMAND_QUEUE;
+	__atomic_store_n(&q->dirty, 0, __ATOMIC_RELEASE);
 	gp_icd_call_begin(G.conn, &k);
 	gp_enc_u64(&k.e, q->h.id);
 	err = gp_icd_call_sync(&k, GP_OP_FINISH, DEAD);
@@ -810,6 +858,8 @@ static int popcount64(uint64_t v)
 
 static cl_int write_data(cl_command_queue q, cl_mem m, size_t off, size_t size, const void *ptr,
 			 cl_uint nw, const cl_event *wl, uint64_t evid);
+static cl_int post_marker(cl_command_queue q, uint16_t op, cl_uint nw, const cl_event *wl,
+			  uint64_t id);
 
 static cl_mem buffer_make(cl_context ctx, cl_mem_flags flags, size_t size, void *host_ptr,
 			  cl_int *errp)
@@ -855,9 +905,32 @@ static cl_mem buffer_make(cl_context ctx, cl_mem_flags flags, size_t size, void 
 	gp_enc_u64(&k.e, ctx->h.id);
 	gp_enc_u64(&k.e, flags);
 	gp_enc_u64(&k.e, size);
+	gp_enc_u32(&k.e, gp_icd_conn_shared(G.conn) && !(flags & CL_MEM_USE_HOST_PTR) &&
+			 size >= SHARED_MIN);
 	err = gp_icd_call_sync(&k, GP_OP_CREATE_BUFFER, DEAD);
+	if (err == CL_SUCCESS && gp_dec_u32(&k.d) == 1) {
+		int fd = -1;
+
+		if (gp_icd_recv_fd_locked(&k, &fd) < 0) {
+			err = DEAD;
+		} else {
+			void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+
+			close(fd);
+			if (p == MAP_FAILED) {
+				err = CL_OUT_OF_HOST_MEMORY;
+			} else {
+				m->shared = p;
+				m->shared_len = size;
+			}
+		}
+		if (err != CL_SUCCESS)
+			post_release(m->h.id);
+	}
 	gp_icd_call_end(&k);
-	if (err == CL_SUCCESS && host_ptr) {
+	if (err == CL_SUCCESS && host_ptr && m->shared) {
+		memcpy(m->shared, host_ptr, size); /* a fresh buffer: nothing to wait for */
+	} else if (err == CL_SUCCESS && host_ptr) {
 		/* COPY_HOST_PTR and USE_HOST_PTR: the device copy starts as the
 		 * host data; with USE_HOST_PTR, maps hand back host_ptr. */
 		err = write_data(NULL, m, 0, size, host_ptr, 0, NULL, 0);
@@ -947,6 +1020,7 @@ static cl_mem CL_API_CALL icd_CreateSubBuffer(cl_mem parent, cl_mem_flags flags,
 	m->parent = parent;
 	m->origin = reg->origin;
 	m->host_ptr = parent->host_ptr ? (char *)parent->host_ptr + reg->origin : NULL;
+	m->shared = parent->shared ? parent->shared + reg->origin : NULL;
 	retain(parent);
 	retain(m->ctx);
 	set_err(errp, CL_SUCCESS);
@@ -979,6 +1053,8 @@ static cl_int CL_API_CALL icd_ReleaseMemObject(cl_mem m)
 				free(p->ptr);
 			free(p);
 		}
+		if (m->shared_len)
+			munmap(m->shared, m->shared_len);
 		if (m->parent)
 			icd_ReleaseMemObject(m->parent);
 		icd_ReleaseContext(m->ctx);
@@ -1080,6 +1156,16 @@ static cl_int write_data(cl_command_queue q, cl_mem m, size_t off, size_t size, 
 	cl_int err = CL_SUCCESS, e;
 	unsigned inflight = 0;
 
+	if (m->shared) {
+		if (q)
+			err = settle(q, nw, wl);
+		else if (!gp_icd_conn_alive(G.conn))
+			err = DEAD;
+		if (err != CL_SUCCESS)
+			return err;
+		memcpy(m->shared + off, ptr, size);
+		return evid ? post_marker(q, GP_OP_MARKER, 0, NULL, evid) : CL_SUCCESS;
+	}
 	if (size <= INLINE_MAX) {
 		gp_icd_call_begin_heap(G.conn, &k);
 		gp_enc_u64(&k.e, q ? q->h.id : 0);
@@ -1092,6 +1178,7 @@ static cl_int write_data(cl_command_queue q, cl_mem m, size_t off, size_t size, 
 		enc_waitlist(&k.e, nw, wl);
 		gp_enc_u64(&k.e, evid);
 		/* Initial data must be there before clCreateBuffer returns. */
+		touch(q);
 		err = q ? gp_icd_call_post(&k, GP_OP_WRITE_BUFFER, DEAD)
 			: gp_icd_call_sync(&k, GP_OP_WRITE_BUFFER, DEAD);
 		gp_icd_call_end(&k);
@@ -1158,6 +1245,13 @@ static cl_int read_data(cl_command_queue q, cl_mem m, size_t off, size_t size, v
 	size_t chunk, nchunks, sent = 0, recvd = 0, i;
 	cl_int err = CL_SUCCESS, e;
 
+	if (m->shared) {
+		err = settle(q, nw, wl);
+		if (err != CL_SUCCESS)
+			return err;
+		memcpy(ptr, m->shared + off, size);
+		return evid ? post_marker(q, GP_OP_MARKER, 0, NULL, evid) : CL_SUCCESS;
+	}
 	if (size <= INLINE_MAX) {
 		const void *p;
 		size_t n = 0;
@@ -1418,6 +1512,7 @@ static cl_int post_copy(cl_command_queue q, cl_mem s, cl_mem d, size_t so, size_
 	gp_enc_u64(&k.e, size);
 	enc_waitlist(&k.e, nw, wl);
 	gp_enc_u64(&k.e, id);
+	touch(q);
 	err = gp_icd_call_post(&k, GP_OP_COPY_BUFFER, DEAD);
 	gp_icd_call_end(&k);
 	return err;
@@ -1517,6 +1612,7 @@ static cl_int CL_API_CALL icd_EnqueueFillBuffer(cl_command_queue q, cl_mem m, co
 	gp_enc_u64(&k.e, size);
 	enc_waitlist(&k.e, nw, wl);
 	gp_enc_u64(&k.e, id);
+	touch(q);
 	err = gp_icd_call_post(&k, GP_OP_FILL_BUFFER, DEAD);
 	gp_icd_call_end(&k);
 	return done_event(err, ev, event);
@@ -1532,6 +1628,7 @@ static cl_int post_marker(cl_command_queue q, uint16_t op, cl_uint nw, const cl_
 	gp_enc_u64(&k.e, q->h.id);
 	enc_waitlist(&k.e, nw, wl);
 	gp_enc_u64(&k.e, id);
+	touch(q);
 	err = gp_icd_call_post(&k, op, DEAD);
 	gp_icd_call_end(&k);
 	return err;
@@ -1578,7 +1675,10 @@ static void *CL_API_CALL icd_EnqueueMapBuffer(cl_command_queue q, cl_mem m, cl_b
 		set_err(errp, CL_OUT_OF_HOST_MEMORY);
 		return NULL;
 	}
-	if (m->host_ptr) {
+	if (m->shared) {
+		/* Zero copy: the application works on the buffer's memory. */
+		ptr = m->shared + off;
+	} else if (m->host_ptr) {
 		ptr = (char *)m->host_ptr + off;
 	} else {
 		if (posix_memalign(&ptr, 4096, size) != 0) {
@@ -1589,7 +1689,12 @@ static void *CL_API_CALL icd_EnqueueMapBuffer(cl_command_queue q, cl_mem m, cl_b
 		mp->owned = true;
 	}
 	err = with_event(q, CL_COMMAND_MAP_BUFFER, event, &ev, &id);
-	if (err == CL_SUCCESS) {
+	if (err == CL_SUCCESS && m->shared) {
+		err = settle(q, nw, wl);
+		if (err == CL_SUCCESS && id)
+			err = post_marker(q, GP_OP_MARKER, 0, NULL, id);
+		err = done_event(err, ev, event);
+	} else if (err == CL_SUCCESS) {
 		if (flags & CL_MAP_WRITE_INVALIDATE_REGION)
 			err = post_marker(q, GP_OP_MARKER, nw, wl, id);
 		else
@@ -1648,7 +1753,8 @@ static cl_int CL_API_CALL icd_EnqueueUnmapMemObject(cl_command_queue q, cl_mem m
 		return CL_INVALID_VALUE;
 	err = with_event(q, CL_COMMAND_UNMAP_MEM_OBJECT, event, &ev, &id);
 	if (err == CL_SUCCESS) {
-		if (mp->flags & (CL_MAP_WRITE | CL_MAP_WRITE_INVALIDATE_REGION))
+		/* Shared memory: the writes are already in the buffer. */
+		if (!m->shared && (mp->flags & (CL_MAP_WRITE | CL_MAP_WRITE_INVALIDATE_REGION)))
 			err = write_data(q, m, mp->off, mp->size, mp->ptr, nw, wl, id);
 		else
 			err = post_marker(q, GP_OP_MARKER, nw, wl, id);
@@ -2347,6 +2453,7 @@ static cl_int CL_API_CALL icd_EnqueueNDRangeKernel(cl_command_queue q, cl_kernel
 		gp_enc_u64(&k.e, loc && i < dim ? loc[i] : 1);
 	enc_waitlist(&k.e, nw, wl);
 	gp_enc_u64(&k.e, id);
+	touch(q);
 	err = gp_icd_call_post(&k, GP_OP_ENQUEUE_NDRANGE, DEAD);
 	gp_icd_call_end(&k);
 	return done_event(err, ev, event);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -29,6 +30,7 @@ struct gp_icd_conn {
 	int dead; /* atomic: the server went away */
 	uint64_t probe;
 	bool direct;
+	bool shared;
 	uint8_t *rx;
 };
 
@@ -137,7 +139,12 @@ int gp_icd_conn_open(struct gp_icd_conn **out)
 	c->ndev = gp_dec_count(&d, 8, 64);
 	for (uint32_t i = 0; i < c->ndev; i++)
 		gp_dec_u64(&d);
-	c->direct = gp_dec_u32(&d) & 1;
+	{
+		uint32_t fl = gp_dec_u32(&d);
+
+		c->direct = fl & 1;
+		c->shared = (fl & 2) && !getenv("GPUPASS_NO_SHARED");
+	}
 	if (d.err) {
 		fprintf(stderr, "gpupass: gpupass-pvd at %s sent a malformed hello\n", addr);
 		r = -EBADMSG;
@@ -169,6 +176,38 @@ uint32_t gp_icd_conn_ndevices(const struct gp_icd_conn *c)
 bool gp_icd_conn_direct(const struct gp_icd_conn *c)
 {
 	return c->direct;
+}
+
+bool gp_icd_conn_alive(struct gp_icd_conn *c)
+{
+	struct pollfd p = { .fd = c->fd, .events = POLLRDHUP };
+
+	if (__atomic_load_n(&c->dead, __ATOMIC_ACQUIRE))
+		return false;
+	if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR))) {
+		conn_dead(c, -EPIPE);
+		return false;
+	}
+	return true;
+}
+
+bool gp_icd_conn_shared(const struct gp_icd_conn *c)
+{
+	return c->shared;
+}
+
+int gp_icd_recv_fd_locked(struct gp_icd_call *k, int *fd)
+{
+	struct gp_proto_hdr h;
+	uint8_t buf[16];
+	int r;
+
+	r = gp_transport_recv(k->c->sock, &h, buf, sizeof(buf), fd, 5000);
+	if (r == 0 && *fd < 0)
+		r = -EBADMSG;
+	if (r < 0)
+		conn_dead(k->c, r);
+	return r;
 }
 
 uint64_t gp_icd_conn_new_id(struct gp_icd_conn *c)

@@ -32,6 +32,10 @@ uint32_t gp_icd_conn_ndevices(const struct gp_icd_conn *c);
 uint64_t gp_icd_conn_new_id(struct gp_icd_conn *c);
 /* True when the server copies big transfers straight from/to our memory. */
 bool gp_icd_conn_direct(const struct gp_icd_conn *c);
+/* True when big buffers can live in memory shared with the server. */
+bool gp_icd_conn_shared(const struct gp_icd_conn *c);
+/* False (after one stderr line) once the server has gone. */
+bool gp_icd_conn_alive(struct gp_icd_conn *c);
 void *gp_icd_conn_bulk(struct gp_icd_conn *c, uint64_t *size);
 
 /* One call: encode into .e, then post (no reply) or call (reply decoded
@@ -65,5 +69,7 @@ void gp_icd_conn_unlock(struct gp_icd_conn *c);
 int gp_icd_send_locked(struct gp_icd_call *k, uint16_t op, bool sync);
 /* Waits for the next reply; returns its OpenCL error or @dead_err. */
 cl_int gp_icd_collect_locked(struct gp_icd_call *k, cl_int dead_err);
+/* After a sync reply that announced one: the descriptor from the socket. */
+int gp_icd_recv_fd_locked(struct gp_icd_call *k, int *fd);
 
 #endif

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -73,6 +74,8 @@ static bool device_wanted(const struct pvd_server *srv, cl_device_id d)
 	return false;
 }
 
+static bool probe_in_place(cl_device_id dev);
+
 static int backend_open(struct pvd_server *srv)
 {
 	cl_platform_id plats[16];
@@ -110,7 +113,57 @@ static int backend_open(struct pvd_server *srv)
 			}
 		}
 	}
+	srv->shared_ok = srv->n_devs > 0 && !getenv("GPUPASS_PVD_NO_SHARED");
+	for (size_t i = 0; srv->shared_ok && i < srv->n_devs; i++)
+		srv->shared_ok = probe_in_place(srv->devs[i].device);
 	return srv->n_devs ? 0 : -ENODEV;
+}
+
+/* Shared buffers need a device that computes on host memory in place
+ * (USE_HOST_PTR without a private copy), as CPU devices do: check that a
+ * kernel sees a host write made without a map, and the host sees the
+ * kernel's write, on every device served. */
+static bool probe_in_place(cl_device_id dev)
+{
+	static const char *src = "__kernel void k(__global int *a) { a[get_global_id(0)] += 1; }";
+	size_t n = 1024;
+	bool ok = false;
+	cl_int err;
+	cl_context ctx = clCreateContext(NULL, 1, &dev, NULL, NULL, &err);
+	cl_command_queue q = ctx ? clCreateCommandQueueWithProperties(ctx, dev, NULL, &err) : NULL;
+	cl_program p = q ? clCreateProgramWithSource(ctx, 1, &src, NULL, &err) : NULL;
+	cl_kernel k = NULL;
+	cl_mem m = NULL;
+	int *h = mmap(NULL, n * sizeof(int), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	cl_bool unified = CL_FALSE;
+
+	clGetDeviceInfo(dev, CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof(unified), &unified, NULL);
+	if (h == MAP_FAILED)
+		h = NULL;
+	if (unified && p && h && clBuildProgram(p, 1, &dev, NULL, NULL, NULL) == CL_SUCCESS)
+		k = clCreateKernel(p, "k", &err);
+	if (k)
+		m = clCreateBuffer(ctx, CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR, n * sizeof(int), h, &err);
+	if (m && clSetKernelArg(k, 0, sizeof(m), &m) == CL_SUCCESS &&
+	    clEnqueueNDRangeKernel(q, k, 1, NULL, &n, NULL, 0, NULL, NULL) == CL_SUCCESS &&
+	    clFinish(q) == CL_SUCCESS && h[7] == 1) {
+		h[7] = 41;
+		ok = clEnqueueNDRangeKernel(q, k, 1, NULL, &n, NULL, 0, NULL, NULL) == CL_SUCCESS &&
+		     clFinish(q) == CL_SUCCESS && h[7] == 42 && h[8] == 2;
+	}
+	if (m)
+		clReleaseMemObject(m);
+	if (k)
+		clReleaseKernel(k);
+	if (p)
+		clReleaseProgram(p);
+	if (q)
+		clReleaseCommandQueue(q);
+	if (ctx)
+		clReleaseContext(ctx);
+	if (h)
+		munmap(h, n * sizeof(int));
+	return ok;
 }
 
 static int mkdir_parent(const char *path)
@@ -381,8 +434,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "gpupass-pvd: error: signalfd: %s\n", strerror(errno));
 		goto out;
 	}
-	printf("gpupass-pvd: serving %zu device(s) of %s to %zu guest section(s)\n",
-	       srv.n_devs, srv.platform_name ? srv.platform_name : "?", srv.n_guests);
+	printf("gpupass-pvd: serving %zu device(s) of %s to %zu guest section(s)%s\n",
+	       srv.n_devs, srv.platform_name ? srv.platform_name : "?", srv.n_guests,
+	       srv.shared_ok ? ", buffers shared in place" : "");
 	for (size_t i = 0; i < srv.cfg.listen.n; i++)
 		printf("gpupass-pvd: listening on %s (guests connect with GPUPASS_SERVER=%s)\n",
 		       srv.cfg.listen.v[i], srv.cfg.listen.v[i]);

@@ -61,6 +61,7 @@ struct pvd_server {
 	struct pvd_session *sessions;
 	int stop;                 /* atomic */
 	uint64_t spin_ns;
+	bool shared_ok; /* devices work in place on host memory (probed) */
 };
 
 /* Starts a session thread for an accepted connection of @guest (NULL:

@@ -12,6 +12,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -47,6 +49,7 @@ struct pvd_session {
 	int done;       /* atomic: the thread has finished */
 	bool counted;   /* in guest->sessions */
 	bool direct;    /* process_vm_readv/writev work on the guest */
+	int pending_fd; /* sent on the socket after the reply, then closed */
 	uint8_t *rxbuf;
 	struct gp_enc reply;
 };
@@ -468,40 +471,118 @@ static int op_create_queue(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 
 #define HOST_PTR_FLAGS (CL_MEM_USE_HOST_PTR | CL_MEM_COPY_HOST_PTR | CL_MEM_ALLOC_HOST_PTR)
 
-/* CREATE_BUFFER: u64 id, u64 ctx, u64 flags, u64 size -> i32 err.
- * Host-pointer flags are the ICD's business (it copies the data after). */
+struct shared_map {
+	void *ptr;
+	size_t size;
+};
+
+static void CL_CALLBACK unmap_shared(cl_mem m, void *data)
+{
+	struct shared_map *sm = data;
+
+	munmap(sm->ptr, sm->size);
+	free(sm);
+}
+
+/* Memory for a shared buffer: a sealed memfd (the guest cannot shrink it
+ * under us) mapped here and, through the descriptor, in the guest. */
+static int shared_alloc(uint64_t size, int *fd, struct shared_map **out)
+{
+	struct shared_map *sm = calloc(1, sizeof(*sm));
+	int f, r;
+
+	if (!sm)
+		return -ENOMEM;
+	f = memfd_create("gpupass-buffer", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (f < 0) {
+		r = -errno;
+		free(sm);
+		return r;
+	}
+	if (ftruncate(f, (off_t)size) < 0 ||
+	    fcntl(f, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+		r = -errno;
+		goto err_close;
+	}
+	sm->size = (size_t)size;
+	sm->ptr = mmap(NULL, sm->size, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0);
+	if (sm->ptr == MAP_FAILED) {
+		r = -errno;
+		goto err_close;
+	}
+	*fd = f;
+	*out = sm;
+	return 0;
+
+err_close:
+	close(f);
+	free(sm);
+	return r;
+}
+
+/* CREATE_BUFFER: u64 id, u64 ctx, u64 flags, u64 size, u32 want shared
+ * -> i32 err, u32 shared. Host-pointer flags are the ICD's business (it
+ * copies the data after). A shared buffer lives in memory the guest maps
+ * too (its descriptor follows on the socket): only on devices that work
+ * on host memory in place (checked at start), so guest reads and writes
+ * are plain memcpy after a synchronisation. */
 static int op_create_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 {
 	uint64_t id = gp_dec_u64(d), cid = gp_dec_u64(d), flags = gp_dec_u64(d);
 	uint64_t size = gp_dec_u64(d);
+	uint32_t want_shared = gp_dec_u32(d);
+	struct shared_map *sm = NULL;
+	int fd = -1;
 	void *ctx;
 	cl_mem m;
 
 	if (gp_dec_finish(d) < 0 || fresh_id(s, id) < 0)
 		return d->err ? d->err : -EEXIST;
 	if ((*err = lookup(s, cid, GP_KIND_CONTEXT, &ctx)) != CL_SUCCESS)
-		return 0;
+		goto out;
 	if (size == 0 || size > SIZE_MAX) {
 		*err = CL_INVALID_BUFFER_SIZE;
-		return 0;
+		goto out;
 	}
 	if ((*err = charge(s, size)) != CL_SUCCESS)
-		return 0;
-	m = clCreateBuffer(ctx, (cl_mem_flags)(flags & ~(uint64_t)HOST_PTR_FLAGS), (size_t)size,
-			   NULL, err);
+		goto out;
+	flags &= ~(uint64_t)HOST_PTR_FLAGS;
+	if (want_shared && s->srv->shared_ok && shared_alloc(size, &fd, &sm) == 0)
+		flags |= CL_MEM_USE_HOST_PTR;
+	m = clCreateBuffer(ctx, (cl_mem_flags)flags, (size_t)size, sm ? sm->ptr : NULL, err);
 	if (!m) {
 		uncharge(s, size);
-		return 0;
+		goto out;
 	}
 	if (add_handle(s, id, GP_KIND_MEM, m, size, err) < 0) {
 		uncharge(s, size);
 		clReleaseMemObject(m);
+		if (sm)
+			munmap(sm->ptr, sm->size), free(sm);
+		if (fd >= 0)
+			close(fd);
 		return -EEXIST;
 	}
 	if (*err != CL_SUCCESS) {
 		uncharge(s, size);
 		clReleaseMemObject(m);
+		goto out;
 	}
+	if (sm && clSetMemObjectDestructorCallback(m, unmap_shared, sm) == CL_SUCCESS) {
+		sm = NULL; /* unmapped when the host object really goes */
+		gp_enc_u32(&s->reply, 1);
+		s->pending_fd = fd;
+		fd = -1;
+		return 0;
+	}
+out:
+	gp_enc_u32(&s->reply, 0);
+	if (sm) {
+		munmap(sm->ptr, sm->size);
+		free(sm);
+	}
+	if (fd >= 0)
+		close(fd);
 	return 0;
 }
 
@@ -1379,13 +1460,29 @@ static void serve(struct pvd_session *s)
 			}
 			put_le32(s->reply.buf, (uint32_t)err);
 			r = send_reply(s->ring, &h, &s->reply);
+			if (r == 0 && s->pending_fd >= 0) {
+				/* The reply said a descriptor follows on the socket. */
+				struct gp_proto_hdr fh = { .opcode = h.opcode, .flags = GP_PROTO_F_REPLY,
+							   .req_id = h.req_id };
+
+				r = gp_transport_send(s->sock, &fh, NULL, 0, s->pending_fd);
+			}
+			if (s->pending_fd >= 0) {
+				close(s->pending_fd);
+				s->pending_fd = -1;
+			}
 			if (r < 0) {
 				LOG_S(s, GP_LOG_INFO, "guest %s (pid %d): cannot reply: %s",
 				      guest_name(s), (int)s->pid, strerror(-r));
 				return;
 			}
-		} else if (err != CL_SUCCESS && s->pending == CL_SUCCESS) {
-			s->pending = err;
+		} else {
+			if (err != CL_SUCCESS && s->pending == CL_SUCCESS)
+				s->pending = err;
+			if (s->pending_fd >= 0) {
+				close(s->pending_fd); /* nobody waits for it */
+				s->pending_fd = -1;
+			}
 		}
 	}
 }
@@ -1516,7 +1613,7 @@ static int handshake(struct pvd_session *s)
 		s->direct = s->pid > 0 && probe_addr &&
 			    direct_copy(s, true, &seen, probe_addr, sizeof(seen)) == 0 &&
 			    seen == probe_val;
-		gp_enc_u32(&e, s->direct ? 1 : 0);
+		gp_enc_u32(&e, (s->direct ? 1u : 0u) | (srv->shared_ok ? 2u : 0u));
 		LOG_S(s, GP_LOG_INFO, "guest %s: %s connected (pid %d, uid %d, %s copies)",
 		      s->guest->cfg->name, client, (int)s->pid, (int)s->uid,
 		      s->direct ? "direct" : "shared-memory");
@@ -1588,6 +1685,7 @@ int pvd_session_start(struct pvd_server *srv, struct pvd_guest *guest, int fd,
 		s->pid = cr.pid;
 		s->uid = cr.uid;
 	}
+	s->pending_fd = -1;
 	s->refusal = strdup(refusal ? refusal : "");
 	s->rxbuf = malloc(GP_PROTO_MAX_PAYLOAD);
 	gp_enc_init(&s->reply, GP_PROTO_MAX_PAYLOAD);

@@ -139,6 +139,7 @@ int main(int argc, char **argv)
 	gp_enc_u64(&e, CTX);
 	gp_enc_u64(&e, CL_MEM_READ_WRITE);
 	gp_enc_u64(&e, 4096);
+	gp_enc_u32(&e, 0);
 	EQ(call(&a, GP_OP_CREATE_BUFFER, &e, true, NULL), CL_SUCCESS, "A creates a buffer");
 	EQ(get_info(&a, GP_INFO_MEM, BUF, CL_MEM_SIZE, &v), CL_SUCCESS, "A reads its buffer's size");
 	EQ(v, 4096, "buffer size");
@@ -156,6 +157,7 @@ int main(int argc, char **argv)
 	gp_enc_u64(&e, CTX);
 	gp_enc_u64(&e, 0);
 	gp_enc_u64(&e, 64);
+	gp_enc_u32(&e, 0);
 	EQ(call(&b, GP_OP_CREATE_BUFFER, &e, true, NULL), CL_INVALID_CONTEXT, "B cannot make a buffer in A's context");
 	EQ(get_info(&a, GP_INFO_MEM, BUF, CL_MEM_SIZE, &v), CL_SUCCESS, "A's buffer survives B's release of its id");
 
@@ -176,6 +178,7 @@ int main(int argc, char **argv)
 	gp_enc_u64(&e, CTX);
 	gp_enc_u64(&e, 0);
 	gp_enc_u64(&e, UINT64_MAX);
+	gp_enc_u32(&e, 0);
 	r = call(&a, GP_OP_CREATE_BUFFER, &e, true, NULL);
 	OK(r == CL_INVALID_BUFFER_SIZE || r == CL_MEM_OBJECT_ALLOCATION_FAILURE, "2^64-1 byte buffer refused (%d)", r);
 
@@ -201,6 +204,7 @@ int main(int argc, char **argv)
 	gp_enc_u64(&e, 1); /* device 1, not a context */
 	gp_enc_u64(&e, 0);
 	gp_enc_u64(&e, 64);
+	gp_enc_u32(&e, 0);
 	EQ(call(&a, GP_OP_CREATE_BUFFER, &e, true, NULL), CL_INVALID_CONTEXT,
 	   "A still served after B and C broke the rules (a device id is not a context)");
 	EQ(get_info(&a, GP_INFO_MEM, BUF, CL_MEM_SIZE, &v), CL_SUCCESS, "A's objects are intact");
