@@ -15,9 +15,26 @@
 
 /* How far ahead (ns of weighted device time) a guest may run, and how long
  * it may be held back per launch (it is never starved either). */
-#define WINDOW_NS 2000000ull
-#define MAX_HOLD_NS 50000000ull
+#define WINDOW_NS 1000000ull
+#define MAX_HOLD_NS 200000000ull
 #define HOLD_STEP_NS 200000L
+/* A guest competes while it has kernels in flight or launched lately (a
+ * guest that waits for its results between launches still competes). */
+#define ACTIVE_NS 20000000ull
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static bool competing(struct pvd_guest *g, uint64_t now)
+{
+	return __atomic_load_n(&g->busy, __ATOMIC_RELAXED) > 0 ||
+	       now - __atomic_load_n(&g->last_launch_ns, __ATOMIC_RELAXED) < ACTIVE_NS;
+}
 
 void pvd_sched_account(struct pvd_guest *g, uint64_t ns)
 {
@@ -28,13 +45,14 @@ void pvd_sched_account(struct pvd_guest *g, uint64_t ns)
 /* The smallest virtual time among the other guests with kernels in flight. */
 static bool min_other(struct pvd_server *srv, struct pvd_guest *g, uint64_t *out)
 {
+	uint64_t now = now_ns();
 	bool any = false;
 
 	for (size_t i = 0; i < srv->n_guests; i++) {
 		struct pvd_guest *o = &srv->guests[i];
 		uint64_t v;
 
-		if (o == g || __atomic_load_n(&o->busy, __ATOMIC_RELAXED) == 0)
+		if (o == g || !competing(o, now))
 			continue;
 		v = __atomic_load_n(&o->vtime_ns, __ATOMIC_RELAXED);
 		if (!any || v < *out)
@@ -47,12 +65,14 @@ static bool min_other(struct pvd_server *srv, struct pvd_guest *g, uint64_t *out
 void pvd_sched_before_launch(struct pvd_server *srv, struct pvd_guest *g)
 {
 	struct timespec step = { 0, HOLD_STEP_NS };
-	uint64_t other = 0, held = 0, mine;
+	uint64_t other = 0, held = 0, mine, now = now_ns();
+	bool was_idle = !competing(g, now);
 
+	__atomic_store_n(&g->last_launch_ns, now, __ATOMIC_RELAXED);
 	if (srv->n_guests < 2 || !min_other(srv, g, &other))
 		return;
 	mine = __atomic_load_n(&g->vtime_ns, __ATOMIC_RELAXED);
-	if (__atomic_load_n(&g->busy, __ATOMIC_RELAXED) == 0 && mine < other) {
+	if (was_idle && mine < other) {
 		/* back from idle: no credit for the time it did not use */
 		__atomic_store_n(&g->vtime_ns, other, __ATOMIC_RELAXED);
 		return;
