@@ -857,7 +857,7 @@ static int popcount64(uint64_t v)
 }
 
 static cl_int write_data(cl_command_queue q, cl_mem m, size_t off, size_t size, const void *ptr,
-			 cl_uint nw, const cl_event *wl, uint64_t evid);
+			 cl_uint nw, const cl_event *wl, uint64_t evid, bool blocking);
 static cl_int post_marker(cl_command_queue q, uint16_t op, cl_uint nw, const cl_event *wl,
 			  uint64_t id);
 
@@ -933,7 +933,7 @@ static cl_mem buffer_make(cl_context ctx, cl_mem_flags flags, size_t size, void 
 	} else if (err == CL_SUCCESS && host_ptr) {
 		/* COPY_HOST_PTR and USE_HOST_PTR: the device copy starts as the
 		 * host data; with USE_HOST_PTR, maps hand back host_ptr. */
-		err = write_data(NULL, m, 0, size, host_ptr, 0, NULL, 0);
+		err = write_data(NULL, m, 0, size, host_ptr, 0, NULL, 0, true);
 		if (err != CL_SUCCESS)
 			post_release(m->h.id);
 	}
@@ -1131,6 +1131,8 @@ static cl_int direct_transfer(uint16_t op, cl_command_queue q, cl_mem m, size_t 
 	gp_enc_u64(&k.e, off);
 	gp_enc_u64(&k.e, size);
 	gp_enc_u32(&k.e, 2);
+	if (op == GP_OP_WRITE_BUFFER)
+		gp_enc_u32(&k.e, 1);
 	gp_enc_u64(&k.e, (uint64_t)(uintptr_t)ptr);
 	if (op == GP_OP_WRITE_BUFFER)
 		gp_enc_blob(&k.e, NULL, 0);
@@ -1147,7 +1149,7 @@ static cl_int direct_transfer(uint16_t op, cl_command_queue q, cl_mem m, size_t 
  * the initial data of a new buffer. The event, if any, is the last
  * chunk's; the wait list holds for the first. */
 static cl_int write_data(cl_command_queue q, cl_mem m, size_t off, size_t size, const void *ptr,
-			 cl_uint nw, const cl_event *wl, uint64_t evid)
+			 cl_uint nw, const cl_event *wl, uint64_t evid, bool blocking)
 {
 	struct gp_icd_call k;
 	uint64_t bsize;
@@ -1156,7 +1158,11 @@ static cl_int write_data(cl_command_queue q, cl_mem m, size_t off, size_t size, 
 	cl_int err = CL_SUCCESS, e;
 	unsigned inflight = 0;
 
-	if (m->shared) {
+	/* A non-blocking write that may have to wait must not wait here:
+	 * the server queues it from a private copy. */
+	bool may_wait = q && (nw || __atomic_load_n(&q->dirty, __ATOMIC_ACQUIRE));
+
+	if (m->shared && (blocking || !may_wait)) {
 		if (q)
 			err = settle(q, nw, wl);
 		else if (!gp_icd_conn_alive(G.conn))
@@ -1173,6 +1179,7 @@ static cl_int write_data(cl_command_queue q, cl_mem m, size_t off, size_t size, 
 		gp_enc_u64(&k.e, off);
 		gp_enc_u64(&k.e, size);
 		gp_enc_u32(&k.e, 0);
+		gp_enc_u32(&k.e, blocking || !q);
 		gp_enc_u64(&k.e, 0);
 		gp_enc_blob(&k.e, ptr, size);
 		enc_waitlist(&k.e, nw, wl);
@@ -1184,7 +1191,7 @@ static cl_int write_data(cl_command_queue q, cl_mem m, size_t off, size_t size, 
 		gp_icd_call_end(&k);
 		return err;
 	}
-	if (gp_icd_conn_direct(G.conn))
+	if (gp_icd_conn_direct(G.conn) && (blocking || !may_wait))
 		return direct_transfer(GP_OP_WRITE_BUFFER, q, m, off, size, ptr, nw, wl, evid);
 	bulk = gp_icd_conn_bulk(G.conn, &bsize);
 	chunk = (size_t)(bsize / 2);
@@ -1210,6 +1217,7 @@ static cl_int write_data(cl_command_queue q, cl_mem m, size_t off, size_t size, 
 		gp_enc_u64(&k.e, off + done);
 		gp_enc_u64(&k.e, n);
 		gp_enc_u32(&k.e, 1);
+		gp_enc_u32(&k.e, blocking || !q);
 		gp_enc_u64(&k.e, half);
 		gp_enc_blob(&k.e, NULL, 0);
 		if (i == 0)
@@ -1401,7 +1409,7 @@ static cl_int CL_API_CALL icd_EnqueueWriteBuffer(cl_command_queue q, cl_mem m, c
 		return err;
 	/* Non-blocking writes copy the data out at once as well (OpenCL lets
 	 * an implementation finish the copy before returning). */
-	return done_event(write_data(q, m, off, size, ptr, nw, wl, id), ev, event);
+	return done_event(write_data(q, m, off, size, ptr, nw, wl, id, blocking), ev, event);
 }
 
 static cl_int CL_API_CALL icd_EnqueueReadBuffer(cl_command_queue q, cl_mem m, cl_bool blocking,
@@ -1470,7 +1478,7 @@ static cl_int rect_rw(bool write, cl_command_queue q, cl_mem m, const size_t *bo
 
 			if (write)
 				err = write_data(q, m, boff, reg[0], (uint8_t *)ptr + hoff,
-						 first ? nw : 0, first ? wl : NULL, last ? id : 0);
+						 first ? nw : 0, first ? wl : NULL, last ? id : 0, true);
 			else
 				err = read_data(q, m, boff, reg[0], (uint8_t *)ptr + hoff,
 						first ? nw : 0, first ? wl : NULL, last ? id : 0);
@@ -1755,7 +1763,7 @@ static cl_int CL_API_CALL icd_EnqueueUnmapMemObject(cl_command_queue q, cl_mem m
 	if (err == CL_SUCCESS) {
 		/* Shared memory: the writes are already in the buffer. */
 		if (!m->shared && (mp->flags & (CL_MAP_WRITE | CL_MAP_WRITE_INVALIDATE_REGION)))
-			err = write_data(q, m, mp->off, mp->size, mp->ptr, nw, wl, id);
+			err = write_data(q, m, mp->off, mp->size, mp->ptr, nw, wl, id, false);
 		else
 			err = post_marker(q, GP_OP_MARKER, nw, wl, id);
 		err = done_event(err, ev, event);

@@ -323,7 +323,7 @@ int main(int argc, char **argv)
 	};
 	struct gp_strv listen = { 0 };
 	const char *config = NULL;
-	int c, r, verbose = 0, sigfd, rc = 1;
+	int c, r, verbose = 0, sigfd, rc = 1, stuck;
 	sigset_t mask;
 	ino_t *listen_ino = NULL, *guest_ino = NULL;
 
@@ -447,9 +447,22 @@ int main(int argc, char **argv)
 	fflush(stdout);
 	serve_loop(&srv, sigfd);
 	__atomic_store_n(&srv.stop, 1, __ATOMIC_RELEASE);
-	pvd_session_stop_all(&srv);
+	stuck = pvd_session_stop_all(&srv, 5000);
 	close(sigfd);
 	rc = 0;
+	if (stuck) {
+		/* Their threads still use the server's state: remove the
+		 * sockets and leave without freeing it. */
+		fprintf(stderr, "gpupass-pvd: warning: %d session(s) stuck in a device call; exiting anyway\n",
+			stuck);
+		for (size_t i = 0; i < srv.n_listen; i++)
+			unlink_ours(srv.cfg.listen.v[i] + 5, listen_ino[i]);
+		for (size_t i = 0; i < srv.n_guests; i++)
+			if (srv.guests[i].listen_fd >= 0)
+				unlink_ours(srv.guests[i].cfg->socket, guest_ino[i]);
+		fflush(NULL);
+		_exit(0);
+	}
 out:
 	for (size_t i = 0; i < srv.n_listen; i++) {
 		close(srv.listen_fds[i]);

@@ -71,8 +71,9 @@ int pvd_session_start(struct pvd_server *srv, struct pvd_guest *guest, int fd,
 		      const char *refusal);
 /* Joins and frees sessions that have ended; all of them when @all. */
 void pvd_session_reap(struct pvd_server *srv, bool all);
-/* Ends every session (server shutdown). */
-void pvd_session_stop_all(struct pvd_server *srv);
+/* Ends every session (server shutdown); returns how many did not end
+ * within @timeout_ms (stuck in a device call). */
+int pvd_session_stop_all(struct pvd_server *srv, int timeout_ms);
 
 /* Fair sharing of device time between guests (scheduler.c). */
 void pvd_sched_before_launch(struct pvd_server *srv, struct pvd_guest *g);

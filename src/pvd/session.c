@@ -1014,14 +1014,15 @@ static cl_int mapped_transfer(struct pvd_session *s, cl_command_queue q, cl_mem 
 }
 
 /* WRITE_BUFFER: u64 queue, u64 mem, u64 offset, u64 size, u32 where
- * (0 inline, 1 bulk region at u64 offset, 2 guest address u64), blob
+ * (0 inline, 1 bulk region at u64 offset, 2 guest address u64), u32
+ * blocking (the guest waits for the write; required for where 2), blob
  * inline data, wait list, u64 event id. queue 0: no queue (the initial
  * data of a new buffer). */
 static int op_write_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 {
 	uint64_t qid = gp_dec_u64(d), mid = gp_dec_u64(d), off = gp_dec_u64(d);
 	uint64_t size = gp_dec_u64(d);
-	uint32_t where = gp_dec_u32(d);
+	uint32_t where = gp_dec_u32(d), blocking = gp_dec_u32(d);
 	uint64_t boff = gp_dec_u64(d);
 	size_t ilen = 0;
 	const uint8_t *inl = gp_dec_blob(d, GP_PROTO_MAX_PAYLOAD, &ilen);
@@ -1045,7 +1046,7 @@ static int op_write_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 		if (boff > s->bulk_size || size > s->bulk_size - boff)
 			goto proto;
 		src = s->bulk + boff;
-	} else if (where != 2 || !s->direct) {
+	} else if (where != 2 || !s->direct || !blocking) {
 		goto proto;
 	}
 	if (*err == CL_SUCCESS)
@@ -1066,9 +1067,10 @@ static int op_write_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 	}
 	if (*err == CL_SUCCESS && where == 2) {
 		*err = mapped_transfer(s, q, m, true, off, size, boff, &w, evid ? &ev : NULL);
-	} else if (*err == CL_SUCCESS && w.n && size) {
-		/* A write that must wait for other events cannot hold the ring
-		 * or bulk slot that long: it writes from a private copy. */
+	} else if (*err == CL_SUCCESS && (w.n || !blocking) && size) {
+		/* A write that may wait (for events, or behind commands that do)
+		 * must not hold up the session: unless the guest itself blocks
+		 * on it, it is written from a private copy, without waiting. */
 		copy = malloc(size);
 		if (!copy) {
 			*err = CL_OUT_OF_HOST_MEMORY;
@@ -1497,6 +1499,19 @@ static void finish_cb(struct gp_handle *e, void *data)
 	clFinish(e->obj);
 }
 
+/* A guest that is gone will never complete its user events: complete
+ * them so that the commands waiting on them run (on the guest's own
+ * objects) and the queues drain. Not an error status: PoCL 3 aborts the
+ * process when a user event with dependent commands is failed. */
+static void abort_user_event_cb(struct gp_handle *e, void *data)
+{
+	cl_command_type t = 0;
+
+	if (clGetEventInfo(e->obj, CL_EVENT_COMMAND_TYPE, sizeof(t), &t, NULL) == CL_SUCCESS &&
+	    t == CL_COMMAND_USER)
+		clSetUserEventStatus(e->obj, CL_COMPLETE);
+}
+
 /* Releases everything the guest still holds: queues drained first, then
  * objects from the leaves (events, kernels) to the roots (contexts). */
 static void release_all(struct pvd_session *s)
@@ -1508,6 +1523,7 @@ static void release_all(struct pvd_session *s)
 
 	if (!s->h)
 		return;
+	gp_handles_foreach(s->h, GP_KIND_EVENT, abort_user_event_cb, s);
 	gp_handles_foreach(s->h, GP_KIND_QUEUE, finish_cb, s);
 	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
 		gp_handles_foreach(s->h, order[i], drop_cb, s);
@@ -1757,13 +1773,30 @@ void pvd_session_reap(struct pvd_server *srv, bool all)
 	}
 }
 
-void pvd_session_stop_all(struct pvd_server *srv)
+int pvd_session_stop_all(struct pvd_server *srv, int timeout_ms)
 {
+	struct timespec step = { 0, 10000000 };
+	int left = 0;
+
 	pthread_mutex_lock(&srv->lock);
 	for (struct pvd_session *s = srv->sessions; s; s = s->next) {
 		gp_transport_interrupt(s->sock);
 		gp_transport_interrupt(s->ring);
 	}
 	pthread_mutex_unlock(&srv->lock);
-	pvd_session_reap(srv, true);
+	/* A session may be inside a device call that waits for work that
+	 * will never run (a guest's user event): give them a while, then
+	 * leave them to process exit rather than hang the shutdown. */
+	for (int waited = 0; waited <= timeout_ms; waited += 10) {
+		pvd_session_reap(srv, false);
+		pthread_mutex_lock(&srv->lock);
+		left = 0;
+		for (struct pvd_session *s = srv->sessions; s; s = s->next)
+			left++;
+		pthread_mutex_unlock(&srv->lock);
+		if (left == 0)
+			break;
+		nanosleep(&step, NULL);
+	}
+	return left;
 }

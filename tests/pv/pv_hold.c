@@ -41,6 +41,26 @@ int main(int argc, char **argv)
 	memset(host, 3, sz);
 	printf("ready\n");
 	fflush(stdout);
+	if (strcmp(argv[1], "userwait") == 0) {
+		/* Work that can never run: it waits on a user event nobody will
+		 * set once this process is killed. */
+		cl_event ue = clCreateUserEvent(ctx, &err);
+		size_t one = 1;
+		const char *src = "__kernel void k(__global int *a) { a[0] = 1; }";
+		cl_program pr = clCreateProgramWithSource(ctx, 1, &src, NULL, &err);
+		cl_kernel k;
+
+		clBuildProgram(pr, 1, &d, NULL, NULL, NULL);
+		k = clCreateKernel(pr, "k", &err);
+		clSetKernelArg(k, 0, sizeof(m), &m);
+		clEnqueueNDRangeKernel(q, k, 1, NULL, &one, NULL, 1, &ue, NULL);
+		clEnqueueWriteBuffer(q, m, CL_FALSE, 0, 4096, host, 1, &ue, NULL);
+		clFlush(q);
+		printf("waiting\n");
+		fflush(stdout);
+		for (;;)
+			pause();
+	}
 	if (strcmp(argv[1], "stress") == 0) {
 		for (;;) {
 			clEnqueueWriteBuffer(q, m, CL_TRUE, 0, sz, host, 0, NULL, NULL);

@@ -219,6 +219,17 @@ def main():
                     fail("server died")
                 run([prog("pv_basic")], guest_env(tmp, big))
                 ok(3, "the other guest is served normally")
+                # A guest killed while its queue waits on its own user event.
+                p = subprocess.Popen([prog("pv_hold"), "userwait"], env=guest_env(tmp, small),
+                                     stdout=subprocess.PIPE, text=True)
+                if p.stdout.readline().strip() != "ready" or p.stdout.readline().strip() != "waiting":
+                    fail("pv_hold userwait did not start")
+                p.send_signal(signal.SIGKILL)
+                p.wait()
+                wait_status(small, "small", lambda g: g["objects"] == base["small"]["objects"]
+                            and g["memory_used"] == base["small"]["memory_used"] and g["sessions"] == 0,
+                            "objects of a guest killed with work blocked on a user event freed")
+                ok(4, "work blocked on a dead guest's user event is aborted and freed")
             finally:
                 srv.stop()
         elif SCENARIO == "restart":
