@@ -41,7 +41,7 @@ struct pvd_guest {
 	uint64_t calls;     /* atomic */
 	uint64_t vtime_ns;  /* atomic: device_ns / weight, for fair sharing */
 	uint32_t busy;      /* atomic: kernels in flight */
-	uint64_t last_launch_ns; /* atomic: CLOCK_MONOTONIC of the last launch */
+	uint64_t last_launch_ns; /* atomic: CLOCK_MONOTONIC of the last launch or completion */
 };
 
 struct pvd_session;

@@ -30,17 +30,21 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+void pvd_sched_account(struct pvd_guest *g, uint64_t ns)
+{
+	/* Finishing a kernel is activity too: a guest that waits for its
+	 * results before it launches again still competes. */
+	__atomic_store_n(&g->last_launch_ns, now_ns(), __ATOMIC_RELAXED);
+	__atomic_add_fetch(&g->device_ns, ns, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&g->vtime_ns, ns / (g->cfg->weight ? g->cfg->weight : 1), __ATOMIC_RELAXED);
+}
+
 static bool competing(struct pvd_guest *g, uint64_t now)
 {
 	return __atomic_load_n(&g->busy, __ATOMIC_RELAXED) > 0 ||
 	       now - __atomic_load_n(&g->last_launch_ns, __ATOMIC_RELAXED) < ACTIVE_NS;
 }
 
-void pvd_sched_account(struct pvd_guest *g, uint64_t ns)
-{
-	__atomic_add_fetch(&g->device_ns, ns, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&g->vtime_ns, ns / (g->cfg->weight ? g->cfg->weight : 1), __ATOMIC_RELAXED);
-}
 
 /* The smallest virtual time among the other guests with kernels in flight. */
 static bool min_other(struct pvd_server *srv, struct pvd_guest *g, uint64_t *out)
@@ -77,8 +81,13 @@ void pvd_sched_before_launch(struct pvd_server *srv, struct pvd_guest *g)
 		__atomic_store_n(&g->vtime_ns, other, __ATOMIC_RELAXED);
 		return;
 	}
-	while (mine > other + WINDOW_NS && held < MAX_HOLD_NS &&
-	       !__atomic_load_n(&srv->stop, __ATOMIC_RELAXED)) {
+	/* Ahead of its share: no new kernel until its own have finished (and
+	 * been counted) and the others have caught up. Kernels of different
+	 * guests overlap on the device, so waiting for the count alone
+	 * lets the guest that is ahead keep its queue full. */
+	while (((mine > other + WINDOW_NS) ||
+		(mine > other && __atomic_load_n(&g->busy, __ATOMIC_RELAXED) > 0)) &&
+	       held < MAX_HOLD_NS && !__atomic_load_n(&srv->stop, __ATOMIC_RELAXED)) {
 		nanosleep(&step, NULL);
 		held += HOLD_STEP_NS;
 		if (!min_other(srv, g, &other))
