@@ -693,6 +693,39 @@ static int op_create_program_binary(struct pvd_session *s, struct gp_dec *d, cl_
 	return 0;
 }
 
+/* Build options reach the host's compiler: only those OpenCL defines
+ * (OpenCL 3.0, 5.8.6) pass, so a guest cannot hand it -Xclang, -fplugin,
+ * -include and the like. */
+static bool options_allowed(const char *opts)
+{
+	char *copy, *tok, *save = NULL;
+	bool ok = true, want_arg = false;
+
+	if (!opts)
+		return true;
+	copy = strdup(opts);
+	if (!copy)
+		return false;
+	for (tok = strtok_r(copy, " \t\n", &save); tok && ok; tok = strtok_r(NULL, " \t\n", &save)) {
+		if (want_arg) {
+			want_arg = false;
+			continue;
+		}
+		if (strcmp(tok, "-D") == 0 || strcmp(tok, "-I") == 0)
+			want_arg = true;
+		else if (strncmp(tok, "-D", 2) == 0 || strncmp(tok, "-I", 2) == 0 ||
+			 strncmp(tok, "-cl-", 4) == 0 || strcmp(tok, "-w") == 0 ||
+			 strcmp(tok, "-Werror") == 0 || strcmp(tok, "-g") == 0 ||
+			 (tok[0] == '-' && tok[1] == 'O' && strlen(tok) <= 3) ||
+			 strcmp(tok, "-create-library") == 0 || strcmp(tok, "-enable-link-options") == 0)
+			continue;
+		else
+			ok = false;
+	}
+	free(copy);
+	return ok;
+}
+
 static char *with_arg_info(const char *opts)
 {
 	const char *flag = "-cl-kernel-arg-info";
@@ -735,6 +768,8 @@ static int op_build_program(struct pvd_session *s, struct gp_dec *d, cl_int *err
 	}
 	if (*err == CL_SUCCESS)
 		*err = lookup(s, id, GP_KIND_PROGRAM, &p);
+	if (*err == CL_SUCCESS && !options_allowed(opts))
+		*err = CL_INVALID_BUILD_OPTIONS;
 	if (*err == CL_SUCCESS) {
 		/* Argument info is how the server knows which kernel arguments
 		 * are memory objects: never let a guest's bytes pose as one. */

@@ -92,6 +92,10 @@ int main(void)
 		cl_program pb = clCreateProgramWithSource(ctx, 1, &bad_src, NULL, &err);
 
 		EQ(clBuildProgram(pb, 1, &dev, NULL, NULL, NULL), CL_BUILD_PROGRAM_FAILURE, "broken program fails to build");
+		EQ(clBuildProgram(prog, 1, &dev, "-Xclang -load -Xclang /tmp/x.so", NULL, NULL),
+		   CL_INVALID_BUILD_OPTIONS, "compiler options outside OpenCL's set are refused");
+		EQ(clBuildProgram(prog, 1, &dev, "-DN=4 -cl-fast-relaxed-math -w", NULL, NULL), CL_SUCCESS,
+		   "OpenCL build options pass");
 		log[0] = '\0';
 		clGetProgramBuildInfo(pb, dev, CL_PROGRAM_BUILD_LOG, sizeof(log), log, &sz);
 		OK(sz > 1 && strstr(log, "error"), "build log has the error (%zu bytes)", sz);
