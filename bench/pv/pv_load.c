@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* pv_load SECONDS: keeps the first OpenCL device busy with short compute
- * kernels (a few per clFinish) for SECONDS; one guest of bench/pv/fair. */
+/* pv_load SECONDS [BATCH [ITERS]]: keeps the first OpenCL device busy with
+ * compute kernels (BATCH per clFinish, default 4) for SECONDS; one guest of
+ * bench/pv/fair. Prints the number of launches and the mean time of one
+ * batch (launch to clFinish) in ms. */
 #define CL_TARGET_OPENCL_VERSION 300
 #include <CL/cl.h>
 #include <stdio.h>
@@ -26,7 +28,9 @@ int main(int argc, char **argv)
 	cl_device_id d;
 	cl_int err;
 	size_t g = 4096;
-	int iters = 2000, launches = 0;
+	int batch = argc > 2 ? atoi(argv[2]) : 4, iters = argc > 3 ? atoi(argv[3]) : 2000;
+	int launches = 0, batches = 0;
+	double tb = 0;
 
 	if (clGetPlatformIDs(1, &p, NULL) != CL_SUCCESS ||
 	    clGetDeviceIDs(p, CL_DEVICE_TYPE_ALL, 1, &d, NULL) != CL_SUCCESS)
@@ -42,11 +46,15 @@ int main(int argc, char **argv)
 	clSetKernelArg(k, 1, sizeof(iters), &iters);
 	end = now() + secs;
 	while (now() < end) {
-		for (int i = 0; i < 4; i++, launches++)
+		double t0 = now();
+
+		for (int i = 0; i < batch; i++, launches++)
 			clEnqueueNDRangeKernel(q, k, 1, NULL, &g, NULL, 0, NULL, NULL);
 		clFinish(q);
+		tb += now() - t0;
+		batches++;
 	}
-	printf("%d\n", launches);
+	printf("%d %.3f\n", launches, batches ? tb / batches * 1e3 : 0.0);
 	clReleaseMemObject(m);
 	clReleaseKernel(k);
 	clReleaseProgram(pr);
