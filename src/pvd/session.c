@@ -94,7 +94,12 @@ static int add_handle(struct pvd_session *s, uint64_t id, uint32_t kind, void *o
 
 	if (id < FIRST_CLIENT_ID)
 		return -EEXIST;
-	r = gp_handles_add(s->h, id, kind, obj, bytes);
+	/* max_objects is per guest, over all its sessions. */
+	pthread_mutex_lock(&g->lock);
+	r = g->cfg->max_objects && g->objects >= g->cfg->max_objects ? -ENOSPC : 0;
+	pthread_mutex_unlock(&g->lock);
+	if (r == 0)
+		r = gp_handles_add(s->h, id, kind, obj, bytes);
 	if (r == -ENOSPC) {
 		*err = CL_OUT_OF_RESOURCES;
 		return 0;
@@ -869,12 +874,11 @@ static int op_release(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 
 	if (gp_dec_finish(d) < 0)
 		return d->err;
-	if (id < FIRST_CLIENT_ID || gp_handles_remove(s->h, id, &e) < 0) {
-		*err = CL_INVALID_VALUE;
-		return 0;
-	}
-	drop_handle(s, &e);
+	/* Releasing an id that is not (or no longer) there harms nobody and
+	 * must not surface later as someone else's error. */
 	*err = CL_SUCCESS;
+	if (id >= FIRST_CLIENT_ID && gp_handles_remove(s->h, id, &e) == 0)
+		drop_handle(s, &e);
 	return 0;
 }
 
@@ -986,6 +990,17 @@ static int op_ndrange(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 		*err = lookup(s, kid, GP_KIND_KERNEL, &k);
 	if (*err == CL_SUCCESS && (dim < 1 || dim > 3))
 		*err = CL_INVALID_WORK_DIMENSION;
+	if (*err == CL_SUCCESS) {
+		/* No watchdog stops a runaway kernel on a CPU device: refuse
+		 * launches beyond 2^40 work-items, which would hold the device
+		 * for every guest. */
+		unsigned __int128 items = 1;
+
+		for (uint32_t i = 0; i < dim; i++)
+			items *= glob[i];
+		if (items > ((unsigned __int128)1 << 40))
+			*err = CL_INVALID_GLOBAL_WORK_SIZE;
+	}
 	if (*err == CL_SUCCESS) {
 		pvd_sched_before_launch(s->srv, s->guest);
 		*err = clEnqueueNDRangeKernel(q, k, dim, has_off ? off : NULL, glob,
@@ -1696,7 +1711,7 @@ static void *session_main(void *arg)
 			s->guest->since = time(NULL);
 		pthread_mutex_unlock(&s->guest->lock);
 		s->counted = true;
-		r = gp_handles_new(s->guest->cfg->max_objects, &s->h);
+		r = gp_handles_new(0, &s->h); /* max_objects is checked per guest */
 		for (size_t i = 0; r == 0 && i < srv->n_devs; i++)
 			r = gp_handles_add(s->h, i + 1, GP_KIND_DEVICE, srv->devs[i].device, 0);
 		if (r == 0)
