@@ -2400,10 +2400,42 @@ static cl_int CL_API_CALL icd_GetKernelSubGroupInfo(cl_kernel k, cl_device_id d,
 	return is(k, GP_KIND_KERNEL) ? CL_INVALID_OPERATION : CL_INVALID_KERNEL;
 }
 
-static cl_kernel CL_API_CALL icd_CloneKernel(cl_kernel k, cl_int *err)
+static cl_kernel CL_API_CALL icd_CloneKernel(cl_kernel src, cl_int *errp)
 {
-	set_err(err, is(k, GP_KIND_KERNEL) ? CL_OUT_OF_RESOURCES : CL_INVALID_KERNEL);
-	return NULL;
+	struct gp_icd_call k;
+	cl_kernel kn;
+	cl_int err;
+
+	if (!is(src, GP_KIND_KERNEL)) {
+		set_err(errp, CL_INVALID_KERNEL);
+		return NULL;
+	}
+	kn = obj_new(sizeof(*kn), GP_KIND_KERNEL);
+	if (kn)
+		kn->quals = calloc(src->nargs ? src->nargs : 1, sizeof(*kn->quals));
+	if (!kn || !kn->quals) {
+		free(kn);
+		set_err(errp, CL_OUT_OF_HOST_MEMORY);
+		return NULL;
+	}
+	gp_icd_call_begin(G.conn, &k);
+	gp_enc_u64(&k.e, kn->h.id);
+	gp_enc_u64(&k.e, src->h.id);
+	err = gp_icd_call_sync(&k, GP_OP_CLONE_KERNEL, DEAD);
+	gp_icd_call_end(&k);
+	if (err != CL_SUCCESS) {
+		free(kn->quals);
+		free(kn);
+		set_err(errp, err);
+		return NULL;
+	}
+	kn->prog = src->prog;
+	kn->nargs = src->nargs;
+	if (src->quals)
+		memcpy(kn->quals, src->quals, src->nargs * sizeof(*kn->quals));
+	retain(kn->prog);
+	set_err(errp, CL_SUCCESS);
+	return kn;
 }
 
 static cl_int CL_API_CALL icd_SetKernelArgSVMPointer(cl_kernel k, cl_uint i, const void *v)

@@ -298,6 +298,7 @@ const char *gp_proto_op_name(uint16_t op)
 		[GP_OP_SYNC] = "sync",
 		[GP_OP_COPY_BUFFER_RECT] = "copy-buffer-rect",
 		[GP_OP_CREATE_SAMPLER] = "create-sampler",
+		[GP_OP_CLONE_KERNEL] = "clone-kernel",
 	};
 
 	if (op < sizeof(names) / sizeof(names[0]) && names[op])

@@ -87,7 +87,8 @@ _Static_assert(sizeof(struct gp_proto_hdr) == GP_PROTO_HDR_SIZE,
 #define GP_OP_SYNC 27u /* no-op round trip: returns the pending error */
 #define GP_OP_COPY_BUFFER_RECT 28u
 #define GP_OP_CREATE_SAMPLER 29u
-#define GP_OP_MAX 29u
+#define GP_OP_CLONE_KERNEL 30u
+#define GP_OP_MAX 30u
 
 /* GET_INFO selectors: which clGet*Info the server calls. */
 #define GP_INFO_PLATFORM 1u

@@ -866,6 +866,48 @@ static int op_create_kernel(struct pvd_session *s, struct gp_dec *d, cl_int *err
 	return 0;
 }
 
+/* CLONE_KERNEL: u64 id, u64 source kernel -> i32 err (OpenCL 2.1:
+ * the copy keeps the source's argument values). */
+static int op_clone_kernel(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t id = gp_dec_u64(d), kid = gp_dec_u64(d);
+	struct gp_handle *src, *e;
+	uint8_t *cls;
+	cl_kernel k;
+
+	if (gp_dec_finish(d) < 0 || fresh_id(s, id) < 0)
+		return d->err ? d->err : -EEXIST;
+	if (gp_handles_get(s->h, kid, GP_KIND_KERNEL, &src) < 0) {
+		*err = CL_INVALID_KERNEL;
+		return 0;
+	}
+	cls = malloc(src->aux_n ? src->aux_n : 1);
+	if (!cls) {
+		*err = CL_OUT_OF_HOST_MEMORY;
+		return 0;
+	}
+	memcpy(cls, src->aux, src->aux_n);
+	k = clCloneKernel(src->obj, err);
+	if (!k) {
+		free(cls);
+		return 0;
+	}
+	if (add_handle(s, id, GP_KIND_KERNEL, k, 0, err) < 0) {
+		clReleaseKernel(k);
+		free(cls);
+		return -EEXIST;
+	}
+	if (*err != CL_SUCCESS) {
+		clReleaseKernel(k);
+		free(cls);
+		return 0;
+	}
+	gp_handles_get(s->h, id, GP_KIND_KERNEL, &e);
+	e->aux = cls;
+	e->aux_n = src->aux_n;
+	return 0;
+}
+
 /* RELEASE: u64 id (pipelined) */
 static int op_release(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 {
@@ -1445,6 +1487,7 @@ static const struct {
 	[GP_OP_SET_USER_EVENT_STATUS] = { op_set_user_event_status, false },
 	[GP_OP_SYNC] = { op_sync, true },
 	[GP_OP_CREATE_SAMPLER] = { op_create_sampler, false },
+	[GP_OP_CLONE_KERNEL] = { op_clone_kernel, false },
 };
 
 static void put_le32(uint8_t *p, uint32_t v)

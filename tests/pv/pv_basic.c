@@ -191,6 +191,23 @@ int main(void)
 	for (int i = 0; i < N; i++)
 		bad += fc[i] != (float)(3 * i + 1);
 	EQ(bad, 0, "vadd results wrong");
+	{
+		/* a clone keeps the arguments (a, b, n): only the output changes */
+		cl_kernel kc = clCloneKernel(kadd, &err);
+		cl_mem dd = clCreateBuffer(ctx, CL_MEM_READ_WRITE, N * sizeof(float), NULL, &err);
+
+		EQ(err, CL_SUCCESS, "clCloneKernel");
+		clSetKernelArg(kc, 2, sizeof(cl_mem), &dd);
+		EQ(clEnqueueNDRangeKernel(q, kc, 1, NULL, &g, NULL, 0, NULL, NULL), CL_SUCCESS, "enqueue the clone");
+		memset(fc, 0, N * sizeof(float));
+		EQ(clEnqueueReadBuffer(q, dd, CL_TRUE, 0, N * sizeof(float), fc, 0, NULL, NULL), CL_SUCCESS, "read the clone's output");
+		bad = 0;
+		for (int i = 0; i < N; i++)
+			bad += fc[i] != (float)(3 * i + 1);
+		EQ(bad, 0, "clone results wrong");
+		clReleaseKernel(kc);
+		clReleaseMemObject(dd);
+	}
 
 	/* reduction with local memory */
 	for (int i = 0; i < N; i++) {
