@@ -207,6 +207,22 @@ int main(int argc, char **argv)
 	gp_enc_u32(&e, 0);
 	EQ(call(&a, GP_OP_CREATE_BUFFER, &e, true, NULL), CL_INVALID_CONTEXT,
 	   "A still served after B and C broke the rules (a device id is not a context)");
+	/* garbage written straight into the shared ring, with a head counter
+	 * that claims more than the ring holds */
+	sess_close(&c);
+	EQ(sess_open(argv[1], &c), 0, "session D says hello");
+	{
+		uint64_t bulk_size, head = (uint64_t)GP_SHM_RING_SIZE * 3;
+		uint8_t *bulk = gp_shm_bulk(c.shm, &bulk_size);
+		uint8_t *ring = bulk - 2 * (uint64_t)GP_SHM_RING_SIZE;
+		uint8_t *ctl = ring - 4096 + 256; /* the request ring's control block */
+
+		for (int i = 0; i < 4096; i++)
+			ring[i] = (uint8_t)(i * 131 + 7);
+		__atomic_store_n((uint64_t *)ctl, head, __ATOMIC_RELEASE);
+	}
+	usleep(300000); /* the server notices within its 100 ms futex timeout */
+	EQ(get_info(&c, GP_INFO_DEVICE, 1, CL_DEVICE_TYPE, &v), -EPIPE, "D's session ended after garbage in the ring");
 	EQ(get_info(&a, GP_INFO_MEM, BUF, CL_MEM_SIZE, &v), CL_SUCCESS, "A's objects are intact");
 	EQ(v, 4096, "A's buffer size");
 	sess_close(&c);
