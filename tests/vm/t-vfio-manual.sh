@@ -1,0 +1,60 @@
+# SPDX-License-Identifier: Apache-2.0
+# vm-vfio-manual: the DDA chain by hand on a real kernel, no gpupass: the
+# emulated GPU 0000:00:02.0 goes from bochs-drm to vfio-pci, into a nested
+# QEMU guest that must see it (lspci -nn), and back to bochs-drm.
+# Proves the machinery the vm-dda test relies on; timings as INFO lines.
+# expect: start-on-bochs vfio-modules bind-vfio dev-vfio nested-boot nested-lspci
+# expect: nested-exit unbind-vfio back-on-bochs
+. "$GPVM_SRC/tests/vm/lib.sh"
+GPU=0000:00:02.0
+SYS=/sys/bus/pci/devices/$GPU
+WORK=$(mktemp -d)
+
+check start-on-bochs "driver is $(dev_driver $GPU), want bochs-drm" \
+	test "$(dev_driver $GPU)" = bochs-drm
+GROUP=$(dev_group $GPU)
+info "group $GROUP members: $(ls /sys/kernel/iommu_groups/$GROUP/devices | tr '\n' ' ')"
+
+check vfio-modules "modprobe vfio-pci failed" modprobe vfio-pci
+
+t0=$(now)
+echo vfio-pci >$SYS/driver_override
+echo $GPU >$SYS/driver/unbind
+echo $GPU >/sys/bus/pci/drivers_probe
+check bind-vfio "driver is $(dev_driver $GPU) after drivers_probe, want vfio-pci" \
+	test "$(dev_driver $GPU)" = vfio-pci
+check dev-vfio "/dev/vfio/$GROUP did not appear" wait_for 5 test -c /dev/vfio/$GROUP
+info "time dismount-by-hand $(elapsed $t0) s"
+
+# The nested guest: 256 MiB, 1 CPU, TCG inside TCG, no defaults (so no VGA
+# of its own), the GPU at slot 05.0 of the nested q35.
+t0=$(now)
+timeout 400 qemu-system-x86_64 -nodefaults -no-user-config -nographic \
+	-machine q35,accel=tcg -cpu max -m 256M -smp 1 \
+	-kernel "$NESTED_KERNEL" -initrd "$NESTED_INITRD" \
+	-append "$NESTED_APPEND gp.after=poweroff" \
+	-device vfio-pci,host=$GPU,bus=pcie.0,addr=05.0 \
+	-serial file:$WORK/nested.log -monitor none -no-reboot \
+	>$WORK/qemu.log 2>&1
+rc=$?
+sed 's/^/nested: /' $WORK/nested.log
+sed 's/^/qemu: /' $WORK/qemu.log
+check nested-boot "the nested guest never reached its /init (qemu exit $rc)" \
+	grep -q NESTED-BEGIN $WORK/nested.log
+check nested-lspci "lspci in the nested guest does not show 1234:1111 class 0300 at 00:05.0" \
+	nested_sees $WORK/nested.log 1234:1111 0300
+check nested-exit "nested qemu exited $rc" test $rc -eq 0
+grep -q 'NESTED-LSPCI 00:05.0 ' $WORK/nested.log || fail nested-slot "the device is not at 00:05.0 in the guest"
+info "time nested-guest $(elapsed $t0) s (qemu start to power-off)"
+grep -q 'no available reset mechanism' $WORK/qemu.log &&
+	info "qemu: no available reset mechanism for $GPU (expected: reset_method empty)"
+
+t0=$(now)
+echo >$SYS/driver_override
+echo $GPU >$SYS/driver/unbind
+echo $GPU >/sys/bus/pci/drivers_probe
+check unbind-vfio "still on vfio-pci" test "$(dev_driver $GPU)" != vfio-pci
+check back-on-bochs "driver is $(dev_driver $GPU), want bochs-drm" \
+	test "$(dev_driver $GPU)" = bochs-drm
+info "time mount-by-hand $(elapsed $t0) s"
+finish
