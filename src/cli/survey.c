@@ -1,18 +1,259 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* gpupass survey — placeholder until the survey module lands (issue 2). */
+/* gpupass survey [--json] [ADDRESS|NAME]: which GPUs can go to VMs, and how. */
+#include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
+#include <string.h>
+
+#include <json-c/json.h>
 
 #include "cli.h"
+#include "common/util.h"
+#include "host/survey.h"
+
+static void survey_usage(FILE *f, const char *prog)
+{
+	fprintf(f,
+		"Usage: %s [--root DIR] survey [--json] [ADDRESS | NAME]\n"
+		"\n"
+		"Tells, for each GPU of this host, whether it can be given to a VM by DDA\n"
+		"(the whole GPU through vfio-pci) and by PV (shared through gpupass-pvd),\n"
+		"and what to fix when it cannot. Reads sysfs only; changes nothing.\n"
+		"\n"
+		"With ADDRESS (0000:3b:00.0 or 3b:00.0), a location path\n"
+		"(PCIROOT(0)#PCI(0100)#PCI(0000)) or a NAME substring (\"Tesla T4\",\n"
+		"case-insensitive, must match one GPU): every check, every BAR, and the\n"
+		"fix for each problem of that GPU.\n"
+		"\n"
+		"Options:\n"
+		"  --json      machine-readable output (schema gpupass.survey/1)\n"
+		"  -h, --help  this help\n"
+		"\n"
+		"Exit status: 0 the survey ran (whatever it found); 1 it failed;\n"
+		"2 bad usage, or no GPU matches ADDRESS/NAME, or several do.\n",
+		prog);
+}
+
+static const char *yes_no(bool b)
+{
+	return b ? "yes" : "no";
+}
+
+/* Copies @s into @buf cut to @width columns, with "..." when cut. */
+static const char *cut(const char *s, char *buf, size_t width)
+{
+	size_t len = strlen(s);
+
+	if (len <= width) {
+		snprintf(buf, width + 1, "%s", s);
+	} else {
+		snprintf(buf, width + 1, "%.*s...", (int)(width - 3), s);
+	}
+	return buf;
+}
+
+static void print_host(const struct gp_survey_host *h)
+{
+	printf("Host: IOMMU %s", h->iommu_enabled ? "on" : "OFF");
+	if (h->iommu_enabled)
+		printf(" (%d groups)", h->iommu_groups);
+	printf(", vfio-pci %s, kernel %s, %zu PCI devices\n", gp_vfio_state_name(h->vfio_pci),
+	       h->kernel, h->pci_devices);
+}
+
+static void print_table(const struct gp_survey *s)
+{
+	const struct gp_survey_host *h = gp_survey_host(s);
+	size_t n = gp_survey_gpu_count(s);
+
+	print_host(h);
+	if (n == 0) {
+		printf("no GPU found (looked at %zu PCI device%s)\n", h->pci_devices,
+		       h->pci_devices == 1 ? "" : "s");
+		return;
+	}
+	printf("\n%-12s  %-36s  %-10s  %5s  %-3s  %-3s  %s\n", "ADDRESS", "NAME", "DRIVER",
+	       "GROUP", "DDA", "PV", "TOP PROBLEM");
+	for (size_t i = 0; i < n; i++) {
+		const struct gp_survey_gpu *g = gp_survey_gpu(s, i);
+		const struct gp_problem *top = gp_survey_gpu_top_problem(g);
+		char name[300], namec[40], drv[16], grp[12];
+
+		gp_pci_dev_display_name(g->dev, name, sizeof(name));
+		if (g->dev->iommu_group >= 0)
+			snprintf(grp, sizeof(grp), "%d", g->dev->iommu_group);
+		else
+			snprintf(grp, sizeof(grp), "-");
+		printf("%-12s  %-36s  %-10s  %5s  %-3s  %-3s  %s%s%s\n", g->dev->address,
+		       cut(name, namec, 36), cut(g->dev->driver ? g->dev->driver : "-", drv, 10),
+		       grp, yes_no(g->methods[GP_METHOD_DDA].ready),
+		       yes_no(g->methods[GP_METHOD_PV].ready),
+		       top ? gp_problem_code_name(top->code) : "-",
+		       top ? " " : "", top ? gp_severity_name(top->severity) : "");
+	}
+	printf("\nDetails and fixes: gpupass survey ADDRESS\n");
+}
+
+static void print_problems(const struct gp_method_result *res, const char *method)
+{
+	printf("\n%s: %s\n", method, res->ready ? "ready" : "NOT ready");
+	for (size_t i = 0; i < res->n_problems; i++) {
+		const struct gp_problem *p = &res->problems[i];
+
+		printf("  [%s] %s: %s\n", gp_severity_name(p->severity),
+		       gp_problem_code_name(p->code), p->message);
+		printf("      fix: %s\n", p->fix);
+	}
+}
+
+static void print_detail(const struct gp_survey *s, const struct gp_survey_gpu *g)
+{
+	const struct gp_pci_dev *d = g->dev;
+	char name[300], sz[32];
+
+	print_host(gp_survey_host(s));
+	printf("\n%s  %s\n", d->address, gp_pci_dev_display_name(d, name, sizeof(name)));
+	printf("  location path   %s\n", d->location_path ? d->location_path : "unknown");
+	printf("  ids             %04x:%04x  subsystem %04x:%04x  class %06x\n", d->vendor_id,
+	       d->device_id, d->subsys_vendor_id, d->subsys_device_id, d->class_code);
+	printf("  driver          %s\n", d->driver ? d->driver : "none");
+	printf("  NUMA node       %d\n", d->numa_node);
+	printf("  boot VGA        %s\n", yes_no(d->boot_vga));
+	if (d->iommu_group >= 0) {
+		printf("  IOMMU group     %d:", d->iommu_group);
+		for (size_t i = 0; i < d->group_members.n; i++)
+			printf(" %s", d->group_members.v[i]);
+		printf("\n");
+	} else {
+		printf("  IOMMU group     none\n");
+	}
+	printf("  reset methods   ");
+	for (size_t i = 0; i < d->reset_methods.n; i++)
+		printf("%s%s", i ? ", " : "", d->reset_methods.v[i]);
+	printf("%s\n", d->reset_methods.n ? "" : "none");
+	if (d->sriov_total_vfs >= 0)
+		printf("  SR-IOV          %d of %d VFs enabled\n", d->sriov_num_vfs,
+		       d->sriov_total_vfs);
+	for (size_t i = 0; i < d->n_mdev_types; i++)
+		printf("  mdev type       %s \"%s\", %d available\n", d->mdev_types[i].id,
+		       d->mdev_types[i].name, d->mdev_types[i].available);
+
+	printf("\nBARs:\n");
+	if (!d->nbars)
+		printf("  unknown (resource unreadable)\n");
+	for (int i = 0; i < d->nbars; i++) {
+		const struct gp_pci_bar *b = &d->bars[i];
+
+		if (!b->size)
+			continue;
+		printf("  %-4s %10s  %s%s%s  0x%llx-0x%llx\n",
+		       i == GP_PCI_ROM_INDEX ? "ROM" : (char[]){ 'B', 'A', 'R', (char)('0' + i), 0 },
+		       gp_format_size(b->size, sz, sizeof(sz)),
+		       b->is_io ? "I/O" : b->is_64bit ? "64-bit" : "32-bit",
+		       b->prefetchable ? " prefetchable" : "", b->is_io ? "" : " memory",
+		       (unsigned long long)b->start, (unsigned long long)b->end);
+	}
+	printf("  MMIO: 32-bit %s", gp_format_size(g->mmio_low, sz, sizeof(sz)));
+	printf(", 64-bit %s\n", gp_format_size(g->mmio_high, sz, sizeof(sz)));
+
+	printf("\nChecks:\n");
+	for (size_t i = 0; i < g->n_checks; i++)
+		printf("  %-4s  %-16s %s\n", gp_check_status_name(g->checks[i].status),
+		       g->checks[i].name, g->checks[i].detail);
+
+	print_problems(&g->methods[GP_METHOD_DDA], "DDA (whole GPU to one VM)");
+	print_problems(&g->methods[GP_METHOD_PV], "PV (shared through gpupass-pvd)");
+}
+
+static int print_json(struct cli *cli, const struct gp_survey *s, const struct gp_survey_gpu *one)
+{
+	struct json_object *j;
+	int r = one ? gp_survey_gpu_to_json(one, &j) : gp_survey_to_json(s, &j);
+
+	if (r < 0) {
+		cli_error(cli, "cannot build the JSON output: %s", strerror(-r));
+		return GP_EXIT_FAIL;
+	}
+	printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY |
+							   JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(j);
+	return GP_EXIT_OK;
+}
 
 int cmd_survey(struct cli *cli, int argc, char **argv)
 {
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const struct gp_survey_gpu *one = NULL;
+	struct gp_survey *s = NULL;
 	struct gp_ctx *ctx;
-	int r = cli_ctx(cli, &ctx);
+	const char *query = NULL;
+	bool json = false;
+	int c, r;
 
-	(void)argc;
-	(void)argv;
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
+			json = true;
+			break;
+		case 'h':
+			survey_usage(stdout, cli->prog);
+			return GP_EXIT_OK;
+		default:
+			fprintf(stderr, "Try '%s survey --help'.\n", cli->prog);
+			return GP_EXIT_USAGE;
+		}
+	}
+	if (optind < argc)
+		query = argv[optind++];
+	if (optind < argc) {
+		cli_error(cli, "survey takes one ADDRESS or NAME, got also '%s'", argv[optind]);
+		return GP_EXIT_USAGE;
+	}
+	r = cli_ctx(cli, &ctx);
 	if (r)
 		return r;
-	cli_error(cli, "survey is not implemented yet");
-	return GP_EXIT_FAIL;
+	r = gp_survey_run(ctx, NULL, &s);
+	if (r < 0) {
+		cli_error(cli, "cannot survey the PCI devices under %s: %s (is %s/sys mounted?)",
+			  gp_sysfs_root(ctx->sys), strerror(-r),
+			  strcmp(gp_sysfs_root(ctx->sys), "/") ? gp_sysfs_root(ctx->sys) : "");
+		return GP_EXIT_FAIL;
+	}
+	if (query) {
+		struct gp_strv cand = { 0 };
+
+		r = gp_survey_find(s, query, &one, &cand);
+		if (r == -ENOTUNIQ) {
+			cli_error(cli, "'%s' matches %zu GPUs; give one address:", query, cand.n);
+			for (size_t i = 0; i < cand.n; i++) {
+				const struct gp_pci_dev *d = gp_pci_scan_find(gp_survey_scan(s),
+									      cand.v[i]);
+				char name[300];
+
+				fprintf(stderr, "  %s  %s\n", cand.v[i],
+					d ? gp_pci_dev_display_name(d, name, sizeof(name)) : "");
+			}
+		} else if (r < 0) {
+			cli_error(cli, "no GPU matches '%s' (looked at %zu GPUs among %zu PCI "
+				  "devices); run '%s survey' for the list", query,
+				  gp_survey_gpu_count(s), gp_survey_host(s)->pci_devices, cli->prog);
+		}
+		gp_strv_clear(&cand);
+		if (r < 0) {
+			gp_survey_free(s);
+			return GP_EXIT_USAGE;
+		}
+	}
+	if (json)
+		r = print_json(cli, s, one);
+	else if (one)
+		print_detail(s, one), r = GP_EXIT_OK;
+	else
+		print_table(s), r = GP_EXIT_OK;
+	gp_survey_free(s);
+	return r;
 }
