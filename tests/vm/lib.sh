@@ -38,14 +38,16 @@ dev_driver() { # ADDR -> driver name or "none"
 }
 dev_group() { basename "$(readlink "/sys/bus/pci/devices/$1/iommu_group")"; }
 
-# wait_for SECONDS COMMAND...: polls every 0.2 s until the command succeeds.
+# wait_for SECONDS COMMAND...: runs the command once a second until it
+# succeeds (1) or SECONDS pass. Slow on purpose: every fork costs the nested
+# guest CPU time on the emulated host's single vCPU.
 wait_for() {
-	t=$1
+	t=$1 n=0
 	shift
-	end=$(awk -v n="$(now)" -v t="$t" 'BEGIN { print n + t }')
 	while ! "$@"; do
-		awk -v n="$(now)" -v e="$end" 'BEGIN { exit !(n > e) }' && return 1
-		sleep 0.2
+		n=$((n + 1))
+		[ $n -ge "$t" ] && return 1
+		sleep 1
 	done
 	return 0
 }
@@ -67,4 +69,13 @@ nested_sees() {
 	grep -q "NESTED-LSPCI .*\[$class\]: .*\[$id\]" "$log" || return 1
 	v=${id%:*} d=${id#*:}
 	grep -q "NESTED-DEV [0-9a-f:.]* 0x$v 0x$d 0x${class}00" "$log"
+}
+
+# survey_name ADDR: the GPU's name as `gpupass survey --json` reports it
+# (what --gpu-name matches); empty when the survey cannot say.
+survey_name() {
+	"$GPUPASS" survey --json 2>/dev/null | /usr/bin/python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+print(next(g["name"] for g in s["gpus"] if g["address"] == sys.argv[1]))' "$1" 2>/dev/null
 }

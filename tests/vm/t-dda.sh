@@ -41,10 +41,7 @@ GROUP=$(dev_group $GPU)
 
 # The GPU's name as the survey reports it; the shared-group GPU has the same
 # name, so vm create must pick the one that is DDA-ready.
-GPU_NAME=$("$GPUPASS" survey --json 2>/dev/null | /usr/bin/python3 -c '
-import json, sys
-s = json.load(sys.stdin)
-print(next(g["name"] for g in s["gpus"] if g["address"] == "0000:00:02.0"))' 2>/dev/null)
+GPU_NAME=$(survey_name $GPU)
 [ -n "$GPU_NAME" ] || GPU_NAME="1111"
 info "gpu name: $GPU_NAME"
 
