@@ -32,5 +32,17 @@ void cli_error(const struct cli *cli, const char *fmt, ...)
 
 /* Sub-commands: argv[0] is the sub-command's name. */
 int cmd_survey(struct cli *cli, int argc, char **argv);
+int cmd_dismount(struct cli *cli, int argc, char **argv);
+int cmd_mount(struct cli *cli, int argc, char **argv);
+int cmd_assign(struct cli *cli, int argc, char **argv);
+int cmd_unassign(struct cli *cli, int argc, char **argv);
+int cmd_vm(struct cli *cli, int argc, char **argv);
+
+/* dda.c: opens the context and the state database and reconciles it with
+ * the kernel (printing each repair). 0 or an exit code. */
+struct gp_state;
+int cli_state(struct cli *cli, struct gp_ctx **ctx, struct gp_state **st);
+/* -errno of a library call to an exit code (2: input that does not exist). */
+int cli_exit_for(int r);
 
 #endif

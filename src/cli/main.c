@@ -18,6 +18,11 @@ struct command {
 
 static const struct command commands[] = {
 	{ "survey", cmd_survey, "which GPUs can be given to VMs, by which method, and what to fix" },
+	{ "dismount", cmd_dismount, "take a GPU (its whole IOMMU group) from the host onto vfio-pci" },
+	{ "mount", cmd_mount, "give a dismounted GPU back to its host drivers" },
+	{ "assign", cmd_assign, "give a GPU to a VM by DDA (dismounting it if needed)" },
+	{ "unassign", cmd_unassign, "take a GPU from the VM that holds it" },
+	{ "vm", cmd_vm, "create, start, stop, verify VMs (QEMU) with their GPUs" },
 };
 
 void cli_error(const struct cli *cli, const char *fmt, ...)

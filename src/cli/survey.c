@@ -52,6 +52,36 @@ static const char *cut(const char *s, char *buf, size_t width)
 	return buf;
 }
 
+/* The bracketed part of a pci.ids name ("TU104GL [Tesla T4]" -> "Tesla T4"),
+ * else the whole name, into buf. */
+static const char *bracketed(const char *name, char *buf, size_t len)
+{
+	const char *open = strrchr(name, '[');
+	const char *close = open ? strchr(open, ']') : NULL;
+
+	if (open && close && close > open + 1)
+		snprintf(buf, len, "%.*s", (int)(close - open - 1), open + 1);
+	else
+		snprintf(buf, len, "%s", name);
+	return buf;
+}
+
+/* A short name for the table: "NVIDIA Tesla T4", "AMD/ATI Radeon RX 6800". */
+static const char *short_name(const struct gp_pci_dev *d, char *buf, size_t len)
+{
+	char vendor[128], device[160];
+
+	if (!d->vendor_name || !d->device_name)
+		return gp_pci_dev_display_name(d, buf, len);
+	if (strchr(d->vendor_name, '['))
+		bracketed(d->vendor_name, vendor, sizeof(vendor));
+	else
+		snprintf(vendor, sizeof(vendor), "%.*s", (int)strcspn(d->vendor_name, " ,"),
+			 d->vendor_name);
+	snprintf(buf, len, "%s %s", vendor, bracketed(d->device_name, device, sizeof(device)));
+	return buf;
+}
+
 static void print_host(const struct gp_survey_host *h)
 {
 	printf("Host: IOMMU %s", h->iommu_enabled ? "on" : "OFF");
@@ -79,7 +109,7 @@ static void print_table(const struct gp_survey *s)
 		const struct gp_problem *top = gp_survey_gpu_top_problem(g);
 		char name[300], namec[40], drv[16], grp[12];
 
-		gp_pci_dev_display_name(g->dev, name, sizeof(name));
+		short_name(g->dev, name, sizeof(name));
 		if (g->dev->iommu_group >= 0)
 			snprintf(grp, sizeof(grp), "%d", g->dev->iommu_group);
 		else
@@ -143,11 +173,15 @@ static void print_detail(const struct gp_survey *s, const struct gp_survey_gpu *
 		printf("  unknown (resource unreadable)\n");
 	for (int i = 0; i < d->nbars; i++) {
 		const struct gp_pci_bar *b = &d->bars[i];
+		char label[8];
 
 		if (!b->size)
 			continue;
-		printf("  %-4s %10s  %s%s%s  0x%llx-0x%llx\n",
-		       i == GP_PCI_ROM_INDEX ? "ROM" : (char[]){ 'B', 'A', 'R', (char)('0' + i), 0 },
+		if (i == GP_PCI_ROM_INDEX)
+			snprintf(label, sizeof(label), "ROM");
+		else
+			snprintf(label, sizeof(label), "BAR%d", i);
+		printf("  %-4s %10s  %s%s%s  0x%llx-0x%llx\n", label,
 		       gp_format_size(b->size, sz, sizeof(sz)),
 		       b->is_io ? "I/O" : b->is_64bit ? "64-bit" : "32-bit",
 		       b->prefetchable ? " prefetchable" : "", b->is_io ? "" : " memory",
@@ -248,12 +282,13 @@ int cmd_survey(struct cli *cli, int argc, char **argv)
 			return GP_EXIT_USAGE;
 		}
 	}
+	r = GP_EXIT_OK;
 	if (json)
 		r = print_json(cli, s, one);
 	else if (one)
-		print_detail(s, one), r = GP_EXIT_OK;
+		print_detail(s, one);
 	else
-		print_table(s), r = GP_EXIT_OK;
+		print_table(s);
 	gp_survey_free(s);
 	return r;
 }

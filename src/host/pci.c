@@ -52,9 +52,9 @@ int gp_pci_addr_parse(const char *s, struct gp_pci_addr *out)
 
 	if (!s)
 		return -EINVAL;
-	/* Long form has a domain: four hex digits and a colon first. */
-	if (strlen(s) == 12) {
-		if (hexn(&p, 4, &v) < 0 || *p++ != ':')
+	/* Long form has a domain: 4 to 8 hex digits and a colon first. */
+	if (strlen(s) >= 12 && strlen(s) <= 15) {
+		if (hexn(&p, (int)strlen(s) - 8, &v) < 0 || *p++ != ':')
 			return -EINVAL;
 		a.domain = v;
 	} else if (strlen(s) != 7) {
@@ -75,8 +75,7 @@ int gp_pci_addr_parse(const char *s, struct gp_pci_addr *out)
 
 const char *gp_pci_addr_format(const struct gp_pci_addr *a, char *buf, size_t len)
 {
-	snprintf(buf, len, "%04" PRIx32 ":%02x:%02x.%x", a->domain & 0xffff, a->bus,
-		 a->dev, a->func);
+	snprintf(buf, len, "%04" PRIx32 ":%02x:%02x.%x", a->domain, a->bus, a->dev, a->func);
 	return buf;
 }
 
@@ -84,7 +83,7 @@ static bool is_pci_addr(const char *s)
 {
 	struct gp_pci_addr a;
 
-	return strlen(s) == 12 && gp_pci_addr_parse(s, &a) == 0;
+	return strlen(s) >= 12 && gp_pci_addr_parse(s, &a) == 0;
 }
 
 /* ---------- config space ---------- */
@@ -356,7 +355,7 @@ int gp_pci_location_from_path(const char *sysfs_path, char **out)
 				char tail;
 
 				/* "pci0000:00": the root bus of a host bridge. */
-				if (sscanf(comp, "pci%4x:%2x%c", &dom, &bus, &tail) == 2) {
+				if (sscanf(comp, "pci%8x:%2x%c", &dom, &bus, &tail) == 2) {
 					unsigned uid = dom ? (dom << 8 | bus) : bus;
 
 					w = snprintf(buf, sizeof(buf), "PCIROOT(%X)", uid);
@@ -406,7 +405,8 @@ struct gp_pci_scan {
  */
 static _Thread_local jmp_buf *names_jmp;
 
-static _Noreturn void names_error(char *msg, ...)
+static void names_error(char *msg, ...) __attribute__((noreturn));
+static void names_error(char *msg, ...)
 {
 	(void)msg;
 	if (names_jmp)
@@ -449,9 +449,11 @@ static void names_lookup(struct names *nm, struct gp_pci_dev *dev)
 		return;
 	}
 	v = pci_lookup_name(nm->pacc, vbuf, sizeof(vbuf),
-			    PCI_LOOKUP_VENDOR | PCI_LOOKUP_NO_NUMBERS, dev->vendor_id);
+			    PCI_LOOKUP_VENDOR | PCI_LOOKUP_NO_NUMBERS | PCI_LOOKUP_NO_HWDB,
+			    dev->vendor_id);
 	d = pci_lookup_name(nm->pacc, dbuf, sizeof(dbuf),
-			    PCI_LOOKUP_DEVICE | PCI_LOOKUP_NO_NUMBERS, dev->vendor_id,
+			    PCI_LOOKUP_DEVICE | PCI_LOOKUP_NO_NUMBERS | PCI_LOOKUP_NO_HWDB,
+			    dev->vendor_id,
 			    dev->device_id);
 	names_jmp = NULL;
 	if (v)
@@ -651,15 +653,59 @@ static void read_mdev(struct gp_sysfs *sys, const char *base, struct gp_pci_dev 
 	gp_strv_clear(&types);
 }
 
-/* Reads one device. Failures of single files land in dev->errors; only
+/* Joins a link @target to the directory holding the link, collapsing "."
+ * and "..", as the kernel resolves it (sysfs device links are relative and
+ * contain no further links in their path). */
+static int join_link(const char *linkdir, const char *target, char *out, size_t len)
+{
+	char tmp[PATH_MAX];
+	size_t n = 0;
+	const char *p;
+	int w = snprintf(tmp, sizeof(tmp), "%s/%s", target[0] == '/' ? "" : linkdir, target);
+
+	if (w < 0 || (size_t)w >= sizeof(tmp) || len < 2)
+		return -ENAMETOOLONG;
+	out[0] = '\0';
+	for (p = tmp; *p;) {
+		size_t cl = strcspn(p, "/");
+
+		if (cl == 0 || (cl == 1 && p[0] == '.')) {
+			/* empty or "." */
+		} else if (cl == 2 && p[0] == '.' && p[1] == '.') {
+			while (n > 0 && out[n - 1] != '/')
+				n--;
+			if (n > 0)
+				n--;
+			out[n] = '\0';
+		} else {
+			if (n + 1 + cl + 1 > len)
+				return -ENAMETOOLONG;
+			out[n++] = '/';
+			memcpy(out + n, p, cl);
+			n += cl;
+			out[n] = '\0';
+		}
+		p += cl;
+		if (*p == '/')
+			p++;
+	}
+	if (n == 0)
+		strcpy(out, "/");
+	return 0;
+}
+
+static bool class_is_bridge(uint32_t cls)
+{
+	return cls >> 8 == 0x0604 || cls >> 8 == 0x0609;
+}
+
+/* What every device needs for the survey to place it: where it sits and
+ * what class it is. Failures of single files land in dev->errors; only
  * -ENOMEM fails. */
-static int dev_read(struct gp_pci_scan *scan, struct gp_sysfs *sys, const char *address,
-		    struct gp_pci_dev **out)
+static int dev_read_basic(struct gp_sysfs *sys, const char *address, struct gp_pci_dev **out)
 {
 	struct gp_pci_dev *dev = calloc(1, sizeof(*dev));
 	char base[128], path[PATH_MAX], buf[PATH_MAX];
-	uint8_t cfg[GP_PCI_CFG_EXT];
-	size_t got = 0;
 	uint64_t v;
 	int r;
 
@@ -673,26 +719,69 @@ static int dev_read(struct gp_pci_scan *scan, struct gp_sysfs *sys, const char *
 	dev->sriov_total_vfs = -1;
 	dev->sriov_num_vfs = -1;
 
-	/* Where it sits: the canonical path gives the bridge chain. */
-	r = gp_sysfs_resolve(sys, base, buf, sizeof(buf));
+	/* Where it sits: the link's target gives the bridge chain. */
+	r = gp_sysfs_readlink(sys, base, buf, sizeof(buf));
+	if (r == 0)
+		r = join_link("/sys/bus/pci/devices", buf, path, sizeof(path));
 	if (r == 0) {
-		const char *slash;
+		char *slash;
 
-		dev->sysfs_path = strdup(buf);
-		slash = strrchr(buf, '/');
-		if (slash && slash != buf) {
+		dev->sysfs_path = strdup(path);
+		if (!dev->sysfs_path)
+			goto err_nomem;
+		slash = strrchr(path, '/');
+		if (slash && slash != path) {
 			char *prev;
 
-			buf[slash - buf] = '\0';
-			prev = strrchr(buf, '/');
-			if (prev && is_pci_addr(prev + 1))
-				dev->parent = strdup(prev + 1);
+			*slash = '\0';
+			prev = strrchr(path, '/');
+			if (prev && is_pci_addr(prev + 1) && !(dev->parent = strdup(prev + 1)))
+				goto err_nomem;
 		}
 		if (gp_pci_location_from_path(dev->sysfs_path, &dev->location_path) == -ENOMEM)
 			goto err_nomem;
 	} else {
-		dev_error(dev, base, r, "cannot be resolved: %s", strerror(-r));
+		dev_error(dev, base, r, "is not a readable link: %s", strerror(-r));
 	}
+
+	r = gp_sysfs_read_u64(sys, gp_sysfs_path(path, sizeof(path), "%s/class", base), 16, &v);
+	if (r == 0 && v > 0xffffff)
+		r = -EINVAL;
+	if (r == 0) {
+		dev->class_code = (uint32_t)v;
+		dev->class_ok = true;
+	} else {
+		char raw[64] = "";
+
+		gp_sysfs_read_str(sys, path, raw, sizeof(raw));
+		if (r == -EINVAL)
+			dev_error(dev, "class", r, "holds \"%s\", not a hex class code", raw);
+		else
+			dev_error(dev, "class", r, "%s", err_text(r));
+	}
+	dev->is_bridge = class_is_bridge(dev->class_code);
+	dev->is_endpoint = !dev->is_bridge;
+	*out = dev;
+	return 0;
+
+err_nomem:
+	dev_free(dev);
+	return -ENOMEM;
+}
+
+/* Everything else. Only -ENOMEM fails. */
+static int dev_read_detail(struct gp_pci_scan *scan, struct gp_sysfs *sys, struct gp_pci_dev *dev)
+{
+	char base[128], path[PATH_MAX], buf[PATH_MAX];
+	uint8_t cfg[GP_PCI_CFG_EXT];
+	size_t got = 0;
+	uint64_t v;
+	int r;
+
+	if (dev->detailed)
+		return 0;
+	dev->detailed = true;
+	gp_sysfs_path(base, sizeof(base), "/sys/bus/pci/devices/%s", dev->address);
 
 	/* Config space: a non-root reader gets the first 64 bytes only. */
 	r = gp_sysfs_read_bin(sys, gp_sysfs_path(path, sizeof(path), "%s/config", base), cfg,
@@ -710,27 +799,12 @@ static int dev_read(struct gp_pci_scan *scan, struct gp_sysfs *sys, const char *
 	}
 	read_ids(sys, base, dev);
 
-	r = gp_sysfs_read_u64(sys, gp_sysfs_path(path, sizeof(path), "%s/class", base), 16, &v);
-	if (r == 0 && v > 0xffffff)
-		r = -EINVAL;
-	if (r == 0) {
-		dev->class_code = (uint32_t)v;
+	if (!dev->class_ok && dev->config_ok) {
+		dev->class_code = dev->cfg.class_code;
 		dev->class_ok = true;
-	} else {
-		char raw[64] = "";
-
-		gp_sysfs_read_str(sys, path, raw, sizeof(raw));
-		if (r == -EINVAL)
-			dev_error(dev, "class", r, "holds \"%s\", not a hex class code", raw);
-		else
-			dev_error(dev, "class", r, "%s", err_text(r));
-		if (dev->config_ok) {
-			dev->class_code = dev->cfg.class_code;
-			dev->class_ok = true;
-		}
 	}
 	dev->is_bridge = dev->config_ok ? (dev->cfg.header_type == 1 || dev->cfg.header_type == 2) :
-		(dev->class_code >> 8 == 0x0604 || dev->class_code >> 8 == 0x0609);
+		class_is_bridge(dev->class_code);
 	dev->is_endpoint = !dev->is_bridge;
 
 	r = gp_sysfs_link_name(sys, gp_sysfs_path(path, sizeof(path), "%s/driver", base), buf,
@@ -738,7 +812,7 @@ static int dev_read(struct gp_pci_scan *scan, struct gp_sysfs *sys, const char *
 	if (r == 0) {
 		dev->driver = strdup(buf);
 		if (!dev->driver)
-			goto err_nomem;
+			return -ENOMEM;
 	}
 
 	r = gp_sysfs_link_name(sys, gp_sysfs_path(path, sizeof(path), "%s/iommu_group", base),
@@ -751,7 +825,7 @@ static int dev_read(struct gp_pci_scan *scan, struct gp_sysfs *sys, const char *
 			dev_error(dev, "iommu_group", -EINVAL, "points to \"%s\", not a group number",
 				  buf);
 		} else if (!(gi = scan_group(scan, sys, g))) {
-			goto err_nomem;
+			return -ENOMEM;
 		} else if (!gi->exists) {
 			dev_error(dev, "iommu_group", -ENOENT,
 				  "points to group %d, but /sys/kernel/iommu_groups/%d/devices is missing",
@@ -760,7 +834,7 @@ static int dev_read(struct gp_pci_scan *scan, struct gp_sysfs *sys, const char *
 			dev->iommu_group = g;
 			for (size_t i = 0; i < gi->members.n; i++)
 				if (gp_strv_push(&dev->group_members, gi->members.v[i]) < 0)
-					goto err_nomem;
+					return -ENOMEM;
 		}
 	} else if (r != -ENOENT) {
 		dev_error(dev, "iommu_group", r, "is not a readable link: %s", strerror(-r));
@@ -780,7 +854,7 @@ static int dev_read(struct gp_pci_scan *scan, struct gp_sysfs *sys, const char *
 	r = read_words(sys, gp_sysfs_path(path, sizeof(path), "%s/reset_method", base),
 		       &dev->reset_methods);
 	if (r == -ENOMEM)
-		goto err_nomem;
+		return -ENOMEM;
 	dev->has_reset_method_file = r == 0;
 	if (!dev->has_reset_method_file)
 		dev->has_reset_file = gp_sysfs_exists(sys, gp_sysfs_path(path, sizeof(path),
@@ -830,14 +904,9 @@ static int dev_read(struct gp_pci_scan *scan, struct gp_sysfs *sys, const char *
 		read_mdev(sys, base, dev);
 		if (gp_sysfs_list(sys, gp_sysfs_path(path, sizeof(path), "%s/drm", base),
 				  &dev->drm_nodes) == -ENOMEM)
-			goto err_nomem;
+			return -ENOMEM;
 	}
-	*out = dev;
 	return 0;
-
-err_nomem:
-	dev_free(dev);
-	return -ENOMEM;
 }
 
 static struct gp_pci_dev *find_mut(const struct gp_pci_scan *scan, const char *address);
@@ -850,7 +919,29 @@ static int cmp_dev(const void *a, const void *b)
 	return strcmp(x->address, y->address);
 }
 
-int gp_pci_scan_new(struct gp_ctx *ctx, struct gp_pci_scan **out)
+/* Reads the full detail of @dev, of the bridges above it, and of the
+ * members of its IOMMU group. */
+static int detail_around(struct gp_pci_scan *scan, struct gp_sysfs *sys, struct gp_pci_dev *dev)
+{
+	struct gp_pci_dev *up = dev;
+	/* A bus tree is at most 256 levels deep; more means a loop. */
+	int ttl = 256, r;
+
+	if ((r = dev_read_detail(scan, sys, dev)) < 0)
+		return r;
+	while (up->parent && ttl-- > 0 && (up = find_mut(scan, up->parent)))
+		if ((r = dev_read_detail(scan, sys, up)) < 0)
+			return r;
+	for (size_t m = 0; m < dev->group_members.n; m++) {
+		struct gp_pci_dev *o = find_mut(scan, dev->group_members.v[m]);
+
+		if (o && (r = dev_read_detail(scan, sys, o)) < 0)
+			return r;
+	}
+	return 0;
+}
+
+int gp_pci_scan_new_flags(struct gp_ctx *ctx, unsigned flags, struct gp_pci_scan **out)
 {
 	struct gp_strv names = { 0 };
 	struct names nm = { 0 };
@@ -882,15 +973,36 @@ int gp_pci_scan_new(struct gp_ctx *ctx, struct gp_pci_scan **out)
 				names.v[i]);
 			continue;
 		}
-		r = dev_read(scan, ctx->sys, names.v[i], &dev);
+		r = dev_read_basic(ctx->sys, names.v[i], &dev);
 		if (r < 0)
 			goto err_scan;
-		for (size_t e = 0; e < dev->n_errors; e++)
-			gp_warn(&ctx->log, "%s: %s %s", dev->address, dev->errors[e].file,
-				dev->errors[e].what);
 		scan->devs[scan->n++] = dev;
 	}
 	qsort(scan->devs, scan->n, sizeof(*scan->devs), cmp_dev);
+	/* Detail where it matters: every device when asked, else GPUs (and
+	 * devices whose class only the config space can tell) with their
+	 * bridges and group mates. */
+	for (size_t i = 0; i < scan->n; i++) {
+		struct gp_pci_dev *dev = scan->devs[i];
+
+		if ((flags & GP_PCI_SCAN_ALL) || !dev->class_ok)
+			r = dev_read_detail(scan, ctx->sys, dev);
+		if (r < 0)
+			goto err_scan;
+	}
+	for (size_t i = 0; i < scan->n; i++) {
+		struct gp_pci_dev *dev = scan->devs[i];
+
+		if (gp_pci_dev_is_gpu(dev) && (r = detail_around(scan, ctx->sys, dev)) < 0)
+			goto err_scan;
+	}
+	for (size_t i = 0; i < scan->n; i++) {
+		struct gp_pci_dev *dev = scan->devs[i];
+
+		for (size_t e = 0; e < dev->n_errors; e++)
+			gp_warn(&ctx->log, "%s: %s %s", dev->address, dev->errors[e].file,
+				dev->errors[e].what);
+	}
 	/* Names for the devices people look at: GPUs and their group mates. */
 	for (size_t i = 0; i < scan->n; i++) {
 		struct gp_pci_dev *dev = scan->devs[i];
@@ -918,6 +1030,11 @@ err_names:
 	names_free(&nm);
 	gp_strv_clear(&names);
 	return r;
+}
+
+int gp_pci_scan_new(struct gp_ctx *ctx, struct gp_pci_scan **out)
+{
+	return gp_pci_scan_new_flags(ctx, GP_PCI_SCAN_ALL, out);
 }
 
 void gp_pci_scan_free(struct gp_pci_scan *scan)

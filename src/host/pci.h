@@ -23,8 +23,9 @@
 #include "common/util.h"
 #include "host/context.h"
 
-/* "0000:3b:00.0" plus NUL. */
-#define GP_PCI_ADDR_LEN 13
+/* "0000:3b:00.0" plus NUL, with room for the 5-to-8-digit domains of
+ * Intel VMD and Hyper-V ("10000:e0:06.0"). */
+#define GP_PCI_ADDR_LEN 18
 
 /* A parsed PCI address (domain:bus:device.function). */
 struct gp_pci_addr {
@@ -34,10 +35,11 @@ struct gp_pci_addr {
 	uint8_t func; /* 0..7 */
 };
 
-/* Parses "0000:3b:00.0" or the short form "3b:00.0" (domain 0), any case.
- * Returns 0 or -EINVAL. */
+/* Parses "0000:3b:00.0" (domain of 4 to 8 hex digits) or the short form
+ * "3b:00.0" (domain 0), any case. Returns 0 or -EINVAL. */
 int gp_pci_addr_parse(const char *s, struct gp_pci_addr *out);
-/* Formats the canonical long form into buf (>= GP_PCI_ADDR_LEN). */
+/* Formats the canonical long form (domain as %04x, as the kernel does) into
+ * buf (>= GP_PCI_ADDR_LEN). */
 const char *gp_pci_addr_format(const struct gp_pci_addr *a, char *buf, size_t len);
 
 /* Capabilities found by walking the config space (PCI Local Bus 3.0
@@ -146,17 +148,25 @@ struct gp_pci_mdev_type {
 struct gp_pci_dev {
 	char address[GP_PCI_ADDR_LEN]; /* canonical "0000:3b:00.0" */
 	struct gp_pci_addr addr;
+	/* Read for every device: */
 	char *sysfs_path;     /* canonical /sys/devices/pci0000:00/.../<addr> */
 	char *location_path;  /* "PCIROOT(0)#PCI(0100)#PCI(0000)", see below */
 	char *parent;         /* address of the upstream bridge; NULL on a root bus */
-
-	uint16_t vendor_id, device_id;
-	uint16_t subsys_vendor_id, subsys_device_id;
 	uint32_t class_code;  /* 24 bits, from `class` (else from config) */
 	bool class_ok;        /* class_code is known */
-	char *vendor_name;    /* pci.ids via libpci; NULL when unknown */
-	char *device_name;    /* pci.ids via libpci; NULL when unknown */
+	bool is_bridge;       /* header type 1/2 (class 0x0604/0x0609 until detailed) */
+	bool is_endpoint;     /* not a bridge */
 
+	/* Read when `detailed`: always with gp_pci_scan_new(); without
+	 * GP_PCI_SCAN_ALL, for GPUs, the bridges above them and their group
+	 * mates (see gp_pci_scan_new_flags). */
+	bool detailed;
+	uint16_t vendor_id, device_id;
+	uint16_t subsys_vendor_id, subsys_device_id;
+	/* pci.ids names through libpci, looked up for GPUs and their group
+	 * mates only; NULL when unknown or not looked up. */
+	char *vendor_name;
+	char *device_name;
 	char *driver;         /* bound driver's name, NULL when unbound */
 	int numa_node;        /* -1 when unknown */
 	bool boot_vga;        /* `boot_vga` reads 1 */
@@ -168,8 +178,6 @@ struct gp_pci_dev {
 
 	bool config_ok;       /* the config space parsed; `cfg` is valid */
 	struct gp_pci_config_info cfg;
-	bool is_bridge;       /* header type 1/2, or class 0x0604/0x0609 */
-	bool is_endpoint;     /* not a bridge */
 
 	struct gp_pci_bar bars[GP_PCI_NUM_RESOURCES]; /* valid when nbars > 0 */
 	int nbars;            /* regions read from `resource` (0: unreadable) */
@@ -218,6 +226,17 @@ struct gp_pci_scan;
  * /sys/bus/pci/devices fails (-ENOENT ...), or -ENOMEM. Names come from the
  * host's pci.ids through libpci, whatever the root. */
 int gp_pci_scan_new(struct gp_ctx *ctx, struct gp_pci_scan **out);
+
+/* Flags for gp_pci_scan_new_flags(). */
+enum gp_pci_scan_flags {
+	/* Read every device in full (gp_pci_scan_new does). Without it, only
+	 * GPUs, the bridges above them, the members of their IOMMU groups and
+	 * devices whose `class` is unreadable are read in full (`detailed`);
+	 * the others get address, paths, parent and class: what the survey
+	 * needs, at a fraction of the cost on hosts with many devices. */
+	GP_PCI_SCAN_ALL = 1u << 0,
+};
+int gp_pci_scan_new_flags(struct gp_ctx *ctx, unsigned flags, struct gp_pci_scan **out);
 void gp_pci_scan_free(struct gp_pci_scan *scan);
 
 /* All devices, sorted by address. */

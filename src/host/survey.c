@@ -618,6 +618,14 @@ static int check_acs(struct gp_survey *s, struct gp_survey_gpu *gpu)
 
 	if (n > GP_ARRAY_SIZE(up))
 		n = GP_ARRAY_SIZE(up);
+	/* The kernel turns ACS controls on only when the IOMMU is on:
+	 * with it off they say nothing (iommu-disabled says what matters). */
+	if (!s->host.iommu_enabled) {
+		free(missing);
+		free(ok);
+		free(unknown);
+		return check(gpu, "ACS", GP_CHECK_INFO, "not checked: the IOMMU is off");
+	}
 	for (size_t i = 0; i < n && missing && ok && unknown; i++) {
 		const struct gp_pci_dev *b = up[i];
 		const struct gp_pci_config_info *c = &b->cfg;
@@ -960,7 +968,7 @@ int gp_survey_run(struct gp_ctx *ctx, const struct gp_survey_opts *opts,
 
 	if (!s)
 		return -ENOMEM;
-	r = gp_pci_scan_new(ctx, &s->scan);
+	r = gp_pci_scan_new_flags(ctx, 0, &s->scan);
 	if (r < 0)
 		goto err_free;
 	r = read_host(ctx, &s->host);

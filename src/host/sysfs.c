@@ -19,7 +19,15 @@ struct gp_sysfs {
 	int rootfd;
 	bool real_root;
 	bool no_openat2; /* kernel older than 5.6: fall back to openat */
+	gp_sysfs_write_hook write_hook; /* tests only: the modelled kernel */
+	void *write_hook_data;
 };
+
+void gp_sysfs_set_write_hook(struct gp_sysfs *sys, gp_sysfs_write_hook fn, void *data)
+{
+	sys->write_hook = fn;
+	sys->write_hook_data = data;
+}
 
 int gp_sysfs_open(const char *root, struct gp_sysfs **out)
 {
@@ -257,8 +265,15 @@ int gp_sysfs_write(struct gp_sysfs *sys, const char *path, const char *val)
 {
 	size_t len = strlen(val);
 	ssize_t w;
-	int fd = sys_openat(sys, path, O_WRONLY);
+	int fd;
 
+	if (sys->write_hook) {
+		int h = sys->write_hook(sys->write_hook_data, sys, path, val);
+
+		if (h != GP_SYSFS_HOOK_PASS)
+			return h;
+	}
+	fd = sys_openat(sys, path, O_WRONLY);
 	if (fd < 0)
 		return fd;
 	do {

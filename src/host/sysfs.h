@@ -56,6 +56,17 @@ int gp_sysfs_read_bin(struct gp_sysfs *sys, const char *path, void *buf,
  * one write() of the whole value. Returns 0 or the write's -errno. */
 int gp_sysfs_write(struct gp_sysfs *sys, const char *path, const char *val);
 
+/* Test hook: called on every gp_sysfs_write() before anything is written,
+ * so a unit test can model the kernel behind a fake tree (a write to
+ * drivers_probe binds the device to the driver in driver_override, ...).
+ * @path is as the caller gave it. Return GP_SYSFS_HOOK_PASS to let the
+ * ordinary write happen, 0 for "done", or -errno for the write to fail
+ * with. NULL @fn removes the hook. */
+#define GP_SYSFS_HOOK_PASS 1
+typedef int (*gp_sysfs_write_hook)(void *data, struct gp_sysfs *sys,
+				   const char *path, const char *val);
+void gp_sysfs_set_write_hook(struct gp_sysfs *sys, gp_sysfs_write_hook fn, void *data);
+
 /* Link target as stored, and its last component ("driver" -> "nvidia"). */
 int gp_sysfs_readlink(struct gp_sysfs *sys, const char *path, char *buf, size_t len);
 int gp_sysfs_link_name(struct gp_sysfs *sys, const char *path, char *buf, size_t len);

@@ -1,0 +1,854 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "deploy.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "host/pci.h"
+#include "host/survey.h"
+#include "host/vm/qmp.h"
+
+#define MIN_MEMORY (64ull << 20)
+#define MAX_CPUS 288 /* QEMU 7.2 q35 max_cpus */
+
+static const struct gp_deploy_opts no_opts;
+
+static bool file_readable(const char *path, bool want_dir_ok)
+{
+	struct stat sb;
+
+	if (stat(path, &sb) < 0 || access(path, R_OK) < 0)
+		return false;
+	return S_ISREG(sb.st_mode) || S_ISBLK(sb.st_mode) || (want_dir_ok && S_ISDIR(sb.st_mode));
+}
+
+int gp_deploy_check_config(const struct gp_vm_config *c, struct gp_why *why)
+{
+	char sz[32];
+
+	if (!gp_vm_name_valid(c->name)) {
+		gp_why_set(why, "'%s' is not a valid VM name; use 1 to 63 letters, digits, '_', "
+			   "'.' or '-', not starting with '.' or '-'", c->name);
+		return -EINVAL;
+	}
+	if (c->memory < MIN_MEMORY || c->memory > (1ull << 46)) {
+		gp_why_set(why, "VM %s: memory %s is out of range; give between 64M and 64T, "
+			   "e.g. --memory 4G", c->name, gp_format_size(c->memory, sz, sizeof(sz)));
+		return -EINVAL;
+	}
+	if (c->cpus < 1 || c->cpus > MAX_CPUS) {
+		gp_why_set(why, "VM %s: %d CPUs is out of range; give 1 to %d", c->name, c->cpus,
+			   MAX_CPUS);
+		return -EINVAL;
+	}
+	if (!c->kernel[0] && !c->disk[0]) {
+		gp_why_set(why, "VM %s has nothing to boot; give --disk FILE or --kernel FILE "
+			   "(with --initrd, --append)", c->name);
+		return -EINVAL;
+	}
+	if (c->kernel[0] && !file_readable(c->kernel, false)) {
+		gp_why_set(why, "VM %s: kernel %s does not exist or cannot be read; give the path "
+			   "of a bzImage/vmlinuz", c->name, c->kernel);
+		return -ENOENT;
+	}
+	if (c->initrd[0] && !c->kernel[0]) {
+		gp_why_set(why, "VM %s: --initrd needs --kernel", c->name);
+		return -EINVAL;
+	}
+	if (c->initrd[0] && !file_readable(c->initrd, false)) {
+		gp_why_set(why, "VM %s: initrd %s does not exist or cannot be read", c->name,
+			   c->initrd);
+		return -ENOENT;
+	}
+	if (c->disk[0] && !file_readable(c->disk, false)) {
+		gp_why_set(why, "VM %s: disk image %s does not exist or cannot be read; create it "
+			   "(e.g. qemu-img create -f qcow2 %s 20G) or fix the path", c->name,
+			   c->disk, c->disk);
+		return -ENOENT;
+	}
+	if (strcmp(c->accel, "auto") && strcmp(c->accel, "kvm") && strcmp(c->accel, "tcg")) {
+		gp_why_set(why, "VM %s: accelerator '%s' is not auto, kvm or tcg", c->name, c->accel);
+		return -EINVAL;
+	}
+	if (c->passthrough == GP_PT_PV) {
+		gp_why_set(why, "VM %s: --gpu-passthrough pv is not supported yet (the PV channel "
+			   "is not wired into VMs in this version); use dda or none", c->name);
+		return -ENOTSUP;
+	}
+	if (c->passthrough == GP_PT_DDA && c->gpu_count < 1) {
+		gp_why_set(why, "VM %s: --gpu-count must be at least 1 with dda", c->name);
+		return -EINVAL;
+	}
+	if (c->passthrough == GP_PT_NONE && (c->gpu_count > 0 || c->gpu_name[0])) {
+		gp_why_set(why, "VM %s: --gpu-name/--gpu-count need --gpu-passthrough dda", c->name);
+		return -EINVAL;
+	}
+	if (c->gpu_count > 16) {
+		gp_why_set(why, "VM %s: at most 16 GPUs per VM", c->name);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static bool gpu_matches(const struct gp_survey_gpu *g, const char *name)
+{
+	char disp[256];
+
+	if (!name || !*name)
+		return true;
+	gp_pci_dev_display_name(g->dev, disp, sizeof(disp));
+	return gp_str_icontains(disp, name) || strcasecmp(g->dev->address, name) == 0 ||
+	       (g->dev->location_path && strcasecmp(g->dev->location_path, name) == 0);
+}
+
+/* Mounts back GPUs that @vm's creation dismounted and that nobody holds. */
+static void give_back_auto(struct gp_ctx *ctx, struct gp_state *st, const char *vm,
+			   const struct gp_strv *gpus, const struct gp_deploy_opts *o)
+{
+	struct gp_bind_opts bo = { .kops = o->kops, .lock_wait = true };
+
+	for (size_t i = 0; i < gpus->n; i++) {
+		struct gp_state_gpu rec;
+		struct gp_why w;
+		char owner[GP_NAME_LEN];
+
+		if (gp_state_gpu_get(st, gpus->v[i], &rec) < 0 || strcmp(rec.auto_for_vm, vm) != 0)
+			continue;
+		if (gp_state_gpu_owner(st, rec.address, owner, sizeof(owner)) == 0)
+			continue;
+		if (gp_bind_mount_addr(ctx, st, rec.address, &bo, NULL, &w) < 0)
+			gp_warn(&ctx->log, "%s: %s", rec.address, w.msg);
+	}
+}
+
+/* Picks and takes cfg->gpu_count GPUs for @cfg->name (which must exist in
+ * the database). On failure nothing stays changed. */
+static int pick_and_assign(struct gp_ctx *ctx, struct gp_state *st, const struct gp_vm_config *cfg,
+			   const struct gp_deploy_opts *o, struct gp_strv *taken, struct gp_why *why)
+{
+	struct gp_survey *survey = NULL;
+	struct gp_strv ready = { 0 }, dismounted = { 0 }, assigned = { 0 };
+	char notready[768] = "";
+	size_t nmatch = 0, off = 0;
+	int r;
+
+	r = gp_survey_run(ctx, NULL, &survey);
+	if (r < 0) {
+		gp_why_set(why, "VM %s: cannot survey the host's GPUs: %s", cfg->name, strerror(-r));
+		return r;
+	}
+	for (size_t i = 0; i < gp_survey_gpu_count(survey); i++) {
+		const struct gp_survey_gpu *g = gp_survey_gpu(survey, i);
+		char owner[GP_NAME_LEN];
+		struct gp_why w = { "" };
+
+		if (!gpu_matches(g, cfg->gpu_name))
+			continue;
+		nmatch++;
+		if (gp_state_gpu_owner(st, g->dev->address, owner, sizeof(owner)) == 0) {
+			if (strcmp(owner, cfg->name) == 0)
+				continue; /* already ours (vm set): not counted twice */
+			snprintf(w.msg, sizeof(w.msg), "%s is held by VM %s", g->dev->address, owner);
+		} else if (gp_bind_check(g, o->force, &w) == 0) {
+			r = gp_strv_push(&ready, g->dev->address);
+			if (r < 0)
+				goto out;
+			continue;
+		}
+		if (off < sizeof(notready))
+			off += (size_t)snprintf(notready + off, sizeof(notready) - off, "; %s", w.msg);
+	}
+	if (ready.n < (size_t)cfg->gpu_count) {
+		gp_why_set(why, "VM %s: asked for %d GPU%s%s%s%s by DDA, but %zu match and %zu %s "
+			   "ready%s%s", cfg->name, cfg->gpu_count, cfg->gpu_count > 1 ? "s" : "",
+			   cfg->gpu_name[0] ? " matching '" : "", cfg->gpu_name,
+			   cfg->gpu_name[0] ? "'" : "", nmatch, ready.n, ready.n == 1 ? "is" : "are",
+			   notready[0] ? notready : "; run gpupass survey to see the GPUs",
+			   o->force ? "" : " (warnings can be accepted with --force)");
+		r = -ENOSPC;
+		goto out;
+	}
+	for (size_t i = 0; i < (size_t)cfg->gpu_count; i++) {
+		const struct gp_survey_gpu *g;
+		struct gp_bind_opts bo = { .force = o->force, .kops = o->kops,
+					   .for_vm = cfg->name };
+		bool did = false;
+
+		r = gp_survey_find(survey, ready.v[i], &g, NULL);
+		if (r == 0)
+			r = gp_bind_dismount_gpu(ctx, st, survey, g, &bo, &did, why);
+		if (r < 0)
+			goto err_undo;
+		if (did)
+			(void)gp_strv_push(&dismounted, ready.v[i]);
+		r = gp_state_assign(st, ready.v[i], cfg->name);
+		if (r < 0) {
+			gp_why_set(why, "VM %s: cannot assign %s: %s", cfg->name, ready.v[i],
+				   r == -EBUSY ? "another VM took it just now; try again" :
+				   strerror(-r));
+			goto err_undo;
+		}
+		(void)gp_strv_push(&assigned, ready.v[i]);
+	}
+	for (size_t i = 0; taken && i < assigned.n; i++)
+		(void)gp_strv_push(taken, assigned.v[i]);
+	r = 0;
+	goto out;
+
+err_undo:
+	for (size_t i = 0; i < assigned.n; i++)
+		(void)gp_state_unassign(st, assigned.v[i]);
+	give_back_auto(ctx, st, cfg->name, &dismounted, o);
+out:
+	gp_strv_clear(&ready);
+	gp_strv_clear(&dismounted);
+	gp_strv_clear(&assigned);
+	gp_survey_free(survey);
+	return r;
+}
+
+int gp_deploy_vm_create(struct gp_ctx *ctx, struct gp_state *st, const struct gp_vm_config *cfg,
+			const struct gp_deploy_opts *opts, struct gp_strv *gpus, struct gp_why *why)
+{
+	const struct gp_deploy_opts *o = opts ? opts : &no_opts;
+	struct gp_vm_config existing;
+	int r = gp_deploy_check_config(cfg, why);
+
+	if (r < 0)
+		return r;
+	if (gp_state_vm_get(st, cfg->name, &existing) == 0) {
+		gp_why_set(why, "VM %s already exists; pick another name, or change it with "
+			   "gpupass vm set %s", cfg->name, cfg->name);
+		return -EEXIST;
+	}
+	r = gp_state_vm_add(st, cfg);
+	if (r < 0) {
+		gp_why_set(why, "VM %s: cannot be recorded: %s", cfg->name,
+			   r == -EEXIST ? "it was just created by another gpupass" : strerror(-r));
+		return r;
+	}
+	if (cfg->passthrough == GP_PT_DDA) {
+		r = pick_and_assign(ctx, st, cfg, o, gpus, why);
+		if (r < 0) {
+			(void)gp_state_vm_delete(st, cfg->name);
+			return r;
+		}
+	}
+	return 0;
+}
+
+static bool vm_running(struct gp_ctx *ctx, const char *name)
+{
+	struct gp_vm_paths p;
+	enum gp_vm_run_state s;
+	pid_t pid;
+
+	if (gp_vm_paths_get(ctx, name, &p) < 0)
+		return false;
+	return gp_vm_status(&p, &s, &pid, NULL) == 0 && s != GP_VM_STOPPED;
+}
+
+static int get_vm(struct gp_state *st, const char *name, struct gp_vm_config *cfg,
+		  struct gp_why *why)
+{
+	int r = gp_state_vm_get(st, name, cfg);
+
+	if (r == -ENOENT)
+		gp_why_set(why, "VM %s does not exist; gpupass vm list shows the VMs, "
+			   "gpupass vm create makes one", name);
+	else if (r < 0)
+		gp_why_set(why, "VM %s: cannot read the state database: %s", name, strerror(-r));
+	return r;
+}
+
+int gp_deploy_vm_set(struct gp_ctx *ctx, struct gp_state *st, const struct gp_vm_config *cfg,
+		     const struct gp_deploy_opts *opts, struct gp_why *why)
+{
+	const struct gp_deploy_opts *o = opts ? opts : &no_opts;
+	struct gp_vm_config old;
+	struct gp_strv held = { 0 };
+	bool gpu_change;
+	int r = get_vm(st, cfg->name, &old, why);
+
+	if (r < 0)
+		return r;
+	r = gp_deploy_check_config(cfg, why);
+	if (r < 0)
+		return r;
+	gpu_change = old.passthrough != cfg->passthrough || old.gpu_count != cfg->gpu_count ||
+		     strcmp(old.gpu_name, cfg->gpu_name) != 0;
+	if (!gpu_change)
+		return gp_state_vm_update(st, cfg);
+	if (vm_running(ctx, cfg->name)) {
+		gp_why_set(why, "VM %s is running; its GPUs can only change while it is stopped "
+			   "(gpupass vm stop %s)", cfg->name, cfg->name);
+		return -EBUSY;
+	}
+	r = gp_state_vm_gpus(st, cfg->name, &held);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < held.n; i++)
+		(void)gp_state_unassign(st, held.v[i]);
+	r = gp_state_vm_update(st, cfg);
+	if (r == 0 && cfg->passthrough == GP_PT_DDA)
+		r = pick_and_assign(ctx, st, cfg, o, NULL, why);
+	if (r < 0) {
+		/* Back to the old settings and GPUs. */
+		(void)gp_state_vm_update(st, &old);
+		for (size_t i = 0; i < held.n; i++)
+			(void)gp_state_assign(st, held.v[i], cfg->name);
+	} else {
+		give_back_auto(ctx, st, cfg->name, &held, o);
+	}
+	gp_strv_clear(&held);
+	return r;
+}
+
+static void remove_runtime(struct gp_ctx *ctx, const char *name)
+{
+	struct gp_vm_paths p;
+
+	if (gp_vm_paths_get(ctx, name, &p) < 0)
+		return;
+	unlink(p.pid);
+	unlink(p.qmp);
+	unlink(p.qga);
+	unlink(p.log);
+	rmdir(p.dir);
+}
+
+int gp_deploy_vm_delete(struct gp_ctx *ctx, struct gp_state *st, const char *name,
+			const struct gp_deploy_opts *opts, struct gp_why *why)
+{
+	const struct gp_deploy_opts *o = opts ? opts : &no_opts;
+	struct gp_vm_config cfg;
+	struct gp_strv held = { 0 };
+	int r = get_vm(st, name, &cfg, why);
+
+	if (r < 0)
+		return r;
+	if (vm_running(ctx, name)) {
+		if (!o->force) {
+			gp_why_set(why, "VM %s is running; stop it first (gpupass vm stop %s) or "
+				   "pass --force to turn it off and delete it", name, name);
+			return -EBUSY;
+		}
+		r = gp_deploy_vm_stop(ctx, st, name, 0, true, NULL, why);
+		if (r < 0)
+			return r;
+	}
+	r = gp_state_vm_gpus(st, name, &held);
+	if (r < 0)
+		return r;
+	r = gp_state_vm_delete(st, name);
+	if (r < 0) {
+		gp_why_set(why, "VM %s: cannot be deleted from the state database: %s", name,
+			   strerror(-r));
+		gp_strv_clear(&held);
+		return r;
+	}
+	/* GPUs stay on vfio-pci or go back whole: never half-bound. */
+	give_back_auto(ctx, st, name, &held, o);
+	remove_runtime(ctx, name);
+	gp_strv_clear(&held);
+	return 0;
+}
+
+int gp_deploy_assign(struct gp_ctx *ctx, struct gp_state *st, const char *query,
+		     const char *vm, const struct gp_deploy_opts *opts, char *addr_out,
+		     struct gp_why *why)
+{
+	const struct gp_deploy_opts *o = opts ? opts : &no_opts;
+	struct gp_bind_opts bo = { .force = o->force, .kops = o->kops };
+	struct gp_vm_config cfg;
+	char addr[GP_ADDR_LEN] = "", owner[GP_NAME_LEN];
+	bool did = false;
+	int r = get_vm(st, vm, &cfg, why);
+
+	if (r < 0)
+		return r;
+	if (cfg.passthrough == GP_PT_PV) {
+		gp_why_set(why, "VM %s uses PV; a GPU can only be assigned to a dda or none VM", vm);
+		return -EINVAL;
+	}
+	if (vm_running(ctx, vm)) {
+		gp_why_set(why, "VM %s is running; assign GPUs while it is stopped "
+			   "(gpupass vm stop %s)", vm, vm);
+		return -EBUSY;
+	}
+	/* Refuse a GPU held by another VM before dismounting anything. */
+	if (gp_state_gpu_owner(st, query, owner, sizeof(owner)) == 0 && strcmp(owner, vm) != 0) {
+		gp_why_set(why, "GPU %s is held by VM %s; run gpupass unassign %s first", query,
+			   owner, query);
+		return -EBUSY;
+	}
+	{
+		struct gp_survey *survey;
+		const struct gp_survey_gpu *g;
+		struct gp_strv cands = { 0 };
+
+		r = gp_survey_run(ctx, NULL, &survey);
+		if (r < 0) {
+			gp_why_set(why, "cannot survey the host: %s", strerror(-r));
+			return r;
+		}
+		r = gp_survey_find(survey, query, &g, &cands);
+		if (r == 0) {
+			snprintf(addr, sizeof(addr), "%s", g->dev->address);
+			if (gp_state_gpu_owner(st, addr, owner, sizeof(owner)) == 0 &&
+			    strcmp(owner, vm) != 0) {
+				gp_why_set(why, "GPU %s is held by VM %s; run gpupass unassign %s "
+					   "first", addr, owner, addr);
+				r = -EBUSY;
+			} else {
+				r = gp_bind_dismount_gpu(ctx, st, survey, g, &bo, &did, why);
+			}
+		} else if (r == -ENOTUNIQ) {
+			gp_why_set(why, "'%s' matches %zu GPUs; name one by its address (gpupass "
+				   "survey lists them)", query, cands.n);
+		} else {
+			gp_why_set(why, "no GPU matches '%s'; run gpupass survey to list the GPUs",
+				   query);
+			r = -ENOENT;
+		}
+		gp_strv_clear(&cands);
+		gp_survey_free(survey);
+		if (r < 0)
+			return r;
+	}
+	r = gp_state_assign(st, addr, vm);
+	if (r < 0) {
+		if (r == -EBUSY && gp_state_gpu_owner(st, addr, owner, sizeof(owner)) == 0)
+			gp_why_set(why, "GPU %s is held by VM %s; run gpupass unassign %s first",
+				   addr, owner, addr);
+		else
+			gp_why_set(why, "cannot assign %s to VM %s: %s", addr, vm, strerror(-r));
+		if (did) {
+			struct gp_why w;
+
+			(void)gp_bind_mount_addr(ctx, st, addr, &bo, NULL, &w);
+		}
+		return r;
+	}
+	if (cfg.passthrough == GP_PT_NONE) {
+		/* A GPU by hand makes it a DDA VM. */
+		cfg.passthrough = GP_PT_DDA;
+		cfg.gpu_count = 0;
+		(void)gp_state_vm_update(st, &cfg);
+	}
+	if (addr_out)
+		snprintf(addr_out, GP_ADDR_LEN, "%s", addr);
+	return 0;
+}
+
+int gp_deploy_unassign(struct gp_ctx *ctx, struct gp_state *st, const char *query,
+		       const struct gp_deploy_opts *opts, char *addr_out, char *vm_out,
+		       struct gp_why *why)
+{
+	struct gp_state_gpu rec;
+	char vm[GP_NAME_LEN];
+	int r;
+
+	(void)opts;
+	r = gp_state_gpu_get(st, query, &rec);
+	if (r < 0) {
+		struct gp_survey *survey;
+		const struct gp_survey_gpu *g;
+
+		/* Maybe a name: resolve it, then look again. */
+		if (gp_survey_run(ctx, NULL, &survey) == 0) {
+			if (gp_survey_find(survey, query, &g, NULL) == 0)
+				r = gp_state_gpu_get(st, g->dev->address, &rec);
+			gp_survey_free(survey);
+		}
+	}
+	if (r < 0 || gp_state_gpu_owner(st, rec.address, vm, sizeof(vm)) < 0) {
+		gp_why_set(why, "GPU %s is not assigned to any VM; gpupass vm list shows which "
+			   "VM holds which GPU", query);
+		return -ENOENT;
+	}
+	if (vm_running(ctx, vm)) {
+		gp_why_set(why, "VM %s is running with GPU %s; stop it first (gpupass vm stop %s)",
+			   vm, rec.address, vm);
+		return -EBUSY;
+	}
+	r = gp_state_unassign(st, rec.address);
+	if (r < 0) {
+		gp_why_set(why, "cannot unassign %s from VM %s: %s", rec.address, vm, strerror(-r));
+		return r;
+	}
+	if (addr_out)
+		snprintf(addr_out, GP_ADDR_LEN, "%s", rec.address);
+	if (vm_out)
+		snprintf(vm_out, GP_NAME_LEN, "%s", vm);
+	return 0;
+}
+
+/* The cards of a VM, in the order of its sorted GPU list (which fixes the
+ * qdev ids gpu<card>f<fn>). */
+struct cards {
+	size_t n;
+	struct gp_vm_card card[16];
+	struct gp_vm_hostdev dev[16][GP_STATE_MAX_FN];
+	struct gp_state_gpu rec[16];
+};
+
+static int load_cards(struct gp_ctx *ctx, struct gp_state *st, const char *name,
+		      struct cards *cs, bool check_kernel, struct gp_why *why)
+{
+	struct gp_strv gpus = { 0 };
+	struct gp_pci_scan *scan = NULL;
+	int r = gp_state_vm_gpus(st, name, &gpus);
+
+	cs->n = 0;
+	if (r < 0)
+		return r;
+	if (gpus.n > GP_ARRAY_SIZE(cs->card)) {
+		r = -E2BIG;
+		goto out;
+	}
+	if (gpus.n && check_kernel) {
+		r = gp_pci_scan_new(ctx, &scan);
+		if (r < 0) {
+			gp_why_set(why, "VM %s: cannot read the PCI devices: %s", name, strerror(-r));
+			goto out;
+		}
+	}
+	for (size_t i = 0; i < gpus.n; i++) {
+		struct gp_state_gpu *rec = &cs->rec[i];
+		char p[64];
+
+		r = gp_state_gpu_get(st, gpus.v[i], rec);
+		if (r == -ENOENT && check_kernel) {
+			gp_why_set(why, "VM %s: GPU %s is not bound to vfio-pci (it was mounted back "
+				   "to the host); run gpupass dismount %s, then start %s again",
+				   name, gpus.v[i], gpus.v[i], name);
+			r = -EIO;
+			goto out;
+		}
+		if (r < 0)
+			goto out;
+		if (check_kernel && (rec->state != GP_GPU_DISMOUNTED || !gp_bind_gpu_on_vfio(ctx, rec))) {
+			gp_why_set(why, "VM %s: GPU %s is not bound to vfio-pci (it was given back "
+				   "to the host); run gpupass dismount %s, then start %s again",
+				   name, rec->address, rec->address, name);
+			r = -EIO;
+			goto out;
+		}
+		if (check_kernel && !gp_sysfs_exists(ctx->sys, gp_sysfs_path(p, sizeof(p),
+						"/dev/vfio/%d", rec->iommu_group))) {
+			gp_why_set(why, "VM %s: /dev/vfio/%d for GPU %s is missing; is vfio-pci "
+				   "loaded? run gpupass mount %s then gpupass dismount %s", name,
+				   rec->iommu_group, rec->address, rec->address, rec->address);
+			r = -ENODEV;
+			goto out;
+		}
+		for (size_t f = 0; f < rec->nfn; f++) {
+			struct gp_vm_hostdev *d = &cs->dev[i][f];
+			const struct gp_pci_dev *pd = scan ? gp_pci_scan_find(scan, rec->fn[f].address)
+							   : NULL;
+
+			memset(d, 0, sizeof(*d));
+			snprintf(d->address, sizeof(d->address), "%s", rec->fn[f].address);
+			d->vendor_id = rec->fn[f].vendor_id;
+			d->device_id = rec->fn[f].device_id;
+			for (int b = 0; pd && b < 6 && b < pd->nbars; b++) {
+				d->bar_size[b] = pd->bars[b].size;
+				d->bar_64[b] = pd->bars[b].is_64bit;
+				d->bar_mem[b] = pd->bars[b].is_mem;
+			}
+		}
+		cs->card[i].fn = cs->dev[i];
+		cs->card[i].nfn = rec->nfn;
+		cs->n++;
+	}
+	r = 0;
+out:
+	gp_pci_scan_free(scan);
+	gp_strv_clear(&gpus);
+	return r;
+}
+
+static int build(struct gp_ctx *ctx, struct gp_state *st, const char *name,
+		 const struct gp_deploy_opts *o, struct gp_strv *argv, struct gp_vm_paths *paths,
+		 struct gp_why *why)
+{
+	struct gp_vm_config cfg;
+	struct cards *cs;
+	char qemu[4096];
+	int r = get_vm(st, name, &cfg, why);
+
+	if (r < 0)
+		return r;
+	r = gp_deploy_check_config(&cfg, why);
+	if (r < 0)
+		return r;
+	r = gp_vm_find_qemu(o->qemu, qemu, sizeof(qemu));
+	if (r < 0) {
+		gp_why_set(why, "VM %s: QEMU (%s) was not found; install the qemu-system-x86 "
+			   "package or point GPUPASS_QEMU at the binary", name,
+			   o->qemu && *o->qemu ? o->qemu : GP_QEMU_DEFAULT);
+		return -ENOENT;
+	}
+	r = gp_vm_paths_get(ctx, name, paths);
+	if (r < 0) {
+		gp_why_set(why, "VM %s: runtime paths under %s are too long for unix sockets; "
+			   "use a shorter --state-dir", name, ctx->state_dir);
+		return r;
+	}
+	cs = calloc(1, sizeof(*cs));
+	if (!cs)
+		return -ENOMEM;
+	r = load_cards(ctx, st, name, cs, true, why);
+	if (r == 0) {
+		struct gp_vm_launch l = {
+			.cfg = &cfg,
+			.qemu = qemu,
+			.accel = gp_vm_accel_resolve(ctx, cfg.accel),
+			.cards = cs->card,
+			.ncards = cs->n,
+			.paths = paths,
+		};
+
+		r = gp_vm_build_argv(&l, argv);
+		if (r < 0)
+			gp_why_set(why, "VM %s: cannot build the QEMU command line: %s", name,
+				   strerror(-r));
+	}
+	free(cs);
+	return r;
+}
+
+int gp_deploy_vm_argv(struct gp_ctx *ctx, struct gp_state *st, const char *name,
+		      const struct gp_deploy_opts *opts, struct gp_strv *argv, struct gp_why *why)
+{
+	struct gp_vm_paths *p = malloc(sizeof(*p));
+	int r;
+
+	if (!p)
+		return -ENOMEM;
+	r = build(ctx, st, name, opts ? opts : &no_opts, argv, p, why);
+	free(p);
+	return r;
+}
+
+int gp_deploy_vm_start(struct gp_ctx *ctx, struct gp_state *st, const char *name,
+		       const struct gp_deploy_opts *opts, bool *already, struct gp_why *why)
+{
+	const struct gp_deploy_opts *o = opts ? opts : &no_opts;
+	struct gp_strv argv = { 0 };
+	struct gp_vm_paths *p;
+	struct gp_vm_config cfg;
+	int r;
+
+	if (already)
+		*already = false;
+	r = get_vm(st, name, &cfg, why);
+	if (r < 0)
+		return r;
+	if (vm_running(ctx, name)) {
+		if (already)
+			*already = true;
+		return 0;
+	}
+	p = malloc(sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	r = build(ctx, st, name, o, &argv, p, why);
+	if (r == 0) {
+		pid_t pid;
+
+		r = gp_vm_spawn(ctx, p, &argv, o->start_timeout_ms > 0 ? o->start_timeout_ms : 60000,
+				&pid, why);
+		if (r < 0 && r != -ECHILD && r != -ETIMEDOUT)
+			gp_why_set(why, "VM %s: cannot start QEMU: %s", name, strerror(-r));
+		else if (r < 0) {
+			char tmp[sizeof(why->msg)];
+
+			snprintf(tmp, sizeof(tmp), "%s", why ? why->msg : "");
+			gp_why_set(why, "VM %s: %s", name, tmp);
+		}
+	}
+	free(p);
+	gp_strv_clear(&argv);
+	return r;
+}
+
+int gp_deploy_vm_stop(struct gp_ctx *ctx, struct gp_state *st, const char *name,
+		      int timeout_ms, bool force, bool *forced, struct gp_why *why)
+{
+	struct gp_vm_config cfg;
+	struct gp_vm_paths p;
+	int r = get_vm(st, name, &cfg, why);
+
+	if (r < 0)
+		return r;
+	r = gp_vm_paths_get(ctx, name, &p);
+	if (r < 0)
+		return r;
+	r = gp_vm_stop(ctx, &p, timeout_ms, force, forced, why);
+	if (r < 0) {
+		char tmp[sizeof(why->msg)];
+
+		snprintf(tmp, sizeof(tmp), "%s", why ? why->msg : "");
+		gp_why_set(why, "VM %s: %s", name, tmp);
+	}
+	return r;
+}
+
+void gp_verify_clear(struct gp_verify *v)
+{
+	if (!v)
+		return;
+	free(v->lspci);
+	memset(v, 0, sizeof(*v));
+}
+
+int gp_deploy_vm_verify(struct gp_ctx *ctx, struct gp_state *st, const char *name,
+			int agent_timeout_ms, struct gp_verify *out, struct gp_why *why)
+{
+	struct gp_vm_config cfg;
+	struct gp_vm_paths p;
+	struct cards *cs;
+	struct gp_qmp *q = NULL;
+	struct json_object *ret = NULL;
+	struct gp_qmp_pci_dev *devs = NULL;
+	size_t ndevs = 0;
+	char err[256];
+	enum gp_vm_run_state rs;
+	pid_t pid;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	r = get_vm(st, name, &cfg, why);
+	if (r < 0)
+		return r;
+	r = gp_vm_paths_get(ctx, name, &p);
+	if (r < 0)
+		return r;
+	if (gp_vm_status(&p, &rs, &pid, NULL) < 0 || rs == GP_VM_STOPPED) {
+		gp_why_set(why, "VM %s is not running; start it with gpupass vm start %s", name, name);
+		return -ESRCH;
+	}
+	cs = calloc(1, sizeof(*cs));
+	if (!cs)
+		return -ENOMEM;
+	r = load_cards(ctx, st, name, cs, false, why);
+	if (r < 0)
+		goto out;
+	r = gp_qmp_connect(p.qmp, 5000, &q);
+	if (r == 0)
+		r = gp_qmp_execute(q, "query-pci", NULL, 10000, &ret, err, sizeof(err));
+	if (r == 0)
+		r = gp_qmp_parse_pci(ret, &devs, &ndevs);
+	if (r < 0) {
+		gp_why_set(why, "VM %s: cannot query the guest's PCI devices over QMP: %s", name,
+			   r == -EREMOTEIO ? err : strerror(-r));
+		goto out;
+	}
+	out->ok = true;
+	for (size_t c = 0; c < cs->n; c++) {
+		for (size_t f = 0; f < cs->card[c].nfn && out->n < GP_ARRAY_SIZE(out->dev); f++) {
+			struct gp_verify_dev *d = &out->dev[out->n++];
+
+			snprintf(d->host, sizeof(d->host), "%s", cs->card[c].fn[f].address);
+			gp_vm_dev_id(c, f, d->qdev_id, sizeof(d->qdev_id));
+			d->vendor_id = cs->card[c].fn[f].vendor_id;
+			d->device_id = cs->card[c].fn[f].device_id;
+			d->in_lspci = -1;
+			for (size_t i = 0; i < ndevs; i++) {
+				if (strcmp(devs[i].qdev_id, d->qdev_id) != 0)
+					continue;
+				d->in_qmp = devs[i].vendor_id == d->vendor_id &&
+					    devs[i].device_id == d->device_id;
+				snprintf(d->guest_addr, sizeof(d->guest_addr), "%02x:%02x.%d",
+					 (unsigned)devs[i].bus, (unsigned)devs[i].slot,
+					 devs[i].function);
+			}
+			out->ok &= d->in_qmp;
+		}
+	}
+	/* A DDA VM with nothing assigned proves nothing. */
+	if (cfg.passthrough == GP_PT_DDA && out->n == 0)
+		out->ok = false;
+	if (agent_timeout_ms > 0 && gp_qmp_agent_exec(p.qga, agent_timeout_ms, "lspci", "-nn", &out->lspci) == 0) {
+		out->agent = true;
+		for (size_t i = 0; i < out->n; i++) {
+			struct gp_verify_dev *d = &out->dev[i];
+			char ids[16];
+
+			snprintf(ids, sizeof(ids), "[%04x:%04x]", d->vendor_id, d->device_id);
+			d->in_lspci = strstr(out->lspci, ids) != NULL;
+			out->ok &= d->in_lspci == 1;
+		}
+	}
+	r = 0;
+out:
+	free(devs);
+	json_object_put(ret);
+	gp_qmp_close(q);
+	free(cs);
+	return r;
+}
+
+int gp_deploy_mount(struct gp_ctx *ctx, struct gp_state *st, const char *query,
+		    const struct gp_deploy_opts *opts, char *addr_out, char *vm_out, bool *did,
+		    struct gp_why *why)
+{
+	struct gp_bind_opts bo = { .kops = opts ? opts->kops : NULL, .allow_held = true };
+	char addr[GP_ADDR_LEN] = "", vm[GP_NAME_LEN] = "";
+	struct gp_state_gpu rec;
+
+	if (vm_out)
+		vm_out[0] = '\0';
+	/* A running VM holds it; a stopped one only claims it. */
+	if (gp_state_gpu_get(st, query, &rec) == 0 &&
+	    gp_state_gpu_owner(st, rec.address, vm, sizeof(vm)) == 0 && vm_running(ctx, vm)) {
+		gp_why_set(why, "GPU %s is held by the running VM %s; stop it first (gpupass vm "
+			   "stop %s), then mount", rec.address, vm, vm);
+		return -EBUSY;
+	}
+	{
+		int r = gp_bind_mount(ctx, st, query, &bo, addr, did, why);
+
+		if (r < 0)
+			return r;
+	}
+	if (addr_out)
+		snprintf(addr_out, GP_ADDR_LEN, "%s", addr);
+	if (vm_out && gp_state_gpu_owner(st, addr, vm, sizeof(vm)) == 0)
+		snprintf(vm_out, GP_NAME_LEN, "%s", vm);
+	return 0;
+}
+
+int gp_deploy_reconcile(struct gp_ctx *ctx, struct gp_state *st,
+			const struct gp_deploy_opts *opts, struct gp_strv *report)
+{
+	struct gp_bind_opts bo = { .kops = opts ? opts->kops : NULL };
+	struct gp_strv vms = { 0 };
+	int r = gp_bind_reconcile(ctx, st, &bo, report);
+
+	if (gp_state_vm_list(st, &vms) == 0) {
+		for (size_t i = 0; i < vms.n; i++) {
+			struct gp_vm_paths p;
+			enum gp_vm_run_state s;
+			bool died = false;
+			pid_t pid;
+
+			if (gp_vm_paths_get(ctx, vms.v[i], &p) == 0 &&
+			    gp_vm_status(&p, &s, &pid, &died) == 0 && died && report)
+				(void)gp_strv_push_printf(report, "VM %s: QEMU exited without gpupass "
+							  "stopping it (guest powered off, or "
+							  "QEMU died); see gpupass vm log %s",
+							  vms.v[i], vms.v[i]);
+		}
+	}
+	gp_strv_clear(&vms);
+	return r;
+}

@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Deployment: VMs and the GPUs they hold, the operations behind `gpupass vm
+ * ...`, `assign` and `unassign`. Mirrors the Windows edge deployment options
+ * (-gpuPassthroughType DirectDeviceAssignment|ParaVirtualization, -gpuName,
+ * -gpuCount).
+ *
+ * Every operation checks everything it can before changing anything: a
+ * request the host cannot satisfy is refused with the host and the database
+ * as they were. When a step fails half-way, what was done is undone.
+ */
+#ifndef GP_HOST_DEPLOY_H
+#define GP_HOST_DEPLOY_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "host/bind.h"
+#include "host/context.h"
+#include "host/state.h"
+#include "host/vm/qemu.h"
+
+struct gp_deploy_opts {
+	bool force;                       /* as for dismount */
+	const struct gp_kernel_ops *kops; /* NULL: the real kernel */
+	const char *qemu;                 /* NULL: qemu-system-x86_64 on PATH */
+	int start_timeout_ms;             /* 0: 60 s */
+};
+
+/* Checks a configuration without touching anything: a valid name, memory
+ * (>= 64 MiB), CPUs (1..288), the kernel/initrd/disk files exist and are
+ * readable, a kernel or a disk to boot, gpu-count >= 1 with dda, -ENOTSUP
+ * for pv (not wired yet). -EINVAL/-ENOENT/-ENOTSUP with @why. */
+int gp_deploy_check_config(const struct gp_vm_config *cfg, struct gp_why *why);
+
+/* Creates the VM; with dda, picks cfg->gpu_count DDA-ready GPUs whose name
+ * contains cfg->gpu_name (any GPU when empty), dismounts and assigns them.
+ * -EEXIST (name taken), -ENOSPC (not enough GPUs: @why says how many match
+ * and how many are ready, and why the others are not). The addresses taken
+ * are pushed onto @gpus (may be NULL). */
+int gp_deploy_vm_create(struct gp_ctx *ctx, struct gp_state *st, const struct gp_vm_config *cfg,
+			const struct gp_deploy_opts *opts, struct gp_strv *gpus, struct gp_why *why);
+
+/* Replaces the settings. GPU settings (passthrough, gpu name/count) only
+ * while stopped (-EBUSY); a changed dda request re-picks the GPUs. */
+int gp_deploy_vm_set(struct gp_ctx *ctx, struct gp_state *st, const struct gp_vm_config *cfg,
+		     const struct gp_deploy_opts *opts, struct gp_why *why);
+
+/* Deletes a stopped VM (@force: stops it first), unassigns its GPUs and
+ * gives back to the host the ones `vm create` dismounted for it. */
+int gp_deploy_vm_delete(struct gp_ctx *ctx, struct gp_state *st, const char *name,
+			const struct gp_deploy_opts *opts, struct gp_why *why);
+
+/* assign: the VM must exist and be stopped; the GPU is dismounted first
+ * when needed; -EBUSY when another VM holds it. */
+int gp_deploy_assign(struct gp_ctx *ctx, struct gp_state *st, const char *query,
+		     const char *vm, const struct gp_deploy_opts *opts, char *addr_out,
+		     struct gp_why *why);
+/* unassign: the holder must be stopped; the GPU stays dismounted. */
+int gp_deploy_unassign(struct gp_ctx *ctx, struct gp_state *st, const char *query,
+		       const struct gp_deploy_opts *opts, char *addr_out, char *vm_out,
+		       struct gp_why *why);
+
+/* Mount (gp_bind_mount) for people: refused (-EBUSY) while the VM holding
+ * the GPU runs; with that VM stopped the GPU goes back to the host and the
+ * VM keeps its claim (@vm_out, may be NULL: GP_NAME_LEN), so vm start asks
+ * for a dismount first. */
+int gp_deploy_mount(struct gp_ctx *ctx, struct gp_state *st, const char *query,
+		    const struct gp_deploy_opts *opts, char *addr_out, char *vm_out, bool *did,
+		    struct gp_why *why);
+
+/* Starts QEMU for the VM. *already is set when it was running. -ENOENT (no
+ * such VM, or QEMU missing), -EIO (a GPU is not on vfio-pci). */
+int gp_deploy_vm_start(struct gp_ctx *ctx, struct gp_state *st, const char *name,
+		       const struct gp_deploy_opts *opts, bool *already, struct gp_why *why);
+
+/* Stops it (see gp_vm_stop). */
+int gp_deploy_vm_stop(struct gp_ctx *ctx, struct gp_state *st, const char *name,
+		      int timeout_ms, bool force, bool *forced, struct gp_why *why);
+
+/* The build of the QEMU command line for a VM, as vm start would run it. */
+int gp_deploy_vm_argv(struct gp_ctx *ctx, struct gp_state *st, const char *name,
+		      const struct gp_deploy_opts *opts, struct gp_strv *argv, struct gp_why *why);
+
+struct gp_verify_dev {
+	char host[GP_ADDR_LEN];
+	char qdev_id[32];
+	uint16_t vendor_id, device_id;
+	bool in_qmp;          /* query-pci shows it with these ids */
+	char guest_addr[16];  /* "01:00.0" in the guest */
+	int in_lspci;         /* 1 seen, 0 not seen, -1 not checked */
+};
+
+struct gp_verify {
+	size_t n;
+	struct gp_verify_dev dev[GP_STATE_MAX_FN];
+	bool agent;  /* the guest agent answered */
+	char *lspci; /* its lspci -nn output (owned) or NULL */
+	bool ok;     /* every device seen (and in lspci when the agent ran) */
+};
+
+/* Proves the guest sees its GPUs. -ENOENT (no VM), -ESRCH (not running). */
+int gp_deploy_vm_verify(struct gp_ctx *ctx, struct gp_state *st, const char *name,
+			int agent_timeout_ms, struct gp_verify *out, struct gp_why *why);
+void gp_verify_clear(struct gp_verify *v);
+
+/* Reconciles GPUs (gp_bind_reconcile) and VMs (a QEMU that died is
+ * reported). Lines onto @report. */
+int gp_deploy_reconcile(struct gp_ctx *ctx, struct gp_state *st,
+			const struct gp_deploy_opts *opts, struct gp_strv *report);
+
+#endif

@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The embedded VM backend: QEMU (qemu-system-x86_64) run directly by
+ * gpupass as a supervised process, with a QMP socket, a pidfile and a log
+ * file in <state_dir>/vms/<name>/.
+ *
+ * DDA rules carried here: every function of an assigned card goes into one
+ * guest slot (function numbers kept, function 0 multifunction=on) behind
+ * its own PCIe root port; the 64-bit MMIO window is sized from the assigned
+ * BARs; a VM with a vfio-pci device cannot be migrated or snapshotted
+ * (QEMU's vfio migration blocker, and gpupass offers no save); it is
+ * powered off, never saved, when the host stops.
+ */
+#ifndef GP_HOST_VM_QEMU_H
+#define GP_HOST_VM_QEMU_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "host/context.h"
+#include "host/state.h"
+
+#define GP_QEMU_DEFAULT "qemu-system-x86_64"
+
+/* One host function to assign, with its BAR sizes (sysfs `resource`). */
+struct gp_vm_hostdev {
+	char address[GP_ADDR_LEN];
+	uint16_t vendor_id, device_id;
+	uint64_t bar_size[6];
+	bool bar_64[6];  /* a 64-bit memory BAR */
+	bool bar_mem[6]; /* a memory BAR (not I/O) */
+};
+
+struct gp_vm_paths {
+	char dir[GP_VM_PATH_LEN];
+	char qmp[GP_VM_PATH_LEN];
+	char qga[GP_VM_PATH_LEN];
+	char pid[GP_VM_PATH_LEN];
+	char log[GP_VM_PATH_LEN];
+};
+
+/* <state_dir>/vms/<name>/{qmp.sock,qga.sock,qemu.pid,console.log}. Unix
+ * socket paths are limited to 107 bytes: -ENAMETOOLONG when it does not
+ * fit (choose a shorter --state-dir). */
+int gp_vm_paths_get(struct gp_ctx *ctx, const char *name, struct gp_vm_paths *out);
+
+/* QEMU's default q35 64-bit hole (hw/pci-host/q35.c,
+ * Q35_PCI_HOST_HOLE64_SIZE_DEFAULT). */
+#define GP_VM_HOLE64_DEFAULT (32ull << 30)
+
+/* The 64-bit MMIO window for these devices: their 64-bit memory BARs
+ * packed largest first, each aligned to its own size (PCI BARs are
+ * naturally aligned, PCI Local Bus 3.0 §6.2.5.1), plus the largest BAR
+ * again so an unaligned window start still leaves room, rounded up to
+ * 1 GiB; never below QEMU's default. */
+uint64_t gp_vm_hole64_size(const struct gp_vm_hostdev *devs, size_t n);
+
+/* One assigned card: the functions of one GPU's group. */
+struct gp_vm_card {
+	const struct gp_vm_hostdev *fn;
+	size_t nfn;
+};
+
+struct gp_vm_launch {
+	const struct gp_vm_config *cfg;
+	const char *qemu;  /* binary */
+	const char *accel; /* "kvm" or "tcg" (resolved, not "auto") */
+	const struct gp_vm_card *cards;
+	size_t ncards;
+	const struct gp_vm_paths *paths;
+};
+
+/* Builds the whole command line (argv[0] = qemu). 0, -EINVAL, -ENOMEM. */
+int gp_vm_build_argv(const struct gp_vm_launch *l, struct gp_strv *argv);
+
+/* The qdev id gpupass gives card @c function @f ("gpu0f1"). */
+void gp_vm_dev_id(size_t card, size_t fn, char *buf, size_t len);
+
+/* Can QEMU use KVM here? Opens /dev/kvm (through the sysfs door, so a fake
+ * root has none) and checks a VM and a vCPU can be made and the vCPU takes
+ * the host's MSR_IA32_ARCH_CAPABILITIES, which QEMU sets for -cpu host (a
+ * nested /dev/kvm that fails there aborts QEMU). */
+bool gp_vm_kvm_usable(struct gp_ctx *ctx);
+
+/* "auto" -> "kvm" when usable, else "tcg". */
+const char *gp_vm_accel_resolve(struct gp_ctx *ctx, const char *want);
+
+/* Finds @qemu (a path, or a name on PATH). 0 and the full path, or
+ * -ENOENT. */
+int gp_vm_find_qemu(const char *qemu, char *buf, size_t len);
+
+/* --- the running VM --- */
+
+enum gp_vm_run_state {
+	GP_VM_STOPPED = 0,
+	GP_VM_RUNNING = 1,  /* QEMU alive, guest running */
+	GP_VM_PAUSED = 2,   /* QEMU alive, guest not running */
+	GP_VM_STARTING = 3, /* QEMU alive, QMP not answering (yet) */
+};
+const char *gp_vm_run_state_name(enum gp_vm_run_state s);
+
+/* The pid in the pidfile when that process is alive (not a zombie). */
+int gp_vm_pid(const struct gp_vm_paths *p, pid_t *out);
+
+/* State of a VM; *pid is 0 when stopped. A stale pidfile (QEMU died) is
+ * removed and *died set (may be NULL). */
+int gp_vm_status(const struct gp_vm_paths *p, enum gp_vm_run_state *st, pid_t *pid,
+		 bool *died);
+
+/* Spawns QEMU with @argv, its stdout/stderr appended to the log, waits up
+ * to @timeout_ms for QMP to answer. -ECHILD when QEMU exits first (the end
+ * of its log in @why), -ETIMEDOUT. */
+int gp_vm_spawn(struct gp_ctx *ctx, const struct gp_vm_paths *p, const struct gp_strv *argv,
+		int timeout_ms, pid_t *pid_out, struct gp_why *why);
+
+/* Asks the guest to power down (ACPI), waits @timeout_ms, then turns it
+ * off (QMP quit, then SIGKILL). @force: turn off at once. 0 when stopped
+ * (also when it was not running); *forced says the guest had to be turned
+ * off rather than shut down by itself. */
+int gp_vm_stop(struct gp_ctx *ctx, const struct gp_vm_paths *p, int timeout_ms, bool force,
+	       bool *forced, struct gp_why *why);
+
+/* Reads the last @max bytes of the log. */
+int gp_vm_log_tail(const struct gp_vm_paths *p, size_t max, char **out);
+
+#endif

@@ -1,0 +1,185 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""`gpupass dismount|mount|assign|unassign|vm` on fake trees, from outside:
+exit codes, one-line errors naming the device and the VM, --json, and
+nothing changed by a refusal. (A fake tree has no kernel behind it, so
+binding itself is tested in tests/unit/test_bind.c with a modelled kernel.)
+
+Usage: test_dda_cli.py GPUPASS GP-MKFIXTURE. Prints TAP.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+GPUPASS, MKFIXTURE = sys.argv[1], sys.argv[2]
+TMP = tempfile.mkdtemp(prefix="gp-dda-cli-")
+results = []
+
+
+def fixture(name):
+    d = os.path.join(TMP, name)
+    if not os.path.isdir(d):
+        subprocess.run([MKFIXTURE, name, d], check=True)
+    return d
+
+
+def gp(*args, root=None, state=None, env_extra=None):
+    argv = [GPUPASS]
+    argv += ["--root", root] if root else []
+    argv += ["--state-dir", state or os.path.join(TMP, "state")]
+    argv += list(args)
+    env = dict(os.environ)
+    env.pop("GPUPASS_ROOT", None)
+    env.pop("GPUPASS_STATE_DIR", None)
+    env.update(env_extra or {})
+    p = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+    return p.returncode, p.stdout, p.stderr
+
+
+def check(name, cond, detail=""):
+    results.append((name, bool(cond), detail))
+
+
+def one_line(err):
+    return len([l for l in err.strip().splitlines() if l]) == 1
+
+
+def tree(root):
+    """Every path, link target and small file content under root."""
+    out = []
+    for d, dirs, files in os.walk(root):
+        for n in sorted(dirs + files):
+            p = os.path.join(d, n)
+            if os.path.islink(p):
+                out.append(p + " -> " + os.readlink(p))
+            elif os.path.isfile(p) and os.path.getsize(p) < 65536:
+                with open(p, "rb") as f:
+                    out.append(p + " = " + repr(f.read()))
+            else:
+                out.append(p)
+    return "\n".join(sorted(out))
+
+
+KERNEL = os.path.join(TMP, "vmlinuz")
+with open(KERNEL, "w") as f:
+    f.write("not a kernel")
+
+# --help of every command
+for cmd in (["dismount"], ["mount"], ["assign"], ["unassign"], ["vm"], ["vm", "create"],
+            ["vm", "start"], ["vm", "stop"], ["vm", "verify"], ["vm", "log"]):
+    rc, out, err = gp(*cmd, "--help")
+    check("%s --help exits 0 with usage" % " ".join(cmd), rc == 0 and "Usage:" in out, err)
+
+rc, out, err = gp("dismount")
+check("dismount without a GPU exits 2", rc == 2 and one_line(err), err)
+rc, out, err = gp("vm", "frobnicate", "x")
+check("unknown vm command exits 2", rc == 2, err)
+
+# unknown, ambiguous, refused: nothing changes
+root = fixture("two-nvidia")
+before = tree(root)
+rc, out, err = gp("dismount", "0000:99:00.0", root=root)
+check("unknown GPU: exit 2, one line naming it", rc == 2 and one_line(err) and "0000:99:00.0" in err, err)
+rc, out, err = gp("dismount", "NVIDIA", root=root)
+check("ambiguous name: exit 2 naming both GPUs",
+      rc == 2 and "0000:3b:00.0" in err and "0000:5e:00.0" in err, err)
+rc, out, err = gp("mount", "0000:99:00.0", root=root)
+check("mount of an unknown GPU exits 2", rc == 2, err)
+check("two-nvidia tree unchanged", tree(root) == before)
+
+root = fixture("workstation")
+before = tree(root)
+rc, out, err = gp("dismount", "0000:01:00.0", root=root)
+check("boot-vga needs --force: exit 1, one line with the code and --force",
+      rc == 1 and one_line(err) and "boot-vga" in err and "--force" in err
+      and "0000:01:00.0" in err, err)
+check("workstation tree unchanged", tree(root) == before)
+
+root = fixture("group-nic")
+before = tree(root)
+for force in ([], ["--force"]):
+    rc, out, err = gp("dismount", "0000:03:00.0", *force, root=root)
+    check("shared group refused %s: exit 1 naming the NIC" % (force or ""),
+          rc == 1 and "0000:04:00.0" in err and "group-shared" in err, err)
+check("group-nic tree unchanged", tree(root) == before)
+
+root = fixture("vfio-missing")
+before = tree(root)
+rc, out, err = gp("dismount", "0000:3b:00.0", root=root)
+check("vfio-pci missing: exit 1 naming vfio", rc == 1 and "vfio" in err, err)
+check("vfio-missing tree unchanged", tree(root) == before)
+
+# VMs
+root = fixture("two-nvidia")
+before = tree(root)
+st = os.path.join(TMP, "vmstate")
+rc, out, err = gp("vm", "create", "v1", "--memory", "4X", "--kernel", KERNEL, root=root, state=st)
+check("invalid memory size: exit 2 naming the VM and the value",
+      rc == 2 and one_line(err) and "v1" in err and "4X" in err, err)
+rc, out, err = gp("vm", "create", "v1", "--memory", "1M", "--kernel", KERNEL, root=root, state=st)
+check("too little memory: exit 2", rc == 2 and "v1" in err, err)
+rc, out, err = gp("vm", "create", "v1", "--kernel", "/nonexistent/vmlinuz", root=root, state=st)
+check("missing kernel: exit != 0 naming it", rc != 0 and "/nonexistent/vmlinuz" in err and "v1" in err, err)
+rc, out, err = gp("vm", "create", "v1", "--disk", "/nonexistent/d.qcow2", root=root, state=st)
+check("missing disk: exit != 0 naming it", rc != 0 and "/nonexistent/d.qcow2" in err, err)
+rc, out, err = gp("vm", "create", "v1", "--kernel", KERNEL, "--gpu-passthrough", "pv", root=root, state=st)
+check("pv refused as not supported yet: exit 1", rc == 1 and "pv" in err and "v1" in err, err)
+rc, out, err = gp("vm", "create", "v1", "--kernel", KERNEL, "--gpu-passthrough", "warp", root=root, state=st)
+check("unknown passthrough: exit 2", rc == 2 and "warp" in err, err)
+rc, out, err = gp("vm", "create", "v1", "--kernel", KERNEL, "--gpu-passthrough", "dda",
+                  "--gpu-count", "5", root=root, state=st)
+check("--gpu-count too large: exit 1, how many match and are ready",
+      rc == 1 and one_line(err) and "v1" in err and "2 match" in err and "ready" in err, err)
+rc, out, err = gp("vm", "list", "--json", root=root, state=st)
+check("refusals created no VM", rc == 0 and json.loads(out)["vms"] == [], out + err)
+check("two-nvidia tree unchanged by the refusals", tree(root) == before)
+
+rc, out, err = gp("vm", "create", "v1", "--memory", "512M", "--cpus", "1", "--kernel", KERNEL,
+                  "--append", "console=ttyS0", root=root, state=st)
+check("vm create without GPU: exit 0", rc == 0 and "v1" in out, err)
+rc, out, err = gp("vm", "create", "v1", "--kernel", KERNEL, root=root, state=st)
+check("duplicate name: exit 1", rc == 1 and "already exists" in err, err)
+rc, out, err = gp("vm", "show", "v1", "--json", root=root, state=st)
+doc = json.loads(out) if rc == 0 else {}
+check("vm show --json", doc.get("name") == "v1" and doc.get("memory") == 512 << 20
+      and doc.get("cpus") == 1 and doc.get("state") == "stopped"
+      and doc.get("gpu_passthrough") == "none" and doc.get("gpus") == [], out + err)
+rc, out, err = gp("vm", "set", "v1", "--cpus", "3", root=root, state=st)
+rc2, out2, err2 = gp("vm", "status", "v1", "--json", root=root, state=st)
+check("vm set changes it", rc == 0 and json.loads(out2)["cpus"] == 3, err + err2)
+rc, out, err = gp("vm", "start", "v1", root=root, state=st,
+                  env_extra={"GPUPASS_QEMU": "/nonexistent/qemu-system-x86_64"})
+check("QEMU missing: exit != 0, one line naming VM and package",
+      rc != 0 and one_line(err) and "v1" in err and "qemu-system-x86" in err, err)
+rc, out, err = gp("vm", "status", "v1", root=root, state=st)
+check("still stopped", rc == 0 and "stopped" in out, out + err)
+rc, out, err = gp("assign", "0000:3b:00.0", "--vm", "ghost", root=root, state=st)
+check("assign to a VM that does not exist: exit 2 naming it", rc == 2 and "ghost" in err, err)
+rc, out, err = gp("unassign", "0000:3b:00.0", root=root, state=st)
+check("unassign of a GPU nobody holds: exit 2", rc == 2 and "not assigned" in err, err)
+rc, out, err = gp("vm", "save", "v1", root=root, state=st)
+check("vm save refused", rc == 1 and "never saves" in err, err)
+rc, out, err = gp("vm", "stop", "--all", root=root, state=st)
+check("vm stop --all with nothing running: exit 0", rc == 0, err)
+rc, out, err = gp("vm", "stop", "v1", "--timeout", "soon", root=root, state=st)
+check("bad --timeout: exit 2", rc == 2 and "soon" in err, err)
+rc, out, err = gp("vm", "log", "v1", root=root, state=st)
+check("vm log of a never-started VM", rc == 0 and "never started" in out, out + err)
+rc, out, err = gp("vm", "delete", "v1", root=root, state=st)
+check("vm delete", rc == 0, err)
+rc, out, err = gp("vm", "show", "v1", root=root, state=st)
+check("vm show of a deleted VM: exit 2", rc == 2 and "v1" in err, err)
+check("two-nvidia tree unchanged by the VM commands", tree(root) == before)
+
+shutil.rmtree(TMP, ignore_errors=True)
+print("TAP version 13")
+print("1..%d" % len(results))
+for i, (name, ok, detail) in enumerate(results, 1):
+    print("%s %d - %s" % ("ok" if ok else "not ok", i, name))
+    if not ok and detail:
+        for line in str(detail).splitlines()[:6]:
+            print("# " + line)
+sys.exit(0 if all(ok for _, ok, _ in results) else 1)

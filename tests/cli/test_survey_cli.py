@@ -1,0 +1,220 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""`gpupass survey` end to end on fake trees: output values and exit codes.
+
+Usage: test_survey_cli.py GPUPASS GP-MKFIXTURE. Prints TAP.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+GPUPASS, MKFIXTURE = sys.argv[1], sys.argv[2]
+TMP = tempfile.mkdtemp(prefix="gp-cli-")
+results = []
+
+
+def fixture(name):
+    d = os.path.join(TMP, name)
+    if not os.path.isdir(d):
+        subprocess.run([MKFIXTURE, name, d], check=True)
+    return d
+
+
+def gp(*args, root=None):
+    argv = [GPUPASS] + (["--root", root] if root else []) + list(args)
+    env = dict(os.environ)
+    env.pop("GPUPASS_ROOT", None)
+    p = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+    return p.returncode, p.stdout, p.stderr
+
+
+def check(name, cond, detail=""):
+    results.append((name, bool(cond), detail))
+
+
+def survey_json(root, *extra):
+    rc, out, err = gp("survey", "--json", *extra, root=root)
+    try:
+        return rc, json.loads(out), err
+    except ValueError as e:
+        return rc, {"error": str(e), "out": out}, err
+
+
+def codes(gpu, method="dda"):
+    return [p["code"] for p in gpu["methods"][method]["problems"]]
+
+
+def by_addr(doc, addr):
+    for g in doc.get("gpus", []):
+        if g["address"] == addr:
+            return g
+    return {"methods": {"dda": {"problems": [], "ready": None},
+                        "pv": {"problems": [], "ready": None}}}
+
+
+# --help and usage errors
+rc, out, err = gp("survey", "--help")
+check("survey --help exits 0 and shows usage", rc == 0 and "Usage:" in out and "--json" in out)
+rc, out, err = gp("survey", "--bogus")
+check("unknown option exits 2", rc == 2, err)
+rc, out, err = gp("survey", "a", "b", root=fixture("server-t4"))
+check("two queries exit 2", rc == 2 and "one ADDRESS" in err, err)
+rc, out, err = gp("survey", root=os.path.join(TMP, "does-not-exist"))
+check("missing --root exits 2 with one line", rc == 2 and len(err.strip().splitlines()) == 1
+      and "does-not-exist" in err, err)
+empty = os.path.join(TMP, "empty")
+os.mkdir(empty)
+rc, out, err = gp("survey", root=empty)
+check("root without /sys/bus/pci exits 1 naming it", rc == 1 and "/sys" in err, err)
+
+# the fixture tool itself
+p = subprocess.run([MKFIXTURE, "--list"], capture_output=True, text=True)
+names = [l.split()[0] for l in p.stdout.splitlines()]
+check("gp-mkfixture --list names every tree", p.returncode == 0 and "server-t4" in names
+      and "broken-resource" in names and len(names) >= 20, p.stdout)
+p = subprocess.run([MKFIXTURE, "no-such-tree", os.path.join(TMP, "x")], capture_output=True, text=True)
+check("gp-mkfixture: unknown name exits 2", p.returncode == 2 and "no-such-tree" in p.stderr, p.stderr)
+
+# the healthy server: table, JSON, detail
+root = fixture("server-t4")
+rc, out, err = gp("survey", root=root)
+row = [l for l in out.splitlines() if l.startswith("0000:3b:00.0")]
+check("table has the T4 row", rc == 0 and len(row) == 1 and "Tesla" in row[0], out)
+check("table row: driver, group, DDA yes, PV yes, no problem",
+      row and " nvidia " in row[0] and " 30 " in row[0] and row[0].rstrip().endswith("yes  yes  -"),
+      row)
+check("table header line", "ADDRESS" in out and "TOP PROBLEM" in out and "IOMMU on (4 groups)" in out, out)
+rc, doc, err = survey_json(root)
+g = by_addr(doc, "0000:3b:00.0")
+check("--json: schema and host", rc == 0 and doc.get("schema") == "gpupass.survey/1"
+      and doc["host"]["iommu"] == {"enabled": True, "groups": 4}
+      and doc["host"]["vfio_pci"] == "loaded" and doc["host"]["kernel"] == "6.1.0-18-amd64", doc)
+check("--json: T4 identity", g.get("vendor_id") == "10de" and g.get("device_id") == "1eb8"
+      and g.get("class") == "030200" and g.get("driver") == "nvidia"
+      and g.get("vendor") == "NVIDIA Corporation" and "Tesla T4" in g.get("name", "")
+      and g.get("location_path") == "PCIROOT(3A)#PCI(0000)#PCI(0000)", g)
+check("--json: T4 group, resets, interrupts", g.get("iommu_group") == 30
+      and g.get("group_members") == ["0000:3b:00.0"] and g.get("reset_methods") == ["flr", "bus"]
+      and g.get("msi") is True and g.get("msix") is True, g)
+check("--json: T4 BARs and MMIO", [(b["index"], b["size"], b["is_64bit"], b["prefetchable"])
+                                   for b in g.get("bars", [])] ==
+      [(0, 16 << 20, False, False), (1, 256 << 20, True, True), (3, 32 << 20, True, True)]
+      and g.get("mmio") == {"low_bytes": 16 << 20, "high_bytes": 288 << 20}, g.get("bars"))
+check("--json: T4 ready for both, no problems",
+      g["methods"]["dda"] == {"ready": True, "problems": []}
+      and g["methods"]["pv"] == {"ready": True, "problems": []}, g.get("methods"))
+rc, out, err = gp("survey", "tesla t4", root=root)
+check("detail by name: every section", rc == 0 and "Checks:" in out and "BAR1" in out
+      and "256 MiB" in out and "PCIROOT(3A)#PCI(0000)#PCI(0000)" in out
+      and "DDA (whole GPU to one VM): ready" in out, out)
+rc, doc1, err = survey_json(root, "3b:00.0")
+check("detail --json by short address is one GPU", rc == 0 and doc1.get("address") == "0000:3b:00.0", doc1)
+rc, out, err = gp("survey", "PCIROOT(3A)#PCI(0000)#PCI(0000)", root=root)
+check("detail by location path", rc == 0 and out.count("0000:3b:00.0") >= 1, err)
+
+# lookups that fail
+root = fixture("two-nvidia")
+rc, out, err = gp("survey", "nvidia", root=root)
+check("ambiguous name exits 2 listing both", rc == 2 and "0000:3b:00.0" in err
+      and "0000:5e:00.0" in err and "matches 2 GPUs" in err, err)
+rc, out, err = gp("survey", "radeon", root=root)
+check("unknown name exits 2", rc == 2 and "no GPU matches 'radeon'" in err, err)
+rc, out, err = gp("survey", "0000:3a:00.0", root=root)
+check("a bridge's address is not a GPU: exit 2", rc == 2, err)
+
+# no GPU
+root = fixture("no-gpu")
+rc, out, err = gp("survey", root=root)
+check("no GPU: says so, exit 0", rc == 0 and "no GPU found (looked at 2 PCI devices)" in out, out)
+rc, doc, err = survey_json(root)
+check("no GPU: --json has an empty list", rc == 0 and doc.get("gpus") == [], doc)
+
+# each problem code on its fixture, through the binary
+CASES = [
+    ("iommu-off", "0000:01:00.0", "dda", "iommu-disabled", "error", False),
+    ("no-iommu-group", "0000:3b:00.0", "dda", "no-iommu-group", "error", False),
+    ("group-nic", "0000:03:00.0", "dda", "group-shared", "error", False),
+    ("workstation", "0000:01:00.0", "dda", "group-companion", "info", True),
+    ("rmrr", "0000:3b:00.0", "dda", "rmrr", "error", False),
+    ("no-acs", "0000:3b:00.0", "dda", "no-acs", "warning", True),
+    ("no-reset-no-msi", "0000:00:02.0", "dda", "no-reset", "warning", True),
+    ("reset-quirk", "0000:3b:00.0", "dda", "reset-quirk", "warning", True),
+    ("no-reset-no-msi", "0000:00:02.0", "dda", "no-msi", "warning", True),
+    ("workstation", "0000:01:00.0", "dda", "boot-vga", "warning", True),
+    ("in-use", "0000:3b:00.0", "dda", "in-use", "warning", True),
+    ("vfio-not-loaded", "0000:3b:00.0", "dda", "vfio-not-loaded", "info", True),
+    ("vfio-missing", "0000:3b:00.0", "dda", "vfio-missing", "error", False),
+    ("big-bar", "0000:3b:00.0", "dda", "large-bar", "info", True),
+    ("already-dismounted", "0000:3b:00.0", "dda", "already-dismounted", "info", True),
+    ("no-host-driver", "0000:3b:00.0", "pv", "no-host-driver", "error", False),
+]
+for fx, addr, method, code, sev, ready in CASES:
+    rc, doc, err = survey_json(fixture(fx))
+    g = by_addr(doc, addr)
+    probs = [p for p in g["methods"][method]["problems"] if p["code"] == code]
+    check(f"{code} fires on {fx} ({sev}, {method} ready={ready})",
+          rc == 0 and len(probs) == 1 and probs[0]["severity"] == sev
+          and probs[0]["message"] and probs[0]["fix"] and g["methods"][method]["ready"] == ready,
+          g["methods"])
+    healthy = by_addr(survey_json(fixture("server-t4"))[1], "0000:3b:00.0")
+    check(f"{code} does not fire on server-t4", code not in codes(healthy, method))
+
+rc, doc, err = survey_json(fixture("vfio-not-loaded"))
+check("host vfio_pci available", doc.get("host", {}).get("vfio_pci") == "available", doc.get("host"))
+rc, doc, err = survey_json(fixture("vfio-missing"))
+check("host vfio_pci missing", doc.get("host", {}).get("vfio_pci") == "missing", doc.get("host"))
+rc, doc, err = survey_json(fixture("iommu-off"))
+check("host iommu off", doc.get("host", {}).get("iommu") == {"enabled": False, "groups": 0}
+      and by_addr(doc, "0000:01:00.0").get("iommu_group", 0) is None, doc.get("host"))
+rc, doc, err = survey_json(fixture("sriov-igpu"))
+g = by_addr(doc, "0000:00:02.0")
+check("SR-IOV iGPU: sriov and mdev types", g.get("sriov") == {"total_vfs": 7, "num_vfs": 0}
+      and g.get("mdev_types") == [{"id": "i915-GVTg_V5_4", "name": "GVTg_V5_4", "available": 2},
+                                  {"id": "i915-GVTg_V5_8", "name": "GVTg_V5_8", "available": 1}], g)
+rc, doc, err = survey_json(fixture("big-bar"))
+g = by_addr(doc, "0000:3b:00.0")
+check("big BAR: 128 GiB 64-bit", any(b["size"] == 128 << 30 and b["is_64bit"] for b in g.get("bars", []))
+      and g["mmio"]["high_bytes"] == (128 << 30) + (32 << 20), g.get("bars"))
+rc, out, err = gp("survey", "01:00.0", root=fixture("workstation"))
+check("detail lists each fix", rc == 0 and out.count("fix: ") == 2 and "[warning] boot-vga" in out
+      and "[info] group-companion" in out, out)
+
+# bad input: the broken GPU is reported, the other still surveyed
+for fx, f in [("broken-config", "config"), ("broken-config-missing", "config"),
+              ("broken-class", "class"), ("broken-iommu-link", "iommu_group"),
+              ("broken-resource", "resource")]:
+    rc, doc, err = survey_json(fixture(fx))
+    t4, vga = by_addr(doc, "0000:3b:00.0"), by_addr(doc, "0000:00:02.0")
+    msgs = [p["message"] for p in t4["methods"]["dda"]["problems"] if p["code"] == "sysfs-unreadable"]
+    check(f"{fx}: exit 0, T4 sysfs-unreadable naming {f}, VGA surveyed",
+          rc == 0 and len(doc.get("gpus", [])) == 2 and msgs
+          and f"/sys/bus/pci/devices/0000:3b:00.0/{f}" in msgs[0]
+          and t4["methods"]["dda"]["ready"] is False
+          and vga["methods"]["dda"]["ready"] is True and "no-reset" in codes(vga), (msgs, err))
+    rc, out, err = gp("survey", root=fixture(fx))
+    check(f"{fx}: table shows both GPUs", rc == 0 and "0000:3b:00.0" in out and "0000:00:02.0" in out
+          and "sysfs-unreadable" in out, out)
+
+# this machine's real /sys: runs, parses, says what it found (a container
+# without PCI devices must get the clear failure instead)
+if os.path.isdir("/sys/bus/pci/devices"):
+    rc, doc, err = survey_json(None)
+    check("real /sys: --json exits 0 and parses", rc == 0 and doc.get("schema") == "gpupass.survey/1"
+          and doc["host"]["pci_devices"] == len(os.listdir("/sys/bus/pci/devices")), (doc, err))
+    rc, out, err = gp("survey")
+    check("real /sys: table exits 0", rc == 0 and ("no GPU found (looked at" in out or "ADDRESS" in out), out)
+else:
+    rc, out, err = gp("survey")
+    check("no /sys/bus/pci here: exit 1 with a reason", rc == 1 and "/sys" in err, err)
+
+shutil.rmtree(TMP, ignore_errors=True)
+print(f"1..{len(results)}")
+for i, (name, ok, detail) in enumerate(results, 1):
+    print(f"{'ok' if ok else 'not ok'} {i} - {name}")
+    if not ok:
+        for line in str(detail).splitlines()[:20]:
+            print(f"# {line}")
+sys.exit(0 if all(ok for _, ok, _ in results) else 1)

@@ -1,0 +1,359 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The state database: real SQLite in a temporary directory. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "host/state.h"
+
+struct fx {
+	char dir[64];
+	char db[128];
+	struct gp_state *st;
+};
+
+static int setup(void **state)
+{
+	struct fx *fx = calloc(1, sizeof(*fx));
+
+	strcpy(fx->dir, "/tmp/gp-state-XXXXXX");
+	if (!mkdtemp(fx->dir))
+		return -1;
+	snprintf(fx->db, sizeof(fx->db), "%s/test.db", fx->dir);
+	if (gp_state_open_path(fx->db, NULL, &fx->st) < 0)
+		return -1;
+	*state = fx;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *fx = *state;
+	char cmd[128];
+
+	gp_state_close(fx->st);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", fx->dir);
+	if (system(cmd) != 0)
+		return -1;
+	free(fx);
+	return 0;
+}
+
+static void sql_scalar(const char *db, const char *sql, char *out, size_t len)
+{
+	sqlite3 *h;
+	sqlite3_stmt *s;
+
+	assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(h, sql, -1, &s, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	snprintf(out, len, "%s", (const char *)sqlite3_column_text(s, 0));
+	sqlite3_finalize(s);
+	sqlite3_close(h);
+}
+
+static int sql_exec(const char *db, const char *sql)
+{
+	sqlite3 *h;
+	int rc;
+
+	assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+	sqlite3_exec(h, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
+	rc = sqlite3_exec(h, sql, NULL, NULL, NULL);
+	sqlite3_close(h);
+	return rc;
+}
+
+static void add_gpu(struct gp_state *st, const char *addr, const char *audio)
+{
+	struct gp_state_gpu g = { .iommu_group = 7, .state = GP_GPU_DISMOUNTED };
+
+	snprintf(g.address, sizeof(g.address), "%s", addr);
+	snprintf(g.fn[0].address, sizeof(g.fn[0].address), "%s", addr);
+	strcpy(g.fn[0].original_driver, "nvidia");
+	g.fn[0].vendor_id = 0x10de;
+	g.fn[0].device_id = 0x1eb8;
+	g.nfn = 1;
+	if (audio) {
+		snprintf(g.fn[1].address, sizeof(g.fn[1].address), "%s", audio);
+		strcpy(g.fn[1].original_driver, "snd_hda_intel");
+		g.nfn = 2;
+	}
+	assert_int_equal(gp_state_gpu_put(st, &g), 0);
+}
+
+static void add_vm(struct gp_state *st, const char *name)
+{
+	struct gp_vm_config c;
+
+	gp_vm_config_init(&c, name);
+	strcpy(c.kernel, "/boot/vmlinuz");
+	assert_int_equal(gp_state_vm_add(st, &c), 0);
+}
+
+static void test_schema(void **state)
+{
+	struct fx *fx = *state;
+	char v[64];
+
+	sql_scalar(fx->db, "PRAGMA user_version", v, sizeof(v));
+	assert_int_equal(atoi(v), GP_STATE_SCHEMA_VERSION);
+	sql_scalar(fx->db, "PRAGMA journal_mode", v, sizeof(v));
+	assert_string_equal(v, "wal");
+	/* Reopening an existing database keeps it. */
+	add_vm(fx->st, "keep");
+	gp_state_close(fx->st);
+	assert_int_equal(gp_state_open_path(fx->db, NULL, &fx->st), 0);
+	{
+		struct gp_vm_config c;
+
+		assert_int_equal(gp_state_vm_get(fx->st, "keep", &c), 0);
+	}
+}
+
+static void test_newer_schema_refused(void **state)
+{
+	struct fx *fx = *state;
+	struct gp_state *st2 = NULL;
+
+	assert_int_equal(sql_exec(fx->db, "PRAGMA user_version = 99"), SQLITE_OK);
+	assert_int_equal(gp_state_open_path(fx->db, NULL, &st2), -EPROTO);
+	assert_null(st2);
+}
+
+static void test_garbage_file(void **state)
+{
+	struct fx *fx = *state;
+	struct gp_state *st2 = NULL;
+	char path[160];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/garbage.db", fx->dir);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	for (int i = 0; i < 512; i++)
+		fputs("this is not a database ", f);
+	fclose(f);
+	assert_int_equal(gp_state_open_path(path, NULL, &st2), -EBADMSG);
+	assert_null(st2);
+}
+
+static void test_vm_crud(void **state)
+{
+	struct fx *fx = *state;
+	struct gp_vm_config c, got;
+	struct gp_strv names = { 0 };
+
+	gp_vm_config_init(&c, "web-1");
+	c.memory = 4ull << 30;
+	c.cpus = 4;
+	strcpy(c.disk, "/var/lib/vm/web,1.qcow2");
+	c.passthrough = GP_PT_DDA;
+	strcpy(c.gpu_name, "Tesla T4");
+	c.gpu_count = 2;
+	assert_int_equal(gp_state_vm_add(fx->st, &c), 0);
+	assert_int_equal(gp_state_vm_add(fx->st, &c), -EEXIST);
+	assert_int_equal(gp_state_vm_get(fx->st, "web-1", &got), 0);
+	assert_int_equal(got.memory, 4ull << 30);
+	assert_int_equal(got.cpus, 4);
+	assert_string_equal(got.disk, "/var/lib/vm/web,1.qcow2");
+	assert_int_equal(got.passthrough, GP_PT_DDA);
+	assert_string_equal(got.gpu_name, "Tesla T4");
+	assert_int_equal(got.gpu_count, 2);
+	assert_string_equal(got.accel, "auto");
+
+	got.cpus = 8;
+	assert_int_equal(gp_state_vm_update(fx->st, &got), 0);
+	assert_int_equal(gp_state_vm_get(fx->st, "web-1", &c), 0);
+	assert_int_equal(c.cpus, 8);
+
+	assert_int_equal(gp_state_vm_get(fx->st, "nope", &got), -ENOENT);
+	gp_vm_config_init(&c, "nope");
+	assert_int_equal(gp_state_vm_update(fx->st, &c), -ENOENT);
+	assert_int_equal(gp_state_vm_delete(fx->st, "nope"), -ENOENT);
+
+	/* Invalid rows never reach the database. */
+	gp_vm_config_init(&c, "../etc");
+	assert_int_equal(gp_state_vm_add(fx->st, &c), -EINVAL);
+	gp_vm_config_init(&c, "zero");
+	c.memory = 0;
+	assert_int_equal(gp_state_vm_add(fx->st, &c), -EINVAL);
+
+	add_vm(fx->st, "a-vm");
+	assert_int_equal(gp_state_vm_list(fx->st, &names), 0);
+	assert_int_equal(names.n, 2);
+	assert_string_equal(names.v[0], "a-vm");
+	assert_string_equal(names.v[1], "web-1");
+	gp_strv_clear(&names);
+	assert_int_equal(gp_state_vm_delete(fx->st, "a-vm"), 0);
+	assert_int_equal(gp_state_vm_list(fx->st, &names), 0);
+	assert_int_equal(names.n, 1);
+	gp_strv_clear(&names);
+}
+
+static void test_gpu_records(void **state)
+{
+	struct fx *fx = *state;
+	struct gp_state_gpu g;
+	struct gp_strv addrs = { 0 };
+
+	add_gpu(fx->st, "0000:01:00.0", "0000:01:00.1");
+	/* Found by any of its functions. */
+	assert_int_equal(gp_state_gpu_get(fx->st, "0000:01:00.1", &g), 0);
+	assert_string_equal(g.address, "0000:01:00.0");
+	assert_int_equal(g.nfn, 2);
+	assert_string_equal(g.fn[0].original_driver, "nvidia");
+	assert_int_equal(g.fn[0].vendor_id, 0x10de);
+	assert_string_equal(g.fn[1].original_driver, "snd_hda_intel");
+	assert_int_equal(g.iommu_group, 7);
+	assert_int_equal(g.state, GP_GPU_DISMOUNTED);
+
+	assert_int_equal(gp_state_gpu_set_state(fx->st, "0000:01:00.1", GP_GPU_MOUNTING), 0);
+	assert_int_equal(gp_state_fn_set_vfio(fx->st, "0000:01:00.1", true), 0);
+	assert_int_equal(gp_state_gpu_get(fx->st, "0000:01:00.0", &g), 0);
+	assert_int_equal(g.state, GP_GPU_MOUNTING);
+	assert_true(g.fn[1].on_vfio);
+	assert_int_equal(gp_state_fn_set_vfio(fx->st, "0000:09:00.0", true), -ENOENT);
+
+	/* put again replaces the functions. */
+	add_gpu(fx->st, "0000:01:00.0", NULL);
+	assert_int_equal(gp_state_gpu_get(fx->st, "0000:01:00.0", &g), 0);
+	assert_int_equal(g.nfn, 1);
+	assert_int_equal(gp_state_gpu_get(fx->st, "0000:01:00.1", &g), -ENOENT);
+
+	assert_int_equal(gp_state_gpu_list(fx->st, &addrs), 0);
+	assert_int_equal(addrs.n, 1);
+	gp_strv_clear(&addrs);
+	assert_int_equal(gp_state_gpu_delete(fx->st, "0000:01:00.0"), 0);
+	assert_int_equal(gp_state_gpu_delete(fx->st, "0000:01:00.0"), -ENOENT);
+	/* The schema cascades to the functions. */
+	{
+		char n[16];
+
+		sql_scalar(fx->db, "SELECT count(*) FROM function", n, sizeof(n));
+		assert_string_equal(n, "0");
+	}
+}
+
+/* One GPU is held by at most one VM: enforced by the schema. */
+static void test_one_vm_per_gpu(void **state)
+{
+	struct fx *fx = *state;
+	struct gp_strv gpus = { 0 };
+	char owner[GP_NAME_LEN];
+
+	add_gpu(fx->st, "0000:3b:00.0", NULL);
+	add_gpu(fx->st, "0000:5e:00.0", NULL);
+	add_vm(fx->st, "vm-a");
+	add_vm(fx->st, "vm-b");
+	assert_int_equal(gp_state_gpu_owner(fx->st, "0000:3b:00.0", owner, sizeof(owner)), -ENOENT);
+	assert_int_equal(gp_state_assign(fx->st, "0000:3b:00.0", "vm-a"), 0);
+	assert_int_equal(gp_state_assign(fx->st, "0000:3b:00.0", "vm-a"), 0); /* idempotent */
+	assert_int_equal(gp_state_assign(fx->st, "0000:3b:00.0", "vm-b"), -EBUSY);
+	assert_int_equal(gp_state_gpu_owner(fx->st, "0000:3b:00.0", owner, sizeof(owner)), 0);
+	assert_string_equal(owner, "vm-a");
+	/* Not even raw SQL can give it to a second VM. */
+	assert_int_not_equal(sql_exec(fx->db, "INSERT INTO assignment(gpu, vm) "
+					      "VALUES ('0000:3b:00.0', 'vm-b')"), SQLITE_OK);
+	/* Nor assign a GPU that is not dismounted, or to a VM that does not exist. */
+	assert_int_equal(gp_state_assign(fx->st, "0000:77:00.0", "vm-a"), -ENOENT);
+	assert_int_equal(gp_state_assign(fx->st, "0000:5e:00.0", "ghost"), -ENOENT);
+	assert_int_not_equal(sql_exec(fx->db, "INSERT INTO assignment(gpu, vm) "
+					      "VALUES ('0000:5e:00.0', 'ghost')"), SQLITE_OK);
+
+	assert_int_equal(gp_state_assign(fx->st, "0000:5e:00.0", "vm-a"), 0);
+	assert_int_equal(gp_state_vm_gpus(fx->st, "vm-a", &gpus), 0);
+	assert_int_equal(gpus.n, 2);
+	gp_strv_clear(&gpus);
+	/* Mounting a held GPU (its VM stopped) keeps the VM's claim. */
+	assert_int_equal(gp_state_gpu_delete(fx->st, "0000:5e:00.0"), 0);
+	assert_int_equal(gp_state_gpu_owner(fx->st, "0000:5e:00.0", owner, sizeof(owner)), 0);
+	assert_string_equal(owner, "vm-a");
+	assert_int_equal(gp_state_unassign(fx->st, "0000:5e:00.0"), 0);
+	add_gpu(fx->st, "0000:5e:00.0", NULL);
+	assert_int_equal(gp_state_assign(fx->st, "0000:5e:00.0", "vm-a"), 0);
+	assert_int_equal(gp_state_unassign(fx->st, "0000:3b:00.0"), 0);
+	assert_int_equal(gp_state_unassign(fx->st, "0000:3b:00.0"), -ENOENT);
+	assert_int_equal(gp_state_assign(fx->st, "0000:3b:00.0", "vm-b"), 0);
+	/* Deleting a VM frees its GPUs. */
+	assert_int_equal(gp_state_vm_delete(fx->st, "vm-a"), 0);
+	assert_int_equal(gp_state_gpu_owner(fx->st, "0000:5e:00.0", owner, sizeof(owner)), -ENOENT);
+	assert_int_equal(gp_state_gpu_owner(fx->st, "0000:3b:00.0", owner, sizeof(owner)), 0);
+	assert_string_equal(owner, "vm-b");
+}
+
+static void test_transactions(void **state)
+{
+	struct fx *fx = *state;
+	struct gp_vm_config c;
+	struct gp_state *other;
+
+	assert_int_equal(gp_state_begin(fx->st), 0);
+	add_vm(fx->st, "tx-1");
+	assert_int_equal(gp_state_begin(fx->st), 0); /* nested */
+	add_vm(fx->st, "tx-2");
+	assert_int_equal(gp_state_commit(fx->st), 0);
+	/* Another connection does not see uncommitted rows. */
+	assert_int_equal(gp_state_open_path(fx->db, NULL, &other), 0);
+	assert_int_equal(gp_state_vm_get(other, "tx-1", &c), -ENOENT);
+	gp_state_rollback(fx->st);
+	assert_int_equal(gp_state_vm_get(fx->st, "tx-1", &c), -ENOENT);
+	assert_int_equal(gp_state_vm_get(fx->st, "tx-2", &c), -ENOENT);
+	assert_int_equal(gp_state_commit(fx->st), -EINVAL);
+
+	assert_int_equal(gp_state_begin(fx->st), 0);
+	add_vm(fx->st, "tx-3");
+	assert_int_equal(gp_state_commit(fx->st), 0);
+	assert_int_equal(gp_state_vm_get(other, "tx-3", &c), 0);
+	gp_state_close(other);
+}
+
+static void test_names_and_parsing(void **state)
+{
+	enum gp_passthrough pt;
+
+	(void)state;
+	assert_true(gp_vm_name_valid("vm_1.test-x"));
+	assert_false(gp_vm_name_valid(""));
+	assert_false(gp_vm_name_valid("-x"));
+	assert_false(gp_vm_name_valid(".hidden"));
+	assert_false(gp_vm_name_valid("a/b"));
+	assert_false(gp_vm_name_valid("a b"));
+	assert_false(gp_vm_name_valid("0123456789012345678901234567890123456789012345678901234567890123"));
+	assert_int_equal(gp_passthrough_parse("DDA", &pt), 0);
+	assert_int_equal(pt, GP_PT_DDA);
+	assert_int_equal(gp_passthrough_parse("DirectDeviceAssignment", &pt), 0);
+	assert_int_equal(pt, GP_PT_DDA);
+	assert_int_equal(gp_passthrough_parse("ParaVirtualization", &pt), 0);
+	assert_int_equal(pt, GP_PT_PV);
+	assert_int_equal(gp_passthrough_parse("none", &pt), 0);
+	assert_int_equal(pt, GP_PT_NONE);
+	assert_int_equal(gp_passthrough_parse("gpu", &pt), -EINVAL);
+	assert_int_equal(gp_passthrough_parse(NULL, &pt), -EINVAL);
+	assert_string_equal(gp_passthrough_name(GP_PT_PV), "pv");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_schema, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_garbage_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_vm_crud, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_gpu_records, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_one_vm_per_gpu, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
+		cmocka_unit_test(test_names_and_parsing),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,847 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The VM backend and deployment: the QEMU command line, the MMIO window,
+ * QMP parsing, a real QEMU (TCG, paused, seconds), and every bad input of
+ * `vm create`/`assign`/`vm start` refused with the tree and the database
+ * unchanged.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "fakesys.h"
+#include "host/deploy.h"
+#include "host/vm/qemu.h"
+#include "host/vm/qmp.h"
+#include "kmodel.h"
+
+#define GiB (1ull << 30)
+#define MiB (1ull << 20)
+
+static bool argv_has(const struct gp_strv *a, const char *s)
+{
+	return gp_strv_contains(a, s);
+}
+
+/* The value that follows option @opt whose value starts with @prefix. */
+static const char *argv_opt(const struct gp_strv *a, const char *opt, const char *prefix)
+{
+	for (size_t i = 0; i + 1 < a->n; i++) {
+		if (strcmp(a->v[i], opt) == 0 && strncmp(a->v[i + 1], prefix, strlen(prefix)) == 0)
+			return a->v[i + 1];
+	}
+	return NULL;
+}
+
+static struct gp_vm_hostdev hostdev(const char *addr, uint64_t bar0, bool b0_64, uint64_t bar2,
+				    bool b2_64)
+{
+	struct gp_vm_hostdev d = { 0 };
+
+	snprintf(d.address, sizeof(d.address), "%s", addr);
+	d.bar_size[0] = bar0;
+	d.bar_mem[0] = bar0 != 0;
+	d.bar_64[0] = b0_64;
+	d.bar_size[2] = bar2;
+	d.bar_mem[2] = bar2 != 0;
+	d.bar_64[2] = b2_64;
+	return d;
+}
+
+static void test_hole64(void **state)
+{
+	struct gp_vm_hostdev d[3];
+
+	(void)state;
+	assert_int_equal(gp_vm_hole64_size(NULL, 0), 32 * GiB);
+	/* Small BARs: QEMU's default is kept, never shrunk. */
+	d[0] = hostdev("0000:01:00.0", 256 * MiB, true, 32 * MiB, true);
+	assert_int_equal(gp_vm_hole64_size(d, 1), 32 * GiB);
+	/* 32-bit BARs do not count toward the 64-bit window. */
+	d[0] = hostdev("0000:01:00.0", 64 * GiB, false, 0, false);
+	assert_int_equal(gp_vm_hole64_size(d, 1), 32 * GiB);
+	/* An A100 80GB: one 128 GiB BAR -> 128 packed + 128 margin. */
+	d[0] = hostdev("0000:5e:00.0", 128 * GiB, true, 32 * MiB, true);
+	assert_int_equal(gp_vm_hole64_size(d, 1), 257 * GiB);
+	/* Two 16 GiB cards: 16 + 16 + the 256 MiB BARs, aligned, + 16 margin,
+	 * rounded up to whole GiB. */
+	d[0] = hostdev("0000:03:00.0", 16 * GiB, true, 256 * MiB, true);
+	d[1] = hostdev("0000:04:00.0", 16 * GiB, true, 256 * MiB, true);
+	assert_int_equal(gp_vm_hole64_size(d, 2), 49 * GiB);
+	/* A garbled, not-power-of-two size is aligned as the next power. */
+	d[0] = hostdev("0000:03:00.0", 48 * GiB, true, 0, false);
+	assert_int_equal(gp_vm_hole64_size(d, 1), 112 * GiB);
+	/* I/O BARs are ignored. */
+	d[2] = hostdev("0000:05:00.0", 0, false, 0, false);
+	d[2].bar_size[4] = 256;
+	d[2].bar_64[4] = true;
+	d[2].bar_mem[4] = false;
+	assert_int_equal(gp_vm_hole64_size(&d[2], 1), 32 * GiB);
+}
+
+static void base_paths(struct gp_vm_paths *p)
+{
+	memset(p, 0, sizeof(*p));
+	strcpy(p->dir, "/run/gpupass/vms/x");
+	strcpy(p->qmp, "/run/gpupass/vms/x/qmp.sock");
+	strcpy(p->qga, "/run/gpupass/vms/x/qga.sock");
+	strcpy(p->pid, "/run/gpupass/vms/x/qemu.pid");
+	strcpy(p->log, "/run/gp,log/console.log");
+}
+
+static void test_argv(void **state)
+{
+	struct gp_vm_config cfg;
+	struct gp_vm_paths p;
+	struct gp_vm_hostdev fns[2] = {
+		hostdev("0000:01:00.0", 16 * MiB, false, 256 * MiB, true),
+		hostdev("0000:01:00.1", 16 * 1024, false, 0, false),
+	};
+	struct gp_vm_card card = { fns, 2 };
+	struct gp_vm_launch l = { &cfg, "/usr/bin/qemu-system-x86_64", "tcg", &card, 1, &p };
+	struct gp_strv a = { 0 };
+
+	(void)state;
+	base_paths(&p);
+	gp_vm_config_init(&cfg, "gpu-vm");
+	cfg.memory = 4 * GiB;
+	cfg.cpus = 3;
+	strcpy(cfg.kernel, "/k/vmlinuz");
+	strcpy(cfg.initrd, "/k/initrd");
+	strcpy(cfg.append, "console=ttyS0 quiet");
+	strcpy(cfg.extra, "-device  virtio-rng-pci");
+	assert_int_equal(gp_vm_build_argv(&l, &a), 0);
+	assert_string_equal(a.v[0], "/usr/bin/qemu-system-x86_64");
+	assert_non_null(argv_opt(&a, "-machine", "q35,accel=tcg"));
+	assert_non_null(argv_opt(&a, "-cpu", "max"));
+	assert_non_null(argv_opt(&a, "-m", "4096m"));
+	assert_non_null(argv_opt(&a, "-smp", "3"));
+	assert_true(argv_has(&a, "-nodefaults"));
+	/* Both functions in one slot behind one root port, numbers kept. */
+	assert_non_null(argv_opt(&a, "-device",
+		"pcie-root-port,id=gprp0,bus=pcie.0,addr=0x10,chassis=1,slot=1"));
+	assert_true(argv_has(&a, "vfio-pci,host=0000:01:00.0,id=gpu0f0,bus=gprp0,addr=0x0.0,"
+				 "multifunction=on"));
+	assert_true(argv_has(&a, "vfio-pci,host=0000:01:00.1,id=gpu0f1,bus=gprp0,addr=0x0.1"));
+	assert_true(argv_has(&a, "q35-pcihost.pci-hole64-size=32G"));
+	/* QMP, agent, console; a ',' in a path is doubled. */
+	assert_true(argv_has(&a, "socket,id=gpqmp,path=/run/gpupass/vms/x/qmp.sock,server=on,wait=off"));
+	assert_true(argv_has(&a, "chardev=gpqmp,mode=control"));
+	assert_true(argv_has(&a, "virtserialport,bus=gpvser.0,chardev=gpqga,"
+				 "name=org.qemu.guest_agent.0"));
+	assert_true(argv_has(&a, "file,id=gpcon,path=/run/gp,,log/console.log,append=on"));
+	assert_non_null(argv_opt(&a, "-kernel", "/k/vmlinuz"));
+	assert_non_null(argv_opt(&a, "-initrd", "/k/initrd"));
+	assert_non_null(argv_opt(&a, "-append", "console=ttyS0 quiet"));
+	assert_string_equal(a.v[a.n - 1], "virtio-rng-pci");
+	assert_string_equal(a.v[a.n - 2], "-device");
+	/* Never a save/migrate helper: no -incoming, no -loadvm. */
+	assert_false(argv_has(&a, "-incoming"));
+	assert_false(argv_has(&a, "-loadvm"));
+	gp_strv_clear(&a);
+
+	/* KVM: -cpu host. */
+	l.accel = "kvm";
+	assert_int_equal(gp_vm_build_argv(&l, &a), 0);
+	assert_non_null(argv_opt(&a, "-cpu", "host"));
+	assert_non_null(argv_opt(&a, "-machine", "q35,accel=kvm"));
+	gp_strv_clear(&a);
+
+	/* No function 0 among the assigned: renumbered from 0. */
+	snprintf(fns[0].address, sizeof(fns[0].address), "0000:01:00.2");
+	snprintf(fns[1].address, sizeof(fns[1].address), "0000:01:00.3");
+	assert_int_equal(gp_vm_build_argv(&l, &a), 0);
+	assert_true(argv_has(&a, "vfio-pci,host=0000:01:00.2,id=gpu0f0,bus=gprp0,addr=0x0.0,"
+				 "multifunction=on"));
+	assert_true(argv_has(&a, "vfio-pci,host=0000:01:00.3,id=gpu0f1,bus=gprp0,addr=0x0.1"));
+	gp_strv_clear(&a);
+
+	/* No GPU: no vfio, no hole setting. */
+	l.ncards = 0;
+	assert_int_equal(gp_vm_build_argv(&l, &a), 0);
+	assert_null(argv_opt(&a, "-global", "q35-pcihost"));
+	gp_strv_clear(&a);
+
+	/* Bad launches. */
+	l.accel = "hvf";
+	assert_int_equal(gp_vm_build_argv(&l, &a), -EINVAL);
+	gp_strv_clear(&a);
+	l.accel = "tcg";
+	cfg.memory = 1024;
+	assert_int_equal(gp_vm_build_argv(&l, &a), -EINVAL);
+	gp_strv_clear(&a);
+}
+
+static int parse(const char *text, struct json_object **ret, char *err, size_t errlen)
+{
+	return gp_qmp_parse_reply(text, strlen(text), ret, err, errlen);
+}
+
+static void test_qmp_parse(void **state)
+{
+	static const char *const garbage[] = {
+		"", "{", "[]", "42", "\"return\"", "{\"foo\": 1}", "nul", "{\"return\": }",
+		"{\"error\": 7}", "\xff\xfe", "{\"return\":{}}{",
+	};
+	struct json_object *ret = NULL;
+	char err[128];
+
+	(void)state;
+	assert_int_equal(parse("{\"return\": {\"running\": true}, \"id\": 3}", &ret, err,
+			       sizeof(err)), 0);
+	assert_true(json_object_get_boolean(json_object_object_get(ret, "running")));
+	json_object_put(ret);
+	assert_int_equal(parse("{\"error\": {\"class\": \"GenericError\", "
+			       "\"desc\": \"no savevm with vfio\"}}", NULL, err, sizeof(err)),
+			 -EREMOTEIO);
+	assert_string_equal(err, "GenericError: no savevm with vfio");
+	assert_int_equal(parse("{\"error\": {\"class\": 5}}", NULL, err, sizeof(err)),
+			 -EREMOTEIO);
+	assert_string_equal(err, "Error: (no description)");
+	assert_int_equal(parse("{\"event\": \"POWERDOWN\", \"timestamp\": {}}", NULL, err,
+			       sizeof(err)), -EAGAIN);
+	assert_int_equal(parse("{\"QMP\": {\"version\": {}}}", NULL, NULL, 0), -EAGAIN);
+	for (size_t i = 0; i < sizeof(garbage) / sizeof(garbage[0]); i++) {
+		ret = NULL;
+		int r = gp_qmp_parse_reply(garbage[i], strlen(garbage[i]), &ret, err, sizeof(err));
+
+		if (i == 10) /* a complete object followed by junk: the object counts */
+			assert_true(r == 0 || r == -EPROTO);
+		else if (i == 8)
+			assert_int_equal(r, -EREMOTEIO);
+		else
+			assert_int_equal(r, -EPROTO);
+		json_object_put(ret);
+	}
+}
+
+static void test_qmp_parse_pci(void **state)
+{
+	const char *text =
+		"[{\"bus\": 0, \"devices\": ["
+		"{\"bus\": 0, \"slot\": 0, \"function\": 0, \"class_info\": {\"class\": 1536},"
+		" \"id\": {\"vendor\": 32902, \"device\": 10688}, \"qdev_id\": \"\"},"
+		"{\"bus\": 0, \"slot\": 16, \"function\": 0, \"class_info\": {\"class\": 1540},"
+		" \"id\": {\"vendor\": 6966, \"device\": 12}, \"qdev_id\": \"gprp0\","
+		" \"pci_bridge\": {\"bus\": {\"number\": 1, \"secondary\": 1, \"subordinate\": 1},"
+		"  \"devices\": [{\"bus\": 1, \"slot\": 0, \"function\": 0,"
+		"   \"class_info\": {\"class\": 768}, \"id\": {\"vendor\": 4660, \"device\": 4369},"
+		"   \"qdev_id\": \"gpu0f0\"},"
+		"   {\"bus\": 1, \"slot\": 0, \"function\": 9, \"id\": {}},"
+		"   {\"slot\": \"x\"}, 17, null]}},"
+		"{\"bus\": 0, \"slot\": 99, \"function\": 0}"
+		"]}, 5, {\"devices\": 3}]";
+	struct json_object *ret = json_tokener_parse(text);
+	struct gp_qmp_pci_dev *devs = NULL;
+	size_t n = 0;
+
+	(void)state;
+	assert_non_null(ret);
+	assert_int_equal(gp_qmp_parse_pci(ret, &devs, &n), 0);
+	assert_int_equal(n, 3); /* malformed entries skipped */
+	assert_int_equal(devs[0].vendor_id, 0x8086);
+	assert_int_equal(devs[0].device_id, 0x29c0);
+	assert_string_equal(devs[1].qdev_id, "gprp0");
+	assert_int_equal(devs[2].bus, 1);
+	assert_int_equal(devs[2].slot, 0);
+	assert_int_equal(devs[2].vendor_id, 0x1234);
+	assert_int_equal(devs[2].device_id, 0x1111);
+	assert_int_equal(devs[2].class_code, 0x0300);
+	assert_string_equal(devs[2].qdev_id, "gpu0f0");
+	free(devs);
+	json_object_put(ret);
+	ret = json_object_new_object();
+	assert_int_equal(gp_qmp_parse_pci(ret, &devs, &n), -EPROTO);
+	json_object_put(ret);
+}
+
+static void test_base64(void **state)
+{
+	char *out;
+	size_t n;
+
+	(void)state;
+	assert_int_equal(gp_base64_decode("aGVsbG8=", &out, &n), 0);
+	assert_int_equal(n, 5);
+	assert_string_equal(out, "hello");
+	free(out);
+	assert_int_equal(gp_base64_decode("MDA6MDIuMCBWR0EgWzAzMDBdOiBbMTIzNDoxMTExXQo=", &out, &n), 0);
+	assert_string_equal(out, "00:02.0 VGA [0300]: [1234:1111]\n");
+	free(out);
+	assert_int_equal(gp_base64_decode("", &out, &n), 0);
+	assert_int_equal(n, 0);
+	free(out);
+	assert_int_equal(gp_base64_decode("aGV*bG8=", &out, &n), -EINVAL);
+	assert_int_equal(gp_base64_decode("aG=Vs", &out, &n), -EINVAL);
+	assert_int_equal(gp_base64_decode("a===", &out, &n), -EINVAL);
+}
+
+/* --- a guest agent, played by a thread --- */
+
+struct agent {
+	char path[108];
+	int lfd;
+	bool silent; /* accept but never answer: no agent in the guest */
+	int polls;
+	char last_exec[512];
+};
+
+static void *agent_main(void *arg)
+{
+	struct agent *ag = arg;
+	char buf[4096];
+	size_t len = 0;
+	int fd = accept(ag->lfd, NULL, NULL);
+
+	if (fd < 0)
+		return NULL;
+	for (;;) {
+		ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
+		char *nl;
+
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		buf[len] = '\0';
+		while ((nl = strchr(buf, '\n'))) {
+			const char *reply = NULL;
+			char tmp[512];
+
+			*nl = '\0';
+			if (ag->silent) {
+				/* swallow */
+			} else if (strstr(buf, "\"guest-sync\"")) {
+				snprintf(tmp, sizeof(tmp), "{\"return\": %d}\n", (int)getpid());
+				reply = tmp;
+			} else if (strstr(buf, "\"guest-exec\"")) {
+				snprintf(ag->last_exec, sizeof(ag->last_exec), "%s", buf);
+				reply = "\n{\"return\": {\"pid\": 42}}\n";
+			} else if (strstr(buf, "\"guest-exec-status\"")) {
+				reply = ag->polls++ == 0 ? "{\"return\": {\"exited\": false}}\n" :
+					"{\"return\": {\"exited\": true, \"exitcode\": 0, \"out-data\": "
+					"\"MDE6MDAuMCBWR0EgY29tcGF0aWJsZSBjb250cm9sbGVyIFswMzAwXTogRGV2aWNlIFsxMjM0"
+					"OjExMTFdIChyZXYgMDIpCg==\"}}\n";
+			} else {
+				reply = "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"?\"}}\n";
+			}
+			if (reply && write(fd, reply, strlen(reply)) < 0)
+				break;
+			len -= (size_t)(nl + 1 - buf);
+			memmove(buf, nl + 1, len + 1);
+		}
+	}
+	close(fd);
+	return NULL;
+}
+
+static void agent_start(struct agent *ag, pthread_t *th, const char *dir, bool silent)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+	memset(ag, 0, sizeof(*ag));
+	ag->silent = silent;
+	snprintf(ag->path, sizeof(ag->path), "%s/qga.sock", dir);
+	strcpy(sa.sun_path, ag->path);
+	ag->lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_true(ag->lfd >= 0);
+	unlink(ag->path);
+	assert_int_equal(bind(ag->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(ag->lfd, 1), 0);
+	assert_int_equal(pthread_create(th, NULL, agent_main, ag), 0);
+}
+
+static void test_guest_agent(void **state)
+{
+	char dir[64] = "/tmp/gp-qga-XXXXXX", *out = NULL;
+	struct agent ag;
+	pthread_t th;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	agent_start(&ag, &th, dir, false);
+	assert_int_equal(gp_qmp_agent_exec(ag.path, 2000, "lspci", "-nn", &out), 0);
+	assert_string_equal(out, "01:00.0 VGA compatible controller [0300]: Device [1234:1111] "
+				 "(rev 02)\n");
+	assert_non_null(strstr(ag.last_exec, "\"path\":\"lspci\""));
+	assert_non_null(strstr(ag.last_exec, "\"-nn\""));
+	assert_non_null(strstr(ag.last_exec, "\"capture-output\":true"));
+	assert_int_equal(ag.polls, 2);
+	free(out);
+	pthread_join(th, NULL);
+	close(ag.lfd);
+
+	/* A guest without an agent: the port is there, nobody answers. */
+	agent_start(&ag, &th, dir, true);
+	out = NULL;
+	assert_int_equal(gp_qmp_agent_exec(ag.path, 300, "lspci", "-nn", &out), -ETIMEDOUT);
+	assert_null(out);
+	pthread_join(th, NULL);
+	close(ag.lfd);
+	/* Nobody listening at all. */
+	unlink(ag.path);
+	assert_true(gp_qmp_agent_exec(ag.path, 300, "lspci", NULL, &out) < 0);
+	rmdir(dir);
+}
+
+/* --- a real QEMU --- */
+
+struct qfx {
+	char dir[64];
+	struct gp_ctx *ctx;
+};
+
+static void test_real_qemu(void **state)
+{
+	char qemu[4096], cmd[128];
+	struct gp_vm_config cfg;
+	struct gp_vm_paths p;
+	struct gp_vm_launch l = { 0 };
+	struct gp_strv a = { 0 };
+	struct gp_why why = { "" };
+	struct gp_ctx *ctx;
+	struct gp_qmp *q;
+	struct json_object *ret = NULL;
+	struct gp_qmp_pci_dev *devs = NULL;
+	enum gp_vm_run_state rs;
+	char dir[64] = "/tmp/gp-qemu-XXXXXX";
+	size_t n = 0;
+	bool forced = false, found_host = false, found_vser = false;
+	pid_t pid, pid2;
+
+	(void)state;
+	if (gp_vm_find_qemu(NULL, qemu, sizeof(qemu)) < 0)
+		skip();
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(gp_ctx_new(NULL, dir, &ctx), 0);
+	gp_vm_config_init(&cfg, "tq");
+	cfg.memory = 64 * MiB;
+	cfg.cpus = 1;
+	strcpy(cfg.extra, "-S"); /* paused: no guest code runs, nothing to boot */
+	assert_int_equal(gp_vm_paths_get(ctx, "tq", &p), 0);
+	l.cfg = &cfg;
+	l.qemu = qemu;
+	l.accel = "tcg";
+	l.paths = &p;
+	assert_int_equal(gp_vm_build_argv(&l, &a), 0);
+	assert_int_equal(gp_vm_spawn(ctx, &p, &a, 30000, &pid, &why), 0);
+	assert_int_equal(gp_vm_pid(&p, &pid2), 0);
+	assert_int_equal(pid, pid2);
+	assert_int_equal(gp_vm_status(&p, &rs, &pid2, NULL), 0);
+	assert_int_equal(rs, GP_VM_PAUSED);
+
+	assert_int_equal(gp_qmp_connect(p.qmp, 5000, &q), 0);
+	assert_int_equal(gp_qmp_execute(q, "query-pci", NULL, 5000, &ret, NULL, 0), 0);
+	assert_int_equal(gp_qmp_parse_pci(ret, &devs, &n), 0);
+	for (size_t i = 0; i < n; i++) {
+		found_host |= devs[i].vendor_id == 0x8086 && devs[i].device_id == 0x29c0;
+		found_vser |= strcmp(devs[i].qdev_id, "gpvser") == 0 && devs[i].vendor_id == 0x1af4;
+	}
+	assert_true(found_host);
+	assert_true(found_vser);
+	free(devs);
+	json_object_put(ret);
+	/* An unknown command is an error reply, not a broken connection. */
+	{
+		char err[256];
+
+		assert_int_equal(gp_qmp_execute(q, "no-such-command", NULL, 5000, NULL, err,
+						sizeof(err)), -EREMOTEIO);
+		assert_non_null(strstr(err, "CommandNotFound"));
+	}
+	gp_qmp_close(q);
+
+	/* Paused, the guest cannot act on the power button: turned off. */
+	assert_int_equal(gp_vm_stop(ctx, &p, 500, false, &forced, &why), 0);
+	assert_true(forced);
+	assert_int_equal(gp_vm_status(&p, &rs, &pid2, NULL), 0);
+	assert_int_equal(rs, GP_VM_STOPPED);
+	assert_int_equal(access(p.pid, F_OK), -1);
+
+	/* QEMU killed behind gpupass's back: reported once, files cleaned. */
+	{
+		bool died = false;
+
+		assert_int_equal(gp_vm_spawn(ctx, &p, &a, 30000, &pid, &why), 0);
+		assert_int_equal(kill(pid, SIGKILL), 0);
+		assert_int_equal(waitpid(pid, NULL, 0), pid);
+		assert_int_equal(gp_vm_status(&p, &rs, &pid2, &died), 0);
+		assert_int_equal(rs, GP_VM_STOPPED);
+		assert_true(died);
+		assert_int_equal(access(p.pid, F_OK), -1);
+		assert_int_equal(gp_vm_status(&p, &rs, &pid2, &died), 0);
+		assert_false(died);
+	}
+	gp_strv_clear(&a);
+
+	/* QEMU refusing its command line: its own message comes back. */
+	strcpy(cfg.extra, "-no-such-option");
+	assert_int_equal(gp_vm_build_argv(&l, &a), 0);
+	assert_int_equal(gp_vm_spawn(ctx, &p, &a, 30000, &pid, &why), -ECHILD);
+	assert_non_null(strstr(why.msg, "no-such-option"));
+	gp_strv_clear(&a);
+	gp_ctx_free(ctx);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* --- deployment against fake trees --- */
+
+struct dfx {
+	struct gp_fake *fake;
+	struct kmodel km;
+	struct gp_kernel_ops kops;
+	struct gp_deploy_opts o;
+	char state_dir[64], db[128], kernel[128];
+	struct gp_ctx *ctx;
+	struct gp_state *st;
+	char *tree0, *db0;
+};
+
+static struct dfx *dfx_new(const char *tree, bool vfio)
+{
+	struct dfx *d = calloc(1, sizeof(*d));
+	FILE *f;
+
+	assert_int_equal(gp_fake_build(tree, NULL, &d->fake), 0);
+	assert_int_equal(kmodel_init(&d->km, d->fake, vfio), 0);
+	d->kops.load_module = kmodel_load;
+	d->kops.data = &d->km;
+	d->o.kops = &d->kops;
+	strcpy(d->state_dir, "/tmp/gp-deploy-XXXXXX");
+	assert_non_null(mkdtemp(d->state_dir));
+	snprintf(d->db, sizeof(d->db), "%s/%s", d->state_dir, GP_STATE_DB_NAME);
+	snprintf(d->kernel, sizeof(d->kernel), "%s/vmlinuz", d->state_dir);
+	f = fopen(d->kernel, "w");
+	assert_non_null(f);
+	fputs("not really a kernel", f);
+	fclose(f);
+	assert_int_equal(gp_ctx_new(gp_fake_root(d->fake), d->state_dir, &d->ctx), 0);
+	gp_sysfs_set_write_hook(d->ctx->sys, kmodel_hook, &d->km);
+	assert_int_equal(gp_state_open(d->ctx, &d->st), 0);
+	return d;
+}
+
+static void dfx_snapshot(struct dfx *d)
+{
+	free(d->tree0);
+	free(d->db0);
+	d->tree0 = tree_snapshot(gp_fake_root(d->fake));
+	d->db0 = db_snapshot(d->db);
+}
+
+static void dfx_unchanged(struct dfx *d)
+{
+	char *t = tree_snapshot(gp_fake_root(d->fake)), *b = db_snapshot(d->db);
+
+	assert_string_equal(t, d->tree0);
+	assert_string_equal(b, d->db0);
+	free(t);
+	free(b);
+}
+
+static void dfx_free(struct dfx *d)
+{
+	char cmd[128];
+
+	gp_state_close(d->st);
+	gp_ctx_free(d->ctx);
+	kmodel_clear(&d->km);
+	gp_fake_free(d->fake, true);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", d->state_dir);
+	assert_int_equal(system(cmd), 0);
+	free(d->tree0);
+	free(d->db0);
+	free(d);
+}
+
+static void vm_cfg(struct dfx *d, struct gp_vm_config *c, const char *name, enum gp_passthrough pt,
+		   const char *gpu_name, int count)
+{
+	gp_vm_config_init(c, name);
+	snprintf(c->kernel, sizeof(c->kernel), "%s", d->kernel);
+	c->passthrough = pt;
+	snprintf(c->gpu_name, sizeof(c->gpu_name), "%s", gpu_name ? gpu_name : "");
+	c->gpu_count = count;
+}
+
+static void assert_why(const struct gp_why *w, const char *a, const char *b)
+{
+	if (a && !strstr(w->msg, a))
+		fail_msg("'%s' not in: %s", a, w->msg);
+	if (b && !strstr(w->msg, b))
+		fail_msg("'%s' not in: %s", b, w->msg);
+}
+
+static void drv(struct dfx *d, const char *addr, const char *want)
+{
+	char got[64];
+
+	kmodel_driver(&d->km, addr, got, sizeof(got));
+	assert_string_equal(got, want);
+}
+
+/* Every bad input: a clear error naming device and VM, nothing changed. */
+static void test_deploy_bad_input(void **state)
+{
+	struct dfx *d = dfx_new("two-nvidia", true);
+	struct gp_vm_config c;
+	struct gp_strv taken = { 0 };
+	struct gp_why w = { "" };
+	char addr[GP_ADDR_LEN];
+	bool already;
+
+	(void)state;
+	/* vm-a takes the T4. */
+	vm_cfg(d, &c, "vm-a", GP_PT_DDA, "T4", 1);
+	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, &taken, &w), 0);
+	assert_int_equal(taken.n, 1);
+	assert_string_equal(taken.v[0], "0000:3b:00.0");
+	drv(d, "0000:3b:00.0", "vfio-pci");
+	gp_strv_clear(&taken);
+	vm_cfg(d, &c, "vm-b", GP_PT_NONE, NULL, 0);
+	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), 0);
+	dfx_snapshot(d);
+
+	/* Unknown GPU, ambiguous name. */
+	assert_int_equal(gp_deploy_assign(d->ctx, d->st, "0000:99:00.0", "vm-b", &d->o, addr, &w),
+			 -ENOENT);
+	assert_why(&w, "0000:99:00.0", "survey");
+	assert_int_equal(gp_deploy_assign(d->ctx, d->st, "NVIDIA", "vm-b", &d->o, addr, &w),
+			 -ENOTUNIQ);
+	assert_why(&w, "NVIDIA", "2 GPUs");
+	/* A GPU held by another VM. */
+	assert_int_equal(gp_deploy_assign(d->ctx, d->st, "0000:3b:00.0", "vm-b", &d->o, addr, &w),
+			 -EBUSY);
+	assert_why(&w, "0000:3b:00.0", "vm-a");
+	assert_int_equal(gp_deploy_assign(d->ctx, d->st, "T4", "vm-b", &d->o, addr, &w), -EBUSY);
+	assert_why(&w, "0000:3b:00.0", "vm-a");
+	/* A VM that does not exist. */
+	assert_int_equal(gp_deploy_assign(d->ctx, d->st, "A100", "ghost", &d->o, addr, &w), -ENOENT);
+	assert_why(&w, "ghost", "vm list");
+	assert_int_equal(gp_deploy_vm_start(d->ctx, d->st, "ghost", &d->o, &already, &w), -ENOENT);
+	assert_why(&w, "ghost", NULL);
+	assert_int_equal(gp_deploy_vm_delete(d->ctx, d->st, "ghost", &d->o, &w), -ENOENT);
+	/* --gpu-count larger than the ready GPUs: how many match, how many ready. */
+	vm_cfg(d, &c, "vm-c", GP_PT_DDA, NULL, 3);
+	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), -ENOSPC);
+	assert_why(&w, "vm-c", "2 match and 1 is ready");
+	assert_why(&w, "0000:3b:00.0 is held by VM vm-a", NULL);
+	vm_cfg(d, &c, "vm-c", GP_PT_DDA, "T4", 1);
+	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), -ENOSPC);
+	assert_why(&w, "1 match and 0 are ready", "vm-a");
+	/* Invalid memory, CPUs, missing kernel or disk, a name taken. */
+	vm_cfg(d, &c, "vm-c", GP_PT_NONE, NULL, 0);
+	c.memory = 1 * MiB;
+	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), -EINVAL);
+	assert_why(&w, "vm-c", "memory");
+	vm_cfg(d, &c, "vm-c", GP_PT_NONE, NULL, 0);
+	c.cpus = 0;
+	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), -EINVAL);
+	vm_cfg(d, &c, "vm-c", GP_PT_NONE, NULL, 0);
+	strcpy(c.kernel, "/nonexistent/vmlinuz");
+	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), -ENOENT);
+	assert_why(&w, "vm-c", "/nonexistent/vmlinuz");
+	vm_cfg(d, &c, "vm-c", GP_PT_NONE, NULL, 0);
+	c.kernel[0] = '\0';
+	strcpy(c.disk, "/nonexistent/disk.qcow2");
+	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), -ENOENT);
+	assert_why(&w, "vm-c", "/nonexistent/disk.qcow2");
+	vm_cfg(d, &c, "vm-c", GP_PT_NONE, NULL, 0);
+	c.kernel[0] = '\0';
+	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), -EINVAL);
+	assert_why(&w, "vm-c", "nothing to boot");
+	vm_cfg(d, &c, "vm-b", GP_PT_NONE, NULL, 0);
+	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), -EEXIST);
+	assert_why(&w, "vm-b", "already exists");
+	/* PV is not wired yet: refused clearly. */
+	vm_cfg(d, &c, "vm-c", GP_PT_PV, NULL, 1);
+	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), -ENOTSUP);
+	assert_why(&w, "vm-c", "pv is not supported yet");
+	/* QEMU missing (GPUPASS_QEMU pointing nowhere). */
+	d->o.qemu = "/nonexistent/qemu-system-x86_64";
+	assert_int_equal(gp_deploy_vm_start(d->ctx, d->st, "vm-a", &d->o, &already, &w), -ENOENT);
+	assert_why(&w, "vm-a", "QEMU");
+	assert_why(&w, "qemu-system-x86", NULL);
+	d->o.qemu = NULL;
+	/* Unassign of a GPU nobody holds. */
+	assert_int_equal(gp_deploy_unassign(d->ctx, d->st, "A100", &d->o, NULL, NULL, &w), -ENOENT);
+	assert_why(&w, "A100", "not assigned");
+	dfx_unchanged(d);
+	/* Mount refused while vm-a holds it. */
+	assert_int_equal(gp_bind_mount(d->ctx, d->st, "0000:3b:00.0", NULL, NULL, NULL, &w), -EBUSY);
+	dfx_unchanged(d);
+
+	/* ...while deleting vm-a gives back the GPU its creation dismounted. */
+	assert_int_equal(gp_deploy_vm_delete(d->ctx, d->st, "vm-a", &d->o, &w), 0);
+	drv(d, "0000:3b:00.0", "nvidia");
+	dfx_free(d);
+}
+
+static void test_deploy_vfio_missing(void **state)
+{
+	struct dfx *d = dfx_new("vfio-missing", false);
+	struct gp_vm_config c;
+	struct gp_why w = { "" };
+	char addr[GP_ADDR_LEN];
+
+	(void)state;
+	vm_cfg(d, &c, "vm-v", GP_PT_NONE, NULL, 0);
+	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), 0);
+	dfx_snapshot(d);
+	vm_cfg(d, &c, "vm-w", GP_PT_DDA, NULL, 1);
+	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), -ENOSPC);
+	assert_why(&w, "vm-w", "vfio-missing");
+	assert_int_equal(gp_deploy_assign(d->ctx, d->st, "0000:3b:00.0", "vm-v", &d->o, addr, &w),
+			 -ENODEV);
+	assert_why(&w, "0000:3b:00.0", "vfio");
+	dfx_unchanged(d);
+	dfx_free(d);
+}
+
+/* The full chain on the workstation: create with dda (--force for the boot
+ * VGA) takes both functions; the command line keeps them in one slot; the
+ * GPUs can change only by set; delete gives them back. */
+static void test_deploy_chain(void **state)
+{
+	struct dfx *d = dfx_new("workstation", true);
+	struct gp_vm_config c;
+	struct gp_strv taken = { 0 }, argv = { 0 };
+	struct gp_why w = { "" };
+	char vm[GP_NAME_LEN], addr[GP_ADDR_LEN];
+
+	(void)state;
+	vm_cfg(d, &c, "ws", GP_PT_DDA, "GeForce", 1);
+	/* Without --force: the boot-vga warning stops it, nothing changed. */
+	dfx_snapshot(d);
+	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, &taken, &w), -ENOSPC);
+	assert_why(&w, "boot-vga", "--force");
+	dfx_unchanged(d);
+	d->o.force = true;
+	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, &taken, &w), 0);
+	assert_int_equal(taken.n, 1);
+	drv(d, "0000:01:00.0", "vfio-pci");
+	drv(d, "0000:01:00.1", "vfio-pci");
+	assert_int_equal(gp_state_gpu_owner(d->st, "0000:01:00.1", vm, sizeof(vm)), 0);
+	assert_string_equal(vm, "ws");
+
+	assert_int_equal(gp_deploy_vm_argv(d->ctx, d->st, "ws", &d->o, &argv, &w), 0);
+	assert_true(gp_strv_contains(&argv, "vfio-pci,host=0000:01:00.0,id=gpu0f0,bus=gprp0,"
+					    "addr=0x0.0,multifunction=on"));
+	assert_true(gp_strv_contains(&argv, "vfio-pci,host=0000:01:00.1,id=gpu0f1,bus=gprp0,"
+					    "addr=0x0.1"));
+	assert_true(gp_strv_contains(&argv, "q35-pcihost.pci-hole64-size=32G"));
+	gp_strv_clear(&argv);
+
+	/* Unassign keeps it dismounted; assign by hand takes it again. */
+	assert_int_equal(gp_deploy_unassign(d->ctx, d->st, "0000:01:00.0", &d->o, addr, vm, &w), 0);
+	assert_string_equal(vm, "ws");
+	drv(d, "0000:01:00.0", "vfio-pci");
+	assert_int_equal(gp_deploy_assign(d->ctx, d->st, "GeForce", "ws", &d->o, addr, &w), 0);
+	assert_string_equal(addr, "0000:01:00.0");
+
+	/* Mount while the VM is stopped: the GPU goes back, the VM keeps its
+	 * claim and will not start until it is dismounted again. */
+	{
+		bool did = false;
+
+		assert_int_equal(gp_deploy_mount(d->ctx, d->st, "0000:01:00.0", &d->o, addr, vm,
+						 &did, &w), 0);
+		assert_true(did);
+		assert_string_equal(vm, "ws");
+		drv(d, "0000:01:00.0", "nouveau");
+		drv(d, "0000:01:00.1", "snd_hda_intel");
+		assert_int_equal(gp_deploy_vm_argv(d->ctx, d->st, "ws", &d->o, &argv, &w), -EIO);
+		assert_why(&w, "0000:01:00.0", "dismount");
+		gp_strv_clear(&argv);
+		assert_int_equal(gp_bind_dismount(d->ctx, d->st, "0000:01:00.0",
+				 &(struct gp_bind_opts){ .force = true, .kops = &d->kops },
+				 NULL, &did, &w), 0);
+		assert_int_equal(gp_deploy_vm_argv(d->ctx, d->st, "ws", &d->o, &argv, &w), 0);
+		gp_strv_clear(&argv);
+	}
+	/* Dismounted by hand, it stays dismounted when the VM goes... */
+	assert_int_equal(gp_deploy_vm_delete(d->ctx, d->st, "ws", &d->o, &w), 0);
+	drv(d, "0000:01:00.0", "vfio-pci");
+	assert_int_equal(gp_bind_mount(d->ctx, d->st, "0000:01:00.0", NULL, NULL, NULL, &w), 0);
+	drv(d, "0000:01:00.0", "nouveau");
+	drv(d, "0000:01:00.1", "snd_hda_intel");
+	{
+		struct gp_state_gpu rec;
+
+		assert_int_equal(gp_state_gpu_get(d->st, "0000:01:00.0", &rec), -ENOENT);
+	}
+	gp_strv_clear(&taken);
+	dfx_free(d);
+}
+
+/* vm set re-picks GPUs (only while stopped) and gives back what it took. */
+static void test_deploy_set(void **state)
+{
+	struct dfx *d = dfx_new("two-nvidia", true);
+	struct gp_vm_config c;
+	struct gp_why w = { "" };
+	char vm[GP_NAME_LEN];
+
+	(void)state;
+	vm_cfg(d, &c, "s1", GP_PT_NONE, NULL, 0);
+	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), 0);
+	vm_cfg(d, &c, "s1", GP_PT_DDA, "A100", 1);
+	assert_int_equal(gp_deploy_vm_set(d->ctx, d->st, &c, &d->o, &w), 0);
+	drv(d, "0000:5e:00.0", "vfio-pci");
+	drv(d, "0000:3b:00.0", "nvidia");
+	assert_int_equal(gp_state_gpu_owner(d->st, "0000:5e:00.0", vm, sizeof(vm)), 0);
+	assert_string_equal(vm, "s1");
+	/* Asking for more than there is: refused, the old GPU kept. */
+	dfx_snapshot(d);
+	vm_cfg(d, &c, "s1", GP_PT_DDA, "A100", 2);
+	assert_int_equal(gp_deploy_vm_set(d->ctx, d->st, &c, &d->o, &w), -ENOSPC);
+	assert_why(&w, "s1", "1 is ready");
+	dfx_unchanged(d);
+	/* Another GPU instead: the A100 goes back to the host. */
+	vm_cfg(d, &c, "s1", GP_PT_DDA, "T4", 1);
+	assert_int_equal(gp_deploy_vm_set(d->ctx, d->st, &c, &d->o, &w), 0);
+	drv(d, "0000:3b:00.0", "vfio-pci");
+	drv(d, "0000:5e:00.0", "nvidia");
+	/* No GPU any more. */
+	vm_cfg(d, &c, "s1", GP_PT_NONE, NULL, 0);
+	assert_int_equal(gp_deploy_vm_set(d->ctx, d->st, &c, &d->o, &w), 0);
+	drv(d, "0000:3b:00.0", "nvidia");
+	assert_int_equal(gp_state_gpu_owner(d->st, "0000:3b:00.0", vm, sizeof(vm)), -ENOENT);
+	/* A VM that does not exist. */
+	vm_cfg(d, &c, "ghost", GP_PT_NONE, NULL, 0);
+	assert_int_equal(gp_deploy_vm_set(d->ctx, d->st, &c, &d->o, &w), -ENOENT);
+	assert_why(&w, "ghost", NULL);
+	dfx_free(d);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_hole64),
+		cmocka_unit_test(test_argv),
+		cmocka_unit_test(test_qmp_parse),
+		cmocka_unit_test(test_qmp_parse_pci),
+		cmocka_unit_test(test_base64),
+		cmocka_unit_test(test_guest_agent),
+		cmocka_unit_test(test_real_qemu),
+		cmocka_unit_test(test_deploy_bad_input),
+		cmocka_unit_test(test_deploy_vfio_missing),
+		cmocka_unit_test(test_deploy_chain),
+		cmocka_unit_test(test_deploy_set),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
