@@ -76,18 +76,28 @@ t0=$(now)
 GP vm start g1 >$WORK/out 2>&1
 rc=$?
 check vm-start "gpupass vm start exited $rc: $(head -n 3 $WORK/out | tr '\n' ' ')" test $rc -eq 0
-# vm verify asks QEMU over QMP; it answers once QEMU is up.
-if wait_for 120 GP vm verify g1 >$WORK/verify 2>&1; then
-	pass qmp-up
-	info "time vm-start-to-qmp $(elapsed $t0) s"
-	if grep -qi '1234:1111\|1234.*1111' $WORK/verify; then
-		pass vm-verify
-	else
-		fail vm-verify "vm verify passed but does not name 1234:1111: $(head -n 3 $WORK/verify | tr '\n' ' ')"
-	fi
+# vm start returns once QMP answers; then vm verify (QMP query-pci) must
+# show the GPU in the guest's PCI tree, once the guest firmware has
+# numbered the bus behind the root port.
+info "time vm-start-to-qmp $(elapsed $t0) s"
+GP vm status g1 >$WORK/status 2>&1
+check qmp-up "gpupass vm status g1 after vm start: $(head -n 1 $WORK/status)" \
+	grep -Eq 'running|starting' $WORK/status
+verified() {
+	GP vm verify g1 --json --agent-timeout 1 >$WORK/verify 2>&1 &&
+	/usr/bin/python3 -c '
+import json, sys
+v = json.load(open(sys.argv[1]))
+d = [x for x in v["devices"] if x["host_address"] == "0000:00:02.0"]
+ok = v["ok"] and len(d) == 1 and d[0]["ids"] == "1234:1111" and d[0]["in_query_pci"] and d[0]["guest_address"]
+print(d[0]["guest_address"] if ok else "", file=open(sys.argv[2], "w"))
+sys.exit(not ok)' $WORK/verify $WORK/guest-addr
+}
+if wait_for 120 verified; then
+	pass vm-verify "guest address $(cat $WORK/guest-addr)"
+	info "time vm-start-to-verified $(elapsed $t0) s"
 else
-	fail qmp-up "gpupass vm verify g1 never succeeded within 120 s: $(head -n 3 $WORK/verify | tr '\n' ' ')"
-	fail vm-verify "see qmp-up"
+	fail vm-verify "gpupass vm verify g1 --json never showed 0000:00:02.0 (1234:1111) in query-pci within 120 s: $(head -c 300 $WORK/verify)"
 fi
 sed 's/^/verify: /' $WORK/verify
 
@@ -97,6 +107,12 @@ if wait_for 360 guest_done; then
 	info "time nested-guest-lspci $(elapsed $t0) s after vm start"
 	check nested-lspci "the nested guest's lspci -nn has no 1234:1111 of class 0300" \
 		nested_sees $WORK/guest.log 1234:1111 0300
+	# where the guest's lspci sees it is where vm verify said it is
+	ga=$(grep -o 'NESTED-LSPCI [0-9a-f:.]* VGA compatible controller \[0300\]: .*\[1234:1111\]' $WORK/guest.log | cut -d' ' -f2)
+	case "$(cat $WORK/guest-addr 2>/dev/null)" in
+	*"$ga") [ -n "$ga" ] && info "nested lspci shows the GPU at $ga, as vm verify said" ;;
+	*) fail nested-lspci "nested lspci shows the GPU at '$ga', vm verify said '$(cat $WORK/guest-addr 2>/dev/null)'" ;;
+	esac
 else
 	fail nested-lspci "the nested guest printed no NESTED-END within 360 s (vm log: $(tail -n 2 $WORK/guest.log | tr '\n' ' '))"
 fi
