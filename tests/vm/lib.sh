@@ -61,7 +61,7 @@ NESTED_KERNEL=$GUEST_KERNEL
 NESTED_INITRD=$GUEST_INITRD
 NESTED_APPEND="console=ttyS0 loglevel=4 panic=-1 tsc=reliable no_timer_check mitigations=off cryptomgr.notests"
 
-# nested_lspci_ok LOG VENDOR:DEVICE CLASS: the nested guest printed its
+# nested_sees LOG VENDOR:DEVICE CLASS: the nested guest printed its
 # lspci and sysfs lists, and the assigned device is there with that class.
 # The nested guest has no VGA of its own (-nodefaults / -vga none), so a
 # 1234:1111 of class 0300 there can only be the assigned device.
