@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <json-c/json.h>
 
@@ -453,32 +454,54 @@ static int vm_show(struct cli *cli, struct gp_ctx *ctx, struct gp_state *st, str
 	return GP_EXIT_OK;
 }
 
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Host stop: every VM is asked at once, then all get the same --timeout
+ * before being turned off, so N VMs take one timeout, not N. */
 static int vm_stop_all(struct cli *cli, struct gp_ctx *ctx, struct gp_state *st, struct vm_args *a)
 {
-	struct gp_strv names = { 0 };
+	struct gp_strv names = { 0 }, running = { 0 };
+	int64_t deadline;
 	int rc = GP_EXIT_OK;
 
 	if (gp_state_vm_list(st, &names) < 0)
 		return GP_EXIT_FAIL;
 	for (size_t i = 0; i < names.n; i++) {
-		struct gp_why why = { "" };
 		struct gp_vm_paths p;
 		enum gp_vm_run_state rs;
 		pid_t pid;
-		bool forced = false;
-		int r;
 
 		if (gp_vm_paths_get(ctx, names.v[i], &p) < 0 ||
 		    gp_vm_status(&p, &rs, &pid, NULL) < 0 || rs == GP_VM_STOPPED)
 			continue;
-		r = gp_deploy_vm_stop(ctx, st, names.v[i], a->timeout_s * 1000, a->force, &forced, &why);
+		(void)gp_strv_push(&running, names.v[i]);
+		if (!a->force)
+			(void)gp_vm_request_powerdown(&p);
+	}
+	deadline = mono_ms() + (int64_t)a->timeout_s * 1000;
+	for (size_t i = 0; i < running.n; i++) {
+		struct gp_why why = { "" };
+		int64_t left = deadline - mono_ms();
+		bool forced = false;
+		int r = gp_deploy_vm_stop(ctx, st, running.v[i], left > 0 ? (int)left : 0, a->force,
+					  &forced, &why);
+
 		if (r < 0) {
 			cli_error(cli, "%s", why.msg);
 			rc = GP_EXIT_FAIL;
 		} else {
-			printf("VM %s: %s\n", names.v[i], forced ? "turned off" : "powered down");
+			printf("VM %s: %s\n", running.v[i], forced ? "turned off" : "powered down");
 		}
 	}
+	if (running.n == 0)
+		printf("no VM running\n");
+	gp_strv_clear(&running);
 	gp_strv_clear(&names);
 	return rc;
 }

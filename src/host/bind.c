@@ -247,6 +247,9 @@ static int bind_original(struct gp_ctx *ctx, const char *addr, const char *orig)
 		return 0;
 	if (!cur[0])
 		(void)probe(ctx, addr);
+	/* Unknown original: whatever driver the kernel matches is right. */
+	if (strcmp(orig, GP_DRIVER_UNKNOWN) == 0)
+		return 0;
 	if (on_driver(ctx, addr, orig))
 		return 0;
 	/* Another driver may have won the probe, or none: bind explicitly. */
@@ -379,10 +382,11 @@ static void fill_record(struct gp_ctx *ctx, const struct gp_survey *survey,
 			f->device_id = md->device_id;
 		}
 		(void)gp_bind_driver_of(ctx, eps->v[i], cur, sizeof(cur));
-		/* Already on vfio-pci: keep what an earlier record knew. */
+		/* Already on vfio-pci: keep what an earlier record knew, else
+		 * the original driver is unknown (bound by hand). */
 		if (strcmp(cur, VFIO_DRIVER) == 0) {
 			f->on_vfio = true;
-			cur[0] = '\0';
+			snprintf(cur, sizeof(cur), "%s", GP_DRIVER_UNKNOWN);
 			for (size_t j = 0; old && j < old->nfn; j++) {
 				if (strcmp(old->fn[j].address, f->address) == 0)
 					snprintf(cur, sizeof(cur), "%s", old->fn[j].original_driver);

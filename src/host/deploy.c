@@ -136,6 +136,7 @@ static int pick_and_assign(struct gp_ctx *ctx, struct gp_state *st, const struct
 	struct gp_strv ready = { 0 }, dismounted = { 0 }, assigned = { 0 };
 	char notready[768] = "";
 	size_t nmatch = 0, off = 0;
+	bool warned = false; /* a GPU held back only by a --force warning */
 	int r;
 
 	r = gp_survey_run(ctx, NULL, &survey);
@@ -155,11 +156,16 @@ static int pick_and_assign(struct gp_ctx *ctx, struct gp_state *st, const struct
 			if (strcmp(owner, cfg->name) == 0)
 				continue; /* already ours (vm set): not counted twice */
 			snprintf(w.msg, sizeof(w.msg), "%s is held by VM %s", g->dev->address, owner);
-		} else if (gp_bind_check(g, o->force, &w) == 0) {
-			r = gp_strv_push(&ready, g->dev->address);
-			if (r < 0)
-				goto out;
-			continue;
+		} else {
+			int c = gp_bind_check(g, o->force, &w);
+
+			if (c == 0) {
+				r = gp_strv_push(&ready, g->dev->address);
+				if (r < 0)
+					goto out;
+				continue;
+			}
+			warned |= c == -EACCES;
 		}
 		if (off < sizeof(notready))
 			off += (size_t)snprintf(notready + off, sizeof(notready) - off, "; %s", w.msg);
@@ -170,7 +176,7 @@ static int pick_and_assign(struct gp_ctx *ctx, struct gp_state *st, const struct
 			   cfg->gpu_name[0] ? " matching '" : "", cfg->gpu_name,
 			   cfg->gpu_name[0] ? "'" : "", nmatch, ready.n, ready.n == 1 ? "is" : "are",
 			   notready[0] ? notready : "; run gpupass survey to see the GPUs",
-			   o->force ? "" : " (warnings can be accepted with --force)");
+			   warned ? " (warnings can be accepted with --force)" : "");
 		r = -ENOSPC;
 		goto out;
 	}

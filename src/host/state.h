@@ -48,6 +48,10 @@ enum gp_gpu_state {
 	GP_GPU_MOUNTING = 2,
 };
 
+/* original_driver of a function found already on vfio-pci (bound by
+ * hand): mount lets the kernel pick its driver. */
+#define GP_DRIVER_UNKNOWN "?"
+
 struct gp_state_fn {
 	char address[GP_ADDR_LEN];
 	char original_driver[GP_DRIVER_LEN]; /* "" when it had none */

@@ -174,6 +174,36 @@ rc, out, err = gp("vm", "show", "v1", root=root, state=st)
 check("vm show of a deleted VM: exit 2", rc == 2 and "v1" in err, err)
 check("two-nvidia tree unchanged by the VM commands", tree(root) == before)
 
+# Real QEMUs, paused (-S) so nothing boots: start, status, stop --all.
+if shutil.which("qemu-system-x86_64"):
+    import time
+    st2 = os.path.join(TMP, "runstate")
+    for n in ("r1", "r2"):
+        disk = os.path.join(TMP, n + ".img")  # QEMU locks its images
+        with open(disk, "wb") as f:
+            f.truncate(1 << 20)
+        gp("vm", "create", n, "--memory", "128M", "--cpus", "1", "--disk", disk,
+           "--qemu-arg", "-S", root=root, state=st2)
+        rc, out, err = gp("vm", "start", n, root=root, state=st2)
+        check("vm start %s (paused QEMU)" % n, rc == 0 and "started" in out, err)
+    rc, out, err = gp("vm", "start", "r1", root=root, state=st2)
+    check("vm start of a running VM: exit 0, already running", rc == 0 and "already" in out, err)
+    rc, out, err = gp("vm", "list", "--json", root=root, state=st2)
+    states = {v["name"]: v["state"] for v in json.loads(out)["vms"]} if rc == 0 else {}
+    check("vm list --json shows both paused with a pid",
+          states == {"r1": "paused", "r2": "paused"}, out + err)
+    rc, out, err = gp("vm", "log", "r1", root=root, state=st2)
+    check("vm log shows the QEMU command line", rc == 0 and "-machine q35" in out, out + err)
+    t0 = time.monotonic()
+    rc, out, err = gp("vm", "stop", "--all", "--timeout", "2", root=root, state=st2)
+    took = time.monotonic() - t0
+    check("vm stop --all turns both off within one timeout",
+          rc == 0 and out.count("turned off") == 2 and took < 8, "%s %s %.1fs" % (out, err, took))
+    rc, out, err = gp("vm", "status", "r2", "--json", root=root, state=st2)
+    check("stopped afterwards", rc == 0 and json.loads(out)["state"] == "stopped", out + err)
+    rc, out, err = gp("vm", "list", root=root, state=st2, env_extra={})
+    check("no repair reported after a clean stop", "repaired" not in err, err)
+
 shutil.rmtree(TMP, ignore_errors=True)
 print("TAP version 13")
 print("1..%d" % len(results))

@@ -129,6 +129,9 @@ int kmodel_bind(struct kmodel *km, const char *addr, const char *drv)
 	r = gp_fake_symlink(km->fake, target, rel);
 	if (r < 0)
 		return r;
+	km->binds++;
+	if (km->crash_at_bind && km->binds == km->crash_at_bind)
+		_exit(9); /* kill -9 in the middle of a mount */
 	if (strcmp(drv, "vfio-pci") == 0) {
 		int g = group_of(km, addr);
 

@@ -25,6 +25,8 @@ struct kmodel {
 	struct gp_strv writes;  /* "path <- value" of every write seen */
 	int vfio_binds;         /* binds to vfio-pci so far */
 	int crash_at_vfio_bind; /* _exit(9) right after this bind (1-based; 0 off) */
+	int binds;              /* binds to any driver so far */
+	int crash_at_bind;      /* _exit(9) right after this bind of any driver */
 	char fail_vfio[32];     /* this address refuses vfio-pci */
 	int sleep_first_ms;     /* sleep on the first write (to overlap two callers) */
 	bool slept;

@@ -383,6 +383,52 @@ static void test_crash_then_reconcile(void **state)
 	fx_free(fx);
 }
 
+/* kill -9 in the middle of a mount: the next run finishes it. */
+static void test_crash_in_mount(void **state)
+{
+	struct fx *fx = fx_new("workstation", true);
+	struct gp_state_gpu rec;
+	struct gp_strv report = { 0 };
+	struct gp_why why;
+	int status;
+	bool did;
+	pid_t pid;
+
+	(void)state;
+	assert_int_equal(dismount(fx, "0000:01:00.0", true, &did, &why), 0);
+	gp_state_close(fx->st);
+	fx->st = NULL;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct gp_state *st;
+
+		fx->km.binds = 0;
+		fx->km.crash_at_bind = 1; /* right after the GPU is back on nouveau */
+		if (gp_state_open(fx->ctx, &st) < 0)
+			_exit(1);
+		gp_bind_mount(fx->ctx, st, "0000:01:00.0", NULL, NULL, &did, &why);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 9);
+	assert_int_equal(gp_state_open(fx->ctx, &fx->st), 0);
+	assert_driver(fx, "0000:01:00.0", "nouveau");
+	assert_driver(fx, "0000:01:00.1", "vfio-pci");
+	assert_int_equal(gp_state_gpu_get(fx->st, "0000:01:00.0", &rec), 0);
+	assert_int_equal(rec.state, GP_GPU_MOUNTING);
+
+	assert_int_equal(gp_bind_reconcile(fx->ctx, fx->st, NULL, &report), 0);
+	assert_int_equal(report.n, 1);
+	assert_non_null(strstr(report.v[0], "finished an interrupted mount"));
+	assert_driver(fx, "0000:01:00.0", "nouveau");
+	assert_driver(fx, "0000:01:00.1", "snd_hda_intel");
+	assert_int_equal(gp_state_gpu_get(fx->st, "0000:01:00.0", &rec), -ENOENT);
+	gp_strv_clear(&report);
+	fx_free(fx);
+}
+
 /* A GPU given back by hand behind gpupass's back is forgotten. */
 static void test_reconcile_rebound_outside(void **state)
 {
@@ -427,6 +473,31 @@ static void test_mount_refused_when_held(void **state)
 	assert_non_null(strstr(why.msg, "0000:3b:00.0"));
 	assert_non_null(strstr(why.msg, "vm1"));
 	assert_unchanged(fx);
+	fx_free(fx);
+}
+
+/* A GPU someone bound to vfio-pci by hand: recorded with an unknown
+ * original driver; mount lets the kernel pick the driver. */
+static void test_dismounted_by_hand(void **state)
+{
+	struct fx *fx = fx_new("already-dismounted", true);
+	struct gp_state_gpu rec;
+	struct gp_why why = { "" };
+	bool did = true;
+
+	(void)state;
+	assert_driver(fx, "0000:3b:00.0", "vfio-pci");
+	assert_int_equal(dismount(fx, "0000:3b:00.0", false, &did, &why), 0);
+	assert_true(did); /* recorded now */
+	assert_int_equal(gp_state_gpu_get(fx->st, "0000:3b:00.0", &rec), 0);
+	assert_string_equal(rec.fn[0].original_driver, GP_DRIVER_UNKNOWN);
+	assert_true(rec.fn[0].on_vfio);
+	/* The driver the kernel would match. */
+	assert_int_equal(gp_strv_push(&fx->km.natural, "0000:3b:00.0=nvidia"), 0);
+	assert_int_equal(gp_fake_mkdir(fx->fake, "sys/bus/pci/drivers/nvidia"), 0);
+	assert_int_equal(gp_bind_mount(fx->ctx, fx->st, "0000:3b:00.0", NULL, NULL, &did, &why), 0);
+	assert_true(did);
+	assert_driver(fx, "0000:3b:00.0", "nvidia");
 	fx_free(fx);
 }
 
@@ -507,8 +578,10 @@ int main(void)
 		cmocka_unit_test(test_vfio_missing),
 		cmocka_unit_test(test_bind_failure_rolls_back),
 		cmocka_unit_test(test_crash_then_reconcile),
+		cmocka_unit_test(test_crash_in_mount),
 		cmocka_unit_test(test_reconcile_rebound_outside),
 		cmocka_unit_test(test_mount_refused_when_held),
+		cmocka_unit_test(test_dismounted_by_hand),
 		cmocka_unit_test(test_concurrent_dismounts),
 	};
 

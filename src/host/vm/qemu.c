@@ -637,6 +637,18 @@ static int wait_gone(pid_t pid, int64_t deadline)
 	return 0;
 }
 
+int gp_vm_request_powerdown(const struct gp_vm_paths *p)
+{
+	struct gp_qmp *q;
+	int r = gp_qmp_connect(p->qmp, 3000, &q);
+
+	if (r < 0)
+		return r;
+	r = gp_qmp_execute(q, "system_powerdown", NULL, 3000, NULL, NULL, 0);
+	gp_qmp_close(q);
+	return r;
+}
+
 int gp_vm_stop(struct gp_ctx *ctx, const struct gp_vm_paths *p, int timeout_ms, bool force,
 	       bool *forced, struct gp_why *why)
 {

@@ -121,6 +121,11 @@ int gp_vm_spawn(struct gp_ctx *ctx, const struct gp_vm_paths *p, const struct gp
 int gp_vm_stop(struct gp_ctx *ctx, const struct gp_vm_paths *p, int timeout_ms, bool force,
 	       bool *forced, struct gp_why *why);
 
+/* Presses the ACPI power button and returns at once (stop --all asks
+ * every VM first, then waits for them together). 0, or -errno when QMP
+ * does not answer. */
+int gp_vm_request_powerdown(const struct gp_vm_paths *p);
+
 /* Reads the last @max bytes of the log. */
 int gp_vm_log_tail(const struct gp_vm_paths *p, size_t max, char **out);
 
