@@ -70,7 +70,10 @@ nested_sees() {
 	grep -q 'NESTED-END' "$log" || return 1
 	grep -q "NESTED-LSPCI .*\[$class\]: .*\[$id\]" "$log" || return 1
 	v=${id%:*} d=${id#*:}
-	grep -q "NESTED-DEV [0-9a-f:.]* 0x$v 0x$d 0x${class}00" "$log"
+	grep -q "NESTED-DEV [0-9a-f:.]* 0x$v 0x$d 0x${class}00" "$log" || return 1
+	# exactly one such device: a default VGA (also 1234:1111) would make
+	# the check prove nothing
+	[ "$(grep -c "NESTED-DEV [0-9a-f:.]* 0x$v 0x$d " "$log")" -eq 1 ]
 }
 
 # survey_name ADDR: the GPU's name as `gpupass survey --json` reports it

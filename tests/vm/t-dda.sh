@@ -11,7 +11,7 @@
 # expect: commands start-on-bochs vm-create-refused vm-create gpu-on-vfio
 # expect: vm-start qmp-up vm-verify nested-lspci mount-refused-held vm-stop
 # expect: mount back-on-bochs dismount-shared-refused shared-untouched
-# expect: dismount-mount vm-delete
+# expect: dismount-mount survey-dismounted vm-delete
 . "$GPVM_SRC/tests/vm/lib.sh"
 GPU=0000:00:02.0
 SHARED=0000:01:01.0
@@ -157,13 +157,30 @@ done
 check shared-untouched "after the refusals $SHARED is on $(dev_driver $SHARED), $NIC on $(dev_driver $NIC)" \
 	test "$(dev_driver $SHARED)" = bochs-drm -a "$(dev_driver $NIC)" = e1000
 
-# 4. dismount + mount by themselves (also what bench/dda times).
+# 4. dismount + mount by themselves (also what bench/dda times); while
+# dismounted, the survey says so.
 t0=$(now)
-if GP dismount $GPU --force >$WORK/out 2>&1 && [ "$(dev_driver $GPU)" = vfio-pci ] &&
-   GP mount $GPU >>$WORK/out 2>&1 && [ "$(dev_driver $GPU)" = bochs-drm ]; then
-	pass dismount-mount "$(elapsed $t0) s"
+if GP dismount $GPU --force >$WORK/out 2>&1 && [ "$(dev_driver $GPU)" = vfio-pci ]; then
+	t1=$(now)
+	"$GPUPASS" survey --json >$WORK/s.json 2>&1
+	/usr/bin/python3 -c '
+import json, sys
+g = next(g for g in json.load(open(sys.argv[1]))["gpus"] if g["address"] == "0000:00:02.0")
+codes = [p["code"] for p in g["methods"]["dda"]["problems"]]
+sys.exit(not (g["driver"] == "vfio-pci" and "already-dismounted" in codes and g["methods"]["pv"]["ready"] is False))
+' $WORK/s.json
+	rc=$?
+	check survey-dismounted "survey of the dismounted GPU does not say vfio-pci / already-dismounted / pv not ready: $(head -c 200 $WORK/s.json)" \
+		test $rc -eq 0
+	t2=$(now)
+	if GP mount $GPU >>$WORK/out 2>&1 && [ "$(dev_driver $GPU)" = bochs-drm ]; then
+		pass dismount-mount
+	else
+		fail dismount-mount "mount: driver now $(dev_driver $GPU): $(tail -n 3 $WORK/out | tr '\n' ' ')"
+	fi
+	info "time dismount $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s, mount $(elapsed $t2) s"
 else
-	fail dismount-mount "driver now $(dev_driver $GPU): $(head -n 3 $WORK/out | tr '\n' ' ')"
+	fail dismount-mount "dismount --force: driver now $(dev_driver $GPU): $(head -n 3 $WORK/out | tr '\n' ' ')"
 fi
 
 GP vm delete g1 >$WORK/out 2>&1
