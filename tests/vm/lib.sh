@@ -57,9 +57,12 @@ wait_for() {
 # lspci), no disk, no default VGA. The command line skips what only costs
 # time under TCG inside TCG (crypto self-tests, speculation mitigations).
 . "$GPVM_CACHE/vm.env"
-NESTED_KERNEL=$GUEST_KERNEL
-NESTED_INITRD=$GUEST_INITRD
-NESTED_APPEND="console=ttyS0 loglevel=4 panic=-1 tsc=reliable no_timer_check mitigations=off cryptomgr.notests"
+# shellcheck disable=SC2034 # used by the test scripts that source this
+{
+	NESTED_KERNEL=$GUEST_KERNEL
+	NESTED_INITRD=$GUEST_INITRD
+	NESTED_APPEND="console=ttyS0 loglevel=4 panic=-1 tsc=reliable no_timer_check mitigations=off cryptomgr.notests"
+}
 
 # nested_sees LOG VENDOR:DEVICE CLASS: the nested guest printed its
 # lspci and sysfs lists, and the assigned device is there with that class.
