@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "context.h"
+#include "pci.h"
 
 struct gp_state {
 	sqlite3 *db;
@@ -433,12 +434,39 @@ static bool gpu_recorded(struct gp_state *st, const char *key)
 	return found;
 }
 
+/* A record read back is outside data (the file may have been edited or
+ * damaged): its addresses and driver names become sysfs and lock-file
+ * paths, so anything that is not a PCI address or a plain driver name is
+ * refused rather than followed ("../", "/"). */
+static bool driver_name_ok(const char *d)
+{
+	return strcmp(d, GP_DRIVER_UNKNOWN) == 0 ||
+	       (!strchr(d, '/') && strcmp(d, ".") != 0 && strcmp(d, "..") != 0);
+}
+
+static bool record_ok(const struct gp_state_gpu *g)
+{
+	struct gp_pci_addr a;
+
+	if (gp_pci_addr_parse(g->address, &a) < 0 || g->state < GP_GPU_DISMOUNTING ||
+	    g->state > GP_GPU_MOUNTING)
+		return false;
+	for (size_t i = 0; i < g->nfn; i++) {
+		if (gp_pci_addr_parse(g->fn[i].address, &a) < 0 ||
+		    !driver_name_ok(g->fn[i].original_driver))
+			return false;
+	}
+	return true;
+}
+
 int gp_state_gpu_put(struct gp_state *st, const struct gp_state_gpu *gpu)
 {
 	int r;
 
 	if (gpu->nfn > GP_STATE_MAX_FN)
 		return -E2BIG;
+	if (!record_ok(gpu))
+		return -EINVAL;
 	TX_BEGIN(st);
 	r = run(st, "INSERT INTO gpu(address, iommu_group, state, auto_for_vm) "
 		    "VALUES (?1, ?2, ?3, ?4) ON CONFLICT(address) DO UPDATE SET "
@@ -501,6 +529,11 @@ int gp_state_gpu_get(struct gp_state *st, const char *addr, struct gp_state_gpu 
 	}
 	r = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? 0 : sql_errno(st, rc, "fn_get");
 	sqlite3_finalize(s);
+	if (r == 0 && !record_ok(&g)) {
+		gp_err(st->log, "state: the record of GPU %s is damaged (not a PCI address or "
+		       "driver name); it is ignored", g.address);
+		r = -EBADMSG;
+	}
 	if (r == 0)
 		*out = g;
 	return r;
