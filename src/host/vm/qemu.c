@@ -113,6 +113,18 @@ static char *qemu_escape(const char *s)
 	return out;
 }
 
+/* The QMP chardev argument gp_vm_build_argv() gives this VM's QEMU. */
+static char *qmp_chardev_arg(const struct gp_vm_paths *p)
+{
+	char *e = qemu_escape(p->qmp), *arg;
+
+	if (!e)
+		return NULL;
+	arg = gp_strdup_printf("socket,id=gpqmp,path=%s,server=on,wait=off", e);
+	free(e);
+	return arg;
+}
+
 static int push_kv(struct gp_strv *a, const char *opt, const char *pre, const char *path,
 		   const char *post)
 {
@@ -232,7 +244,16 @@ int gp_vm_build_argv(const struct gp_vm_launch *l, struct gp_strv *a)
 	}
 
 	/* QMP, the guest agent channel, the serial console into the log. */
-	r = push_kv(a, "-chardev", "socket,id=gpqmp,path=", p->qmp, ",server=on,wait=off");
+	{
+		/* The same string pid_is_vm_qemu() looks for. */
+		char *qarg = qmp_chardev_arg(p);
+
+		if (!qarg)
+			return -ENOMEM;
+		r = gp_strv_push(a, "-chardev");
+		r |= gp_strv_push(a, qarg);
+		free(qarg);
+	}
 	r |= gp_strv_push(a, "-mon");
 	r |= gp_strv_push(a, "chardev=gpqmp,mode=control");
 	r |= push_kv(a, "-chardev", "socket,id=gpqga,path=", p->qga, ",server=on,wait=off");
@@ -411,6 +432,53 @@ static bool pid_alive(pid_t pid)
 	return !(rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'));
 }
 
+/* Is @pid the QEMU of this VM? A pidfile is outside data: after a reboot
+ * or a crash its number may belong to any process (pid 1, a shell), and
+ * vm stop must never signal that. Only a process whose command line has
+ * this VM's own QMP socket argument is taken for its QEMU. */
+static bool pid_is_vm_qemu(pid_t pid, const struct gp_vm_paths *p)
+{
+	char path[64], *want = qmp_chardev_arg(p), *buf = NULL;
+	size_t cap = 0, n = 0;
+	bool ours = false;
+	FILE *f;
+
+	if (!want)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	f = fopen(path, "re");
+	if (f) {
+		/* Read it all (QEMU command lines run to a few KiB; 1 MiB
+		 * bounds a garbled one). */
+		for (;;) {
+			size_t got;
+
+			if (n + 4096 > cap) {
+				char *nb = cap < (1u << 20) ? realloc(buf, cap + 8192) : NULL;
+
+				if (!nb)
+					break;
+				buf = nb;
+				cap += 8192;
+			}
+			got = fread(buf + n, 1, 4096, f);
+			n += got;
+			if (got == 0)
+				break;
+		}
+		fclose(f);
+	}
+	for (size_t i = 0; buf && i < n; i += strnlen(buf + i, n - i) + 1) {
+		if (strnlen(buf + i, n - i) == strlen(want) && memcmp(buf + i, want, strlen(want)) == 0) {
+			ours = true;
+			break;
+		}
+	}
+	free(buf);
+	free(want);
+	return ours;
+}
+
 int gp_vm_pid(const struct gp_vm_paths *p, pid_t *out)
 {
 	char buf[32] = "";
@@ -426,7 +494,7 @@ int gp_vm_pid(const struct gp_vm_paths *p, pid_t *out)
 	fclose(f);
 	if (gp_parse_int(buf, &pid) < 0 || pid <= 0)
 		return -EINVAL;
-	if (!pid_alive(pid))
+	if (!pid_alive(pid) || !pid_is_vm_qemu(pid, p))
 		return -ESRCH;
 	*out = pid;
 	return 0;
@@ -590,10 +658,19 @@ int gp_vm_spawn(struct gp_ctx *ctx, const struct gp_vm_paths *p, const struct gp
 		_exit(127);
 	}
 	close(logfd);
+	/* Without its pidfile the VM would be invisible to every later
+	 * gpupass (status, stop, mount checks): no pidfile, no VM. */
 	pf = fopen(p->pid, "we");
-	if (pf) {
-		fprintf(pf, "%d\n", (int)pid);
-		fclose(pf);
+	if (!pf || fprintf(pf, "%d\n", (int)pid) < 0 || fclose(pf) != 0) {
+		r = -errno;
+		if (r == 0)
+			r = -EIO;
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		unlink(p->pid);
+		gp_why_set(why, "cannot write the pidfile %s: %s; QEMU was stopped", p->pid,
+			   strerror(-r));
+		return r;
 	}
 	for (;;) {
 		struct gp_qmp *q;
