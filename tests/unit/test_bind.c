@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,6 +23,7 @@
 #include "host/bind.h"
 #include "host/context.h"
 #include "host/state.h"
+#include "host/survey.h"
 #include "kmodel.h"
 
 struct fx {
@@ -513,6 +515,169 @@ struct racer {
 	pthread_barrier_t *barrier;
 };
 
+/* The kernel refuses vfio-pci for the audio function AND the GPU's own
+ * driver refuses it back: the record stays (as an unfinished mount), the
+ * message says how to finish, and mount finishes once the driver works. */
+static void test_rollback_failure_keeps_record(void **state)
+{
+	struct fx *fx = fx_new("workstation", true);
+	struct gp_state_gpu rec;
+	struct gp_strv report = { 0 };
+	struct gp_why why = { "" };
+	bool did;
+
+	(void)state;
+	strcpy(fx->km.fail_vfio, "0000:01:00.1");
+	strcpy(fx->km.fail_driver, "nouveau");
+	assert_int_equal(dismount(fx, "0000:01:00.0", true, &did, &why), -EIO);
+	assert_false(did);
+	assert_non_null(strstr(why.msg, "0000:01:00.1"));
+	assert_non_null(strstr(why.msg, "nouveau"));
+	assert_non_null(strstr(why.msg, "gpupass mount 0000:01:00.0"));
+	assert_null(strchr(why.msg, '\n'));
+	assert_driver(fx, "0000:01:00.0", "");
+	assert_int_equal(gp_state_gpu_get(fx->st, "0000:01:00.0", &rec), 0);
+	assert_int_equal(rec.state, GP_GPU_MOUNTING);
+	assert_string_equal(rec.fn[0].original_driver, "nouveau");
+
+	/* Still broken: reconcile reports it and keeps the record. */
+	assert_int_equal(gp_bind_reconcile(fx->ctx, fx->st, NULL, &report), -EIO);
+	assert_int_equal(report.n, 1);
+	assert_non_null(strstr(report.v[0], "still not done"));
+	assert_int_equal(gp_state_gpu_get(fx->st, "0000:01:00.0", &rec), 0);
+	gp_strv_clear(&report);
+
+	/* The driver works again: mount finishes the job. */
+	fx->km.fail_driver[0] = '\0';
+	assert_int_equal(gp_bind_mount(fx->ctx, fx->st, "0000:01:00.0", NULL, NULL, &did, &why), 0);
+	assert_true(did);
+	assert_driver(fx, "0000:01:00.0", "nouveau");
+	assert_driver(fx, "0000:01:00.1", "snd_hda_intel");
+	assert_int_equal(gp_state_gpu_get(fx->st, "0000:01:00.0", &rec), -ENOENT);
+	fx_free(fx);
+}
+
+/* mount when the original driver does not take the device back: -EIO,
+ * one line naming the device, the driver and the fix; the record and the
+ * VM's claim stay so that mount can be run again. */
+static void test_mount_driver_does_not_rebind(void **state)
+{
+	struct fx *fx = fx_new("workstation", true);
+	struct gp_state_gpu rec;
+	struct gp_vm_config cfg;
+	struct gp_why why = { "" };
+	char vm[GP_NAME_LEN];
+	bool did;
+
+	(void)state;
+	assert_int_equal(dismount(fx, "0000:01:00.0", true, &did, &why), 0);
+	gp_vm_config_init(&cfg, "vm1");
+	assert_int_equal(gp_state_vm_add(fx->st, &cfg), 0);
+	assert_int_equal(gp_state_assign(fx->st, "0000:01:00.0", "vm1"), 0);
+	strcpy(fx->km.fail_driver, "snd_hda_intel");
+	assert_int_equal(gp_bind_mount(fx->ctx, fx->st, "0000:01:00.0",
+				       &(struct gp_bind_opts){ .allow_held = true }, NULL, &did,
+				       &why), -EIO);
+	assert_false(did);
+	assert_non_null(strstr(why.msg, "0000:01:00.1"));
+	assert_non_null(strstr(why.msg, "modprobe snd_hda_intel"));
+	assert_non_null(strstr(why.msg, "gpupass mount 0000:01:00.0"));
+	assert_null(strchr(why.msg, '\n'));
+	assert_driver(fx, "0000:01:00.0", "nouveau");
+	assert_int_equal(gp_state_gpu_get(fx->st, "0000:01:00.0", &rec), 0);
+	assert_int_equal(rec.state, GP_GPU_MOUNTING);
+	/* The next command's reconcile keeps the VM's claim. */
+	assert_int_equal(gp_bind_reconcile(fx->ctx, fx->st, NULL, NULL), -EIO);
+	assert_int_equal(gp_state_gpu_owner(fx->st, "0000:01:00.0", vm, sizeof(vm)), 0);
+	assert_string_equal(vm, "vm1");
+	fx->km.fail_driver[0] = '\0';
+	assert_int_equal(gp_bind_mount(fx->ctx, fx->st, "0000:01:00.0",
+				       &(struct gp_bind_opts){ .allow_held = true }, NULL, &did,
+				       &why), 0);
+	assert_driver(fx, "0000:01:00.1", "snd_hda_intel");
+	assert_int_equal(gp_state_gpu_owner(fx->st, "0000:01:00.0", vm, sizeof(vm)), 0);
+	fx_free(fx);
+}
+
+/* A device joins the GPU's IOMMU group between the survey and the lock
+ * (hot-plug): the dismount must not go on with the old picture. */
+static void test_group_changed_under_lock(void **state)
+{
+	struct fx *fx = fx_new("server-t4", true);
+	struct gp_survey *sv;
+	const struct gp_survey_gpu *g;
+	struct gp_why why = { "" };
+	char rel[128];
+	bool did = true;
+
+	(void)state;
+	assert_int_equal(gp_survey_run(fx->ctx, NULL, &sv), 0);
+	assert_int_equal(gp_survey_find(sv, "0000:3b:00.0", &g, NULL), 0);
+	snprintf(rel, sizeof(rel), "sys/kernel/iommu_groups/%d/devices/0000:3b:00.5",
+		 g->dev->iommu_group);
+	assert_int_equal(gp_fake_symlink(fx->fake, "/sys/devices/pci0000:3a/0000:3b:00.5", rel), 0);
+	snapshot(fx);
+	assert_int_equal(gp_bind_dismount_gpu(fx->ctx, fx->st, sv, g,
+					      &(struct gp_bind_opts){ .kops = &fx->kops },
+					      &did, &why), -EAGAIN);
+	assert_false(did);
+	assert_non_null(strstr(why.msg, "0000:3b:00.5"));
+	assert_non_null(strstr(why.msg, "0000:3b:00.0"));
+	assert_int_equal(fx->km.writes.n, 0);
+	assert_unchanged(fx);
+	gp_survey_free(sv);
+	fx_free(fx);
+}
+
+static void db_exec(struct fx *fx, const char *sql)
+{
+	sqlite3 *db;
+
+	assert_int_equal(sqlite3_open(fx->db, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+/* A damaged or edited database: addresses and driver names that would
+ * lead sysfs writes or lock files elsewhere are refused, nothing is
+ * written, and a healthy record next to them still works. */
+static void test_damaged_records(void **state)
+{
+	static const char *const bad[] = {
+		"UPDATE function SET original_driver = '../../../../tmp/x' "
+		"WHERE address = '0000:3b:00.0'",
+		"UPDATE function SET address = '0000:3b:00.0/../../../../tmp' "
+		"WHERE address = '0000:3b:00.0'",
+		"UPDATE function SET original_driver = '..' WHERE address = '0000:3b:00.0'",
+		"PRAGMA foreign_keys = OFF; UPDATE gpu SET address = '../x' "
+		"WHERE address = '0000:3b:00.0'; UPDATE function SET gpu = '../x'",
+		"PRAGMA ignore_check_constraints = ON; UPDATE gpu SET state = 7",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct fx *fx = fx_new("server-t4", true);
+		struct gp_state_gpu rec;
+		struct gp_why why = { "" };
+		struct gp_strv addrs = { 0 };
+		bool did;
+
+		assert_int_equal(dismount(fx, "0000:3b:00.0", false, &did, &why), 0);
+		gp_strv_clear(&fx->km.writes);
+		db_exec(fx, bad[i]);
+		snapshot(fx);
+		assert_int_equal(gp_state_gpu_list(fx->st, &addrs), 0);
+		assert_int_equal(addrs.n, 1);
+		assert_int_equal(gp_state_gpu_get(fx->st, addrs.v[0], &rec), -EBADMSG);
+		assert_int_equal(gp_bind_reconcile(fx->ctx, fx->st, NULL, NULL), -EBADMSG);
+		assert_true(gp_bind_mount(fx->ctx, fx->st, addrs.v[0], NULL, NULL, &did, &why) < 0);
+		assert_int_equal(fx->km.writes.n, 0);
+		assert_unchanged(fx);
+		gp_strv_clear(&addrs);
+		fx_free(fx);
+	}
+}
+
 static void *race(void *arg)
 {
 	struct racer *rc = arg;
@@ -583,6 +748,10 @@ int main(void)
 		cmocka_unit_test(test_mount_refused_when_held),
 		cmocka_unit_test(test_dismounted_by_hand),
 		cmocka_unit_test(test_concurrent_dismounts),
+		cmocka_unit_test(test_rollback_failure_keeps_record),
+		cmocka_unit_test(test_mount_driver_does_not_rebind),
+		cmocka_unit_test(test_group_changed_under_lock),
+		cmocka_unit_test(test_damaged_records),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
