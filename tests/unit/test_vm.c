@@ -61,35 +61,54 @@ static struct gp_vm_hostdev hostdev(const char *addr, uint64_t bar0, bool b0_64,
 	return d;
 }
 
+static uint64_t hole_of(const struct gp_vm_hostdev *d, size_t nfn)
+{
+	struct gp_vm_card c = { .fn = d, .nfn = nfn };
+
+	return gp_vm_hole64_size(&c, 1);
+}
+
 static void test_hole64(void **state)
 {
 	struct gp_vm_hostdev d[3];
+	struct gp_vm_card cards[2];
 
 	(void)state;
 	assert_int_equal(gp_vm_hole64_size(NULL, 0), 32 * GiB);
 	/* Small BARs: QEMU's default is kept, never shrunk. */
 	d[0] = hostdev("0000:01:00.0", 256 * MiB, true, 32 * MiB, true);
-	assert_int_equal(gp_vm_hole64_size(d, 1), 32 * GiB);
+	assert_int_equal(hole_of(d, 1), 32 * GiB);
 	/* 32-bit BARs do not count toward the 64-bit window. */
 	d[0] = hostdev("0000:01:00.0", 64 * GiB, false, 0, false);
-	assert_int_equal(gp_vm_hole64_size(d, 1), 32 * GiB);
-	/* An A100 80GB: one 128 GiB BAR -> 128 packed + 128 margin. */
+	assert_int_equal(hole_of(d, 1), 32 * GiB);
+	/* An A100 80GB: a 128 GiB BAR and a 32 MiB one. Its root port's
+	 * window is rounded up to its 128 GiB alignment (256), plus 128 of
+	 * margin for an unaligned hole start. */
 	d[0] = hostdev("0000:5e:00.0", 128 * GiB, true, 32 * MiB, true);
-	assert_int_equal(gp_vm_hole64_size(d, 1), 257 * GiB);
-	/* Two 16 GiB cards: 16 + 16 + the 256 MiB BARs, aligned, + 16 margin,
-	 * rounded up to whole GiB. */
+	assert_int_equal(hole_of(d, 1), 384 * GiB);
+	/* Two 16 GiB cards, each behind its own root port: each window is
+	 * 16 G + 256 M rounded to 32 G, at 16 G alignment: 64 + 16 margin. */
 	d[0] = hostdev("0000:03:00.0", 16 * GiB, true, 256 * MiB, true);
 	d[1] = hostdev("0000:04:00.0", 16 * GiB, true, 256 * MiB, true);
-	assert_int_equal(gp_vm_hole64_size(d, 2), 49 * GiB);
+	cards[0] = (struct gp_vm_card){ .fn = &d[0], .nfn = 1 };
+	cards[1] = (struct gp_vm_card){ .fn = &d[1], .nfn = 1 };
+	assert_int_equal(gp_vm_hole64_size(cards, 2), 80 * GiB);
+	/* The same BARs as two functions of one card share one window:
+	 * 32 G + 512 M rounded to 48 G, + 16 margin. */
+	assert_int_equal(hole_of(d, 2), 64 * GiB);
 	/* A garbled, not-power-of-two size is aligned as the next power. */
 	d[0] = hostdev("0000:03:00.0", 48 * GiB, true, 0, false);
-	assert_int_equal(gp_vm_hole64_size(d, 1), 112 * GiB);
+	assert_int_equal(hole_of(d, 1), 128 * GiB);
+	/* Absurd sizes saturate instead of overflowing. */
+	d[0] = hostdev("0000:03:00.0", UINT64_MAX, true, UINT64_MAX / 3, true);
+	assert_true(hole_of(d, 1) >= 32 * GiB);
+	assert_int_equal(hole_of(d, 1) % GiB, 0);
 	/* I/O BARs are ignored. */
 	d[2] = hostdev("0000:05:00.0", 0, false, 0, false);
 	d[2].bar_size[4] = 256;
 	d[2].bar_64[4] = true;
 	d[2].bar_mem[4] = false;
-	assert_int_equal(gp_vm_hole64_size(&d[2], 1), 32 * GiB);
+	assert_int_equal(hole_of(&d[2], 1), 32 * GiB);
 }
 
 static void base_paths(struct gp_vm_paths *p)

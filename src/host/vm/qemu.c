@@ -41,45 +41,84 @@ int gp_vm_paths_get(struct gp_ctx *ctx, const char *name, struct gp_vm_paths *p)
 
 /* --- MMIO sizing --- */
 
-static int cmp_desc(const void *a, const void *b)
+/* BAR sizes are powers of two; a garbled one is rounded up. */
+static uint64_t pow2_up(uint64_t v)
 {
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	uint64_t a = 1;
 
-	return x < y ? 1 : x > y ? -1 : 0;
+	while (a < v && a < (1ull << 62))
+		a <<= 1;
+	return a;
 }
 
-uint64_t gp_vm_hole64_size(const struct gp_vm_hostdev *devs, size_t n)
+/* One item to place in the window: its size and its alignment. */
+struct span {
+	uint64_t size, align;
+};
+
+static int cmp_align_desc(const void *a, const void *b)
+{
+	const struct span *x = a, *y = b;
+
+	return x->align < y->align ? 1 : x->align > y->align ? -1 : 0;
+}
+
+/* Packs items, largest alignment first, each at its alignment; saturates
+ * far beyond any real machine. */
+static uint64_t pack(struct span *v, size_t n)
+{
+	uint64_t end = 0;
+
+	qsort(v, n, sizeof(v[0]), cmp_align_desc);
+	for (size_t i = 0; i < n; i++) {
+		end = (end + v[i].align - 1) & ~(v[i].align - 1);
+		if (end > UINT64_MAX / 4 || v[i].size > UINT64_MAX / 4)
+			return UINT64_MAX / 4;
+		end += v[i].size;
+	}
+	return end;
+}
+
+uint64_t gp_vm_hole64_size(const struct gp_vm_card *cards, size_t ncards)
 {
 	const uint64_t gib = 1ull << 30;
-	uint64_t sizes[GP_STATE_MAX_FN * 6], end = 0, size;
-	size_t ns = 0;
+	struct span windows[32];
+	uint64_t size, largest = 0;
+	size_t nw = 0;
 
-	for (size_t i = 0; i < n && ns < GP_ARRAY_SIZE(sizes); i++) {
-		for (int b = 0; b < 6; b++) {
-			if (devs[i].bar_mem[b] && devs[i].bar_64[b] && devs[i].bar_size[b])
-				sizes[ns++] = devs[i].bar_size[b];
+	for (size_t c = 0; c < ncards && nw < GP_ARRAY_SIZE(windows); c++) {
+		struct span bars[GP_STATE_MAX_FN * 6];
+		uint64_t w, a;
+		size_t ns = 0;
+
+		for (size_t i = 0; i < cards[c].nfn && i < GP_STATE_MAX_FN; i++) {
+			const struct gp_vm_hostdev *d = &cards[c].fn[i];
+
+			for (int b = 0; b < 6; b++) {
+				if (d->bar_mem[b] && d->bar_64[b] && d->bar_size[b]) {
+					bars[ns].size = bars[ns].align = pow2_up(d->bar_size[b]);
+					ns++;
+				}
+			}
 		}
+		if (ns == 0)
+			continue;
+		w = pack(bars, ns);
+		a = bars[0].align; /* the largest, after pack() sorted them */
+		if (w > UINT64_MAX / 8)
+			return UINT64_MAX / 4 & ~(gib - 1);
+		windows[nw].size = (w + a - 1) / a * a;
+		windows[nw].align = a;
+		nw++;
+		if (a > largest)
+			largest = a;
 	}
-	if (ns == 0)
+	if (nw == 0)
 		return GP_VM_HOLE64_DEFAULT;
-	qsort(sizes, ns, sizeof(sizes[0]), cmp_desc);
-	for (size_t i = 0; i < ns; i++) {
-		uint64_t align = sizes[i];
-
-		/* BAR sizes are powers of two; round a garbled one up. */
-		if (align & (align - 1)) {
-			uint64_t a = 1;
-
-			while (a < align && a < (1ull << 62))
-				a <<= 1;
-			align = a;
-		}
-		end = (end + align - 1) & ~(align - 1);
-		if (end > UINT64_MAX / 4)
-			return UINT64_MAX / 4;
-		end += align;
-	}
-	size = end + sizes[0]; /* margin: an unaligned window start */
+	size = pack(windows, nw);
+	if (size > UINT64_MAX / 8)
+		return UINT64_MAX / 4 & ~(gib - 1);
+	size += largest; /* margin: an unaligned hole start */
 	size = (size + gib - 1) & ~(gib - 1);
 	return size < GP_VM_HOLE64_DEFAULT ? GP_VM_HOLE64_DEFAULT : size;
 }
@@ -229,16 +268,10 @@ int gp_vm_build_argv(const struct gp_vm_launch *l, struct gp_strv *a)
 		}
 	}
 	if (ndevs) {
-		struct gp_vm_hostdev all[GP_STATE_MAX_FN];
-		size_t n = 0;
-
-		for (size_t ci = 0; ci < l->ncards; ci++) {
-			for (size_t f = 0; f < l->cards[ci].nfn && n < GP_ARRAY_SIZE(all); f++)
-				all[n++] = l->cards[ci].fn[f];
-		}
 		r = gp_strv_push(a, "-global");
 		r |= gp_strv_push_printf(a, "q35-pcihost.pci-hole64-size=%lluG",
-					 (unsigned long long)(gp_vm_hole64_size(all, n) >> 30));
+					 (unsigned long long)(gp_vm_hole64_size(l->cards,
+										l->ncards) >> 30));
 		if (r)
 			return -ENOMEM;
 	}

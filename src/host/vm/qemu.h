@@ -49,18 +49,22 @@ int gp_vm_paths_get(struct gp_ctx *ctx, const char *name, struct gp_vm_paths *ou
  * Q35_PCI_HOST_HOLE64_SIZE_DEFAULT). */
 #define GP_VM_HOLE64_DEFAULT (32ull << 30)
 
-/* The 64-bit MMIO window for these devices: their 64-bit memory BARs
- * packed largest first, each aligned to its own size (PCI BARs are
- * naturally aligned, PCI Local Bus 3.0 §6.2.5.1), plus the largest BAR
- * again so an unaligned window start still leaves room, rounded up to
- * 1 GiB; never below QEMU's default. */
-uint64_t gp_vm_hole64_size(const struct gp_vm_hostdev *devs, size_t n);
-
 /* One assigned card: the functions of one GPU's group. */
 struct gp_vm_card {
 	const struct gp_vm_hostdev *fn;
 	size_t nfn;
 };
+
+/* The 64-bit MMIO window for these cards. Each card sits behind its own
+ * PCIe root port, whose prefetchable window the guest firmware sizes as
+ * the card's 64-bit memory BARs packed largest first, each aligned to its
+ * own size (PCI BARs are naturally aligned, PCI Local Bus 3.0 §6.2.5.1),
+ * rounded up to and aligned at the card's largest BAR (a bridge window
+ * takes the alignment of its largest member, PCI-to-PCI Bridge 1.2
+ * §3.2.5.8). The windows are packed the same way, plus the largest
+ * alignment again so an unaligned hole start still leaves room, rounded up
+ * to 1 GiB; never below QEMU's default. */
+uint64_t gp_vm_hole64_size(const struct gp_vm_card *cards, size_t ncards);
 
 struct gp_vm_launch {
 	const struct gp_vm_config *cfg;
