@@ -15,6 +15,7 @@
 #include <string.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -806,6 +807,182 @@ static void test_deploy_chain(void **state)
 	dfx_free(d);
 }
 
+/* A process that looks like the QEMU of the VM at @p (its command line has
+ * the VM's QMP chardev argument), but only sleeps: a running VM for the
+ * checks, without booting anything. */
+static pid_t fake_qemu(const struct gp_vm_paths *p, bool ours)
+{
+	char arg[GP_VM_PATH_LEN + 64];
+	pid_t pid;
+
+	snprintf(arg, sizeof(arg), "socket,id=gpqmp,path=%s,server=on,wait=off",
+		 ours ? p->qmp : "/elsewhere/qmp.sock");
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* "; :" keeps sh from exec'ing sleep in its place. */
+		execl("/bin/sh", "sh", "-c", "sleep 60; :", "sh", arg, (char *)NULL);
+		_exit(127);
+	}
+	/* Until the exec has happened and /proc shows the new command line. */
+	for (int i = 0; i < 200; i++) {
+		char path[64], buf[4096] = "";
+		FILE *f;
+		size_t n;
+
+		snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+		f = fopen(path, "r");
+		n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+		if (f)
+			fclose(f);
+		if (n > 3 && memmem(buf, n, "sleep 60", 8))
+			break;
+		usleep(10000);
+	}
+	return pid;
+}
+
+static void write_pidfile(const struct gp_vm_paths *p, const char *content, size_t len)
+{
+	FILE *f = fopen(p->pid, "w");
+
+	assert_non_null(f);
+	assert_int_equal(fwrite(content, 1, len, f), len);
+	fclose(f);
+}
+
+static bool child_alive(pid_t pid)
+{
+	return waitpid(pid, NULL, WNOHANG) == 0;
+}
+
+/* A pidfile is outside data: garbage, a reused pid (ours, a stranger's)
+ * is never taken for the VM's QEMU, never signalled, and is cleaned. */
+static void test_pidfile_garbage(void **state)
+{
+	char dir[64] = "/tmp/gp-pidf-XXXXXX", cmd[128], num[32];
+	struct gp_ctx *ctx;
+	struct gp_vm_paths p;
+	struct gp_why why = { "" };
+	enum gp_vm_run_state rs;
+	pid_t stranger, qemu, got;
+	bool died, forced;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(gp_ctx_new(NULL, dir, &ctx), 0);
+	assert_int_equal(gp_vm_paths_get(ctx, "pv1", &p), 0);
+	snprintf(cmd, sizeof(cmd), "mkdir -p %s", p.dir);
+	assert_int_equal(system(cmd), 0);
+	stranger = fake_qemu(&p, false);
+	{
+		char self[32], other[32];
+		const char *cases[] = { "", "abc\n", "-5\n", "0\n", "99999999999\n", "1\n",
+					"12 34\n", "\xff\xfe\x01", self, other };
+
+		snprintf(self, sizeof(self), "%d\n", (int)getpid());
+		snprintf(other, sizeof(other), "%d\n", (int)stranger);
+		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+			write_pidfile(&p, cases[i], strlen(cases[i]));
+			assert_true(gp_vm_pid(&p, &got) < 0);
+			assert_int_equal(gp_vm_status(&p, &rs, &got, &died), 0);
+			assert_int_equal(rs, GP_VM_STOPPED);
+			assert_int_equal(got, 0);
+			assert_int_equal(access(p.pid, F_OK), -1); /* cleaned */
+			write_pidfile(&p, cases[i], strlen(cases[i]));
+			assert_int_equal(gp_vm_stop(ctx, &p, 100, true, &forced, &why), 0);
+			assert_false(forced);
+			assert_true(child_alive(stranger));
+		}
+	}
+	/* The VM's own QEMU (its QMP argument) is believed, and stopped. */
+	qemu = fake_qemu(&p, true);
+	snprintf(num, sizeof(num), "%d\n", (int)qemu);
+	write_pidfile(&p, num, strlen(num));
+	assert_int_equal(gp_vm_pid(&p, &got), 0);
+	assert_int_equal(got, qemu);
+	assert_int_equal(gp_vm_status(&p, &rs, &got, &died), 0);
+	assert_int_equal(rs, GP_VM_STARTING); /* alive, QMP not answering */
+	assert_int_equal(gp_vm_stop(ctx, &p, 100, true, &forced, &why), 0);
+	assert_true(forced);
+	assert_true(kill(qemu, 0) < 0);
+	assert_true(child_alive(stranger));
+	kill(stranger, SIGKILL);
+	waitpid(stranger, NULL, 0);
+	gp_ctx_free(ctx);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* A GPU held by a running VM: mount (by address or by name), unassign,
+ * delete and a GPU change are refused, naming GPU and VM; dismount is a
+ * no-op; nothing changes. A mount racing a vm start waits for its lock. */
+static void test_deploy_running_holder(void **state)
+{
+	struct dfx *d = dfx_new("server-t4", true);
+	struct gp_vm_config c;
+	struct gp_vm_paths p;
+	struct gp_state_gpu rec;
+	struct gp_bind_lock *lock = NULL;
+	struct gp_why w = { "" };
+	char vm[GP_NAME_LEN], addr[GP_ADDR_LEN], cmd[GP_VM_PATH_LEN + 16];
+	char num[32];
+	bool did = true;
+	pid_t qemu;
+
+	(void)state;
+	vm_cfg(d, &c, "run1", GP_PT_DDA, "T4", 1);
+	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), 0);
+	drv(d, "0000:3b:00.0", "vfio-pci");
+	assert_int_equal(gp_vm_paths_get(d->ctx, "run1", &p), 0);
+	snprintf(cmd, sizeof(cmd), "mkdir -p %s", p.dir);
+	assert_int_equal(system(cmd), 0);
+	qemu = fake_qemu(&p, true);
+	snprintf(num, sizeof(num), "%d\n", (int)qemu);
+	write_pidfile(&p, num, strlen(num));
+	dfx_snapshot(d);
+	gp_strv_clear(&d->km.writes);
+
+	assert_int_equal(gp_deploy_mount(d->ctx, d->st, "T4", &d->o, addr, vm, &did, &w), -EBUSY);
+	assert_why(&w, "0000:3b:00.0", "run1");
+	assert_false(did);
+	assert_int_equal(gp_deploy_mount(d->ctx, d->st, "0000:3b:00.0", &d->o, addr, vm, &did,
+					 &w), -EBUSY);
+	assert_why(&w, "running VM run1", "vm stop run1");
+	assert_int_equal(gp_deploy_unassign(d->ctx, d->st, "T4", &d->o, addr, vm, &w), -EBUSY);
+	assert_why(&w, "0000:3b:00.0", "run1");
+	assert_int_equal(gp_deploy_vm_delete(d->ctx, d->st, "run1", &d->o, &w), -EBUSY);
+	assert_why(&w, "run1", "--force");
+	c.gpu_count = 1;
+	strcpy(c.gpu_name, "Tesla");
+	assert_int_equal(gp_deploy_vm_set(d->ctx, d->st, &c, &d->o, &w), -EBUSY);
+	assert_why(&w, "run1", "stopped");
+	assert_int_equal(gp_bind_dismount(d->ctx, d->st, "T4",
+					  &(struct gp_bind_opts){ .kops = &d->kops }, NULL, &did,
+					  &w), 0);
+	assert_false(did);
+	assert_int_equal(d->km.writes.n, 0);
+	dfx_unchanged(d);
+
+	/* Stopped, but another gpupass holds the GPU's lock (a vm start in
+	 * progress): mount is refused without touching anything. */
+	kill(qemu, SIGKILL);
+	waitpid(qemu, NULL, 0);
+	assert_int_equal(gp_state_gpu_get(d->st, "0000:3b:00.0", &rec), 0);
+	assert_int_equal(gp_bind_lock_gpu(d->ctx, &rec, false, &lock), 0);
+	assert_int_equal(gp_deploy_mount(d->ctx, d->st, "T4", &d->o, addr, vm, &did, &w), -EBUSY);
+	assert_why(&w, "0000:3b:00.0", "another gpupass");
+	assert_int_equal(d->km.writes.n, 0);
+	gp_bind_lock_release(lock);
+	/* Free: mounted, and the stopped VM keeps its claim. */
+	assert_int_equal(gp_deploy_mount(d->ctx, d->st, "T4", &d->o, addr, vm, &did, &w), 0);
+	assert_true(did);
+	assert_string_equal(vm, "run1");
+	assert_string_equal(addr, "0000:3b:00.0");
+	drv(d, "0000:3b:00.0", "nvidia");
+	dfx_free(d);
+}
+
 /* vm set re-picks GPUs (only while stopped) and gives back what it took. */
 static void test_deploy_set(void **state)
 {
@@ -860,6 +1037,8 @@ int main(void)
 		cmocka_unit_test(test_deploy_vfio_missing),
 		cmocka_unit_test(test_deploy_chain),
 		cmocka_unit_test(test_deploy_set),
+		cmocka_unit_test(test_pidfile_garbage),
+		cmocka_unit_test(test_deploy_running_holder),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
