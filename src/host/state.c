@@ -256,7 +256,7 @@ static int migrate(struct gp_state *st)
 	if (r < 0)
 		goto err_rollback;
 	if (version > GP_STATE_SCHEMA_VERSION) {
-		gp_err(st->log, "state database has schema %d, newer than this gpupass (%d)",
+		gp_info(st->log, "state database has schema %d, newer than this gpupass (%d)",
 		       version, GP_STATE_SCHEMA_VERSION);
 		r = -EPROTO;
 		goto err_rollback;
@@ -325,7 +325,8 @@ int gp_state_open(struct gp_ctx *ctx, struct gp_state **out)
 
 	if (mkdir(ctx->state_dir, 0700) < 0 && errno != EEXIST) {
 		r = -errno;
-		gp_err(&ctx->log, "cannot create the state directory %s: %s",
+		/* Info only: the caller tells people (one line), this is detail. */
+		gp_info(&ctx->log, "cannot create the state directory %s: %s",
 		       ctx->state_dir, strerror(-r));
 		return r;
 	}
@@ -334,7 +335,7 @@ int gp_state_open(struct gp_ctx *ctx, struct gp_state **out)
 		return -ENOMEM;
 	r = gp_state_open_path(path, &ctx->log, out);
 	if (r < 0)
-		gp_err(&ctx->log, "cannot open the state database %s: %s", path, strerror(-r));
+		gp_info(&ctx->log, "cannot open the state database %s: %s", path, strerror(-r));
 	free(path);
 	return r;
 }
@@ -530,7 +531,7 @@ int gp_state_gpu_get(struct gp_state *st, const char *addr, struct gp_state_gpu 
 	r = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? 0 : sql_errno(st, rc, "fn_get");
 	sqlite3_finalize(s);
 	if (r == 0 && !record_ok(&g)) {
-		gp_err(st->log, "state: the record of GPU %s is damaged (not a PCI address or "
+		gp_warn(st->log, "state: the record of GPU %s is damaged (not a PCI address or "
 		       "driver name); it is ignored", g.address);
 		r = -EBADMSG;
 	}
