@@ -647,7 +647,8 @@ int cmd_vm(struct cli *cli, int argc, char **argv)
 		goto out_args;
 	}
 	if (a.name && !gp_vm_name_valid(a.name)) {
-		cli_error(cli, "'%s' is not a valid VM name; use 1 to 63 letters, digits, '_', '.' or '-', not starting with '.' or '-'",
+		cli_error(cli, "'%s' is not a valid VM name; use 1 to 63 letters, digits, '_', "
+			  "'.' or '-', not starting with '.' or '-'",
 			  a.name);
 		r = GP_EXIT_USAGE;
 		goto out_args;
