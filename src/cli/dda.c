@@ -82,7 +82,7 @@ static int dda_usage(FILE *f, const char *cmd)
 			"\n"
 			"Gives a dismounted GPU's group back to its original drivers and checks\n"
 			"they bound. Refused while a running VM holds the GPU; a stopped VM keeps\n"
-			"its claim (dismount again before starting it, or unassign).\n");
+			"its claim (vm start dismounts the GPU again; unassign frees it).\n");
 	else if (strcmp(cmd, "assign") == 0)
 		fprintf(f,
 			"Usage: gpupass assign GPU --vm NAME [--force]\n"
@@ -203,9 +203,9 @@ static int cmd_dda(struct cli *cli, int argc, char **argv)
 			printf(did ? "%s: mounted; back on its host drivers\n"
 				   : "%s: not dismounted by gpupass; nothing to do\n", addr);
 		if (r == 0 && owner[0])
-			fprintf(stderr, "%s: note: %s is still assigned to the stopped VM %s: run "
-				"gpupass dismount %s before starting it, or gpupass unassign %s\n",
-				cli->prog, addr, owner, addr, addr);
+			fprintf(stderr, "%s: note: %s is still assigned to the stopped VM %s: "
+				"gpupass vm start %s takes it again (gpupass unassign %s "
+				"frees it)\n", cli->prog, addr, owner, owner, addr);
 	} else if (strcmp(cmd, "assign") == 0) {
 		struct gp_deploy_opts o = { .force = force };
 

@@ -644,6 +644,17 @@ out:
 	return r;
 }
 
+static int find_qemu(const char *name, const struct gp_deploy_opts *o, char *buf, size_t len,
+		     struct gp_why *why)
+{
+	if (gp_vm_find_qemu(o->qemu, buf, len) == 0)
+		return 0;
+	gp_why_set(why, "VM %s: QEMU (%s) was not found; install the qemu-system-x86 package "
+		   "or point GPUPASS_QEMU at the binary", name,
+		   o->qemu && *o->qemu ? o->qemu : GP_QEMU_DEFAULT);
+	return -ENOENT;
+}
+
 static int build(struct gp_ctx *ctx, struct gp_state *st, const char *name,
 		 const struct gp_deploy_opts *o, struct gp_strv *argv, struct gp_vm_paths *paths,
 		 struct gp_why *why)
@@ -658,13 +669,9 @@ static int build(struct gp_ctx *ctx, struct gp_state *st, const char *name,
 	r = gp_deploy_check_config(&cfg, why);
 	if (r < 0)
 		return r;
-	r = gp_vm_find_qemu(o->qemu, qemu, sizeof(qemu));
-	if (r < 0) {
-		gp_why_set(why, "VM %s: QEMU (%s) was not found; install the qemu-system-x86 "
-			   "package or point GPUPASS_QEMU at the binary", name,
-			   o->qemu && *o->qemu ? o->qemu : GP_QEMU_DEFAULT);
-		return -ENOENT;
-	}
+	r = find_qemu(name, o, qemu, sizeof(qemu), why);
+	if (r < 0)
+		return r;
 	r = gp_vm_paths_get(ctx, name, paths);
 	if (r < 0) {
 		gp_why_set(why, "VM %s: runtime paths under %s are too long for unix sockets; "
@@ -707,6 +714,56 @@ int gp_deploy_vm_argv(struct gp_ctx *ctx, struct gp_state *st, const char *name,
 	return r;
 }
 
+/* A stopped VM keeps its claim on a GPU that was mounted back to the host
+ * (by `mount`, or by a host reboot, after which the kernel's drivers have
+ * it again). Its configuration asks for DDA, so vm start takes the GPU
+ * again, through the same dismount as by hand: the survey's checks, the
+ * --force rules, group-shared never. What this start took is given back
+ * if a later GPU cannot be taken. */
+static void give_back_taken(struct gp_ctx *ctx, struct gp_state *st,
+			    const struct gp_deploy_opts *o, const struct gp_strv *taken)
+{
+	struct gp_bind_opts back = { .kops = o->kops, .allow_held = true, .lock_wait = true };
+
+	for (size_t i = 0; i < taken->n; i++) {
+		struct gp_why w;
+
+		if (gp_bind_mount_addr(ctx, st, taken->v[i], &back, NULL, &w) < 0)
+			gp_warn(&ctx->log, "%s: %s", taken->v[i], w.msg);
+	}
+}
+
+static int retake_claimed(struct gp_ctx *ctx, struct gp_state *st, const char *name,
+			  const struct gp_deploy_opts *o, struct gp_strv *taken, struct gp_why *why)
+{
+	struct gp_bind_opts bo = { .force = o->force, .kops = o->kops, .for_vm = name };
+	struct gp_strv gpus = { 0 };
+	int r = gp_state_vm_gpus(st, name, &gpus);
+
+	for (size_t i = 0; r == 0 && i < gpus.n; i++) {
+		struct gp_state_gpu rec;
+		struct gp_why w = { "" };
+		bool did = false;
+
+		if (gp_state_gpu_get(st, gpus.v[i], &rec) == 0 && rec.state == GP_GPU_DISMOUNTED &&
+		    gp_bind_gpu_on_vfio(ctx, &rec))
+			continue;
+		r = gp_bind_dismount(ctx, st, gpus.v[i], &bo, NULL, &did, &w);
+		if (r < 0) {
+			gp_why_set(why, "VM %s: its GPU %s is back on the host and cannot be taken "
+				   "again: %s", name, gpus.v[i], w.msg);
+			break;
+		}
+		if (did) {
+			gp_info(&ctx->log, "VM %s: took its GPU %s back from the host", name,
+				gpus.v[i]);
+			(void)gp_strv_push(taken, gpus.v[i]);
+		}
+	}
+	gp_strv_clear(&gpus);
+	return r;
+}
+
 int gp_deploy_vm_start(struct gp_ctx *ctx, struct gp_state *st, const char *name,
 		       const struct gp_deploy_opts *opts, bool *already, struct gp_why *why)
 {
@@ -714,6 +771,7 @@ int gp_deploy_vm_start(struct gp_ctx *ctx, struct gp_state *st, const char *name
 	struct gp_strv argv = { 0 };
 	struct gp_vm_paths *p;
 	struct gp_vm_config cfg;
+	struct gp_strv taken = { 0 };
 	struct vm_locks vl;
 	int r;
 
@@ -722,11 +780,32 @@ int gp_deploy_vm_start(struct gp_ctx *ctx, struct gp_state *st, const char *name
 	r = get_vm(st, name, &cfg, why);
 	if (r < 0)
 		return r;
+	if (vm_running(ctx, name)) {
+		if (already)
+			*already = true;
+		return 0;
+	}
+	/* What needs no GPU is checked before any GPU is taken again: a bad
+	 * setting or a missing QEMU changes nothing on the host. */
+	{
+		char qemu[4096];
+
+		r = gp_deploy_check_config(&cfg, why);
+		if (r == 0)
+			r = find_qemu(name, o, qemu, sizeof(qemu), why);
+		if (r < 0)
+			return r;
+	}
+	r = retake_claimed(ctx, st, name, o, &taken, why);
+	if (r < 0)
+		goto err_give_back;
 	r = lock_vm_gpus(ctx, st, name, &vl, why);
 	if (r < 0)
-		return r;
+		goto err_give_back;
 	if (vm_running(ctx, name)) {
+		/* Another gpupass started it meanwhile. */
 		unlock_vm_gpus(&vl);
+		gp_strv_clear(&taken);
 		if (already)
 			*already = true;
 		return 0;
@@ -734,7 +813,8 @@ int gp_deploy_vm_start(struct gp_ctx *ctx, struct gp_state *st, const char *name
 	p = malloc(sizeof(*p));
 	if (!p) {
 		unlock_vm_gpus(&vl);
-		return -ENOMEM;
+		r = -ENOMEM;
+		goto err_give_back;
 	}
 	r = build(ctx, st, name, o, &argv, p, why);
 	if (r == 0) {
@@ -754,6 +834,14 @@ int gp_deploy_vm_start(struct gp_ctx *ctx, struct gp_state *st, const char *name
 	unlock_vm_gpus(&vl);
 	free(p);
 	gp_strv_clear(&argv);
+	if (r == 0) {
+		gp_strv_clear(&taken);
+		return 0;
+	}
+err_give_back:
+	/* A start that failed leaves the host as it found it. */
+	give_back_taken(ctx, st, o, &taken);
+	gp_strv_clear(&taken);
 	return r;
 }
 

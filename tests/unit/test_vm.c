@@ -983,6 +983,87 @@ static void test_deploy_running_holder(void **state)
 	dfx_free(d);
 }
 
+/* vm start takes back a claimed GPU that was mounted to the host (mount,
+ * or a reboot), by the dismount rules; a start that fails for any reason
+ * leaves the host as it found it. */
+static void test_deploy_start_retakes(void **state)
+{
+	struct dfx *d = dfx_new("workstation", true);
+	struct gp_vm_config c;
+	struct gp_state_gpu rec;
+	struct gp_why w = { "" };
+	char vm[GP_NAME_LEN], qemu[4096], wrapper[160];
+	bool did, already;
+	FILE *f;
+
+	(void)state;
+	vm_cfg(d, &c, "ws", GP_PT_DDA, "GeForce", 1);
+	d->o.force = true;
+	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), 0);
+	assert_int_equal(gp_deploy_mount(d->ctx, d->st, "0000:01:00.0", &d->o, NULL, vm, &did,
+					 &w), 0);
+	assert_string_equal(vm, "ws");
+	drv(d, "0000:01:00.0", "nouveau");
+	d->o.force = false;
+	dfx_snapshot(d);
+
+	/* QEMU missing: refused before any GPU is touched. */
+	d->o.qemu = "/nonexistent/qemu-system-x86_64";
+	assert_int_equal(gp_deploy_vm_start(d->ctx, d->st, "ws", &d->o, &already, &w), -ENOENT);
+	assert_why(&w, "ws", "qemu-system-x86");
+	dfx_unchanged(d);
+	if (gp_vm_find_qemu(NULL, qemu, sizeof(qemu)) < 0) {
+		dfx_free(d);
+		skip();
+	}
+	d->o.qemu = qemu;
+	/* The boot VGA warning needs --force, as for dismount. */
+	assert_int_equal(gp_deploy_vm_start(d->ctx, d->st, "ws", &d->o, &already, &w), -EACCES);
+	assert_why(&w, "VM ws", "boot-vga");
+	assert_why(&w, "0000:01:00.0", "--force");
+	dfx_unchanged(d);
+
+	/* Taken again, but QEMU cannot open a device of a fake tree and
+	 * exits: the GPU goes back, the VM keeps its claim. */
+	d->o.force = true;
+	d->o.start_timeout_ms = 30000;
+	gp_strv_clear(&d->km.writes);
+	assert_int_equal(gp_deploy_vm_start(d->ctx, d->st, "ws", &d->o, &already, &w), -ECHILD);
+	assert_true(d->km.vfio_binds > 0);
+	drv(d, "0000:01:00.0", "nouveau");
+	drv(d, "0000:01:00.1", "snd_hda_intel");
+	assert_int_equal(gp_state_gpu_get(d->st, "0000:01:00.0", &rec), -ENOENT);
+	assert_int_equal(gp_state_gpu_owner(d->st, "0000:01:00.0", vm, sizeof(vm)), 0);
+	assert_string_equal(vm, "ws");
+
+	/* A QEMU that starts (a wrapper keeping only the QMP socket, paused,
+	 * no machine): the GPU is taken again for ws and stays taken. */
+	snprintf(wrapper, sizeof(wrapper), "%s/qemu-wrap", d->state_dir);
+	f = fopen(wrapper, "w");
+	assert_non_null(f);
+	fprintf(f, "#!/bin/sh\nprev=\nfor a in \"$@\"; do\n"
+		   "  case \"$prev\" in -chardev) case \"$a\" in socket,id=gpqmp,*) q=\"$a\";; "
+		   "esac;; esac\n  prev=\"$a\"\ndone\n"
+		   "exec %s -S -nodefaults -display none -machine none -chardev \"$q\" "
+		   "-mon chardev=gpqmp,mode=control\n", qemu);
+	fclose(f);
+	assert_int_equal(chmod(wrapper, 0755), 0);
+	d->o.qemu = wrapper;
+	assert_int_equal(gp_deploy_vm_start(d->ctx, d->st, "ws", &d->o, &already, &w), 0);
+	assert_false(already);
+	drv(d, "0000:01:00.0", "vfio-pci");
+	drv(d, "0000:01:00.1", "vfio-pci");
+	assert_int_equal(gp_state_gpu_get(d->st, "0000:01:00.0", &rec), 0);
+	assert_int_equal(rec.state, GP_GPU_DISMOUNTED);
+	assert_string_equal(rec.auto_for_vm, "ws");
+	assert_int_equal(gp_deploy_vm_stop(d->ctx, d->st, "ws", 0, true, &did, &w), 0);
+	/* Taken for ws: deleting ws gives it back. */
+	assert_int_equal(gp_deploy_vm_delete(d->ctx, d->st, "ws", &d->o, &w), 0);
+	drv(d, "0000:01:00.0", "nouveau");
+	drv(d, "0000:01:00.1", "snd_hda_intel");
+	dfx_free(d);
+}
+
 /* vm set re-picks GPUs (only while stopped) and gives back what it took. */
 static void test_deploy_set(void **state)
 {
@@ -1039,6 +1120,7 @@ int main(void)
 		cmocka_unit_test(test_deploy_set),
 		cmocka_unit_test(test_pidfile_garbage),
 		cmocka_unit_test(test_deploy_running_holder),
+		cmocka_unit_test(test_deploy_start_retakes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
