@@ -741,6 +741,15 @@ static bool any_fn_present(struct gp_ctx *ctx, const struct gp_state_gpu *rec)
 	return false;
 }
 
+static bool any_fn_on_vfio(struct gp_ctx *ctx, const struct gp_state_gpu *rec)
+{
+	for (size_t i = 0; i < rec->nfn; i++) {
+		if (on_driver(ctx, rec->fn[i].address, VFIO_DRIVER))
+			return true;
+	}
+	return false;
+}
+
 static int reconcile_one(struct gp_ctx *ctx, struct gp_state *st, const char *addr,
 			 struct gp_strv *rep)
 {
@@ -805,18 +814,27 @@ static int reconcile_one(struct gp_ctx *ctx, struct gp_state *st, const char *ad
 			(void)report(rep, ctx, line);
 			break;
 		}
-		if (owned) {
-			snprintf(line, sizeof(line), "%s: assigned to VM %s but no longer on "
-				 "vfio-pci (rebound outside gpupass); run gpupass dismount %s "
-				 "before starting %s", rec.address, vm, rec.address, vm);
+		if (any_fn_on_vfio(ctx, &rec)) {
+			/* Half on vfio-pci (a function rebound by hand): keep
+			 * the original drivers on record for mount. */
+			snprintf(line, sizeof(line), "%s: only part of its group is still on "
+				 "vfio-pci (rebound outside gpupass); run gpupass mount %s to give "
+				 "it all back%s%s", rec.address, rec.address,
+				 owned ? ", then gpupass vm start " : "", owned ? vm : "");
 			(void)report(rep, ctx, line);
-			/* Put the record back in step with the kernel: the next
-			 * dismount re-reads the original drivers. */
 			break;
 		}
+		/* Wholly back on the host (a reboot, or by hand): the record
+		 * follows the kernel. A VM's claim stays, as after `mount`, and
+		 * its vm start takes the GPU again. */
 		r = gp_state_gpu_delete(st, rec.address);
-		snprintf(line, sizeof(line), "%s: was given back to the host outside gpupass; "
-			 "forgot its dismount", rec.address);
+		if (owned)
+			snprintf(line, sizeof(line), "%s: is back on its host drivers (host "
+				 "rebooted, or rebound outside gpupass); VM %s keeps its claim: "
+				 "gpupass vm start %s takes it again", rec.address, vm, vm);
+		else
+			snprintf(line, sizeof(line), "%s: was given back to the host outside "
+				 "gpupass; forgot its dismount", rec.address);
 		(void)report(rep, ctx, line);
 		break;
 	}

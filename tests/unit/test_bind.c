@@ -462,6 +462,50 @@ static void test_reconcile_rebound_outside(void **state)
 	fx_free(fx);
 }
 
+/* After a host reboot (a persistent state directory) the kernel has the
+ * GPUs on their host drivers again: the records follow the kernel once,
+ * the VM's claim stays (vm start takes the GPU again), and the next
+ * reconcile has nothing to say. A group only half back is kept for mount. */
+static void test_reconcile_after_reboot(void **state)
+{
+	struct fx *fx = fx_new("workstation", true);
+	struct gp_state_gpu rec;
+	struct gp_vm_config cfg;
+	struct gp_strv report = { 0 };
+	struct gp_why why;
+	char vm[GP_NAME_LEN];
+	bool did;
+
+	(void)state;
+	assert_int_equal(dismount(fx, "0000:01:00.0", true, &did, &why), 0);
+	gp_vm_config_init(&cfg, "vm1");
+	assert_int_equal(gp_state_vm_add(fx->st, &cfg), 0);
+	assert_int_equal(gp_state_assign(fx->st, "0000:01:00.0", "vm1"), 0);
+	/* Only the audio function back on its driver: kept, mount says how. */
+	assert_int_equal(kmodel_hook(&fx->km, fx->ctx->sys, "/sys/bus/pci/drivers/vfio-pci/unbind",
+				     "0000:01:00.1"), 0);
+	assert_int_equal(kmodel_bind(&fx->km, "0000:01:00.1", "snd_hda_intel"), 0);
+	assert_int_equal(gp_bind_reconcile(fx->ctx, fx->st, NULL, &report), 0);
+	assert_int_equal(report.n, 1);
+	assert_non_null(strstr(report.v[0], "gpupass mount 0000:01:00.0"));
+	assert_int_equal(gp_state_gpu_get(fx->st, "0000:01:00.0", &rec), 0);
+	gp_strv_clear(&report);
+	/* The whole group back (as after a reboot). */
+	assert_int_equal(kmodel_hook(&fx->km, fx->ctx->sys, "/sys/bus/pci/drivers/vfio-pci/unbind",
+				     "0000:01:00.0"), 0);
+	assert_int_equal(kmodel_bind(&fx->km, "0000:01:00.0", "nouveau"), 0);
+	assert_int_equal(gp_bind_reconcile(fx->ctx, fx->st, NULL, &report), 0);
+	assert_int_equal(report.n, 1);
+	assert_non_null(strstr(report.v[0], "vm start vm1"));
+	assert_workstation_on_host(fx);
+	assert_int_equal(gp_state_gpu_owner(fx->st, "0000:01:00.0", vm, sizeof(vm)), 0);
+	assert_string_equal(vm, "vm1");
+	gp_strv_clear(&report);
+	assert_int_equal(gp_bind_reconcile(fx->ctx, fx->st, NULL, &report), 0);
+	assert_int_equal(report.n, 0);
+	fx_free(fx);
+}
+
 /* Mount refused while a VM holds the GPU. */
 static void test_mount_refused_when_held(void **state)
 {
@@ -754,6 +798,7 @@ int main(void)
 		cmocka_unit_test(test_crash_then_reconcile),
 		cmocka_unit_test(test_crash_in_mount),
 		cmocka_unit_test(test_reconcile_rebound_outside),
+		cmocka_unit_test(test_reconcile_after_reboot),
 		cmocka_unit_test(test_mount_refused_when_held),
 		cmocka_unit_test(test_dismounted_by_hand),
 		cmocka_unit_test(test_concurrent_dismounts),
