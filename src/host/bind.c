@@ -401,6 +401,7 @@ static void fill_record(struct gp_ctx *ctx, const struct gp_survey *survey,
 	for (size_t i = 0; i < eps->n; i++) {
 		struct gp_state_fn *f = &rec->fn[rec->nfn++];
 		const struct gp_pci_dev *md = gp_pci_scan_find(scan, eps->v[i]);
+		const char *prev = NULL;
 		char cur[GP_DRIVER_LEN] = "";
 
 		snprintf(f->address, sizeof(f->address), "%s", eps->v[i]);
@@ -409,15 +410,19 @@ static void fill_record(struct gp_ctx *ctx, const struct gp_survey *survey,
 			f->device_id = md->device_id;
 		}
 		(void)gp_bind_driver_of(ctx, eps->v[i], cur, sizeof(cur));
+		for (size_t j = 0; old && j < old->nfn; j++) {
+			if (strcmp(old->fn[j].address, f->address) == 0)
+				prev = old->fn[j].original_driver;
+		}
 		/* Already on vfio-pci: keep what an earlier record knew, else
-		 * the original driver is unknown (bound by hand). */
+		 * the original driver is unknown (bound by hand). Without a
+		 * driver but on record (a give-back that failed): its driver
+		 * is still the recorded one, not "none". */
 		if (strcmp(cur, VFIO_DRIVER) == 0) {
 			f->on_vfio = true;
-			snprintf(cur, sizeof(cur), "%s", GP_DRIVER_UNKNOWN);
-			for (size_t j = 0; old && j < old->nfn; j++) {
-				if (strcmp(old->fn[j].address, f->address) == 0)
-					snprintf(cur, sizeof(cur), "%s", old->fn[j].original_driver);
-			}
+			snprintf(cur, sizeof(cur), "%s", prev ? prev : GP_DRIVER_UNKNOWN);
+		} else if (!cur[0] && prev) {
+			snprintf(cur, sizeof(cur), "%s", prev);
 		}
 		snprintf(f->original_driver, sizeof(f->original_driver), "%s", cur);
 	}

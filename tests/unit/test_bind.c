@@ -608,6 +608,15 @@ static void test_rollback_failure_keeps_record(void **state)
 	assert_int_equal(gp_state_gpu_get(fx->st, "0000:01:00.0", &rec), 0);
 	gp_strv_clear(&report);
 
+	/* Dismounting again meanwhile keeps the drivers it came from, not
+	 * "none" for the function left without a driver. */
+	fx->km.fail_vfio[0] = '\0';
+	assert_int_equal(dismount(fx, "0000:01:00.0", true, &did, &why), 0);
+	assert_driver(fx, "0000:01:00.0", "vfio-pci");
+	assert_int_equal(gp_state_gpu_get(fx->st, "0000:01:00.0", &rec), 0);
+	assert_string_equal(rec.fn[0].original_driver, "nouveau");
+	assert_string_equal(rec.fn[1].original_driver, "snd_hda_intel");
+
 	/* The driver works again: mount finishes the job. */
 	fx->km.fail_driver[0] = '\0';
 	assert_int_equal(gp_bind_mount(fx->ctx, fx->st, "0000:01:00.0", NULL, NULL, &did, &why), 0);
