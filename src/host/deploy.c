@@ -691,7 +691,14 @@ static int build(struct gp_ctx *ctx, struct gp_state *st, const char *name,
 			.ncards = cs->n,
 			.paths = paths,
 		};
+		char mig[64], prop[80];
 
+		/* A DDA VM is never migrated or saved: say so to QEMU rather
+		 * than rely on its default (which 8.1 made "auto"). */
+		if (cs->n && gp_vm_qemu_migration_prop(qemu, mig, sizeof(mig)) == 0) {
+			snprintf(prop, sizeof(prop), "%s=off", mig);
+			l.vfio_migration_prop = prop;
+		}
 		r = gp_vm_build_argv(&l, argv);
 		if (r < 0)
 			gp_why_set(why, "VM %s: cannot build the QEMU command line: %s", name,

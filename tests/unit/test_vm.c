@@ -131,7 +131,7 @@ static void test_argv(void **state)
 		hostdev("0000:01:00.1", 16 * 1024, false, 0, false),
 	};
 	struct gp_vm_card card = { fns, 2 };
-	struct gp_vm_launch l = { &cfg, "/usr/bin/qemu-system-x86_64", "tcg", &card, 1, &p };
+	struct gp_vm_launch l = { &cfg, "/usr/bin/qemu-system-x86_64", "tcg", &card, 1, &p, NULL };
 	struct gp_strv a = { 0 };
 
 	(void)state;
@@ -187,6 +187,15 @@ static void test_argv(void **state)
 	assert_true(argv_has(&a, "vfio-pci,host=0000:01:00.2,id=gpu0f0,bus=gprp0,addr=0x0.0,"
 				 "multifunction=on"));
 	assert_true(argv_has(&a, "vfio-pci,host=0000:01:00.3,id=gpu0f1,bus=gprp0,addr=0x0.1"));
+	gp_strv_clear(&a);
+	/* Migration switched off on every assigned function. */
+	l.vfio_migration_prop = "enable-migration=off";
+	assert_int_equal(gp_vm_build_argv(&l, &a), 0);
+	assert_true(argv_has(&a, "vfio-pci,host=0000:01:00.2,id=gpu0f0,bus=gprp0,addr=0x0.0,"
+				 "multifunction=on,enable-migration=off"));
+	assert_true(argv_has(&a, "vfio-pci,host=0000:01:00.3,id=gpu0f1,bus=gprp0,addr=0x0.1,"
+				 "enable-migration=off"));
+	l.vfio_migration_prop = NULL;
 	gp_strv_clear(&a);
 
 	/* No GPU: no vfio, no hole setting. */
@@ -758,10 +767,24 @@ static void test_deploy_chain(void **state)
 	assert_string_equal(vm, "ws");
 
 	assert_int_equal(gp_deploy_vm_argv(d->ctx, d->st, "ws", &d->o, &argv, &w), 0);
-	assert_true(gp_strv_contains(&argv, "vfio-pci,host=0000:01:00.0,id=gpu0f0,bus=gprp0,"
-					    "addr=0x0.0,multifunction=on"));
-	assert_true(gp_strv_contains(&argv, "vfio-pci,host=0000:01:00.1,id=gpu0f1,bus=gprp0,"
-					    "addr=0x0.1"));
+	{
+		/* With the migration switch of the QEMU found, if it has one. */
+		char qemu[4096], mig[64], f0[160], f1[160];
+
+		assert_int_equal(gp_vm_find_qemu(NULL, qemu, sizeof(qemu)), 0);
+		if (gp_vm_qemu_migration_prop(qemu, mig, sizeof(mig)) < 0)
+			mig[0] = '\0';
+		else
+			assert_true(strcmp(mig, "enable-migration") == 0 ||
+				    strcmp(mig, "x-enable-migration") == 0);
+		snprintf(f0, sizeof(f0), "vfio-pci,host=0000:01:00.0,id=gpu0f0,bus=gprp0,"
+			 "addr=0x0.0,multifunction=on%s%s%s", mig[0] ? "," : "", mig,
+			 mig[0] ? "=off" : "");
+		snprintf(f1, sizeof(f1), "vfio-pci,host=0000:01:00.1,id=gpu0f1,bus=gprp0,"
+			 "addr=0x0.1%s%s%s", mig[0] ? "," : "", mig, mig[0] ? "=off" : "");
+		assert_true(gp_strv_contains(&argv, f0));
+		assert_true(gp_strv_contains(&argv, f1));
+	}
 	assert_true(gp_strv_contains(&argv, "q35-pcihost.pci-hole64-size=32G"));
 	gp_strv_clear(&argv);
 
@@ -1023,12 +1046,15 @@ static void test_deploy_start_retakes(void **state)
 	assert_why(&w, "0000:01:00.0", "--force");
 	dfx_unchanged(d);
 
-	/* Taken again, but QEMU cannot open a device of a fake tree and
-	 * exits: the GPU goes back, the VM keeps its claim. */
+	/* Taken again, but QEMU exits while starting: the GPU goes back,
+	 * the VM keeps its claim. */
 	d->o.force = true;
 	d->o.start_timeout_ms = 30000;
 	gp_strv_clear(&d->km.writes);
 	assert_int_equal(gp_deploy_vm_start(d->ctx, d->st, "ws", &d->o, &already, &w), -ECHILD);
+	/* (It exits on the fake kernel, its own last word in the message.) */
+	assert_why(&w, "VM ws", "QEMU exited");
+	assert_why(&w, "kernel", NULL);
 	assert_true(d->km.vfio_binds > 0);
 	drv(d, "0000:01:00.0", "nouveau");
 	drv(d, "0000:01:00.1", "snd_hda_intel");

@@ -259,9 +259,11 @@ int gp_vm_build_argv(const struct gp_vm_launch *l, struct gp_strv *a)
 
 			gp_vm_dev_id(ci, f, id, sizeof(id));
 			r = gp_strv_push(a, "-device");
-			r |= gp_strv_push_printf(a, "vfio-pci,host=%s,id=%s,bus=gprp%zu,addr=0x0.%d%s",
+			r |= gp_strv_push_printf(a, "vfio-pci,host=%s,id=%s,bus=gprp%zu,addr=0x0.%d%s%s%s",
 						 card->fn[f].address, id, ci, gf,
-						 gf == 0 && card->nfn > 1 ? ",multifunction=on" : "");
+						 gf == 0 && card->nfn > 1 ? ",multifunction=on" : "",
+						 l->vfio_migration_prop ? "," : "",
+						 l->vfio_migration_prop ? l->vfio_migration_prop : "");
 			if (r)
 				return -ENOMEM;
 			ndevs++;
@@ -385,6 +387,67 @@ const char *gp_vm_accel_resolve(struct gp_ctx *ctx, const char *want)
 	if (want && strcmp(want, "tcg") == 0)
 		return "tcg";
 	return gp_vm_kvm_usable(ctx) ? "kvm" : "tcg";
+}
+
+int gp_vm_qemu_migration_prop(const char *qemu, char *buf, size_t len)
+{
+	static const char *const props[] = { "enable-migration", "x-enable-migration" };
+	char out[16384];
+	size_t n = 0;
+	int pipefd[2], status, r = -ENOENT;
+	pid_t pid;
+
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0) {
+		r = -errno;
+		close(pipefd[0]);
+		close(pipefd[1]);
+		return r;
+	}
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+		dup2(pipefd[1], STDOUT_FILENO);
+		if (null >= 0) {
+			dup2(null, STDIN_FILENO);
+			dup2(null, STDERR_FILENO);
+		}
+		execl(qemu, qemu, "-nodefaults", "-machine", "none", "-device", "vfio-pci,help",
+		      (char *)NULL);
+		_exit(127);
+	}
+	close(pipefd[1]);
+	for (;;) {
+		ssize_t got = read(pipefd[0], out + n, sizeof(out) - 1 - n);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			break;
+		n += (size_t)got;
+		if (n == sizeof(out) - 1)
+			break;
+	}
+	out[n] = '\0';
+	close(pipefd[0]);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	/* Lines read "  name=<type> ...": match the name at a line start. */
+	for (size_t i = 0; i < GP_ARRAY_SIZE(props) && r == -ENOENT; i++) {
+		for (const char *l = out; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+			while (*l == ' ')
+				l++;
+			if (strncmp(l, props[i], strlen(props[i])) == 0 &&
+			    l[strlen(props[i])] == '=') {
+				snprintf(buf, len, "%s", props[i]);
+				r = 0;
+				break;
+			}
+		}
+	}
+	return r;
 }
 
 int gp_vm_find_qemu(const char *qemu, char *buf, size_t len)

@@ -73,6 +73,10 @@ struct gp_vm_launch {
 	const struct gp_vm_card *cards;
 	size_t ncards;
 	const struct gp_vm_paths *paths;
+	/* The vfio-pci property that turns device migration off in this
+	 * QEMU (gp_vm_qemu_migration_prop), or NULL: then QEMU's own
+	 * default (a migration blocker up to 8.0) is relied on. */
+	const char *vfio_migration_prop;
 };
 
 /* Builds the whole command line (argv[0] = qemu). 0, -EINVAL, -ENOMEM. */
@@ -89,6 +93,14 @@ bool gp_vm_kvm_usable(struct gp_ctx *ctx);
 
 /* "auto" -> "kvm" when usable, else "tcg". */
 const char *gp_vm_accel_resolve(struct gp_ctx *ctx, const char *want);
+
+/* Which vfio-pci property of this QEMU switches device migration:
+ * "enable-migration" (QEMU 8.1+, default auto: a device that supports it
+ * could be migrated), "x-enable-migration" (7.x, default off), read from
+ * `QEMU -device vfio-pci,help`. 0 and the name, -ENOENT when it has none,
+ * or -errno. A DDA VM is never migrated or saved, so gpupass sets it off
+ * rather than rely on the default. */
+int gp_vm_qemu_migration_prop(const char *qemu, char *buf, size_t len);
 
 /* Finds @qemu (a path, or a name on PATH). 0 and the full path, or
  * -ENOENT. */
