@@ -44,5 +44,6 @@ struct gp_state;
 int cli_state(struct cli *cli, struct gp_ctx **ctx, struct gp_state **st);
 /* -errno of a library call to an exit code (2: input that does not exist). */
 int cli_exit_for(int r);
+int cmd_pv(struct cli *cli, int argc, char **argv);
 
 #endif

@@ -23,6 +23,7 @@ static const struct command commands[] = {
 	{ "assign", cmd_assign, "give a GPU to a VM by DDA (dismounting it if needed)" },
 	{ "unassign", cmd_unassign, "take a GPU from the VM that holds it" },
 	{ "vm", cmd_vm, "create, start, stop, verify VMs (QEMU) with their GPUs" },
+	{ "pv", cmd_pv, "PV: the guests gpupass-pvd serves (pv status)" },
 };
 
 void cli_error(const struct cli *cli, const char *fmt, ...)

@@ -1,0 +1,217 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * bench/pv: the same OpenCL work natively (the host platform) and through
+ * gpupass PV, in one process and one run, printed as PV/native ratios.
+ * Both platforms come through the real loader: OCL_ICD_VENDORS must name a
+ * directory holding the host's .icd and gpupass.icd (bench/pv/run does it).
+ */
+#define CL_TARGET_OPENCL_VERSION 300
+#define CL_USE_DEPRECATED_OPENCL_1_2_APIS
+#include <CL/cl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct env {
+	const char *label;
+	cl_device_id dev;
+	cl_context ctx;
+	cl_command_queue q;
+	cl_program prog;
+	cl_kernel empty, busy;
+};
+
+static const char *src =
+	"__kernel void empty(__global int *x) { }\n"
+	"__kernel void busy(__global float *x, int iters) {\n"
+	"  size_t i = get_global_id(0); float v = x[i];\n"
+	"  for (int k = 0; k < iters; k++) v = v * 1.000001f + 0.5f;\n"
+	"  x[i] = v;\n"
+	"}\n";
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int setup(struct env *e, cl_platform_id p, const char *label)
+{
+	cl_int err;
+	cl_mem dummy;
+
+	e->label = label;
+	if (clGetDeviceIDs(p, CL_DEVICE_TYPE_ALL, 1, &e->dev, NULL) != CL_SUCCESS)
+		return -1;
+	e->ctx = clCreateContext(NULL, 1, &e->dev, NULL, NULL, &err);
+	if (!e->ctx)
+		return -1;
+	e->q = clCreateCommandQueue(e->ctx, e->dev, 0, &err);
+	e->prog = clCreateProgramWithSource(e->ctx, 1, &src, NULL, &err);
+	if (!e->q || !e->prog || clBuildProgram(e->prog, 1, &e->dev, NULL, NULL, NULL) != CL_SUCCESS)
+		return -1;
+	e->empty = clCreateKernel(e->prog, "empty", &err);
+	e->busy = clCreateKernel(e->prog, "busy", &err);
+	dummy = clCreateBuffer(e->ctx, CL_MEM_READ_WRITE, 4096, NULL, &err);
+	clSetKernelArg(e->empty, 0, sizeof(dummy), &dummy);
+	return e->empty && e->busy ? 0 : -1;
+}
+
+/* Seconds per clGetEventInfo on a completed event. */
+static double b_roundtrip(struct env *e)
+{
+	size_t one = 1;
+	cl_event ev;
+	cl_int st;
+	double t0;
+	int n = 20000;
+
+	clEnqueueNDRangeKernel(e->q, e->empty, 1, NULL, &one, NULL, 0, NULL, &ev);
+	clWaitForEvents(1, &ev);
+	t0 = now();
+	for (int i = 0; i < n; i++)
+		clGetEventInfo(ev, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof(st), &st, NULL);
+	t0 = (now() - t0) / n;
+	clReleaseEvent(ev);
+	return t0;
+}
+
+static double b_launch_finish(struct env *e)
+{
+	size_t one = 1;
+	int n = 3000;
+	double t0;
+
+	for (int i = 0; i < 100; i++) {
+		clEnqueueNDRangeKernel(e->q, e->empty, 1, NULL, &one, NULL, 0, NULL, NULL);
+		clFinish(e->q);
+	}
+	t0 = now();
+	for (int i = 0; i < n; i++) {
+		clEnqueueNDRangeKernel(e->q, e->empty, 1, NULL, &one, NULL, 0, NULL, NULL);
+		clFinish(e->q);
+	}
+	return (now() - t0) / n;
+}
+
+/* 10 000 enqueues without waiting, then one clFinish: time per enqueue. */
+static double b_async(struct env *e)
+{
+	size_t one = 1;
+	int n = 10000;
+	double t0;
+
+	clFinish(e->q);
+	t0 = now();
+	for (int i = 0; i < n; i++)
+		clEnqueueNDRangeKernel(e->q, e->empty, 1, NULL, &one, NULL, 0, NULL, NULL);
+	clFinish(e->q);
+	return (now() - t0) / n;
+}
+
+/* Bytes per second of blocking writes (or reads) of @size. */
+static double b_bw(struct env *e, size_t size, int write)
+{
+	cl_int err;
+	cl_mem m = clCreateBuffer(e->ctx, CL_MEM_READ_WRITE, size, NULL, &err);
+	char *host = malloc(size);
+	double t0, t;
+	int n = 0;
+
+	if (!m || !host) {
+		free(host);
+		return 0;
+	}
+	memset(host, 1, size);
+	clEnqueueWriteBuffer(e->q, m, CL_TRUE, 0, size, host, 0, NULL, NULL);
+	t0 = now();
+	do {
+		if (write)
+			clEnqueueWriteBuffer(e->q, m, CL_TRUE, 0, size, host, 0, NULL, NULL);
+		else
+			clEnqueueReadBuffer(e->q, m, CL_TRUE, 0, size, host, 0, NULL, NULL);
+		n++;
+		t = now() - t0;
+	} while (t < 0.25 || n < 3);
+	clReleaseMemObject(m);
+	free(host);
+	return (double)size * n / t;
+}
+
+static double b_compute(struct env *e)
+{
+	size_t g = 1 << 16;
+	int iters = 20000;
+	cl_int err;
+	cl_mem m = clCreateBuffer(e->ctx, CL_MEM_READ_WRITE, g * sizeof(float), NULL, &err);
+	float zero = 0;
+	double t0;
+
+	clEnqueueFillBuffer(e->q, m, &zero, sizeof(zero), 0, g * sizeof(float), 0, NULL, NULL);
+	clSetKernelArg(e->busy, 0, sizeof(m), &m);
+	clSetKernelArg(e->busy, 1, sizeof(iters), &iters);
+	clEnqueueNDRangeKernel(e->q, e->busy, 1, NULL, &g, NULL, 0, NULL, NULL);
+	clFinish(e->q);
+	t0 = now();
+	for (int i = 0; i < 3; i++)
+		clEnqueueNDRangeKernel(e->q, e->busy, 1, NULL, &g, NULL, 0, NULL, NULL);
+	clFinish(e->q);
+	clReleaseMemObject(m);
+	return (now() - t0) / 3;
+}
+
+static void row(const char *what, double nat, double pv, const char *unit, double scale,
+		const char *target)
+{
+	printf("%-34s %12.2f %12.2f %8.3fx   %s\n", what, nat * scale, pv * scale, pv / nat, target);
+}
+
+int main(int argc, char **argv)
+{
+	cl_platform_id plats[8], pn = NULL, pp = NULL;
+	cl_uint np = 0;
+	struct env nat, pv;
+	char name[256];
+
+	clGetPlatformIDs(8, plats, &np);
+	for (cl_uint i = 0; i < np; i++) {
+		clGetPlatformInfo(plats[i], CL_PLATFORM_NAME, sizeof(name), name, NULL);
+		if (strncmp(name, "gpupass", 7) == 0)
+			pp = plats[i];
+		else if (!pn)
+			pn = plats[i];
+	}
+	if (!pn || !pp) {
+		fprintf(stderr, "pv_bench: need both the host platform and gpupass PV "
+			"(OCL_ICD_VENDORS with both .icd files, gpupass-pvd running)\n");
+		return 1;
+	}
+	if (setup(&nat, pn, "native") < 0 || setup(&pv, pp, "pv") < 0) {
+		fprintf(stderr, "pv_bench: OpenCL set-up failed\n");
+		return 1;
+	}
+	printf("%-34s %12s %12s %9s   %s\n", "benchmark", "native", "PV", "PV/nat", "target");
+	row("clGetEventInfo round trip (us)", b_roundtrip(&nat), b_roundtrip(&pv), "us", 1e6, "");
+	row("launch + clFinish (us)", b_launch_finish(&nat), b_launch_finish(&pv), "us", 1e6, "<= 1.15x");
+	row("async enqueue, 10000 (us each)", b_async(&nat), b_async(&pv), "us", 1e6, "<= 1.5x");
+	for (size_t s = 4096; s <= (256u << 20); s *= 4) {
+		char what[64];
+		double a, b;
+
+		a = b_bw(&nat, s, 1);
+		b = b_bw(&pv, s, 1);
+		snprintf(what, sizeof(what), "write %7zu KiB (GB/s)", s >> 10);
+		printf("%-34s %12.2f %12.2f %8.3fx   %s\n", what, a / 1e9, b / 1e9, b / a,
+		       s >= (1u << 20) ? ">= 0.9x" : "");
+		a = b_bw(&nat, s, 0);
+		b = b_bw(&pv, s, 0);
+		snprintf(what, sizeof(what), "read  %7zu KiB (GB/s)", s >> 10);
+		printf("%-34s %12.2f %12.2f %8.3fx   %s\n", what, a / 1e9, b / 1e9, b / a,
+		       s >= (1u << 20) ? ">= 0.9x" : "");
+	}
+	row("compute-bound kernel (ms)", b_compute(&nat), b_compute(&pv), "ms", 1e3, "<= 1.02x");
+	return 0;
+}

@@ -1,0 +1,3171 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * libgpupass-icd.so: an OpenCL ICD (cl_khr_icd) that forwards every call
+ * to gpupass-pvd. Each object starts with the dispatch table pointer, as
+ * the loader requires (OpenCL ICD Loader spec, "ICD data"). Objects are
+ * local stand-ins that carry the server's id for them, their parents, and
+ * whatever the ICD can answer without a round trip (reference counts,
+ * parents, flags, sizes). Calls that return nothing the application must
+ * wait for are posted without a round trip.
+ *
+ * The process-wide state (one platform, one connection) is the one global
+ * of this library: the cl_khr_icd entry point has no context argument.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "client.h"
+#include <CL/cl_icd.h>
+
+#define EXPORT __attribute__((visibility("default")))
+#define INLINE_MAX (64u * 1024u)   /* transfers up to this go inline in the ring */
+#define SLICE (GP_PROTO_MAX_PAYLOAD - 4096u)
+#define SHARED_MIN (256u * 1024u) /* buffers from this size live in shared memory */
+
+struct hdr {
+	const cl_icd_dispatch *dispatch; /* must be first (cl_khr_icd) */
+	uint32_t kind;
+	uint32_t refs;
+	uint64_t id;
+};
+
+struct _cl_platform_id {
+	struct hdr h;
+};
+
+struct _cl_device_id {
+	struct hdr h;
+	cl_device_type type;
+};
+
+struct _cl_context {
+	struct hdr h;
+	cl_uint ndev;
+	cl_device_id *devs;
+	cl_context_properties props[8];
+	size_t nprops; /* entries in props including the final 0; 0 if none given */
+	struct ctx_cb *dtor;
+};
+
+struct ctx_cb {
+	struct ctx_cb *next;
+	void (CL_CALLBACK *fn)(cl_context, void *);
+	void *data;
+};
+
+struct _cl_command_queue {
+	struct hdr h;
+	cl_context ctx;
+	cl_device_id dev;
+	cl_command_queue_properties props;
+	cl_queue_properties parr[8];
+	size_t nparr;
+	uint32_t dirty; /* atomic: commands posted since the last finish */
+};
+
+struct mapping {
+	struct mapping *next;
+	void *ptr;
+	size_t off, size;
+	cl_map_flags flags;
+	bool owned;
+};
+
+struct mem_cb {
+	struct mem_cb *next;
+	void (CL_CALLBACK *fn)(cl_mem, void *);
+	void *data;
+};
+
+struct _cl_mem {
+	struct hdr h;
+	cl_context ctx;
+	cl_mem_flags flags;
+	size_t size;
+	void *host_ptr;
+	cl_mem parent;
+	size_t origin;
+	pthread_mutex_t lock;
+	struct mapping *maps;
+	cl_uint nmaps;
+	struct mem_cb *dtor;
+	uint8_t *shared;   /* the buffer's memory, shared with the server, or NULL */
+	size_t shared_len; /* our mapping's length (0 for sub-buffers) */
+};
+
+struct _cl_program {
+	struct hdr h;
+	cl_context ctx;
+	cl_uint ndev;
+	cl_device_id *devs;
+};
+
+struct _cl_kernel {
+	struct hdr h;
+	cl_program prog;
+	cl_uint nargs;
+	cl_kernel_arg_address_qualifier *quals;
+};
+
+struct _cl_event {
+	struct hdr h;
+	cl_context ctx;
+	cl_command_queue q; /* NULL for user events */
+	cl_command_type type;
+};
+
+struct _cl_sampler {
+	struct hdr h;
+	cl_context ctx;
+	cl_bool norm;
+	cl_addressing_mode addr;
+	cl_filter_mode filter;
+};
+
+static const cl_icd_dispatch dispatch;
+
+static struct {
+	pthread_once_t once;
+	struct gp_icd_conn *conn;
+	struct _cl_platform_id platform;
+	struct _cl_device_id *devs;
+	cl_uint ndev;
+} G = { .once = PTHREAD_ONCE_INIT };
+
+#define DEAD CL_OUT_OF_RESOURCES
+
+/* ---- helpers ---- */
+
+static void *obj_new(size_t size, uint32_t kind)
+{
+	struct hdr *h = calloc(1, size);
+
+	if (!h)
+		return NULL;
+	h->dispatch = &dispatch;
+	h->kind = kind;
+	h->refs = 1;
+	h->id = gp_icd_conn_new_id(G.conn);
+	return h;
+}
+
+static bool is(const void *o, uint32_t kind)
+{
+	return o && ((const struct hdr *)o)->kind == kind;
+}
+
+static void retain(void *o)
+{
+	__atomic_add_fetch(&((struct hdr *)o)->refs, 1, __ATOMIC_RELAXED);
+}
+
+/* Drops a reference; true when it was the last (the caller frees). */
+static bool unref(void *o)
+{
+	return __atomic_sub_fetch(&((struct hdr *)o)->refs, 1, __ATOMIC_ACQ_REL) == 0;
+}
+
+static void post_release(uint64_t id)
+{
+	struct gp_icd_call k;
+
+	gp_icd_call_begin(G.conn, &k);
+	gp_enc_u64(&k.e, id);
+	gp_icd_call_post(&k, GP_OP_RELEASE, DEAD);
+	gp_icd_call_end(&k);
+}
+
+static cl_int put_info(const void *src, size_t n, size_t size, void *val, size_t *ret)
+{
+	if (val) {
+		if (size < n)
+			return CL_INVALID_VALUE;
+		memcpy(val, src, n);
+	}
+	if (ret)
+		*ret = n;
+	return CL_SUCCESS;
+}
+
+#define PUT(type, v) do { type _t = (v); return put_info(&_t, sizeof(_t), size, val, ret); } while (0)
+
+static void set_err(cl_int *e, cl_int v)
+{
+	if (e)
+		*e = v;
+}
+
+/* Asks the server for an info value, fetched in slices if it is big. */
+static cl_int remote_info(uint32_t sel, uint64_t id, uint64_t aux, cl_uint param, size_t size,
+			  void *val, size_t *ret)
+{
+	uint64_t total = 0, got = 0;
+	cl_int err;
+
+	do {
+		struct gp_icd_call k;
+		const void *p;
+		size_t n = 0;
+
+		gp_icd_call_begin(G.conn, &k);
+		gp_enc_u32(&k.e, sel);
+		gp_enc_u64(&k.e, id);
+		gp_enc_u64(&k.e, aux);
+		gp_enc_u32(&k.e, param);
+		gp_enc_u64(&k.e, got);
+		gp_enc_u32(&k.e, val ? SLICE : 0);
+		err = gp_icd_call_sync(&k, GP_OP_GET_INFO, DEAD);
+		if (err == CL_SUCCESS) {
+			total = gp_dec_u64(&k.d);
+			p = gp_dec_blob(&k.d, SLICE, &n);
+			if (k.d.err)
+				err = CL_OUT_OF_RESOURCES;
+			else if (val && size < total)
+				err = CL_INVALID_VALUE;
+			else if (val && n > total - got)
+				err = CL_OUT_OF_RESOURCES;
+			else if (val && n)
+				memcpy((char *)val + got, p, n);
+			if (val && n == 0 && got < total)
+				err = CL_OUT_OF_RESOURCES; /* no progress: never loop */
+			got += n;
+		}
+		gp_icd_call_end(&k);
+		if (err != CL_SUCCESS)
+			return err;
+	} while (val && got < total);
+	if (ret)
+		*ret = (size_t)total;
+	return CL_SUCCESS;
+}
+
+static void enc_waitlist(struct gp_enc *e, cl_uint n, const cl_event *ev)
+{
+	gp_enc_u32(e, n);
+	for (cl_uint i = 0; i < n; i++)
+		gp_enc_u64(e, ev[i]->h.id);
+}
+
+static cl_int check_waitlist(cl_context ctx, cl_uint n, const cl_event *ev)
+{
+	if ((n == 0) != (ev == NULL))
+		return CL_INVALID_EVENT_WAIT_LIST;
+	for (cl_uint i = 0; i < n; i++) {
+		if (!is(ev[i], GP_KIND_EVENT))
+			return CL_INVALID_EVENT_WAIT_LIST;
+		if (ctx && ev[i]->ctx != ctx)
+			return CL_INVALID_CONTEXT;
+	}
+	return CL_SUCCESS;
+}
+
+/* A new event for an enqueue on @q when the application asked for one. */
+static cl_event event_new(cl_command_queue q, cl_context ctx, cl_command_type type)
+{
+	cl_event ev = obj_new(sizeof(*ev), GP_KIND_EVENT);
+
+	if (!ev)
+		return NULL;
+	ev->q = q;
+	ev->ctx = ctx;
+	ev->type = type;
+	if (q)
+		retain(q);
+	retain(ctx);
+	return ev;
+}
+
+static cl_int CL_API_CALL icd_ReleaseContext(cl_context ctx);
+static cl_int CL_API_CALL icd_ReleaseCommandQueue(cl_command_queue q);
+static cl_int CL_API_CALL icd_ReleaseProgram(cl_program p);
+static cl_int CL_API_CALL icd_ReleaseMemObject(cl_mem m);
+static cl_int CL_API_CALL icd_ReleaseKernel(cl_kernel k);
+
+static void event_free(cl_event ev)
+{
+	post_release(ev->h.id);
+	if (ev->q)
+		icd_ReleaseCommandQueue(ev->q);
+	icd_ReleaseContext(ev->ctx);
+	free(ev);
+}
+
+static void touch(cl_command_queue q)
+{
+	if (q)
+		__atomic_store_n(&q->dirty, 1, __ATOMIC_RELEASE);
+}
+
+static cl_int CL_API_CALL icd_WaitForEvents(cl_uint n, const cl_event *l);
+static cl_int queue_finish(cl_command_queue q);
+
+/* Before the ICD touches a shared buffer's memory itself: the events
+ * waited for and the commands already in the queue must be done, as they
+ * would be before the transfer ran on the device. */
+static cl_int settle(cl_command_queue q, cl_uint nw, const cl_event *wl)
+{
+	cl_int err = CL_SUCCESS;
+
+	/* The memory is here, but a server that is gone means the device
+	 * is: fail like every other call. */
+	if (!gp_icd_conn_alive(G.conn))
+		return DEAD;
+	if (nw) {
+		err = icd_WaitForEvents(nw, wl);
+		if (err != CL_SUCCESS && err != CL_OUT_OF_RESOURCES)
+			return CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST;
+	}
+	if (err == CL_SUCCESS && __atomic_exchange_n(&q->dirty, 0, __ATOMIC_ACQ_REL))
+		err = queue_finish(q);
+	return err;
+}
+
+/* ---- platform and devices ---- */
+
+static void icd_init(void)
+{
+	uint32_t n;
+
+	/* gpupass-pvd itself must never load a connection to itself. */
+	if (getenv("GPUPASS_PVD_SELF"))
+		return;
+	if (gp_icd_conn_open(&G.conn) < 0)
+		return;
+	n = gp_icd_conn_ndevices(G.conn);
+	G.devs = calloc(n ? n : 1, sizeof(*G.devs));
+	if (!G.devs)
+		return;
+	G.platform.h = (struct hdr){ .dispatch = &dispatch, .kind = GP_KIND_PLATFORM, .refs = 1 };
+	for (uint32_t i = 0; i < n; i++) {
+		G.devs[i].h = (struct hdr){ .dispatch = &dispatch, .kind = GP_KIND_DEVICE, .refs = 1,
+					    .id = i + 1 };
+		if (remote_info(GP_INFO_DEVICE, i + 1, 0, CL_DEVICE_TYPE, sizeof(cl_device_type),
+				&G.devs[i].type, NULL) != CL_SUCCESS)
+			G.devs[i].type = CL_DEVICE_TYPE_DEFAULT;
+	}
+	G.ndev = n;
+}
+
+static bool ready(void)
+{
+	pthread_once(&G.once, icd_init);
+	return G.conn && G.ndev;
+}
+
+EXPORT cl_int CL_API_CALL clIcdGetPlatformIDsKHR(cl_uint num, cl_platform_id *plats, cl_uint *nout)
+{
+	if ((num == 0 && plats) || (!plats && !nout))
+		return CL_INVALID_VALUE;
+	if (!ready()) {
+		if (nout)
+			*nout = 0;
+		return CL_PLATFORM_NOT_FOUND_KHR;
+	}
+	if (plats)
+		plats[0] = &G.platform;
+	if (nout)
+		*nout = 1;
+	return CL_SUCCESS;
+}
+
+static cl_int CL_API_CALL icd_GetPlatformIDs(cl_uint num, cl_platform_id *plats, cl_uint *nout)
+{
+	return clIcdGetPlatformIDsKHR(num, plats, nout);
+}
+
+static cl_int CL_API_CALL icd_GetPlatformInfo(cl_platform_id p, cl_platform_info param,
+					      size_t size, void *val, size_t *ret)
+{
+	char buf[1024];
+	size_t n = 0;
+	cl_int err;
+
+	if (p && p != &G.platform)
+		return CL_INVALID_PLATFORM;
+	if (!ready())
+		return CL_INVALID_PLATFORM;
+	switch (param) {
+	case CL_PLATFORM_ICD_SUFFIX_KHR:
+		return put_info("GPPV", 5, size, val, ret);
+	case CL_PLATFORM_NAME: {
+		char name[512];
+		int len;
+
+		err = remote_info(GP_INFO_PLATFORM, 1, 0, param, sizeof(name), name, &n);
+		if (err != CL_SUCCESS)
+			return err;
+		name[n ? n - 1 : 0] = '\0';
+		len = snprintf(buf, sizeof(buf), "gpupass PV (remote: %s)", name);
+		return put_info(buf, (size_t)len + 1, size, val, ret);
+	}
+	default:
+		return remote_info(GP_INFO_PLATFORM, 1, 0, param, size, val, ret);
+	}
+}
+
+static cl_int CL_API_CALL icd_GetDeviceIDs(cl_platform_id p, cl_device_type type, cl_uint num,
+					   cl_device_id *devs, cl_uint *nout)
+{
+	cl_uint n = 0;
+
+	if (p && p != &G.platform)
+		return CL_INVALID_PLATFORM;
+	if ((num == 0 && devs) || (!devs && !nout))
+		return CL_INVALID_VALUE;
+	if (!ready())
+		return CL_DEVICE_NOT_FOUND;
+	if (type == 0 || ((type & ~(CL_DEVICE_TYPE_DEFAULT | CL_DEVICE_TYPE_CPU | CL_DEVICE_TYPE_GPU |
+				    CL_DEVICE_TYPE_ACCELERATOR | CL_DEVICE_TYPE_CUSTOM)) &&
+			  type != CL_DEVICE_TYPE_ALL))
+		return CL_INVALID_DEVICE_TYPE;
+	for (cl_uint i = 0; i < G.ndev; i++) {
+		bool match = type == CL_DEVICE_TYPE_ALL || (G.devs[i].type & type) ||
+			     ((type & CL_DEVICE_TYPE_DEFAULT) && i == 0);
+
+		if (!match)
+			continue;
+		if (devs && n < num)
+			devs[n] = &G.devs[i];
+		n++;
+	}
+	if (nout)
+		*nout = n;
+	return n ? CL_SUCCESS : CL_DEVICE_NOT_FOUND;
+}
+
+static cl_int CL_API_CALL icd_GetDeviceInfo(cl_device_id d, cl_device_info param, size_t size,
+					    void *val, size_t *ret)
+{
+	if (!is(d, GP_KIND_DEVICE))
+		return CL_INVALID_DEVICE;
+	switch (param) {
+	case CL_DEVICE_PLATFORM:
+		PUT(cl_platform_id, &G.platform);
+	case CL_DEVICE_PARENT_DEVICE:
+		PUT(cl_device_id, NULL);
+	case CL_DEVICE_REFERENCE_COUNT:
+		PUT(cl_uint, 1);
+	/* Not forwarded by this version: images, SVM, IL programs, on-device
+	 * queues. Saying so keeps applications off those paths. */
+	case CL_DEVICE_IMAGE_SUPPORT:
+		PUT(cl_bool, CL_FALSE);
+	case CL_DEVICE_SVM_CAPABILITIES:
+		PUT(cl_device_svm_capabilities, 0);
+	case CL_DEVICE_IL_VERSION:
+		return put_info("", 1, size, val, ret);
+	case CL_DEVICE_ILS_WITH_VERSION:
+		return put_info("", 0, size, val, ret);
+	case CL_DEVICE_QUEUE_ON_DEVICE_PROPERTIES:
+		PUT(cl_command_queue_properties, 0);
+	case CL_DEVICE_MAX_ON_DEVICE_QUEUES:
+	case CL_DEVICE_MAX_ON_DEVICE_EVENTS:
+	case CL_DEVICE_QUEUE_ON_DEVICE_PREFERRED_SIZE:
+	case CL_DEVICE_QUEUE_ON_DEVICE_MAX_SIZE:
+		PUT(cl_uint, 0);
+	case CL_DEVICE_DEVICE_ENQUEUE_CAPABILITIES:
+		PUT(cl_device_device_enqueue_capabilities, 0);
+	case CL_DEVICE_PARTITION_MAX_SUB_DEVICES:
+		PUT(cl_uint, 0);
+	case CL_DEVICE_PARTITION_PROPERTIES:
+	case CL_DEVICE_PARTITION_TYPE:
+		PUT(cl_device_partition_property, 0);
+	case CL_DEVICE_PARTITION_AFFINITY_DOMAIN:
+		PUT(cl_device_affinity_domain, 0);
+	default:
+		return remote_info(GP_INFO_DEVICE, d->h.id, 0, param, size, val, ret);
+	}
+}
+
+static cl_int CL_API_CALL icd_CreateSubDevices(cl_device_id d, const cl_device_partition_property *p,
+					       cl_uint n, cl_device_id *out, cl_uint *nout)
+{
+	if (!is(d, GP_KIND_DEVICE))
+		return CL_INVALID_DEVICE;
+	/* The device reports no partition types (CL_DEVICE_PARTITION_PROPERTIES). */
+	return CL_INVALID_VALUE;
+}
+
+static cl_int CL_API_CALL icd_RetainDevice(cl_device_id d)
+{
+	return is(d, GP_KIND_DEVICE) ? CL_SUCCESS : CL_INVALID_DEVICE;
+}
+
+static cl_int CL_API_CALL icd_ReleaseDevice(cl_device_id d)
+{
+	return is(d, GP_KIND_DEVICE) ? CL_SUCCESS : CL_INVALID_DEVICE;
+}
+
+/* ---- contexts ---- */
+
+static cl_context context_make(const cl_context_properties *props, cl_uint n,
+			       const cl_device_id *devs, cl_int *errp)
+{
+	struct gp_icd_call k;
+	cl_context ctx;
+	cl_int err;
+	size_t np = 0;
+
+	if (!ready()) {
+		set_err(errp, CL_DEVICE_NOT_AVAILABLE);
+		return NULL;
+	}
+	if (props) {
+		for (np = 0; props[np]; np += 2) {
+			if (np + 3 > 8) {
+				set_err(errp, CL_INVALID_PROPERTY);
+				return NULL;
+			}
+			if (props[np] == CL_CONTEXT_PLATFORM) {
+				if ((cl_platform_id)props[np + 1] != &G.platform) {
+					set_err(errp, CL_INVALID_PLATFORM);
+					return NULL;
+				}
+			} else if (props[np] != CL_CONTEXT_INTEROP_USER_SYNC) {
+				set_err(errp, CL_INVALID_PROPERTY);
+				return NULL;
+			}
+		}
+		np++;
+	}
+	ctx = obj_new(sizeof(*ctx), GP_KIND_CONTEXT);
+	if (!ctx || !(ctx->devs = calloc(n, sizeof(*devs)))) {
+		free(ctx);
+		set_err(errp, CL_OUT_OF_HOST_MEMORY);
+		return NULL;
+	}
+	memcpy(ctx->devs, devs, n * sizeof(*devs));
+	ctx->ndev = n;
+	if (np)
+		memcpy(ctx->props, props, np * sizeof(*props));
+	ctx->nprops = np;
+	gp_icd_call_begin(G.conn, &k);
+	gp_enc_u64(&k.e, ctx->h.id);
+	gp_enc_u32(&k.e, n);
+	for (cl_uint i = 0; i < n; i++)
+		gp_enc_u64(&k.e, devs[i]->h.id);
+	err = gp_icd_call_sync(&k, GP_OP_CREATE_CONTEXT, CL_DEVICE_NOT_AVAILABLE);
+	gp_icd_call_end(&k);
+	if (err != CL_SUCCESS) {
+		free(ctx->devs);
+		free(ctx);
+		ctx = NULL;
+	}
+	set_err(errp, err);
+	return ctx;
+}
+
+static cl_context CL_API_CALL icd_CreateContext(const cl_context_properties *props, cl_uint n,
+						const cl_device_id *devs,
+						void (CL_CALLBACK *notify)(const char *, const void *, size_t, void *),
+						void *ud, cl_int *err)
+{
+	if (!devs || n == 0 || (!notify && ud)) {
+		set_err(err, CL_INVALID_VALUE);
+		return NULL;
+	}
+	for (cl_uint i = 0; i < n; i++) {
+		if (!is(devs[i], GP_KIND_DEVICE)) {
+			set_err(err, CL_INVALID_DEVICE);
+			return NULL;
+		}
+	}
+	/* notify: errors are returned by the calls themselves; the server
+	 * reports nothing asynchronously, so it is never called. */
+	return context_make(props, n, devs, err);
+}
+
+static cl_context CL_API_CALL icd_CreateContextFromType(const cl_context_properties *props,
+							cl_device_type type,
+							void (CL_CALLBACK *notify)(const char *, const void *, size_t, void *),
+							void *ud, cl_int *err)
+{
+	cl_device_id devs[64];
+	cl_uint n = 0;
+	cl_int e;
+
+	if (!notify && ud) {
+		set_err(err, CL_INVALID_VALUE);
+		return NULL;
+	}
+	e = icd_GetDeviceIDs(&G.platform, type, 64, devs, &n);
+	if (e != CL_SUCCESS) {
+		set_err(err, e);
+		return NULL;
+	}
+	return context_make(props, n < 64 ? n : 64, devs, err);
+}
+
+static cl_int CL_API_CALL icd_RetainContext(cl_context ctx)
+{
+	if (!is(ctx, GP_KIND_CONTEXT))
+		return CL_INVALID_CONTEXT;
+	retain(ctx);
+	return CL_SUCCESS;
+}
+
+static cl_int CL_API_CALL icd_ReleaseContext(cl_context ctx)
+{
+	if (!is(ctx, GP_KIND_CONTEXT))
+		return CL_INVALID_CONTEXT;
+	if (unref(ctx)) {
+		/* Destructor callbacks run in reverse order of registration. */
+		for (struct ctx_cb *c = ctx->dtor, *n; c; c = n) {
+			n = c->next;
+			c->fn(ctx, c->data);
+			free(c);
+		}
+		post_release(ctx->h.id);
+		ctx->h.kind = GP_KIND_NONE;
+		free(ctx->devs);
+		free(ctx);
+	}
+	return CL_SUCCESS;
+}
+
+static cl_int CL_API_CALL icd_SetContextDestructorCallback(cl_context ctx,
+							   void (CL_CALLBACK *fn)(cl_context, void *),
+							   void *data)
+{
+	struct ctx_cb *c;
+
+	if (!is(ctx, GP_KIND_CONTEXT))
+		return CL_INVALID_CONTEXT;
+	if (!fn)
+		return CL_INVALID_VALUE;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return CL_OUT_OF_HOST_MEMORY;
+	c->fn = fn;
+	c->data = data;
+	c->next = ctx->dtor;
+	ctx->dtor = c;
+	return CL_SUCCESS;
+}
+
+static cl_int CL_API_CALL icd_GetContextInfo(cl_context ctx, cl_context_info param, size_t size,
+					     void *val, size_t *ret)
+{
+	if (!is(ctx, GP_KIND_CONTEXT))
+		return CL_INVALID_CONTEXT;
+	switch (param) {
+	case CL_CONTEXT_REFERENCE_COUNT:
+		PUT(cl_uint, __atomic_load_n(&ctx->h.refs, __ATOMIC_RELAXED));
+	case CL_CONTEXT_NUM_DEVICES:
+		PUT(cl_uint, ctx->ndev);
+	case CL_CONTEXT_DEVICES:
+		return put_info(ctx->devs, ctx->ndev * sizeof(cl_device_id), size, val, ret);
+	case CL_CONTEXT_PROPERTIES:
+		return put_info(ctx->props, ctx->nprops * sizeof(cl_context_properties), size, val, ret);
+	default:
+		return CL_INVALID_VALUE;
+	}
+}
+
+/* ---- command queues ---- */
+
+static cl_command_queue queue_make(cl_context ctx, cl_device_id dev,
+				   cl_command_queue_properties props,
+				   const cl_queue_properties *parr, size_t nparr, cl_int *errp)
+{
+	struct gp_icd_call k;
+	cl_command_queue q;
+	cl_int err;
+	bool found = false;
+
+	if (!is(ctx, GP_KIND_CONTEXT)) {
+		set_err(errp, CL_INVALID_CONTEXT);
+		return NULL;
+	}
+	for (cl_uint i = 0; i < ctx->ndev; i++)
+		found |= ctx->devs[i] == dev;
+	if (!is(dev, GP_KIND_DEVICE) || !found) {
+		set_err(errp, CL_INVALID_DEVICE);
+		return NULL;
+	}
+	if (props & ~(cl_command_queue_properties)(CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE |
+						   CL_QUEUE_PROFILING_ENABLE)) {
+		/* CL_QUEUE_ON_DEVICE: no on-device queues (see device info). */
+		set_err(errp, CL_INVALID_QUEUE_PROPERTIES);
+		return NULL;
+	}
+	q = obj_new(sizeof(*q), GP_KIND_QUEUE);
+	if (!q) {
+		set_err(errp, CL_OUT_OF_HOST_MEMORY);
+		return NULL;
+	}
+	q->ctx = ctx;
+	q->dev = dev;
+	q->props = props;
+	if (nparr)
+		memcpy(q->parr, parr, nparr * sizeof(*parr));
+	q->nparr = nparr;
+	gp_icd_call_begin(G.conn, &k);
+	gp_enc_u64(&k.e, q->h.id);
+	gp_enc_u64(&k.e, ctx->h.id);
+	gp_enc_u64(&k.e, dev->h.id);
+	gp_enc_u64(&k.e, props);
+	err = gp_icd_call_sync(&k, GP_OP_CREATE_QUEUE, DEAD);
+	gp_icd_call_end(&k);
+	if (err != CL_SUCCESS) {
+		free(q);
+		q = NULL;
+	} else {
+		retain(ctx);
+	}
+	set_err(errp, err);
+	return q;
+}
+
+static cl_command_queue CL_API_CALL icd_CreateCommandQueue(cl_context ctx, cl_device_id dev,
+							   cl_command_queue_properties props,
+							   cl_int *err)
+{
+	return queue_make(ctx, dev, props, NULL, 0, err);
+}
+
+static cl_command_queue CL_API_CALL icd_CreateCommandQueueWithProperties(cl_context ctx,
+									 cl_device_id dev,
+									 const cl_queue_properties *p,
+									 cl_int *err)
+{
+	cl_command_queue_properties props = 0;
+	size_t n = 0;
+
+	for (; p && p[n]; n += 2) {
+		if (n + 3 > 8 || p[n] != CL_QUEUE_PROPERTIES) {
+			/* CL_QUEUE_SIZE is only for on-device queues. */
+			set_err(err, p[n] == CL_QUEUE_SIZE ? CL_INVALID_QUEUE_PROPERTIES : CL_INVALID_VALUE);
+			return NULL;
+		}
+		props = (cl_command_queue_properties)p[n + 1];
+	}
+	return queue_make(ctx, dev, props, p, p ? n + 1 : 0, err);
+}
+
+static cl_int CL_API_CALL icd_RetainCommandQueue(cl_command_queue q)
+{
+	if (!is(q, GP_KIND_QUEUE))
+		return CL_INVALID_COMMAND_QUEUE;
+	retain(q);
+	return CL_SUCCESS;
+}
+
+static cl_int CL_API_CALL icd_Flush(cl_command_queue q);
+
+static cl_int CL_API_CALL icd_ReleaseCommandQueue(cl_command_queue q)
+{
+	if (!is(q, GP_KIND_QUEUE))
+		return CL_INVALID_COMMAND_QUEUE;
+	if (unref(q)) {
+		/* clReleaseCommandQueue flushes (OpenCL 3.0, 5.1); the server's
+		 * release does the same on the host queue. */
+		post_release(q->h.id);
+		q->h.kind = GP_KIND_NONE;
+		icd_ReleaseContext(q->ctx);
+		free(q);
+	}
+	return CL_SUCCESS;
+}
+
+static cl_int CL_API_CALL icd_GetCommandQueueInfo(cl_command_queue q, cl_command_queue_info param,
+						  size_t size, void *val, size_t *ret)
+{
+	if (!is(q, GP_KIND_QUEUE))
+		return CL_INVALID_COMMAND_QUEUE;
+	switch (param) {
+	case CL_QUEUE_CONTEXT:
+		PUT(cl_context, q->ctx);
+	case CL_QUEUE_DEVICE:
+		PUT(cl_device_id, q->dev);
+	case CL_QUEUE_REFERENCE_COUNT:
+		PUT(cl_uint, __atomic_load_n(&q->h.refs, __ATOMIC_RELAXED));
+	case CL_QUEUE_PROPERTIES:
+		PUT(cl_command_queue_properties, q->props);
+	case CL_QUEUE_PROPERTIES_ARRAY:
+		return put_info(q->parr, q->nparr * sizeof(cl_queue_properties), size, val, ret);
+	case CL_QUEUE_DEVICE_DEFAULT:
+		PUT(cl_command_queue, NULL);
+	case CL_QUEUE_SIZE:
+		return CL_INVALID_COMMAND_QUEUE; /* not an on-device queue */
+	default:
+		return CL_INVALID_VALUE;
+	}
+}
+
+static cl_int CL_API_CALL icd_SetCommandQueueProperty(cl_command_queue q,
+						      cl_command_queue_properties p, cl_bool en,
+						      cl_command_queue_properties *old)
+{
+	/* Deprecated in OpenCL 1.1; properties are fixed at creation here. */
+	return is(q, GP_KIND_QUEUE) ? CL_INVALID_OPERATION : CL_INVALID_COMMAND_QUEUE;
+}
+
+static cl_int CL_API_CALL icd_Flush(cl_command_queue q)
+{
+	struct gp_icd_call k;
+	cl_int err;
+
+	if (!is(q, GP_KIND_QUEUE))
+		return CL_INVALID_COMMAND_QUEUE;
+	gp_icd_call_begin(G.conn, &k);
+	gp_enc_u64(&k.e, q->h.id);
+	err = gp_icd_call_post(&k, GP_OP_FLUSH, DEAD);
+	gp_icd_call_end(&k);
+	return err;
+}
+
+static cl_int queue_finish(cl_command_queue q)
+{
+	struct gp_icd_call k;
+	cl_int err;
+
+	gp_icd_call_begin(G.conn, &k);
+	gp_enc_u64(&k.e, q->h.id);
+	err = gp_icd_call_sync(&k, GP_OP_FINISH, DEAD);
+	gp_icd_call_end(&k);
+	return err;
+}
+
+static cl_int CL_API_CALL icd_Finish(cl_command_queue q)
+{
+	struct gp_icd_call k;
+	cl_int err;
+
+	if (!is(q, GP_KIND_QUEUE))
+		return CL_INVALID_COMMAND_QUEUE;
+	__atomic_store_n(&q->dirty, 0, __ATOMIC_RELEASE);
+	gp_icd_call_begin(G.conn, &k);
+	gp_enc_u64(&k.e, q->h.id);
+	err = gp_icd_call_sync(&k, GP_OP_FINISH, DEAD);
+	gp_icd_call_end(&k);
+	return err;
+}
+
+/* ---- memory objects ---- */
+
+#define MEM_ACCESS (CL_MEM_READ_WRITE | CL_MEM_WRITE_ONLY | CL_MEM_READ_ONLY)
+#define MEM_HOST (CL_MEM_HOST_WRITE_ONLY | CL_MEM_HOST_READ_ONLY | CL_MEM_HOST_NO_ACCESS)
+
+static int popcount64(uint64_t v)
+{
+	return __builtin_popcountll(v);
+}
+
+static cl_int write_data(cl_command_queue q, cl_mem m, size_t off, size_t size, const void *ptr,
+			 cl_uint nw, const cl_event *wl, uint64_t evid, bool blocking);
+static cl_int post_marker(cl_command_queue q, uint16_t op, cl_uint nw, const cl_event *wl,
+			  uint64_t id);
+
+static cl_mem buffer_make(cl_context ctx, cl_mem_flags flags, size_t size, void *host_ptr,
+			  cl_int *errp)
+{
+	struct gp_icd_call k;
+	cl_mem m;
+	cl_int err;
+
+	if (!is(ctx, GP_KIND_CONTEXT)) {
+		set_err(errp, CL_INVALID_CONTEXT);
+		return NULL;
+	}
+	if (flags == 0)
+		flags = CL_MEM_READ_WRITE;
+	if (popcount64(flags & MEM_ACCESS) > 1 || popcount64(flags & MEM_HOST) > 1 ||
+	    ((flags & CL_MEM_USE_HOST_PTR) && (flags & (CL_MEM_COPY_HOST_PTR | CL_MEM_ALLOC_HOST_PTR))) ||
+	    (flags & ~(cl_mem_flags)(MEM_ACCESS | MEM_HOST | CL_MEM_USE_HOST_PTR |
+				     CL_MEM_COPY_HOST_PTR | CL_MEM_ALLOC_HOST_PTR |
+				     CL_MEM_KERNEL_READ_AND_WRITE))) {
+		set_err(errp, CL_INVALID_VALUE);
+		return NULL;
+	}
+	if (size == 0) {
+		set_err(errp, CL_INVALID_BUFFER_SIZE);
+		return NULL;
+	}
+	if ((host_ptr == NULL) != !(flags & (CL_MEM_USE_HOST_PTR | CL_MEM_COPY_HOST_PTR))) {
+		set_err(errp, CL_INVALID_HOST_PTR);
+		return NULL;
+	}
+	m = obj_new(sizeof(*m), GP_KIND_MEM);
+	if (!m) {
+		set_err(errp, CL_OUT_OF_HOST_MEMORY);
+		return NULL;
+	}
+	pthread_mutex_init(&m->lock, NULL);
+	m->ctx = ctx;
+	m->flags = flags;
+	m->size = size;
+	m->host_ptr = (flags & CL_MEM_USE_HOST_PTR) ? host_ptr : NULL;
+	gp_icd_call_begin(G.conn, &k);
+	gp_enc_u64(&k.e, m->h.id);
+	gp_enc_u64(&k.e, ctx->h.id);
+	gp_enc_u64(&k.e, flags);
+	gp_enc_u64(&k.e, size);
+	gp_enc_u32(&k.e, gp_icd_conn_shared(G.conn) && !(flags & CL_MEM_USE_HOST_PTR) &&
+			 size >= SHARED_MIN);
+	err = gp_icd_call_sync(&k, GP_OP_CREATE_BUFFER, DEAD);
+	if (err == CL_SUCCESS && gp_dec_u32(&k.d) == 1) {
+		int fd = -1;
+
+		if (gp_icd_recv_fd_locked(&k, &fd) < 0) {
+			err = DEAD;
+		} else {
+			void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+
+			close(fd);
+			if (p == MAP_FAILED) {
+				err = CL_OUT_OF_HOST_MEMORY;
+			} else {
+				m->shared = p;
+				m->shared_len = size;
+			}
+		}
+		if (err != CL_SUCCESS)
+			post_release(m->h.id);
+	}
+	gp_icd_call_end(&k);
+	if (err == CL_SUCCESS && host_ptr && m->shared) {
+		memcpy(m->shared, host_ptr, size); /* a fresh buffer: nothing to wait for */
+	} else if (err == CL_SUCCESS && host_ptr) {
+		/* COPY_HOST_PTR and USE_HOST_PTR: the device copy starts as the
+		 * host data; with USE_HOST_PTR, maps hand back host_ptr. */
+		err = write_data(NULL, m, 0, size, host_ptr, 0, NULL, 0, true);
+		if (err != CL_SUCCESS)
+			post_release(m->h.id);
+	}
+	if (err != CL_SUCCESS) {
+		free(m);
+		set_err(errp, err);
+		return NULL;
+	}
+	retain(ctx);
+	set_err(errp, CL_SUCCESS);
+	return m;
+}
+
+static cl_mem CL_API_CALL icd_CreateBuffer(cl_context ctx, cl_mem_flags flags, size_t size,
+					   void *host_ptr, cl_int *err)
+{
+	return buffer_make(ctx, flags, size, host_ptr, err);
+}
+
+static cl_mem CL_API_CALL icd_CreateBufferWithProperties(cl_context ctx, const cl_mem_properties *props,
+							 cl_mem_flags flags, size_t size,
+							 void *host_ptr, cl_int *err)
+{
+	if (props && props[0] != 0) {
+		set_err(err, CL_INVALID_PROPERTY); /* no buffer properties are defined in 3.0 core */
+		return NULL;
+	}
+	return buffer_make(ctx, flags, size, host_ptr, err);
+}
+
+static cl_mem CL_API_CALL icd_CreateSubBuffer(cl_mem parent, cl_mem_flags flags,
+					      cl_buffer_create_type type, const void *info,
+					      cl_int *errp)
+{
+	const cl_buffer_region *reg = info;
+	struct gp_icd_call k;
+	cl_mem m;
+	cl_int err;
+
+	if (!is(parent, GP_KIND_MEM) || parent->parent) {
+		set_err(errp, CL_INVALID_MEM_OBJECT);
+		return NULL;
+	}
+	if (type != CL_BUFFER_CREATE_TYPE_REGION || !reg) {
+		set_err(errp, CL_INVALID_VALUE);
+		return NULL;
+	}
+	if (reg->size == 0) {
+		set_err(errp, CL_INVALID_BUFFER_SIZE);
+		return NULL;
+	}
+	if (reg->origin > parent->size || reg->size > parent->size - reg->origin) {
+		set_err(errp, CL_INVALID_VALUE);
+		return NULL;
+	}
+	m = obj_new(sizeof(*m), GP_KIND_MEM);
+	if (!m) {
+		set_err(errp, CL_OUT_OF_HOST_MEMORY);
+		return NULL;
+	}
+	pthread_mutex_init(&m->lock, NULL);
+	gp_icd_call_begin(G.conn, &k);
+	gp_enc_u64(&k.e, m->h.id);
+	gp_enc_u64(&k.e, parent->h.id);
+	gp_enc_u64(&k.e, flags);
+	gp_enc_u64(&k.e, reg->origin);
+	gp_enc_u64(&k.e, reg->size);
+	err = gp_icd_call_sync(&k, GP_OP_CREATE_SUBBUFFER, DEAD);
+	gp_icd_call_end(&k);
+	if (err != CL_SUCCESS) {
+		free(m);
+		set_err(errp, err);
+		return NULL;
+	}
+	/* Access flags not given are inherited; host-pointer flags always are. */
+	if (!(flags & MEM_ACCESS))
+		flags |= parent->flags & MEM_ACCESS;
+	if (!(flags & MEM_HOST))
+		flags |= parent->flags & MEM_HOST;
+	flags |= parent->flags & (CL_MEM_USE_HOST_PTR | CL_MEM_ALLOC_HOST_PTR | CL_MEM_COPY_HOST_PTR);
+	m->ctx = parent->ctx;
+	m->flags = flags;
+	m->size = reg->size;
+	m->parent = parent;
+	m->origin = reg->origin;
+	m->host_ptr = parent->host_ptr ? (char *)parent->host_ptr + reg->origin : NULL;
+	m->shared = parent->shared ? parent->shared + reg->origin : NULL;
+	retain(parent);
+	retain(m->ctx);
+	set_err(errp, CL_SUCCESS);
+	return m;
+}
+
+static cl_int CL_API_CALL icd_RetainMemObject(cl_mem m)
+{
+	if (!is(m, GP_KIND_MEM))
+		return CL_INVALID_MEM_OBJECT;
+	retain(m);
+	return CL_SUCCESS;
+}
+
+static cl_int CL_API_CALL icd_ReleaseMemObject(cl_mem m)
+{
+	if (!is(m, GP_KIND_MEM))
+		return CL_INVALID_MEM_OBJECT;
+	if (unref(m)) {
+		for (struct mem_cb *c = m->dtor, *n; c; c = n) {
+			n = c->next;
+			c->fn(m, c->data);
+			free(c);
+		}
+		post_release(m->h.id);
+		m->h.kind = GP_KIND_NONE;
+		for (struct mapping *p = m->maps, *n; p; p = n) {
+			n = p->next;
+			if (p->owned)
+				free(p->ptr);
+			free(p);
+		}
+		if (m->shared_len)
+			munmap(m->shared, m->shared_len);
+		if (m->parent)
+			icd_ReleaseMemObject(m->parent);
+		icd_ReleaseContext(m->ctx);
+		pthread_mutex_destroy(&m->lock);
+		free(m);
+	}
+	return CL_SUCCESS;
+}
+
+static cl_int CL_API_CALL icd_SetMemObjectDestructorCallback(cl_mem m,
+							     void (CL_CALLBACK *fn)(cl_mem, void *),
+							     void *data)
+{
+	struct mem_cb *c;
+
+	if (!is(m, GP_KIND_MEM))
+		return CL_INVALID_MEM_OBJECT;
+	if (!fn)
+		return CL_INVALID_VALUE;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return CL_OUT_OF_HOST_MEMORY;
+	c->fn = fn;
+	c->data = data;
+	c->next = m->dtor;
+	m->dtor = c;
+	return CL_SUCCESS;
+}
+
+static cl_int CL_API_CALL icd_GetMemObjectInfo(cl_mem m, cl_mem_info param, size_t size,
+					       void *val, size_t *ret)
+{
+	if (!is(m, GP_KIND_MEM))
+		return CL_INVALID_MEM_OBJECT;
+	switch (param) {
+	case CL_MEM_TYPE:
+		PUT(cl_mem_object_type, CL_MEM_OBJECT_BUFFER);
+	case CL_MEM_FLAGS:
+		PUT(cl_mem_flags, m->flags);
+	case CL_MEM_SIZE:
+		PUT(size_t, m->size);
+	case CL_MEM_HOST_PTR:
+		PUT(void *, m->host_ptr);
+	case CL_MEM_MAP_COUNT:
+		PUT(cl_uint, m->nmaps);
+	case CL_MEM_REFERENCE_COUNT:
+		PUT(cl_uint, __atomic_load_n(&m->h.refs, __ATOMIC_RELAXED));
+	case CL_MEM_CONTEXT:
+		PUT(cl_context, m->ctx);
+	case CL_MEM_ASSOCIATED_MEMOBJECT:
+		PUT(cl_mem, m->parent);
+	case CL_MEM_OFFSET:
+		PUT(size_t, m->origin);
+	case CL_MEM_USES_SVM_POINTER:
+		PUT(cl_bool, CL_FALSE);
+	case CL_MEM_PROPERTIES:
+		return put_info(NULL, 0, size, val, ret);
+	default:
+		return CL_INVALID_VALUE;
+	}
+}
+
+/* Big transfers for a server that may read our memory: it maps the
+ * buffer and copies straight from/to @ptr (one copy, as natively). */
+static cl_int direct_transfer(uint16_t op, cl_command_queue q, cl_mem m, size_t off, size_t size,
+			      const void *ptr, cl_uint nw, const cl_event *wl, uint64_t evid)
+{
+	struct gp_icd_call k;
+	cl_int err;
+
+	gp_icd_call_begin_heap(G.conn, &k);
+	gp_enc_u64(&k.e, q ? q->h.id : 0);
+	gp_enc_u64(&k.e, m->h.id);
+	gp_enc_u64(&k.e, off);
+	gp_enc_u64(&k.e, size);
+	gp_enc_u32(&k.e, 2);
+	if (op == GP_OP_WRITE_BUFFER)
+		gp_enc_u32(&k.e, 1);
+	gp_enc_u64(&k.e, (uint64_t)(uintptr_t)ptr);
+	if (op == GP_OP_WRITE_BUFFER)
+		gp_enc_blob(&k.e, NULL, 0);
+	enc_waitlist(&k.e, nw, wl);
+	gp_enc_u64(&k.e, evid);
+	err = gp_icd_call_sync(&k, op, DEAD);
+	gp_icd_call_end(&k);
+	return err;
+}
+
+/* Writes @size bytes at @off of @m from @ptr: inline in the ring when
+ * small (pipelined), else in chunks through the two halves of the bulk
+ * region, the server copying one half while we fill the other. @q NULL:
+ * the initial data of a new buffer. The event, if any, is the last
+ * chunk's; the wait list holds for the first. */
+static cl_int write_data(cl_command_queue q, cl_mem m, size_t off, size_t size, const void *ptr,
+			 cl_uint nw, const cl_event *wl, uint64_t evid, bool blocking)
+{
+	struct gp_icd_call k;
+	uint64_t bsize;
+	uint8_t *bulk;
+	size_t chunk, done = 0, nchunks, i;
+	cl_int err = CL_SUCCESS, e;
+	unsigned inflight = 0;
+
+	/* A non-blocking write that may have to wait must not wait here:
+	 * the server queues it from a private copy. */
+	bool may_wait = q && (nw || __atomic_load_n(&q->dirty, __ATOMIC_ACQUIRE));
+
+	if (m->shared && (blocking || !may_wait)) {
+		if (q)
+			err = settle(q, nw, wl);
+		else if (!gp_icd_conn_alive(G.conn))
+			err = DEAD;
+		if (err != CL_SUCCESS)
+			return err;
+		memcpy(m->shared + off, ptr, size);
+		return evid ? post_marker(q, GP_OP_MARKER, 0, NULL, evid) : CL_SUCCESS;
+	}
+	if (size <= INLINE_MAX) {
+		gp_icd_call_begin_heap(G.conn, &k);
+		gp_enc_u64(&k.e, q ? q->h.id : 0);
+		gp_enc_u64(&k.e, m->h.id);
+		gp_enc_u64(&k.e, off);
+		gp_enc_u64(&k.e, size);
+		gp_enc_u32(&k.e, 0);
+		gp_enc_u32(&k.e, blocking || !q);
+		gp_enc_u64(&k.e, 0);
+		gp_enc_blob(&k.e, ptr, size);
+		enc_waitlist(&k.e, nw, wl);
+		gp_enc_u64(&k.e, evid);
+		/* Initial data must be there before clCreateBuffer returns. */
+		touch(q);
+		err = q ? gp_icd_call_post(&k, GP_OP_WRITE_BUFFER, DEAD)
+			: gp_icd_call_sync(&k, GP_OP_WRITE_BUFFER, DEAD);
+		gp_icd_call_end(&k);
+		return err;
+	}
+	if (gp_icd_conn_direct(G.conn) && (blocking || !may_wait))
+		return direct_transfer(GP_OP_WRITE_BUFFER, q, m, off, size, ptr, nw, wl, evid);
+	bulk = gp_icd_conn_bulk(G.conn, &bsize);
+	chunk = (size_t)(bsize / 2);
+	nchunks = (size + chunk - 1) / chunk;
+	gp_icd_call_begin(G.conn, &k);
+	gp_icd_conn_lock(G.conn);
+	for (i = 0; i < nchunks; i++) {
+		size_t n = size - done < chunk ? size - done : chunk;
+		size_t half = (i & 1) * chunk;
+
+		if (inflight == 2) {
+			e = gp_icd_collect_locked(&k, DEAD);
+			inflight--;
+			if (err == CL_SUCCESS)
+				err = e;
+		}
+		if (err != CL_SUCCESS)
+			break;
+		memcpy(bulk + half, (const uint8_t *)ptr + done, n);
+		gp_enc_reset(&k.e);
+		gp_enc_u64(&k.e, q ? q->h.id : 0);
+		gp_enc_u64(&k.e, m->h.id);
+		gp_enc_u64(&k.e, off + done);
+		gp_enc_u64(&k.e, n);
+		gp_enc_u32(&k.e, 1);
+		gp_enc_u32(&k.e, blocking || !q);
+		gp_enc_u64(&k.e, half);
+		gp_enc_blob(&k.e, NULL, 0);
+		if (i == 0)
+			enc_waitlist(&k.e, nw, wl);
+		else
+			enc_waitlist(&k.e, 0, NULL);
+		gp_enc_u64(&k.e, i == nchunks - 1 ? evid : 0);
+		if (gp_icd_send_locked(&k, GP_OP_WRITE_BUFFER, true) < 0) {
+			err = DEAD;
+			break;
+		}
+		inflight++;
+		done += n;
+	}
+	while (inflight-- > 0) {
+		e = gp_icd_collect_locked(&k, DEAD);
+		if (err == CL_SUCCESS)
+			err = e;
+	}
+	gp_icd_conn_unlock(G.conn);
+	gp_icd_call_end(&k);
+	return err;
+}
+
+/* Reads into @ptr: inline reply when small, else chunked through the bulk
+ * region with two requests in flight. The last chunk carries the event. */
+static cl_int read_data(cl_command_queue q, cl_mem m, size_t off, size_t size, void *ptr,
+			cl_uint nw, const cl_event *wl, uint64_t evid)
+{
+	struct gp_icd_call k;
+	uint64_t bsize;
+	uint8_t *bulk;
+	size_t chunk, nchunks, sent = 0, recvd = 0, i;
+	cl_int err = CL_SUCCESS, e;
+
+	if (m->shared) {
+		err = settle(q, nw, wl);
+		if (err != CL_SUCCESS)
+			return err;
+		memcpy(ptr, m->shared + off, size);
+		return evid ? post_marker(q, GP_OP_MARKER, 0, NULL, evid) : CL_SUCCESS;
+	}
+	if (size <= INLINE_MAX) {
+		const void *p;
+		size_t n = 0;
+
+		gp_icd_call_begin(G.conn, &k);
+		gp_enc_u64(&k.e, q->h.id);
+		gp_enc_u64(&k.e, m->h.id);
+		gp_enc_u64(&k.e, off);
+		gp_enc_u64(&k.e, size);
+		gp_enc_u32(&k.e, 0);
+		gp_enc_u64(&k.e, 0);
+		enc_waitlist(&k.e, nw, wl);
+		gp_enc_u64(&k.e, evid);
+		if (k.e.err) {
+			gp_icd_call_end(&k);
+			gp_icd_call_begin_heap(G.conn, &k);
+			gp_enc_u64(&k.e, q->h.id);
+			gp_enc_u64(&k.e, m->h.id);
+			gp_enc_u64(&k.e, off);
+			gp_enc_u64(&k.e, size);
+			gp_enc_u32(&k.e, 0);
+			gp_enc_u64(&k.e, 0);
+			enc_waitlist(&k.e, nw, wl);
+			gp_enc_u64(&k.e, evid);
+		}
+		err = gp_icd_call_sync(&k, GP_OP_READ_BUFFER, DEAD);
+		if (err == CL_SUCCESS) {
+			p = gp_dec_blob(&k.d, INLINE_MAX, &n);
+			if (!p || n != size)
+				err = CL_OUT_OF_RESOURCES;
+			else
+				memcpy(ptr, p, n);
+		}
+		gp_icd_call_end(&k);
+		return err;
+	}
+	if (gp_icd_conn_direct(G.conn))
+		return direct_transfer(GP_OP_READ_BUFFER, q, m, off, size, ptr, nw, wl, evid);
+	bulk = gp_icd_conn_bulk(G.conn, &bsize);
+	chunk = (size_t)(bsize / 2);
+	nchunks = (size + chunk - 1) / chunk;
+	gp_icd_call_begin(G.conn, &k);
+	gp_icd_conn_lock(G.conn);
+	for (i = 0; i < nchunks || recvd < sent; ) {
+		/* Keep two requests in flight: send while a half is free. */
+		if (i < nchunks && sent - recvd < 2 && err == CL_SUCCESS) {
+			size_t n = size - i * chunk < chunk ? size - i * chunk : chunk;
+
+			gp_enc_reset(&k.e);
+			gp_enc_u64(&k.e, q->h.id);
+			gp_enc_u64(&k.e, m->h.id);
+			gp_enc_u64(&k.e, off + i * chunk);
+			gp_enc_u64(&k.e, n);
+			gp_enc_u32(&k.e, 1);
+			gp_enc_u64(&k.e, (i & 1) * chunk);
+			if (i == 0)
+				enc_waitlist(&k.e, nw, wl);
+			else
+				enc_waitlist(&k.e, 0, NULL);
+			gp_enc_u64(&k.e, i == nchunks - 1 ? evid : 0);
+			if (gp_icd_send_locked(&k, GP_OP_READ_BUFFER, true) < 0) {
+				err = DEAD;
+				break;
+			}
+			sent++;
+			i++;
+			continue;
+		}
+		if (recvd == sent)
+			break;
+		e = gp_icd_collect_locked(&k, DEAD);
+		if (e == CL_SUCCESS && err == CL_SUCCESS) {
+			size_t n = size - recvd * chunk < chunk ? size - recvd * chunk : chunk;
+
+			memcpy((uint8_t *)ptr + recvd * chunk, bulk + (recvd & 1) * chunk, n);
+		} else if (err == CL_SUCCESS) {
+			err = e;
+		}
+		recvd++;
+		if (err != CL_SUCCESS && e == DEAD)
+			break;
+	}
+	gp_icd_conn_unlock(G.conn);
+	gp_icd_call_end(&k);
+	return err;
+}
+
+static cl_int check_rw(cl_command_queue q, cl_mem m, size_t off, size_t size, const void *ptr,
+		       cl_uint nw, const cl_event *wl)
+{
+	if (!is(q, GP_KIND_QUEUE))
+		return CL_INVALID_COMMAND_QUEUE;
+	if (!is(m, GP_KIND_MEM))
+		return CL_INVALID_MEM_OBJECT;
+	if (m->ctx != q->ctx)
+		return CL_INVALID_CONTEXT;
+	if (!ptr || off > m->size || size > m->size - off)
+		return CL_INVALID_VALUE;
+	return check_waitlist(q->ctx, nw, wl);
+}
+
+/* The event handed back for an enqueue: made before the call (its id goes
+ * on the wire), dropped if the call fails. */
+static cl_int with_event(cl_command_queue q, cl_command_type type, cl_event *event,
+			 cl_event *out, uint64_t *id)
+{
+	*out = NULL;
+	*id = 0;
+	if (!event)
+		return CL_SUCCESS;
+	*out = event_new(q, q->ctx, type);
+	if (!*out)
+		return CL_OUT_OF_HOST_MEMORY;
+	*id = (*out)->h.id;
+	return CL_SUCCESS;
+}
+
+static cl_int done_event(cl_int err, cl_event ev, cl_event *event)
+{
+	if (!ev)
+		return err;
+	if (err != CL_SUCCESS) {
+		/* The server registered an id only if it got the call. */
+		if (ev->q)
+			icd_ReleaseCommandQueue(ev->q);
+		icd_ReleaseContext(ev->ctx);
+		free(ev);
+		return err;
+	}
+	*event = ev;
+	return err;
+}
+
+static cl_int CL_API_CALL icd_EnqueueWriteBuffer(cl_command_queue q, cl_mem m, cl_bool blocking,
+						 size_t off, size_t size, const void *ptr, cl_uint nw,
+						 const cl_event *wl, cl_event *event)
+{
+	cl_int err = check_rw(q, m, off, size, ptr, nw, wl);
+	cl_event ev;
+	uint64_t id;
+
+	if (err == CL_SUCCESS && (m->flags & (CL_MEM_HOST_READ_ONLY | CL_MEM_HOST_NO_ACCESS)))
+		err = CL_INVALID_OPERATION;
+	if (err == CL_SUCCESS)
+		err = with_event(q, CL_COMMAND_WRITE_BUFFER, event, &ev, &id);
+	if (err != CL_SUCCESS)
+		return err;
+	/* Non-blocking writes copy the data out at once as well (OpenCL lets
+	 * an implementation finish the copy before returning). */
+	return done_event(write_data(q, m, off, size, ptr, nw, wl, id, blocking), ev, event);
+}
+
+static cl_int CL_API_CALL icd_EnqueueReadBuffer(cl_command_queue q, cl_mem m, cl_bool blocking,
+						size_t off, size_t size, void *ptr, cl_uint nw,
+						const cl_event *wl, cl_event *event)
+{
+	cl_int err = check_rw(q, m, off, size, ptr, nw, wl);
+	cl_event ev;
+	uint64_t id;
+
+	if (err == CL_SUCCESS && (m->flags & (CL_MEM_HOST_WRITE_ONLY | CL_MEM_HOST_NO_ACCESS)))
+		err = CL_INVALID_OPERATION;
+	if (err == CL_SUCCESS)
+		err = with_event(q, CL_COMMAND_READ_BUFFER, event, &ev, &id);
+	if (err != CL_SUCCESS)
+		return err;
+	/* Reads always complete before returning: the data must land in
+	 * ptr, which only this process can write. */
+	return done_event(read_data(q, m, off, size, ptr, nw, wl, id), ev, event);
+}
+
+/* Rectangular transfers, row by row (OpenCL 1.2, 5.2.2). */
+static cl_int rect_params(const size_t *bo, const size_t *ho, const size_t *reg, size_t *brp,
+			  size_t *bsp, size_t *hrp, size_t *hsp, size_t msize)
+{
+	size_t last;
+
+	if (!bo || !ho || !reg || reg[0] == 0 || reg[1] == 0 || reg[2] == 0)
+		return CL_INVALID_VALUE;
+	if (*brp == 0)
+		*brp = reg[0];
+	if (*bsp == 0)
+		*bsp = reg[1] * *brp;
+	if (*hrp == 0)
+		*hrp = reg[0];
+	if (*hsp == 0)
+		*hsp = reg[1] * *hrp;
+	if (*brp < reg[0] || *bsp < reg[1] * *brp || *hrp < reg[0] || *hsp < reg[1] * *hrp)
+		return CL_INVALID_VALUE;
+	last = (bo[2] + reg[2] - 1) * *bsp + (bo[1] + reg[1] - 1) * *brp + bo[0] + reg[0];
+	if (last > msize)
+		return CL_INVALID_VALUE;
+	return CL_SUCCESS;
+}
+
+static cl_int rect_rw(bool write, cl_command_queue q, cl_mem m, const size_t *bo, const size_t *ho,
+		      const size_t *reg, size_t brp, size_t bsp, size_t hrp, size_t hsp, void *ptr,
+		      cl_uint nw, const cl_event *wl, cl_event *event)
+{
+	cl_int err = check_rw(q, m, 0, 0, ptr, nw, wl);
+	cl_event ev;
+	uint64_t id;
+
+	if (err == CL_SUCCESS)
+		err = rect_params(bo, ho, reg, &brp, &bsp, &hrp, &hsp, m->size);
+	if (err == CL_SUCCESS)
+		err = with_event(q, write ? CL_COMMAND_WRITE_BUFFER_RECT : CL_COMMAND_READ_BUFFER_RECT,
+				 event, &ev, &id);
+	if (err != CL_SUCCESS)
+		return err;
+	for (size_t z = 0; z < reg[2] && err == CL_SUCCESS; z++) {
+		for (size_t y = 0; y < reg[1] && err == CL_SUCCESS; y++) {
+			size_t boff = (bo[2] + z) * bsp + (bo[1] + y) * brp + bo[0];
+			size_t hoff = (ho[2] + z) * hsp + (ho[1] + y) * hrp + ho[0];
+			bool first = z == 0 && y == 0, last = z == reg[2] - 1 && y == reg[1] - 1;
+
+			if (write)
+				err = write_data(q, m, boff, reg[0], (uint8_t *)ptr + hoff,
+						 first ? nw : 0, first ? wl : NULL, last ? id : 0, true);
+			else
+				err = read_data(q, m, boff, reg[0], (uint8_t *)ptr + hoff,
+						first ? nw : 0, first ? wl : NULL, last ? id : 0);
+		}
+	}
+	return done_event(err, ev, event);
+}
+
+static cl_int CL_API_CALL icd_EnqueueReadBufferRect(cl_command_queue q, cl_mem m, cl_bool b,
+						    const size_t *bo, const size_t *ho,
+						    const size_t *reg, size_t brp, size_t bsp,
+						    size_t hrp, size_t hsp, void *ptr, cl_uint nw,
+						    const cl_event *wl, cl_event *ev)
+{
+	return rect_rw(false, q, m, bo, ho, reg, brp, bsp, hrp, hsp, ptr, nw, wl, ev);
+}
+
+static cl_int CL_API_CALL icd_EnqueueWriteBufferRect(cl_command_queue q, cl_mem m, cl_bool b,
+						     const size_t *bo, const size_t *ho,
+						     const size_t *reg, size_t brp, size_t bsp,
+						     size_t hrp, size_t hsp, const void *ptr,
+						     cl_uint nw, const cl_event *wl, cl_event *ev)
+{
+	return rect_rw(true, q, m, bo, ho, reg, brp, bsp, hrp, hsp, (void *)(uintptr_t)ptr, nw, wl, ev);
+}
+
+static cl_int post_copy(cl_command_queue q, cl_mem s, cl_mem d, size_t so, size_t dof, size_t size,
+			cl_uint nw, const cl_event *wl, uint64_t id)
+{
+	struct gp_icd_call k;
+	cl_int err;
+
+	gp_icd_call_begin_heap(G.conn, &k);
+	gp_enc_u64(&k.e, q->h.id);
+	gp_enc_u64(&k.e, s->h.id);
+	gp_enc_u64(&k.e, d->h.id);
+	gp_enc_u64(&k.e, so);
+	gp_enc_u64(&k.e, dof);
+	gp_enc_u64(&k.e, size);
+	enc_waitlist(&k.e, nw, wl);
+	gp_enc_u64(&k.e, id);
+	touch(q);
+	err = gp_icd_call_post(&k, GP_OP_COPY_BUFFER, DEAD);
+	gp_icd_call_end(&k);
+	return err;
+}
+
+static cl_int CL_API_CALL icd_EnqueueCopyBuffer(cl_command_queue q, cl_mem s, cl_mem d, size_t so,
+						size_t dof, size_t size, cl_uint nw,
+						const cl_event *wl, cl_event *event)
+{
+	cl_event ev;
+	uint64_t id;
+	cl_int err;
+
+	if (!is(q, GP_KIND_QUEUE))
+		return CL_INVALID_COMMAND_QUEUE;
+	if (!is(s, GP_KIND_MEM) || !is(d, GP_KIND_MEM))
+		return CL_INVALID_MEM_OBJECT;
+	if (s->ctx != q->ctx || d->ctx != q->ctx)
+		return CL_INVALID_CONTEXT;
+	if (size == 0 || so > s->size || size > s->size - so || dof > d->size || size > d->size - dof)
+		return CL_INVALID_VALUE;
+	if (s == d && ((so <= dof && dof < so + size) || (dof <= so && so < dof + size)))
+		return CL_MEM_COPY_OVERLAP;
+	err = check_waitlist(q->ctx, nw, wl);
+	if (err == CL_SUCCESS)
+		err = with_event(q, CL_COMMAND_COPY_BUFFER, event, &ev, &id);
+	if (err != CL_SUCCESS)
+		return err;
+	return done_event(post_copy(q, s, d, so, dof, size, nw, wl, id), ev, event);
+}
+
+static cl_int CL_API_CALL icd_EnqueueCopyBufferRect(cl_command_queue q, cl_mem s, cl_mem d,
+						    const size_t *so, const size_t *dor,
+						    const size_t *reg, size_t srp, size_t ssp,
+						    size_t drp, size_t dsp, cl_uint nw,
+						    const cl_event *wl, cl_event *event)
+{
+	cl_event ev;
+	uint64_t id;
+	cl_int err;
+
+	if (!is(q, GP_KIND_QUEUE))
+		return CL_INVALID_COMMAND_QUEUE;
+	if (!is(s, GP_KIND_MEM) || !is(d, GP_KIND_MEM))
+		return CL_INVALID_MEM_OBJECT;
+	if (s->ctx != q->ctx || d->ctx != q->ctx)
+		return CL_INVALID_CONTEXT;
+	err = rect_params(so, dor, reg, &srp, &ssp, &drp, &dsp, s->size);
+	if (err == CL_SUCCESS)
+		err = rect_params(dor, so, reg, &drp, &dsp, &srp, &ssp, d->size);
+	if (err == CL_SUCCESS)
+		err = check_waitlist(q->ctx, nw, wl);
+	if (err == CL_SUCCESS)
+		err = with_event(q, CL_COMMAND_COPY_BUFFER_RECT, event, &ev, &id);
+	if (err != CL_SUCCESS)
+		return err;
+	for (size_t z = 0; z < reg[2] && err == CL_SUCCESS; z++) {
+		for (size_t y = 0; y < reg[1] && err == CL_SUCCESS; y++) {
+			bool first = z == 0 && y == 0, last = z == reg[2] - 1 && y == reg[1] - 1;
+
+			err = post_copy(q, s, d, (so[2] + z) * ssp + (so[1] + y) * srp + so[0],
+					(dor[2] + z) * dsp + (dor[1] + y) * drp + dor[0], reg[0],
+					first ? nw : 0, first ? wl : NULL, last ? id : 0);
+		}
+	}
+	return done_event(err, ev, event);
+}
+
+static cl_int CL_API_CALL icd_EnqueueFillBuffer(cl_command_queue q, cl_mem m, const void *pat,
+						size_t psize, size_t off, size_t size, cl_uint nw,
+						const cl_event *wl, cl_event *event)
+{
+	struct gp_icd_call k;
+	cl_event ev;
+	uint64_t id;
+	cl_int err;
+
+	if (!is(q, GP_KIND_QUEUE))
+		return CL_INVALID_COMMAND_QUEUE;
+	if (!is(m, GP_KIND_MEM))
+		return CL_INVALID_MEM_OBJECT;
+	if (m->ctx != q->ctx)
+		return CL_INVALID_CONTEXT;
+	if (!pat || psize == 0 || psize > 128 || (psize & (psize - 1)) || off % psize ||
+	    size % psize || off > m->size || size > m->size - off)
+		return CL_INVALID_VALUE;
+	err = check_waitlist(q->ctx, nw, wl);
+	if (err == CL_SUCCESS)
+		err = with_event(q, CL_COMMAND_FILL_BUFFER, event, &ev, &id);
+	if (err != CL_SUCCESS)
+		return err;
+	gp_icd_call_begin_heap(G.conn, &k);
+	gp_enc_u64(&k.e, q->h.id);
+	gp_enc_u64(&k.e, m->h.id);
+	gp_enc_blob(&k.e, pat, psize);
+	gp_enc_u64(&k.e, off);
+	gp_enc_u64(&k.e, size);
+	enc_waitlist(&k.e, nw, wl);
+	gp_enc_u64(&k.e, id);
+	touch(q);
+	err = gp_icd_call_post(&k, GP_OP_FILL_BUFFER, DEAD);
+	gp_icd_call_end(&k);
+	return done_event(err, ev, event);
+}
+
+static cl_int post_marker(cl_command_queue q, uint16_t op, cl_uint nw, const cl_event *wl,
+			  uint64_t id)
+{
+	struct gp_icd_call k;
+	cl_int err;
+
+	gp_icd_call_begin_heap(G.conn, &k);
+	gp_enc_u64(&k.e, q->h.id);
+	enc_waitlist(&k.e, nw, wl);
+	gp_enc_u64(&k.e, id);
+	touch(q);
+	err = gp_icd_call_post(&k, op, DEAD);
+	gp_icd_call_end(&k);
+	return err;
+}
+
+/* Map: the data comes to host memory (the application's own pointer with
+ * USE_HOST_PTR), unmap sends back what a writable map may have changed. */
+static void *CL_API_CALL icd_EnqueueMapBuffer(cl_command_queue q, cl_mem m, cl_bool blocking,
+					      cl_map_flags flags, size_t off, size_t size,
+					      cl_uint nw, const cl_event *wl, cl_event *event,
+					      cl_int *errp)
+{
+	struct mapping *mp;
+	cl_event ev;
+	uint64_t id;
+	cl_int err;
+	void *ptr;
+
+	if (!is(q, GP_KIND_QUEUE)) {
+		set_err(errp, CL_INVALID_COMMAND_QUEUE);
+		return NULL;
+	}
+	if (!is(m, GP_KIND_MEM)) {
+		set_err(errp, CL_INVALID_MEM_OBJECT);
+		return NULL;
+	}
+	if (m->ctx != q->ctx) {
+		set_err(errp, CL_INVALID_CONTEXT);
+		return NULL;
+	}
+	if (size == 0 || off > m->size || size > m->size - off ||
+	    (flags & ~(cl_map_flags)(CL_MAP_READ | CL_MAP_WRITE | CL_MAP_WRITE_INVALIDATE_REGION)) ||
+	    ((flags & CL_MAP_WRITE_INVALIDATE_REGION) && (flags & (CL_MAP_READ | CL_MAP_WRITE)))) {
+		set_err(errp, CL_INVALID_VALUE);
+		return NULL;
+	}
+	err = check_waitlist(q->ctx, nw, wl);
+	if (err != CL_SUCCESS) {
+		set_err(errp, err);
+		return NULL;
+	}
+	mp = calloc(1, sizeof(*mp));
+	if (!mp) {
+		set_err(errp, CL_OUT_OF_HOST_MEMORY);
+		return NULL;
+	}
+	if (m->shared) {
+		/* Zero copy: the application works on the buffer's memory. */
+		ptr = m->shared + off;
+	} else if (m->host_ptr) {
+		ptr = (char *)m->host_ptr + off;
+	} else {
+		if (posix_memalign(&ptr, 4096, size) != 0) {
+			free(mp);
+			set_err(errp, CL_MAP_FAILURE);
+			return NULL;
+		}
+		mp->owned = true;
+	}
+	err = with_event(q, CL_COMMAND_MAP_BUFFER, event, &ev, &id);
+	if (err == CL_SUCCESS && m->shared) {
+		err = settle(q, nw, wl);
+		if (err == CL_SUCCESS && id)
+			err = post_marker(q, GP_OP_MARKER, 0, NULL, id);
+		err = done_event(err, ev, event);
+	} else if (err == CL_SUCCESS) {
+		if (flags & CL_MAP_WRITE_INVALIDATE_REGION)
+			err = post_marker(q, GP_OP_MARKER, nw, wl, id);
+		else
+			err = read_data(q, m, off, size, ptr, nw, wl, id);
+		err = done_event(err, ev, event);
+	}
+	if (err != CL_SUCCESS) {
+		if (mp->owned)
+			free(ptr);
+		free(mp);
+		set_err(errp, err == CL_OUT_OF_RESOURCES ? err : CL_MAP_FAILURE);
+		return NULL;
+	}
+	mp->ptr = ptr;
+	mp->off = off;
+	mp->size = size;
+	mp->flags = flags;
+	pthread_mutex_lock(&m->lock);
+	mp->next = m->maps;
+	m->maps = mp;
+	m->nmaps++;
+	pthread_mutex_unlock(&m->lock);
+	set_err(errp, CL_SUCCESS);
+	return ptr;
+}
+
+static cl_int CL_API_CALL icd_EnqueueUnmapMemObject(cl_command_queue q, cl_mem m, void *ptr,
+						    cl_uint nw, const cl_event *wl,
+						    cl_event *event)
+{
+	struct mapping **pp, *mp = NULL;
+	cl_event ev;
+	uint64_t id;
+	cl_int err;
+
+	if (!is(q, GP_KIND_QUEUE))
+		return CL_INVALID_COMMAND_QUEUE;
+	if (!is(m, GP_KIND_MEM))
+		return CL_INVALID_MEM_OBJECT;
+	if (m->ctx != q->ctx)
+		return CL_INVALID_CONTEXT;
+	err = check_waitlist(q->ctx, nw, wl);
+	if (err != CL_SUCCESS)
+		return err;
+	pthread_mutex_lock(&m->lock);
+	for (pp = &m->maps; *pp; pp = &(*pp)->next) {
+		if ((*pp)->ptr == ptr) {
+			mp = *pp;
+			*pp = mp->next;
+			m->nmaps--;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (!mp)
+		return CL_INVALID_VALUE;
+	err = with_event(q, CL_COMMAND_UNMAP_MEM_OBJECT, event, &ev, &id);
+	if (err == CL_SUCCESS) {
+		/* Shared memory: the writes are already in the buffer. */
+		if (!m->shared && (mp->flags & (CL_MAP_WRITE | CL_MAP_WRITE_INVALIDATE_REGION)))
+			err = write_data(q, m, mp->off, mp->size, mp->ptr, nw, wl, id, false);
+		else
+			err = post_marker(q, GP_OP_MARKER, nw, wl, id);
+		err = done_event(err, ev, event);
+	}
+	if (mp->owned)
+		free(mp->ptr);
+	free(mp);
+	return err;
+}
+
+static cl_int CL_API_CALL icd_EnqueueMigrateMemObjects(cl_command_queue q, cl_uint n,
+						       const cl_mem *mems, cl_mem_migration_flags f,
+						       cl_uint nw, const cl_event *wl,
+						       cl_event *event)
+{
+	cl_event ev;
+	uint64_t id;
+	cl_int err;
+
+	if (!is(q, GP_KIND_QUEUE))
+		return CL_INVALID_COMMAND_QUEUE;
+	if (n == 0 || !mems ||
+	    (f & ~(cl_mem_migration_flags)(CL_MIGRATE_MEM_OBJECT_HOST |
+					   CL_MIGRATE_MEM_OBJECT_CONTENT_UNDEFINED)))
+		return CL_INVALID_VALUE;
+	for (cl_uint i = 0; i < n; i++)
+		if (!is(mems[i], GP_KIND_MEM))
+			return CL_INVALID_MEM_OBJECT;
+	err = check_waitlist(q->ctx, nw, wl);
+	if (err == CL_SUCCESS)
+		err = with_event(q, CL_COMMAND_MIGRATE_MEM_OBJECTS, event, &ev, &id);
+	if (err != CL_SUCCESS)
+		return err;
+	/* Data lives on the host device already: a migration is an ordering
+	 * point only. */
+	return done_event(post_marker(q, GP_OP_MARKER, nw, wl, id), ev, event);
+}
+
+/* ---- samplers ---- */
+
+static cl_sampler sampler_make(cl_context ctx, cl_bool norm, cl_addressing_mode addr,
+			       cl_filter_mode filt, cl_int *errp)
+{
+	struct gp_icd_call k;
+	cl_sampler s;
+	cl_int err;
+
+	if (!is(ctx, GP_KIND_CONTEXT)) {
+		set_err(errp, CL_INVALID_CONTEXT);
+		return NULL;
+	}
+	/* Samplers exist only for images, which this version does not
+	 * forward (CL_DEVICE_IMAGE_SUPPORT is CL_FALSE): OpenCL 3.0, 5.7.1. */
+	set_err(errp, CL_INVALID_OPERATION);
+	(void)k;
+	(void)s;
+	(void)err;
+	(void)norm;
+	(void)addr;
+	(void)filt;
+	return NULL;
+}
+
+static cl_sampler CL_API_CALL icd_CreateSampler(cl_context ctx, cl_bool norm, cl_addressing_mode a,
+						cl_filter_mode f, cl_int *err)
+{
+	return sampler_make(ctx, norm, a, f, err);
+}
+
+static cl_sampler CL_API_CALL icd_CreateSamplerWithProperties(cl_context ctx,
+							      const cl_sampler_properties *p,
+							      cl_int *err)
+{
+	return sampler_make(ctx, CL_TRUE, CL_ADDRESS_CLAMP, CL_FILTER_NEAREST, err);
+}
+
+static cl_int CL_API_CALL icd_RetainSampler(cl_sampler s)
+{
+	return CL_INVALID_SAMPLER; /* none can exist */
+}
+
+static cl_int CL_API_CALL icd_ReleaseSampler(cl_sampler s)
+{
+	return CL_INVALID_SAMPLER;
+}
+
+static cl_int CL_API_CALL icd_GetSamplerInfo(cl_sampler s, cl_sampler_info p, size_t size,
+					     void *val, size_t *ret)
+{
+	return CL_INVALID_SAMPLER;
+}
+
+/* ---- programs ---- */
+
+static cl_program program_new(cl_context ctx)
+{
+	cl_program p = obj_new(sizeof(*p), GP_KIND_PROGRAM);
+
+	if (!p)
+		return NULL;
+	p->ctx = ctx;
+	p->ndev = ctx->ndev;
+	p->devs = calloc(ctx->ndev, sizeof(*p->devs));
+	if (!p->devs) {
+		free(p);
+		return NULL;
+	}
+	memcpy(p->devs, ctx->devs, ctx->ndev * sizeof(*p->devs));
+	return p;
+}
+
+static void program_drop(cl_program p)
+{
+	free(p->devs);
+	free(p);
+}
+
+static cl_program CL_API_CALL icd_CreateProgramWithSource(cl_context ctx, cl_uint n,
+							  const char **strs, const size_t *lens,
+							  cl_int *errp)
+{
+	struct gp_icd_call k;
+	size_t total = 0;
+	cl_program p;
+	cl_int err;
+	char *src, *w;
+
+	if (!is(ctx, GP_KIND_CONTEXT)) {
+		set_err(errp, CL_INVALID_CONTEXT);
+		return NULL;
+	}
+	if (n == 0 || !strs) {
+		set_err(errp, CL_INVALID_VALUE);
+		return NULL;
+	}
+	for (cl_uint i = 0; i < n; i++) {
+		if (!strs[i]) {
+			set_err(errp, CL_INVALID_VALUE);
+			return NULL;
+		}
+		total += (lens && lens[i]) ? lens[i] : strlen(strs[i]);
+	}
+	if (total > GP_PROTO_MAX_PAYLOAD - 256) {
+		set_err(errp, CL_OUT_OF_RESOURCES); /* more than one message can carry */
+		return NULL;
+	}
+	src = malloc(total + 1);
+	p = program_new(ctx);
+	if (!src || !p) {
+		free(src);
+		if (p)
+			program_drop(p);
+		set_err(errp, CL_OUT_OF_HOST_MEMORY);
+		return NULL;
+	}
+	w = src;
+	for (cl_uint i = 0; i < n; i++) {
+		size_t l = (lens && lens[i]) ? lens[i] : strlen(strs[i]);
+
+		memcpy(w, strs[i], l);
+		w += l;
+	}
+	gp_icd_call_begin_heap(G.conn, &k);
+	gp_enc_u64(&k.e, p->h.id);
+	gp_enc_u64(&k.e, ctx->h.id);
+	gp_enc_blob(&k.e, src, total);
+	err = gp_icd_call_sync(&k, GP_OP_CREATE_PROGRAM_SOURCE, DEAD);
+	gp_icd_call_end(&k);
+	free(src);
+	if (err != CL_SUCCESS) {
+		program_drop(p);
+		set_err(errp, err);
+		return NULL;
+	}
+	retain(ctx);
+	set_err(errp, CL_SUCCESS);
+	return p;
+}
+
+static cl_program CL_API_CALL icd_CreateProgramWithBinary(cl_context ctx, cl_uint n,
+							  const cl_device_id *devs,
+							  const size_t *lens,
+							  const unsigned char **bins,
+							  cl_int *status, cl_int *errp)
+{
+	struct gp_icd_call k;
+	cl_program p;
+	cl_int err;
+
+	if (!is(ctx, GP_KIND_CONTEXT)) {
+		set_err(errp, CL_INVALID_CONTEXT);
+		return NULL;
+	}
+	if (n == 0 || !devs || !lens || !bins) {
+		set_err(errp, CL_INVALID_VALUE);
+		return NULL;
+	}
+	for (cl_uint i = 0; i < n; i++) {
+		bool found = false;
+
+		for (cl_uint j = 0; j < ctx->ndev; j++)
+			found |= ctx->devs[j] == devs[i];
+		if (!found) {
+			set_err(errp, CL_INVALID_DEVICE);
+			return NULL;
+		}
+		if (!bins[i] || lens[i] == 0) {
+			if (status)
+				status[i] = CL_INVALID_VALUE;
+			set_err(errp, CL_INVALID_VALUE);
+			return NULL;
+		}
+	}
+	p = program_new(ctx);
+	if (!p) {
+		set_err(errp, CL_OUT_OF_HOST_MEMORY);
+		return NULL;
+	}
+	p->ndev = n;
+	memcpy(p->devs, devs, n * sizeof(*devs));
+	gp_icd_call_begin_heap(G.conn, &k);
+	gp_enc_u64(&k.e, p->h.id);
+	gp_enc_u64(&k.e, ctx->h.id);
+	gp_enc_u32(&k.e, n);
+	for (cl_uint i = 0; i < n; i++) {
+		gp_enc_u64(&k.e, devs[i]->h.id);
+		gp_enc_blob(&k.e, bins[i], lens[i]);
+	}
+	if (k.e.err == -EMSGSIZE) {
+		gp_icd_call_end(&k);
+		program_drop(p);
+		set_err(errp, CL_OUT_OF_RESOURCES);
+		return NULL;
+	}
+	err = gp_icd_call_sync(&k, GP_OP_CREATE_PROGRAM_BINARY, DEAD);
+	if (!k.d.err && k.d.len) {
+		uint32_t m = gp_dec_count(&k.d, 4, n);
+
+		for (uint32_t i = 0; i < m && status; i++)
+			status[i] = gp_dec_i32(&k.d);
+	}
+	gp_icd_call_end(&k);
+	if (err != CL_SUCCESS) {
+		program_drop(p);
+		set_err(errp, err);
+		return NULL;
+	}
+	retain(ctx);
+	set_err(errp, CL_SUCCESS);
+	return p;
+}
+
+static cl_program CL_API_CALL icd_CreateProgramWithBuiltInKernels(cl_context ctx, cl_uint n,
+								  const cl_device_id *d,
+								  const char *names, cl_int *err)
+{
+	/* The devices list no built-in kernels here (OpenCL 3.0, 5.8.1). */
+	set_err(err, is(ctx, GP_KIND_CONTEXT) ? CL_INVALID_VALUE : CL_INVALID_CONTEXT);
+	return NULL;
+}
+
+static cl_program CL_API_CALL icd_CreateProgramWithIL(cl_context ctx, const void *il, size_t len,
+						      cl_int *err)
+{
+	/* No device reports an IL (CL_DEVICE_IL_VERSION is empty). */
+	set_err(err, is(ctx, GP_KIND_CONTEXT) ? CL_INVALID_OPERATION : CL_INVALID_CONTEXT);
+	return NULL;
+}
+
+static cl_int CL_API_CALL icd_RetainProgram(cl_program p)
+{
+	if (!is(p, GP_KIND_PROGRAM))
+		return CL_INVALID_PROGRAM;
+	retain(p);
+	return CL_SUCCESS;
+}
+
+static cl_int CL_API_CALL icd_ReleaseProgram(cl_program p)
+{
+	if (!is(p, GP_KIND_PROGRAM))
+		return CL_INVALID_PROGRAM;
+	if (unref(p)) {
+		post_release(p->h.id);
+		p->h.kind = GP_KIND_NONE;
+		icd_ReleaseContext(p->ctx);
+		program_drop(p);
+	}
+	return CL_SUCCESS;
+}
+
+static cl_int CL_API_CALL icd_BuildProgram(cl_program p, cl_uint n, const cl_device_id *devs,
+					   const char *opts,
+					   void (CL_CALLBACK *notify)(cl_program, void *), void *ud)
+{
+	struct gp_icd_call k;
+	cl_int err;
+
+	if (!is(p, GP_KIND_PROGRAM))
+		return CL_INVALID_PROGRAM;
+	if ((n == 0) != (devs == NULL) || (!notify && ud))
+		return CL_INVALID_VALUE;
+	for (cl_uint i = 0; i < n; i++)
+		if (!is(devs[i], GP_KIND_DEVICE))
+			return CL_INVALID_DEVICE;
+	gp_icd_call_begin_heap(G.conn, &k);
+	gp_enc_u64(&k.e, p->h.id);
+	gp_enc_u32(&k.e, n);
+	for (cl_uint i = 0; i < n; i++)
+		gp_enc_u64(&k.e, devs[i]->h.id);
+	gp_enc_str(&k.e, opts);
+	err = gp_icd_call_sync(&k, GP_OP_BUILD_PROGRAM, DEAD);
+	gp_icd_call_end(&k);
+	/* The build is done when the server answers: the callback may run now. */
+	if (notify && (err == CL_SUCCESS || err == CL_BUILD_PROGRAM_FAILURE))
+		notify(p, ud);
+	return err;
+}
+
+static cl_int CL_API_CALL icd_CompileProgram(cl_program p, cl_uint n, const cl_device_id *d,
+					     const char *opts, cl_uint nh, const cl_program *h,
+					     const char **names,
+					     void (CL_CALLBACK *notify)(cl_program, void *), void *ud)
+{
+	/* Separate compilation is not forwarded by this version. */
+	return is(p, GP_KIND_PROGRAM) ? CL_INVALID_OPERATION : CL_INVALID_PROGRAM;
+}
+
+static cl_program CL_API_CALL icd_LinkProgram(cl_context ctx, cl_uint n, const cl_device_id *d,
+					      const char *opts, cl_uint np, const cl_program *ps,
+					      void (CL_CALLBACK *notify)(cl_program, void *), void *ud,
+					      cl_int *err)
+{
+	set_err(err, is(ctx, GP_KIND_CONTEXT) ? CL_INVALID_OPERATION : CL_INVALID_CONTEXT);
+	return NULL;
+}
+
+static cl_int CL_API_CALL icd_UnloadCompiler(void)
+{
+	return CL_SUCCESS;
+}
+
+static cl_int CL_API_CALL icd_UnloadPlatformCompiler(cl_platform_id p)
+{
+	return p == &G.platform ? CL_SUCCESS : CL_INVALID_PLATFORM;
+}
+
+static cl_int CL_API_CALL icd_GetProgramInfo(cl_program p, cl_program_info param, size_t size,
+					     void *val, size_t *ret)
+{
+	if (!is(p, GP_KIND_PROGRAM))
+		return CL_INVALID_PROGRAM;
+	switch (param) {
+	case CL_PROGRAM_REFERENCE_COUNT:
+		PUT(cl_uint, __atomic_load_n(&p->h.refs, __ATOMIC_RELAXED));
+	case CL_PROGRAM_CONTEXT:
+		PUT(cl_context, p->ctx);
+	case CL_PROGRAM_NUM_DEVICES:
+		PUT(cl_uint, p->ndev);
+	case CL_PROGRAM_DEVICES:
+		return put_info(p->devs, p->ndev * sizeof(cl_device_id), size, val, ret);
+	case CL_PROGRAM_BINARIES: {
+		unsigned char **bins = val;
+		size_t sizes[64];
+		cl_int err;
+
+		if (ret)
+			*ret = p->ndev * sizeof(unsigned char *);
+		if (!val)
+			return CL_SUCCESS;
+		if (size < p->ndev * sizeof(unsigned char *) || p->ndev > 64)
+			return CL_INVALID_VALUE;
+		err = remote_info(GP_INFO_PROGRAM, p->h.id, 0, CL_PROGRAM_BINARY_SIZES,
+				  sizeof(sizes), sizes, NULL);
+		for (cl_uint i = 0; err == CL_SUCCESS && i < p->ndev; i++)
+			if (bins[i] && sizes[i])
+				err = remote_info(GP_INFO_PROGRAM_BINARY, p->h.id, i, 0, sizes[i],
+						  bins[i], NULL);
+		return err;
+	}
+	case CL_PROGRAM_SCOPE_GLOBAL_CTORS_PRESENT:
+	case CL_PROGRAM_SCOPE_GLOBAL_DTORS_PRESENT:
+		PUT(cl_bool, CL_FALSE);
+	case CL_PROGRAM_IL:
+		return put_info(NULL, 0, size, val, ret);
+	default:
+		return remote_info(GP_INFO_PROGRAM, p->h.id, 0, param, size, val, ret);
+	}
+}
+
+static cl_int CL_API_CALL icd_GetProgramBuildInfo(cl_program p, cl_device_id d,
+						  cl_program_build_info param, size_t size,
+						  void *val, size_t *ret)
+{
+	if (!is(p, GP_KIND_PROGRAM))
+		return CL_INVALID_PROGRAM;
+	if (!is(d, GP_KIND_DEVICE))
+		return CL_INVALID_DEVICE;
+	return remote_info(GP_INFO_PROGRAM_BUILD, p->h.id, d->h.id, param, size, val, ret);
+}
+
+static cl_int CL_API_CALL icd_SetProgramReleaseCallback(cl_program p,
+							void (CL_CALLBACK *fn)(cl_program, void *),
+							void *d)
+{
+	/* Deprecated in 3.0; no global destructors are supported. */
+	return is(p, GP_KIND_PROGRAM) ? CL_INVALID_OPERATION : CL_INVALID_PROGRAM;
+}
+
+static cl_int CL_API_CALL icd_SetProgramSpecializationConstant(cl_program p, cl_uint id,
+							       size_t size, const void *v)
+{
+	/* Only IL programs have specialization constants. */
+	return is(p, GP_KIND_PROGRAM) ? CL_INVALID_PROGRAM : CL_INVALID_PROGRAM;
+}
+
+/* ---- kernels ---- */
+
+static cl_kernel CL_API_CALL icd_CreateKernel(cl_program p, const char *name, cl_int *errp)
+{
+	struct gp_icd_call k;
+	cl_kernel kn;
+	cl_int err;
+
+	if (!is(p, GP_KIND_PROGRAM)) {
+		set_err(errp, CL_INVALID_PROGRAM);
+		return NULL;
+	}
+	if (!name) {
+		set_err(errp, CL_INVALID_VALUE);
+		return NULL;
+	}
+	kn = obj_new(sizeof(*kn), GP_KIND_KERNEL);
+	if (!kn) {
+		set_err(errp, CL_OUT_OF_HOST_MEMORY);
+		return NULL;
+	}
+	gp_icd_call_begin_heap(G.conn, &k);
+	gp_enc_u64(&k.e, kn->h.id);
+	gp_enc_u64(&k.e, p->h.id);
+	gp_enc_str(&k.e, name);
+	err = gp_icd_call_sync(&k, GP_OP_CREATE_KERNEL, DEAD);
+	kn->nargs = gp_dec_u32(&k.d);
+	gp_icd_call_end(&k);
+	if (err != CL_SUCCESS) {
+		free(kn);
+		set_err(errp, err);
+		return NULL;
+	}
+	kn->prog = p;
+	retain(p);
+	/* Which arguments are memory objects or local memory decides how
+	 * clSetKernelArg values travel: ask once, here. */
+	kn->quals = calloc(kn->nargs ? kn->nargs : 1, sizeof(*kn->quals));
+	for (cl_uint i = 0; kn->quals && i < kn->nargs; i++) {
+		if (remote_info(GP_INFO_KERNEL_ARG, kn->h.id, i, CL_KERNEL_ARG_ADDRESS_QUALIFIER,
+				sizeof(kn->quals[i]), &kn->quals[i], NULL) != CL_SUCCESS)
+			kn->quals[i] = 0; /* unknown: values are passed as bytes */
+	}
+	set_err(errp, CL_SUCCESS);
+	return kn;
+}
+
+static cl_int CL_API_CALL icd_CreateKernelsInProgram(cl_program p, cl_uint num, cl_kernel *ks,
+						     cl_uint *nout)
+{
+	char *names, *tok, *save = NULL;
+	size_t len = 0;
+	cl_uint n = 0;
+	cl_int err;
+
+	if (!is(p, GP_KIND_PROGRAM))
+		return CL_INVALID_PROGRAM;
+	err = remote_info(GP_INFO_PROGRAM, p->h.id, 0, CL_PROGRAM_KERNEL_NAMES, 0, NULL, &len);
+	if (err != CL_SUCCESS)
+		return err;
+	names = calloc(1, len + 1);
+	if (!names)
+		return CL_OUT_OF_HOST_MEMORY;
+	err = remote_info(GP_INFO_PROGRAM, p->h.id, 0, CL_PROGRAM_KERNEL_NAMES, len, names, NULL);
+	for (tok = strtok_r(names, ";", &save); err == CL_SUCCESS && tok;
+	     tok = strtok_r(NULL, ";", &save))
+		n++;
+	if (err == CL_SUCCESS && ks && num < n)
+		err = CL_INVALID_VALUE;
+	if (err == CL_SUCCESS && ks) {
+		cl_uint i = 0;
+
+		err = remote_info(GP_INFO_PROGRAM, p->h.id, 0, CL_PROGRAM_KERNEL_NAMES, len, names, NULL);
+		save = NULL;
+		for (tok = strtok_r(names, ";", &save); err == CL_SUCCESS && tok;
+		     tok = strtok_r(NULL, ";", &save)) {
+			ks[i] = icd_CreateKernel(p, tok, &err);
+			if (err == CL_SUCCESS)
+				i++;
+		}
+		if (err != CL_SUCCESS) {
+			while (i-- > 0)
+				icd_ReleaseKernel(ks[i]);
+		}
+	}
+	free(names);
+	if (err == CL_SUCCESS && nout)
+		*nout = n;
+	return err;
+}
+
+static cl_int CL_API_CALL icd_RetainKernel(cl_kernel k)
+{
+	if (!is(k, GP_KIND_KERNEL))
+		return CL_INVALID_KERNEL;
+	retain(k);
+	return CL_SUCCESS;
+}
+
+static cl_int CL_API_CALL icd_ReleaseKernel(cl_kernel k)
+{
+	if (!is(k, GP_KIND_KERNEL))
+		return CL_INVALID_KERNEL;
+	if (unref(k)) {
+		post_release(k->h.id);
+		k->h.kind = GP_KIND_NONE;
+		icd_ReleaseProgram(k->prog);
+		free(k->quals);
+		free(k);
+	}
+	return CL_SUCCESS;
+}
+
+static cl_int CL_API_CALL icd_SetKernelArg(cl_kernel kn, cl_uint idx, size_t size, const void *v)
+{
+	struct gp_icd_call k;
+	cl_kernel_arg_address_qualifier qual;
+	cl_int err;
+
+	if (!is(kn, GP_KIND_KERNEL))
+		return CL_INVALID_KERNEL;
+	if (idx >= kn->nargs)
+		return CL_INVALID_ARG_INDEX;
+	qual = kn->quals ? kn->quals[idx] : 0;
+	gp_icd_call_begin_heap(G.conn, &k);
+	gp_enc_u64(&k.e, kn->h.id);
+	gp_enc_u32(&k.e, idx);
+	if (qual == CL_KERNEL_ARG_ADDRESS_GLOBAL || qual == CL_KERNEL_ARG_ADDRESS_CONSTANT) {
+		cl_mem m = v ? *(const cl_mem *)v : NULL;
+
+		if (size != sizeof(cl_mem)) {
+			gp_icd_call_end(&k);
+			return CL_INVALID_ARG_SIZE;
+		}
+		if (m && !is(m, GP_KIND_MEM)) {
+			gp_icd_call_end(&k);
+			return CL_INVALID_MEM_OBJECT;
+		}
+		gp_enc_u32(&k.e, 1);
+		gp_enc_u64(&k.e, m ? m->h.id : 0);
+		gp_enc_blob(&k.e, NULL, 0);
+	} else if (qual == CL_KERNEL_ARG_ADDRESS_LOCAL) {
+		if (v) {
+			gp_icd_call_end(&k);
+			return CL_INVALID_ARG_VALUE;
+		}
+		if (size == 0) {
+			gp_icd_call_end(&k);
+			return CL_INVALID_ARG_SIZE;
+		}
+		gp_enc_u32(&k.e, 2);
+		gp_enc_u64(&k.e, size);
+		gp_enc_blob(&k.e, NULL, 0);
+	} else {
+		if (size > GP_PROTO_MAX_STR) {
+			gp_icd_call_end(&k);
+			return CL_INVALID_ARG_SIZE;
+		}
+		gp_enc_u32(&k.e, 0);
+		gp_enc_u64(&k.e, 0);
+		gp_enc_blob(&k.e, v, v ? size : 0);
+	}
+	err = gp_icd_call_post(&k, GP_OP_SET_KERNEL_ARG, DEAD);
+	gp_icd_call_end(&k);
+	return err;
+}
+
+static cl_int CL_API_CALL icd_GetKernelInfo(cl_kernel k, cl_kernel_info param, size_t size,
+					    void *val, size_t *ret)
+{
+	if (!is(k, GP_KIND_KERNEL))
+		return CL_INVALID_KERNEL;
+	switch (param) {
+	case CL_KERNEL_REFERENCE_COUNT:
+		PUT(cl_uint, __atomic_load_n(&k->h.refs, __ATOMIC_RELAXED));
+	case CL_KERNEL_CONTEXT:
+		PUT(cl_context, k->prog->ctx);
+	case CL_KERNEL_PROGRAM:
+		PUT(cl_program, k->prog);
+	case CL_KERNEL_NUM_ARGS:
+		PUT(cl_uint, k->nargs);
+	default:
+		return remote_info(GP_INFO_KERNEL, k->h.id, 0, param, size, val, ret);
+	}
+}
+
+static cl_int CL_API_CALL icd_GetKernelWorkGroupInfo(cl_kernel k, cl_device_id d,
+						     cl_kernel_work_group_info param, size_t size,
+						     void *val, size_t *ret)
+{
+	if (!is(k, GP_KIND_KERNEL))
+		return CL_INVALID_KERNEL;
+	if (!d) {
+		if (k->prog->ndev != 1)
+			return CL_INVALID_DEVICE;
+		d = k->prog->devs[0];
+	}
+	if (!is(d, GP_KIND_DEVICE))
+		return CL_INVALID_DEVICE;
+	return remote_info(GP_INFO_KERNEL_WORK_GROUP, k->h.id, d->h.id, param, size, val, ret);
+}
+
+static cl_int CL_API_CALL icd_GetKernelArgInfo(cl_kernel k, cl_uint idx, cl_kernel_arg_info param,
+					       size_t size, void *val, size_t *ret)
+{
+	if (!is(k, GP_KIND_KERNEL))
+		return CL_INVALID_KERNEL;
+	if (idx >= k->nargs)
+		return CL_INVALID_ARG_INDEX;
+	return remote_info(GP_INFO_KERNEL_ARG, k->h.id, idx, param, size, val, ret);
+}
+
+static cl_int CL_API_CALL icd_GetKernelSubGroupInfo(cl_kernel k, cl_device_id d,
+						    cl_kernel_sub_group_info p, size_t is_,
+						    const void *iv, size_t size, void *val,
+						    size_t *ret)
+{
+	/* Sub-groups are optional in 3.0 and not forwarded. */
+	return is(k, GP_KIND_KERNEL) ? CL_INVALID_OPERATION : CL_INVALID_KERNEL;
+}
+
+static cl_kernel CL_API_CALL icd_CloneKernel(cl_kernel src, cl_int *errp)
+{
+	struct gp_icd_call k;
+	cl_kernel kn;
+	cl_int err;
+
+	if (!is(src, GP_KIND_KERNEL)) {
+		set_err(errp, CL_INVALID_KERNEL);
+		return NULL;
+	}
+	kn = obj_new(sizeof(*kn), GP_KIND_KERNEL);
+	if (kn)
+		kn->quals = calloc(src->nargs ? src->nargs : 1, sizeof(*kn->quals));
+	if (!kn || !kn->quals) {
+		free(kn);
+		set_err(errp, CL_OUT_OF_HOST_MEMORY);
+		return NULL;
+	}
+	gp_icd_call_begin(G.conn, &k);
+	gp_enc_u64(&k.e, kn->h.id);
+	gp_enc_u64(&k.e, src->h.id);
+	err = gp_icd_call_sync(&k, GP_OP_CLONE_KERNEL, DEAD);
+	gp_icd_call_end(&k);
+	if (err != CL_SUCCESS) {
+		free(kn->quals);
+		free(kn);
+		set_err(errp, err);
+		return NULL;
+	}
+	kn->prog = src->prog;
+	kn->nargs = src->nargs;
+	if (src->quals)
+		memcpy(kn->quals, src->quals, src->nargs * sizeof(*kn->quals));
+	retain(kn->prog);
+	set_err(errp, CL_SUCCESS);
+	return kn;
+}
+
+static cl_int CL_API_CALL icd_SetKernelArgSVMPointer(cl_kernel k, cl_uint i, const void *v)
+{
+	return is(k, GP_KIND_KERNEL) ? CL_INVALID_OPERATION : CL_INVALID_KERNEL;
+}
+
+static cl_int CL_API_CALL icd_SetKernelExecInfo(cl_kernel k, cl_kernel_exec_info p, size_t s,
+						const void *v)
+{
+	return is(k, GP_KIND_KERNEL) ? CL_INVALID_OPERATION : CL_INVALID_KERNEL;
+}
+
+/* ---- enqueue: kernels, markers, barriers ---- */
+
+static cl_int CL_API_CALL icd_EnqueueNDRangeKernel(cl_command_queue q, cl_kernel kn, cl_uint dim,
+						   const size_t *off, const size_t *glob,
+						   const size_t *loc, cl_uint nw, const cl_event *wl,
+						   cl_event *event)
+{
+	struct gp_icd_call k;
+	cl_event ev;
+	uint64_t id;
+	cl_int err;
+
+	if (!is(q, GP_KIND_QUEUE))
+		return CL_INVALID_COMMAND_QUEUE;
+	if (!is(kn, GP_KIND_KERNEL))
+		return CL_INVALID_KERNEL;
+	if (kn->prog->ctx != q->ctx)
+		return CL_INVALID_CONTEXT;
+	if (dim < 1 || dim > 3)
+		return CL_INVALID_WORK_DIMENSION;
+	if (!glob)
+		return CL_INVALID_GLOBAL_WORK_SIZE;
+	err = check_waitlist(q->ctx, nw, wl);
+	if (err == CL_SUCCESS)
+		err = with_event(q, CL_COMMAND_NDRANGE_KERNEL, event, &ev, &id);
+	if (err != CL_SUCCESS)
+		return err;
+	if (nw > 16)
+		gp_icd_call_begin_heap(G.conn, &k);
+	else
+		gp_icd_call_begin(G.conn, &k);
+	gp_enc_u64(&k.e, q->h.id);
+	gp_enc_u64(&k.e, kn->h.id);
+	gp_enc_u32(&k.e, dim);
+	gp_enc_u32(&k.e, off != NULL);
+	gp_enc_u32(&k.e, loc != NULL);
+	for (cl_uint i = 0; i < 3; i++)
+		gp_enc_u64(&k.e, off && i < dim ? off[i] : 0);
+	for (cl_uint i = 0; i < 3; i++)
+		gp_enc_u64(&k.e, i < dim ? glob[i] : 1);
+	for (cl_uint i = 0; i < 3; i++)
+		gp_enc_u64(&k.e, loc && i < dim ? loc[i] : 1);
+	enc_waitlist(&k.e, nw, wl);
+	gp_enc_u64(&k.e, id);
+	touch(q);
+	err = gp_icd_call_post(&k, GP_OP_ENQUEUE_NDRANGE, DEAD);
+	gp_icd_call_end(&k);
+	return done_event(err, ev, event);
+}
+
+static cl_int CL_API_CALL icd_EnqueueTask(cl_command_queue q, cl_kernel k, cl_uint nw,
+					  const cl_event *wl, cl_event *ev)
+{
+	static const size_t one[1] = { 1 };
+	cl_int err = icd_EnqueueNDRangeKernel(q, k, 1, NULL, one, one, nw, wl, ev);
+
+	if (err == CL_SUCCESS && ev)
+		(*ev)->type = CL_COMMAND_TASK;
+	return err;
+}
+
+static cl_int CL_API_CALL icd_EnqueueNativeKernel(cl_command_queue q,
+						  void (CL_CALLBACK *fn)(void *), void *args,
+						  size_t cb, cl_uint nm, const cl_mem *ml,
+						  const void **loc, cl_uint nw, const cl_event *wl,
+						  cl_event *ev)
+{
+	/* Host code cannot run on the server (CL_EXEC_NATIVE_KERNEL absent). */
+	return is(q, GP_KIND_QUEUE) ? CL_INVALID_OPERATION : CL_INVALID_COMMAND_QUEUE;
+}
+
+static cl_int marker_like(cl_command_queue q, uint16_t op, cl_command_type type, cl_uint nw,
+			  const cl_event *wl, cl_event *event)
+{
+	cl_event ev;
+	uint64_t id;
+	cl_int err;
+
+	if (!is(q, GP_KIND_QUEUE))
+		return CL_INVALID_COMMAND_QUEUE;
+	err = check_waitlist(q->ctx, nw, wl);
+	if (err == CL_SUCCESS)
+		err = with_event(q, type, event, &ev, &id);
+	if (err != CL_SUCCESS)
+		return err;
+	return done_event(post_marker(q, op, nw, wl, id), ev, event);
+}
+
+static cl_int CL_API_CALL icd_EnqueueMarkerWithWaitList(cl_command_queue q, cl_uint nw,
+							const cl_event *wl, cl_event *ev)
+{
+	return marker_like(q, GP_OP_MARKER, CL_COMMAND_MARKER, nw, wl, ev);
+}
+
+static cl_int CL_API_CALL icd_EnqueueBarrierWithWaitList(cl_command_queue q, cl_uint nw,
+							 const cl_event *wl, cl_event *ev)
+{
+	return marker_like(q, GP_OP_BARRIER, CL_COMMAND_BARRIER, nw, wl, ev);
+}
+
+static cl_int CL_API_CALL icd_EnqueueMarker(cl_command_queue q, cl_event *ev)
+{
+	if (!ev)
+		return is(q, GP_KIND_QUEUE) ? CL_INVALID_VALUE : CL_INVALID_COMMAND_QUEUE;
+	return marker_like(q, GP_OP_MARKER, CL_COMMAND_MARKER, 0, NULL, ev);
+}
+
+static cl_int CL_API_CALL icd_EnqueueBarrier(cl_command_queue q)
+{
+	return marker_like(q, GP_OP_BARRIER, CL_COMMAND_BARRIER, 0, NULL, NULL);
+}
+
+static cl_int CL_API_CALL icd_EnqueueWaitForEvents(cl_command_queue q, cl_uint n, const cl_event *l)
+{
+	if (is(q, GP_KIND_QUEUE) && (n == 0 || !l))
+		return CL_INVALID_VALUE;
+	return marker_like(q, GP_OP_BARRIER, CL_COMMAND_BARRIER, n, l, NULL);
+}
+
+/* ---- events ---- */
+
+static cl_int CL_API_CALL icd_WaitForEvents(cl_uint n, const cl_event *l)
+{
+	struct gp_icd_call k;
+	cl_int err;
+
+	if (n == 0 || !l)
+		return CL_INVALID_VALUE;
+	for (cl_uint i = 0; i < n; i++) {
+		if (!is(l[i], GP_KIND_EVENT))
+			return CL_INVALID_EVENT;
+		if (l[i]->ctx != l[0]->ctx)
+			return CL_INVALID_CONTEXT;
+	}
+	if (n > 16)
+		gp_icd_call_begin_heap(G.conn, &k);
+	else
+		gp_icd_call_begin(G.conn, &k);
+	enc_waitlist(&k.e, n, l);
+	err = gp_icd_call_sync(&k, GP_OP_WAIT_EVENTS, DEAD);
+	gp_icd_call_end(&k);
+	return err;
+}
+
+static cl_int CL_API_CALL icd_GetEventInfo(cl_event ev, cl_event_info param, size_t size,
+					   void *val, size_t *ret)
+{
+	if (!is(ev, GP_KIND_EVENT))
+		return CL_INVALID_EVENT;
+	switch (param) {
+	case CL_EVENT_COMMAND_QUEUE:
+		PUT(cl_command_queue, ev->q);
+	case CL_EVENT_CONTEXT:
+		PUT(cl_context, ev->ctx);
+	case CL_EVENT_COMMAND_TYPE:
+		PUT(cl_command_type, ev->type);
+	case CL_EVENT_REFERENCE_COUNT:
+		PUT(cl_uint, __atomic_load_n(&ev->h.refs, __ATOMIC_RELAXED));
+	default:
+		return remote_info(GP_INFO_EVENT, ev->h.id, 0, param, size, val, ret);
+	}
+}
+
+static cl_int CL_API_CALL icd_GetEventProfilingInfo(cl_event ev, cl_profiling_info param,
+						    size_t size, void *val, size_t *ret)
+{
+	if (!is(ev, GP_KIND_EVENT))
+		return CL_INVALID_EVENT;
+	if (!ev->q || !(ev->q->props & CL_QUEUE_PROFILING_ENABLE))
+		return CL_PROFILING_INFO_NOT_AVAILABLE;
+	return remote_info(GP_INFO_EVENT_PROFILING, ev->h.id, 0, param, size, val, ret);
+}
+
+static cl_int CL_API_CALL icd_RetainEvent(cl_event ev)
+{
+	if (!is(ev, GP_KIND_EVENT))
+		return CL_INVALID_EVENT;
+	retain(ev);
+	return CL_SUCCESS;
+}
+
+static cl_int CL_API_CALL icd_ReleaseEvent(cl_event ev)
+{
+	if (!is(ev, GP_KIND_EVENT))
+		return CL_INVALID_EVENT;
+	if (unref(ev)) {
+		ev->h.kind = GP_KIND_NONE;
+		event_free(ev);
+	}
+	return CL_SUCCESS;
+}
+
+static cl_event CL_API_CALL icd_CreateUserEvent(cl_context ctx, cl_int *errp)
+{
+	struct gp_icd_call k;
+	cl_event ev;
+	cl_int err;
+
+	if (!is(ctx, GP_KIND_CONTEXT)) {
+		set_err(errp, CL_INVALID_CONTEXT);
+		return NULL;
+	}
+	ev = event_new(NULL, ctx, CL_COMMAND_USER);
+	if (!ev) {
+		set_err(errp, CL_OUT_OF_HOST_MEMORY);
+		return NULL;
+	}
+	gp_icd_call_begin(G.conn, &k);
+	gp_enc_u64(&k.e, ev->h.id);
+	gp_enc_u64(&k.e, ctx->h.id);
+	err = gp_icd_call_sync(&k, GP_OP_CREATE_USER_EVENT, DEAD);
+	gp_icd_call_end(&k);
+	if (err != CL_SUCCESS) {
+		icd_ReleaseContext(ctx);
+		free(ev);
+		ev = NULL;
+	}
+	set_err(errp, err);
+	return ev;
+}
+
+static cl_int CL_API_CALL icd_SetUserEventStatus(cl_event ev, cl_int status)
+{
+	struct gp_icd_call k;
+	cl_int err;
+
+	if (!is(ev, GP_KIND_EVENT) || ev->type != CL_COMMAND_USER)
+		return CL_INVALID_EVENT;
+	if (status > 0 || (status != CL_COMPLETE && status >= 0))
+		return CL_INVALID_VALUE;
+	/* Synchronous: setting a status twice must fail with
+	 * CL_INVALID_OPERATION, which only the server knows. */
+	gp_icd_call_begin(G.conn, &k);
+	gp_enc_u64(&k.e, ev->h.id);
+	gp_enc_i32(&k.e, status);
+	err = gp_icd_call_sync(&k, GP_OP_SET_USER_EVENT_STATUS, DEAD);
+	gp_icd_call_end(&k);
+	return err;
+}
+
+struct ev_cb {
+	cl_event ev;
+	cl_int type;
+	void (CL_CALLBACK *fn)(cl_event, cl_int, void *);
+	void *data;
+};
+
+/* Event callbacks: a thread per callback polls the status with growing
+ * pauses (the server keeps no channel back to the guest) and calls the
+ * function once the event reaches the status asked for or fails. */
+static void *callback_thread(void *arg)
+{
+	struct ev_cb *c = arg;
+	struct timespec ts = { 0, 50000 };
+	cl_int st = CL_QUEUED;
+
+	for (;;) {
+		if (icd_GetEventInfo(c->ev, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof(st), &st,
+				     NULL) != CL_SUCCESS)
+			st = CL_OUT_OF_RESOURCES; /* server gone: report the event failed */
+		if (st <= c->type)
+			break;
+		nanosleep(&ts, NULL);
+		if (ts.tv_nsec < 5000000)
+			ts.tv_nsec *= 2;
+	}
+	c->fn(c->ev, st < 0 ? st : c->type, c->data);
+	icd_ReleaseEvent(c->ev);
+	free(c);
+	return NULL;
+}
+
+static cl_int CL_API_CALL icd_SetEventCallback(cl_event ev, cl_int type,
+					       void (CL_CALLBACK *fn)(cl_event, cl_int, void *),
+					       void *data)
+{
+	struct ev_cb *c;
+	pthread_attr_t a;
+	pthread_t t;
+
+	if (!is(ev, GP_KIND_EVENT))
+		return CL_INVALID_EVENT;
+	if (!fn || (type != CL_SUBMITTED && type != CL_RUNNING && type != CL_COMPLETE))
+		return CL_INVALID_VALUE;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return CL_OUT_OF_HOST_MEMORY;
+	c->ev = ev;
+	c->type = type;
+	c->fn = fn;
+	c->data = data;
+	retain(ev);
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &a, callback_thread, c) != 0) {
+		pthread_attr_destroy(&a);
+		icd_ReleaseEvent(ev);
+		free(c);
+		return CL_OUT_OF_HOST_MEMORY;
+	}
+	pthread_attr_destroy(&a);
+	return CL_SUCCESS;
+}
+
+/* ---- not forwarded: images, pipes, SVM, GL/EGL sharing, timers ----
+ * Each answers as OpenCL 3.0 says for a device without the feature. */
+
+static cl_mem no_image(cl_context ctx, cl_int *err)
+{
+	/* CL_DEVICE_IMAGE_SUPPORT is CL_FALSE (OpenCL 3.0, 5.3.1). */
+	set_err(err, is(ctx, GP_KIND_CONTEXT) ? CL_INVALID_OPERATION : CL_INVALID_CONTEXT);
+	return NULL;
+}
+
+static cl_mem CL_API_CALL icd_CreateImage(cl_context ctx, cl_mem_flags f, const cl_image_format *fmt,
+					  const cl_image_desc *d, void *hp, cl_int *err)
+{
+	return no_image(ctx, err);
+}
+
+static cl_mem CL_API_CALL icd_CreateImageWithProperties(cl_context ctx, const cl_mem_properties *p,
+							cl_mem_flags f, const cl_image_format *fmt,
+							const cl_image_desc *d, void *hp,
+							cl_int *err)
+{
+	return no_image(ctx, err);
+}
+
+static cl_mem CL_API_CALL icd_CreateImage2D(cl_context ctx, cl_mem_flags f, const cl_image_format *fmt,
+					    size_t w, size_t h, size_t rp, void *hp, cl_int *err)
+{
+	return no_image(ctx, err);
+}
+
+static cl_mem CL_API_CALL icd_CreateImage3D(cl_context ctx, cl_mem_flags f, const cl_image_format *fmt,
+					    size_t w, size_t h, size_t d, size_t rp, size_t sp,
+					    void *hp, cl_int *err)
+{
+	return no_image(ctx, err);
+}
+
+static cl_int CL_API_CALL icd_GetSupportedImageFormats(cl_context ctx, cl_mem_flags f,
+						       cl_mem_object_type t, cl_uint n,
+						       cl_image_format *fmts, cl_uint *nout)
+{
+	if (!is(ctx, GP_KIND_CONTEXT))
+		return CL_INVALID_CONTEXT;
+	if (nout)
+		*nout = 0;
+	return CL_SUCCESS;
+}
+
+static cl_int CL_API_CALL icd_GetImageInfo(cl_mem m, cl_image_info p, size_t s, void *v, size_t *r)
+{
+	return CL_INVALID_MEM_OBJECT; /* no memory object here is an image */
+}
+
+static cl_int CL_API_CALL icd_EnqueueReadImage(cl_command_queue q, cl_mem m, cl_bool b,
+					       const size_t *o, const size_t *r, size_t rp, size_t sp,
+					       void *p, cl_uint nw, const cl_event *wl, cl_event *e)
+{
+	return is(q, GP_KIND_QUEUE) ? CL_INVALID_MEM_OBJECT : CL_INVALID_COMMAND_QUEUE;
+}
+
+static cl_int CL_API_CALL icd_EnqueueWriteImage(cl_command_queue q, cl_mem m, cl_bool b,
+						const size_t *o, const size_t *r, size_t rp, size_t sp,
+						const void *p, cl_uint nw, const cl_event *wl,
+						cl_event *e)
+{
+	return is(q, GP_KIND_QUEUE) ? CL_INVALID_MEM_OBJECT : CL_INVALID_COMMAND_QUEUE;
+}
+
+static cl_int CL_API_CALL icd_EnqueueCopyImage(cl_command_queue q, cl_mem s, cl_mem d,
+					       const size_t *so, const size_t *dor, const size_t *r,
+					       cl_uint nw, const cl_event *wl, cl_event *e)
+{
+	return is(q, GP_KIND_QUEUE) ? CL_INVALID_MEM_OBJECT : CL_INVALID_COMMAND_QUEUE;
+}
+
+static cl_int CL_API_CALL icd_EnqueueFillImage(cl_command_queue q, cl_mem m, const void *c,
+					       const size_t *o, const size_t *r, cl_uint nw,
+					       const cl_event *wl, cl_event *e)
+{
+	return is(q, GP_KIND_QUEUE) ? CL_INVALID_MEM_OBJECT : CL_INVALID_COMMAND_QUEUE;
+}
+
+static cl_int CL_API_CALL icd_EnqueueCopyImageToBuffer(cl_command_queue q, cl_mem s, cl_mem d,
+						       const size_t *so, const size_t *r, size_t dof,
+						       cl_uint nw, const cl_event *wl, cl_event *e)
+{
+	return is(q, GP_KIND_QUEUE) ? CL_INVALID_MEM_OBJECT : CL_INVALID_COMMAND_QUEUE;
+}
+
+static cl_int CL_API_CALL icd_EnqueueCopyBufferToImage(cl_command_queue q, cl_mem s, cl_mem d,
+						       size_t so, const size_t *dor, const size_t *r,
+						       cl_uint nw, const cl_event *wl, cl_event *e)
+{
+	return is(q, GP_KIND_QUEUE) ? CL_INVALID_MEM_OBJECT : CL_INVALID_COMMAND_QUEUE;
+}
+
+static void *CL_API_CALL icd_EnqueueMapImage(cl_command_queue q, cl_mem m, cl_bool b, cl_map_flags f,
+					     const size_t *o, const size_t *r, size_t *rp, size_t *sp,
+					     cl_uint nw, const cl_event *wl, cl_event *e, cl_int *err)
+{
+	set_err(err, is(q, GP_KIND_QUEUE) ? CL_INVALID_MEM_OBJECT : CL_INVALID_COMMAND_QUEUE);
+	return NULL;
+}
+
+static cl_mem CL_API_CALL icd_CreatePipe(cl_context ctx, cl_mem_flags f, cl_uint ps, cl_uint mp,
+					 const cl_pipe_properties *p, cl_int *err)
+{
+	/* No device supports pipes here (OpenCL 3.0, 5.4.1). */
+	set_err(err, is(ctx, GP_KIND_CONTEXT) ? CL_INVALID_OPERATION : CL_INVALID_CONTEXT);
+	return NULL;
+}
+
+static cl_int CL_API_CALL icd_GetPipeInfo(cl_mem m, cl_pipe_info p, size_t s, void *v, size_t *r)
+{
+	return is(m, GP_KIND_MEM) ? CL_INVALID_MEM_OBJECT : CL_INVALID_MEM_OBJECT;
+}
+
+static void *CL_API_CALL icd_SVMAlloc(cl_context ctx, cl_svm_mem_flags f, size_t s, cl_uint a)
+{
+	return NULL; /* no SVM (CL_DEVICE_SVM_CAPABILITIES is 0) */
+}
+
+static void CL_API_CALL icd_SVMFree(cl_context ctx, void *p)
+{
+}
+
+static cl_int CL_API_CALL icd_EnqueueSVMFree(cl_command_queue q, cl_uint n, void *ps[],
+					     void (CL_CALLBACK *fn)(cl_command_queue, cl_uint, void *[], void *),
+					     void *d, cl_uint nw, const cl_event *wl, cl_event *e)
+{
+	return is(q, GP_KIND_QUEUE) ? CL_INVALID_OPERATION : CL_INVALID_COMMAND_QUEUE;
+}
+
+static cl_int CL_API_CALL icd_EnqueueSVMMemcpy(cl_command_queue q, cl_bool b, void *d, const void *s,
+					       size_t n, cl_uint nw, const cl_event *wl, cl_event *e)
+{
+	return is(q, GP_KIND_QUEUE) ? CL_INVALID_OPERATION : CL_INVALID_COMMAND_QUEUE;
+}
+
+static cl_int CL_API_CALL icd_EnqueueSVMMemFill(cl_command_queue q, void *p, const void *pat,
+						size_t ps, size_t n, cl_uint nw, const cl_event *wl,
+						cl_event *e)
+{
+	return is(q, GP_KIND_QUEUE) ? CL_INVALID_OPERATION : CL_INVALID_COMMAND_QUEUE;
+}
+
+static cl_int CL_API_CALL icd_EnqueueSVMMap(cl_command_queue q, cl_bool b, cl_map_flags f, void *p,
+					    size_t n, cl_uint nw, const cl_event *wl, cl_event *e)
+{
+	return is(q, GP_KIND_QUEUE) ? CL_INVALID_OPERATION : CL_INVALID_COMMAND_QUEUE;
+}
+
+static cl_int CL_API_CALL icd_EnqueueSVMUnmap(cl_command_queue q, void *p, cl_uint nw,
+					      const cl_event *wl, cl_event *e)
+{
+	return is(q, GP_KIND_QUEUE) ? CL_INVALID_OPERATION : CL_INVALID_COMMAND_QUEUE;
+}
+
+static cl_int CL_API_CALL icd_EnqueueSVMMigrateMem(cl_command_queue q, cl_uint n, const void **p,
+						   const size_t *s, cl_mem_migration_flags f,
+						   cl_uint nw, const cl_event *wl, cl_event *e)
+{
+	return is(q, GP_KIND_QUEUE) ? CL_INVALID_OPERATION : CL_INVALID_COMMAND_QUEUE;
+}
+
+static cl_int CL_API_CALL icd_SetDefaultDeviceCommandQueue(cl_context ctx, cl_device_id d,
+							   cl_command_queue q)
+{
+	/* No on-device queues (CL_DEVICE_DEVICE_ENQUEUE_CAPABILITIES is 0). */
+	return is(ctx, GP_KIND_CONTEXT) ? CL_INVALID_OPERATION : CL_INVALID_CONTEXT;
+}
+
+static cl_int CL_API_CALL icd_GetDeviceAndHostTimer(cl_device_id d, cl_ulong *dt, cl_ulong *ht)
+{
+	/* CL_PLATFORM_HOST_TIMER_RESOLUTION is not forwarded: 3.0, 4.2. */
+	return is(d, GP_KIND_DEVICE) ? CL_INVALID_OPERATION : CL_INVALID_DEVICE;
+}
+
+static cl_int CL_API_CALL icd_GetHostTimer(cl_device_id d, cl_ulong *ht)
+{
+	return is(d, GP_KIND_DEVICE) ? CL_INVALID_OPERATION : CL_INVALID_DEVICE;
+}
+
+/* GL / EGL sharing: the platform does not list cl_khr_gl_sharing or
+ * cl_khr_egl_image, so no context can be a GL context. */
+static cl_mem CL_API_CALL icd_CreateFromGLBuffer(cl_context ctx, cl_mem_flags f, cl_GLuint b,
+						 cl_int *err)
+{
+	set_err(err, CL_INVALID_CONTEXT);
+	return NULL;
+}
+
+static cl_mem CL_API_CALL icd_CreateFromGLTexture(cl_context ctx, cl_mem_flags f, cl_GLenum t,
+						  cl_GLint m, cl_GLuint tex, cl_int *err)
+{
+	set_err(err, CL_INVALID_CONTEXT);
+	return NULL;
+}
+
+static cl_mem CL_API_CALL icd_CreateFromGLRenderbuffer(cl_context ctx, cl_mem_flags f, cl_GLuint r,
+						       cl_int *err)
+{
+	set_err(err, CL_INVALID_CONTEXT);
+	return NULL;
+}
+
+static cl_int CL_API_CALL icd_GetGLObjectInfo(cl_mem m, cl_gl_object_type *t, cl_GLuint *n)
+{
+	return CL_INVALID_GL_OBJECT;
+}
+
+static cl_int CL_API_CALL icd_GetGLTextureInfo(cl_mem m, cl_gl_texture_info p, size_t s, void *v,
+					       size_t *r)
+{
+	return CL_INVALID_GL_OBJECT;
+}
+
+static cl_int CL_API_CALL icd_EnqueueGLObjects(cl_command_queue q, cl_uint n, const cl_mem *m,
+					       cl_uint nw, const cl_event *wl, cl_event *e)
+{
+	return is(q, GP_KIND_QUEUE) ? CL_INVALID_CONTEXT : CL_INVALID_COMMAND_QUEUE;
+}
+
+static cl_int CL_API_CALL icd_GetGLContextInfoKHR(const cl_context_properties *p,
+						  cl_gl_context_info i, size_t s, void *v, size_t *r)
+{
+	return CL_INVALID_OPERATION;
+}
+
+static cl_event CL_API_CALL icd_CreateEventFromGLsyncKHR(cl_context ctx, cl_GLsync s, cl_int *err)
+{
+	set_err(err, CL_INVALID_CONTEXT);
+	return NULL;
+}
+
+static cl_mem CL_API_CALL icd_CreateFromEGLImageKHR(cl_context ctx, CLeglDisplayKHR d,
+						    CLeglImageKHR i, cl_mem_flags f,
+						    const cl_egl_image_properties_khr *p, cl_int *err)
+{
+	set_err(err, CL_INVALID_CONTEXT);
+	return NULL;
+}
+
+static cl_int CL_API_CALL icd_EnqueueEGLObjectsKHR(cl_command_queue q, cl_uint n, const cl_mem *m,
+						   cl_uint nw, const cl_event *wl, cl_event *e)
+{
+	return is(q, GP_KIND_QUEUE) ? CL_INVALID_CONTEXT : CL_INVALID_COMMAND_QUEUE;
+}
+
+static cl_event CL_API_CALL icd_CreateEventFromEGLSyncKHR(cl_context ctx, CLeglSyncKHR s,
+							  CLeglDisplayKHR d, cl_int *err)
+{
+	set_err(err, CL_INVALID_CONTEXT);
+	return NULL;
+}
+
+static cl_int CL_API_CALL icd_CreateSubDevicesEXT(cl_device_id d, const cl_device_partition_property_ext *p,
+						  cl_uint n, cl_device_id *o, cl_uint *no)
+{
+	return is(d, GP_KIND_DEVICE) ? CL_INVALID_VALUE : CL_INVALID_DEVICE;
+}
+
+static void *CL_API_CALL icd_GetExtensionFunctionAddressForPlatform(cl_platform_id p, const char *n);
+
+/* The dispatch table every object points to (cl_khr_icd). D3D entries
+ * are Windows-only and stay NULL. */
+static const cl_icd_dispatch dispatch = {
+	.clGetPlatformIDs = icd_GetPlatformIDs,
+	.clGetPlatformInfo = icd_GetPlatformInfo,
+	.clGetDeviceIDs = icd_GetDeviceIDs,
+	.clGetDeviceInfo = icd_GetDeviceInfo,
+	.clCreateContext = icd_CreateContext,
+	.clCreateContextFromType = icd_CreateContextFromType,
+	.clRetainContext = icd_RetainContext,
+	.clReleaseContext = icd_ReleaseContext,
+	.clGetContextInfo = icd_GetContextInfo,
+	.clCreateCommandQueue = icd_CreateCommandQueue,
+	.clRetainCommandQueue = icd_RetainCommandQueue,
+	.clReleaseCommandQueue = icd_ReleaseCommandQueue,
+	.clGetCommandQueueInfo = icd_GetCommandQueueInfo,
+	.clSetCommandQueueProperty = icd_SetCommandQueueProperty,
+	.clCreateBuffer = icd_CreateBuffer,
+	.clCreateImage2D = icd_CreateImage2D,
+	.clCreateImage3D = icd_CreateImage3D,
+	.clRetainMemObject = icd_RetainMemObject,
+	.clReleaseMemObject = icd_ReleaseMemObject,
+	.clGetSupportedImageFormats = icd_GetSupportedImageFormats,
+	.clGetMemObjectInfo = icd_GetMemObjectInfo,
+	.clGetImageInfo = icd_GetImageInfo,
+	.clCreateSampler = icd_CreateSampler,
+	.clRetainSampler = icd_RetainSampler,
+	.clReleaseSampler = icd_ReleaseSampler,
+	.clGetSamplerInfo = icd_GetSamplerInfo,
+	.clCreateProgramWithSource = icd_CreateProgramWithSource,
+	.clCreateProgramWithBinary = icd_CreateProgramWithBinary,
+	.clRetainProgram = icd_RetainProgram,
+	.clReleaseProgram = icd_ReleaseProgram,
+	.clBuildProgram = icd_BuildProgram,
+	.clUnloadCompiler = icd_UnloadCompiler,
+	.clGetProgramInfo = icd_GetProgramInfo,
+	.clGetProgramBuildInfo = icd_GetProgramBuildInfo,
+	.clCreateKernel = icd_CreateKernel,
+	.clCreateKernelsInProgram = icd_CreateKernelsInProgram,
+	.clRetainKernel = icd_RetainKernel,
+	.clReleaseKernel = icd_ReleaseKernel,
+	.clSetKernelArg = icd_SetKernelArg,
+	.clGetKernelInfo = icd_GetKernelInfo,
+	.clGetKernelWorkGroupInfo = icd_GetKernelWorkGroupInfo,
+	.clWaitForEvents = icd_WaitForEvents,
+	.clGetEventInfo = icd_GetEventInfo,
+	.clRetainEvent = icd_RetainEvent,
+	.clReleaseEvent = icd_ReleaseEvent,
+	.clGetEventProfilingInfo = icd_GetEventProfilingInfo,
+	.clFlush = icd_Flush,
+	.clFinish = icd_Finish,
+	.clEnqueueReadBuffer = icd_EnqueueReadBuffer,
+	.clEnqueueWriteBuffer = icd_EnqueueWriteBuffer,
+	.clEnqueueCopyBuffer = icd_EnqueueCopyBuffer,
+	.clEnqueueReadImage = icd_EnqueueReadImage,
+	.clEnqueueWriteImage = icd_EnqueueWriteImage,
+	.clEnqueueCopyImage = icd_EnqueueCopyImage,
+	.clEnqueueCopyImageToBuffer = icd_EnqueueCopyImageToBuffer,
+	.clEnqueueCopyBufferToImage = icd_EnqueueCopyBufferToImage,
+	.clEnqueueMapBuffer = icd_EnqueueMapBuffer,
+	.clEnqueueMapImage = icd_EnqueueMapImage,
+	.clEnqueueUnmapMemObject = icd_EnqueueUnmapMemObject,
+	.clEnqueueNDRangeKernel = icd_EnqueueNDRangeKernel,
+	.clEnqueueTask = icd_EnqueueTask,
+	.clEnqueueNativeKernel = icd_EnqueueNativeKernel,
+	.clEnqueueMarker = icd_EnqueueMarker,
+	.clEnqueueWaitForEvents = icd_EnqueueWaitForEvents,
+	.clEnqueueBarrier = icd_EnqueueBarrier,
+	.clGetExtensionFunctionAddress = clGetExtensionFunctionAddress,
+	.clCreateFromGLBuffer = icd_CreateFromGLBuffer,
+	.clCreateFromGLTexture2D = icd_CreateFromGLTexture,
+	.clCreateFromGLTexture3D = icd_CreateFromGLTexture,
+	.clCreateFromGLRenderbuffer = icd_CreateFromGLRenderbuffer,
+	.clGetGLObjectInfo = icd_GetGLObjectInfo,
+	.clGetGLTextureInfo = icd_GetGLTextureInfo,
+	.clEnqueueAcquireGLObjects = icd_EnqueueGLObjects,
+	.clEnqueueReleaseGLObjects = icd_EnqueueGLObjects,
+	.clGetGLContextInfoKHR = icd_GetGLContextInfoKHR,
+	.clSetEventCallback = icd_SetEventCallback,
+	.clCreateSubBuffer = icd_CreateSubBuffer,
+	.clSetMemObjectDestructorCallback = icd_SetMemObjectDestructorCallback,
+	.clCreateUserEvent = icd_CreateUserEvent,
+	.clSetUserEventStatus = icd_SetUserEventStatus,
+	.clEnqueueReadBufferRect = icd_EnqueueReadBufferRect,
+	.clEnqueueWriteBufferRect = icd_EnqueueWriteBufferRect,
+	.clEnqueueCopyBufferRect = icd_EnqueueCopyBufferRect,
+	.clCreateSubDevicesEXT = icd_CreateSubDevicesEXT,
+	.clRetainDeviceEXT = icd_RetainDevice,
+	.clReleaseDeviceEXT = icd_ReleaseDevice,
+	.clCreateEventFromGLsyncKHR = icd_CreateEventFromGLsyncKHR,
+	.clCreateSubDevices = icd_CreateSubDevices,
+	.clRetainDevice = icd_RetainDevice,
+	.clReleaseDevice = icd_ReleaseDevice,
+	.clCreateImage = icd_CreateImage,
+	.clCreateProgramWithBuiltInKernels = icd_CreateProgramWithBuiltInKernels,
+	.clCompileProgram = icd_CompileProgram,
+	.clLinkProgram = icd_LinkProgram,
+	.clUnloadPlatformCompiler = icd_UnloadPlatformCompiler,
+	.clGetKernelArgInfo = icd_GetKernelArgInfo,
+	.clEnqueueFillBuffer = icd_EnqueueFillBuffer,
+	.clEnqueueFillImage = icd_EnqueueFillImage,
+	.clEnqueueMigrateMemObjects = icd_EnqueueMigrateMemObjects,
+	.clEnqueueMarkerWithWaitList = icd_EnqueueMarkerWithWaitList,
+	.clEnqueueBarrierWithWaitList = icd_EnqueueBarrierWithWaitList,
+	.clGetExtensionFunctionAddressForPlatform = icd_GetExtensionFunctionAddressForPlatform,
+	.clCreateFromGLTexture = icd_CreateFromGLTexture,
+	.clCreateFromEGLImageKHR = icd_CreateFromEGLImageKHR,
+	.clEnqueueAcquireEGLObjectsKHR = icd_EnqueueEGLObjectsKHR,
+	.clEnqueueReleaseEGLObjectsKHR = icd_EnqueueEGLObjectsKHR,
+	.clCreateEventFromEGLSyncKHR = icd_CreateEventFromEGLSyncKHR,
+	.clCreateCommandQueueWithProperties = icd_CreateCommandQueueWithProperties,
+	.clCreatePipe = icd_CreatePipe,
+	.clGetPipeInfo = icd_GetPipeInfo,
+	.clSVMAlloc = icd_SVMAlloc,
+	.clSVMFree = icd_SVMFree,
+	.clEnqueueSVMFree = icd_EnqueueSVMFree,
+	.clEnqueueSVMMemcpy = icd_EnqueueSVMMemcpy,
+	.clEnqueueSVMMemFill = icd_EnqueueSVMMemFill,
+	.clEnqueueSVMMap = icd_EnqueueSVMMap,
+	.clEnqueueSVMUnmap = icd_EnqueueSVMUnmap,
+	.clCreateSamplerWithProperties = icd_CreateSamplerWithProperties,
+	.clSetKernelArgSVMPointer = icd_SetKernelArgSVMPointer,
+	.clSetKernelExecInfo = icd_SetKernelExecInfo,
+	.clGetKernelSubGroupInfoKHR = icd_GetKernelSubGroupInfo,
+	.clCloneKernel = icd_CloneKernel,
+	.clCreateProgramWithIL = icd_CreateProgramWithIL,
+	.clEnqueueSVMMigrateMem = icd_EnqueueSVMMigrateMem,
+	.clGetDeviceAndHostTimer = icd_GetDeviceAndHostTimer,
+	.clGetHostTimer = icd_GetHostTimer,
+	.clGetKernelSubGroupInfo = icd_GetKernelSubGroupInfo,
+	.clSetDefaultDeviceCommandQueue = icd_SetDefaultDeviceCommandQueue,
+	.clSetProgramReleaseCallback = icd_SetProgramReleaseCallback,
+	.clSetProgramSpecializationConstant = icd_SetProgramSpecializationConstant,
+	.clCreateBufferWithProperties = icd_CreateBufferWithProperties,
+	.clCreateImageWithProperties = icd_CreateImageWithProperties,
+	.clSetContextDestructorCallback = icd_SetContextDestructorCallback,
+};
+
+EXPORT void *CL_API_CALL clGetExtensionFunctionAddress(const char *name)
+{
+	if (name && strcmp(name, "clIcdGetPlatformIDsKHR") == 0)
+		return (void *)clIcdGetPlatformIDsKHR;
+	/* ocl-icd asks for this one by name before it uses our dispatch table. */
+	if (name && strcmp(name, "clGetPlatformInfo") == 0)
+		return (void *)icd_GetPlatformInfo;
+	return NULL; /* no other extension function is offered */
+}
+
+static void *CL_API_CALL icd_GetExtensionFunctionAddressForPlatform(cl_platform_id p, const char *n)
+{
+	return p == &G.platform ? clGetExtensionFunctionAddress(n) : NULL;
+}

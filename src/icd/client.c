@@ -1,0 +1,312 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "transport/transport.h"
+
+#define DEFAULT_SERVER "unix:/run/gpupass/pv.sock"
+/* Bulk region: two halves, so the server copies one while we fill the other. */
+#define BULK_SIZE (32ull << 20)
+/* Ids the ICD gives to objects it creates start here (below: the server's). */
+#define FIRST_ID 0x10000ull
+
+struct gp_icd_conn {
+	pthread_mutex_t lock;
+	struct gp_transport *sock;
+	struct gp_transport *ring;
+	struct gp_shm *shm;
+	int fd;
+	char *server;
+	uint32_t ndev;
+	uint64_t next_id; /* atomic */
+	uint32_t next_req;
+	int dead; /* atomic: the server went away */
+	uint64_t probe;
+	bool direct;
+	bool shared;
+	uint8_t *rx;
+};
+
+static void conn_dead(struct gp_icd_conn *c, int r)
+{
+	if (__atomic_exchange_n(&c->dead, 1, __ATOMIC_ACQ_REL) == 0)
+		fprintf(stderr, "gpupass: lost gpupass-pvd at %s (%s); OpenCL calls now fail "
+			"with CL_DEVICE_NOT_AVAILABLE / CL_OUT_OF_RESOURCES: restart the program "
+			"once the server is back\n", c->server, strerror(-r));
+}
+
+/* Under Yama's ptrace_scope=1 only a declared process may read our
+ * memory: declare the server (SO_PEERCRED of our socket). */
+static void allow_server_reads(int fd)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == 0 && cr.pid > 0)
+		prctl(PR_SET_PTRACER, (unsigned long)cr.pid, 0, 0, 0);
+}
+
+static const char *prog_name(void)
+{
+	extern char *program_invocation_short_name;
+
+	return program_invocation_short_name;
+}
+
+int gp_icd_conn_open(struct gp_icd_conn **out)
+{
+	const char *addr = getenv("GPUPASS_SERVER");
+	struct gp_icd_conn *c;
+	struct gp_proto_hdr h = { .opcode = GP_OP_HELLO, .flags = GP_PROTO_F_SYNC, .req_id = 1 };
+	struct gp_enc e;
+	struct gp_dec d;
+	cl_int err;
+	char *msg = NULL;
+	int r;
+
+	if (!addr || !*addr)
+		addr = DEFAULT_SERVER;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	pthread_mutex_init(&c->lock, NULL);
+	c->fd = -1;
+	c->server = strdup(addr);
+	c->rx = malloc(GP_PROTO_MAX_PAYLOAD);
+	c->next_id = FIRST_ID;
+	c->next_req = 2;
+	if (!c->server || !c->rx) {
+		r = -ENOMEM;
+		goto err_free;
+	}
+	if (strncmp(addr, "unix:", 5) != 0) {
+		fprintf(stderr, "gpupass: GPUPASS_SERVER=%s: only unix:PATH is supported by this build\n",
+			addr);
+		r = -EAFNOSUPPORT;
+		goto err_free;
+	}
+	r = gp_unix_connect(addr + 5, &c->fd);
+	if (r < 0) {
+		fprintf(stderr, "gpupass: cannot reach gpupass-pvd at %s: %s (start gpupass-pvd, "
+			"or set GPUPASS_SERVER=unix:PATH)\n", addr, strerror(-r));
+		goto err_free;
+	}
+	r = gp_transport_unix_new(c->fd, &c->sock);
+	if (r < 0) {
+		close(c->fd);
+		goto err_free;
+	}
+	r = gp_shm_create(BULK_SIZE, &c->shm);
+	if (r < 0) {
+		fprintf(stderr, "gpupass: cannot make the shared memory region: %s\n", strerror(-r));
+		goto err_free;
+	}
+	gp_enc_init(&e, 4096);
+	gp_enc_u32(&e, GP_PROTO_VERSION);
+	gp_enc_u64(&e, BULK_SIZE);
+	gp_enc_str(&e, prog_name());
+	/* A value the server reads back with process_vm_readv: if it can,
+	 * big transfers copy straight between our memory and the buffer. */
+	c->probe = 0x6770707650524f42ull ^ (uint64_t)(uintptr_t)c;
+	gp_enc_u64(&e, (uint64_t)(uintptr_t)&c->probe);
+	gp_enc_u64(&e, c->probe);
+	allow_server_reads(c->fd);
+	r = e.err ? e.err : gp_transport_send(c->sock, &h, e.buf, e.len, gp_shm_fd(c->shm));
+	gp_enc_free(&e);
+	if (r == 0)
+		r = gp_transport_recv(c->sock, &h, c->rx, GP_PROTO_MAX_PAYLOAD, NULL, 10000);
+	if (r < 0) {
+		fprintf(stderr, "gpupass: gpupass-pvd at %s did not answer the hello: %s\n", addr,
+			r == -EPROTONOSUPPORT ? "it speaks another protocol version" : strerror(-r));
+		goto err_free;
+	}
+	gp_dec_init(&d, c->rx, h.len);
+	err = gp_dec_i32(&d);
+	msg = gp_dec_strdup(&d, 4096);
+	if (!d.err && err != CL_SUCCESS) {
+		fprintf(stderr, "gpupass: gpupass-pvd at %s refused this program: %s\n", addr,
+			msg ? msg : "?");
+		r = -EACCES;
+		goto err_free;
+	}
+	c->ndev = gp_dec_count(&d, 8, 64);
+	for (uint32_t i = 0; i < c->ndev; i++)
+		gp_dec_u64(&d);
+	{
+		uint32_t fl = gp_dec_u32(&d);
+
+		c->direct = fl & 1;
+		c->shared = (fl & 2) && !getenv("GPUPASS_NO_SHARED");
+	}
+	if (d.err) {
+		fprintf(stderr, "gpupass: gpupass-pvd at %s sent a malformed hello\n", addr);
+		r = -EBADMSG;
+		goto err_free;
+	}
+	free(msg);
+	msg = NULL;
+	r = gp_transport_ring_new(c->shm, GP_RING_CLIENT, c->fd, 150000, &c->ring);
+	if (r < 0)
+		goto err_free;
+	*out = c;
+	return 0;
+
+err_free:
+	free(msg);
+	gp_transport_free(c->sock);
+	gp_shm_free(c->shm);
+	free(c->rx);
+	free(c->server);
+	free(c);
+	return r;
+}
+
+uint32_t gp_icd_conn_ndevices(const struct gp_icd_conn *c)
+{
+	return c->ndev;
+}
+
+bool gp_icd_conn_direct(const struct gp_icd_conn *c)
+{
+	return c->direct;
+}
+
+bool gp_icd_conn_alive(struct gp_icd_conn *c)
+{
+	struct pollfd p = { .fd = c->fd, .events = POLLRDHUP };
+
+	if (__atomic_load_n(&c->dead, __ATOMIC_ACQUIRE))
+		return false;
+	if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR))) {
+		conn_dead(c, -EPIPE);
+		return false;
+	}
+	return true;
+}
+
+bool gp_icd_conn_shared(const struct gp_icd_conn *c)
+{
+	return c->shared;
+}
+
+int gp_icd_recv_fd_locked(struct gp_icd_call *k, int *fd)
+{
+	struct gp_proto_hdr h;
+	uint8_t buf[16];
+	int r;
+
+	r = gp_transport_recv(k->c->sock, &h, buf, sizeof(buf), fd, 5000);
+	if (r == 0 && *fd < 0)
+		r = -EBADMSG;
+	if (r < 0)
+		conn_dead(k->c, r);
+	return r;
+}
+
+uint64_t gp_icd_conn_new_id(struct gp_icd_conn *c)
+{
+	return __atomic_fetch_add(&c->next_id, 1, __ATOMIC_RELAXED);
+}
+
+void *gp_icd_conn_bulk(struct gp_icd_conn *c, uint64_t *size)
+{
+	return gp_shm_bulk(c->shm, size);
+}
+
+void gp_icd_conn_lock(struct gp_icd_conn *c)
+{
+	pthread_mutex_lock(&c->lock);
+}
+
+void gp_icd_conn_unlock(struct gp_icd_conn *c)
+{
+	pthread_mutex_unlock(&c->lock);
+}
+
+void gp_icd_call_begin(struct gp_icd_conn *c, struct gp_icd_call *k)
+{
+	k->c = c;
+	k->locked = false;
+	gp_enc_init_fixed(&k->e, k->small, sizeof(k->small));
+}
+
+void gp_icd_call_begin_heap(struct gp_icd_conn *c, struct gp_icd_call *k)
+{
+	k->c = c;
+	k->locked = false;
+	gp_enc_init(&k->e, GP_PROTO_MAX_PAYLOAD);
+}
+
+int gp_icd_send_locked(struct gp_icd_call *k, uint16_t op, bool sync)
+{
+	struct gp_icd_conn *c = k->c;
+	struct gp_proto_hdr h = { .opcode = op, .flags = sync ? GP_PROTO_F_SYNC : 0 };
+	int r;
+
+	if (__atomic_load_n(&c->dead, __ATOMIC_ACQUIRE))
+		return -EPIPE;
+	if (k->e.err)
+		return k->e.err;
+	h.req_id = c->next_req++;
+	r = gp_transport_send(c->ring, &h, k->e.buf, k->e.len, -1);
+	if (r < 0)
+		conn_dead(c, r);
+	return r;
+}
+
+cl_int gp_icd_collect_locked(struct gp_icd_call *k, cl_int dead_err)
+{
+	struct gp_icd_conn *c = k->c;
+	struct gp_proto_hdr h;
+	int r;
+
+	r = gp_transport_recv(c->ring, &h, c->rx, GP_PROTO_MAX_PAYLOAD, NULL, -1);
+	if (r < 0) {
+		conn_dead(c, r);
+		return dead_err;
+	}
+	gp_dec_init(&k->d, c->rx, h.len);
+	return gp_dec_i32(&k->d);
+}
+
+cl_int gp_icd_call_post(struct gp_icd_call *k, uint16_t op, cl_int dead_err)
+{
+	int r;
+
+	if (k->e.err)
+		return CL_OUT_OF_HOST_MEMORY;
+	pthread_mutex_lock(&k->c->lock);
+	r = gp_icd_send_locked(k, op, false);
+	pthread_mutex_unlock(&k->c->lock);
+	return r < 0 ? dead_err : CL_SUCCESS;
+}
+
+cl_int gp_icd_call_sync(struct gp_icd_call *k, uint16_t op, cl_int dead_err)
+{
+	int r;
+
+	gp_dec_init(&k->d, NULL, 0);
+	if (k->e.err)
+		return CL_OUT_OF_HOST_MEMORY;
+	pthread_mutex_lock(&k->c->lock);
+	k->locked = true;
+	r = gp_icd_send_locked(k, op, true);
+	if (r < 0)
+		return dead_err;
+	return gp_icd_collect_locked(k, dead_err);
+}
+
+void gp_icd_call_end(struct gp_icd_call *k)
+{
+	if (k->locked)
+		pthread_mutex_unlock(&k->c->lock);
+	k->locked = false;
+	gp_enc_free(&k->e);
+}

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* gpupass-pvd configuration (INI, read with inih). */
+#ifndef GP_PVD_CONFIG_H
+#define GP_PVD_CONFIG_H
+
+#include <stdint.h>
+
+#include "common/util.h"
+
+struct gp_pvd_guest_cfg {
+	char *name;
+	char *socket;        /* its own listening socket, or NULL */
+	int64_t uid;         /* recognised by SO_PEERCRED on a shared socket; -1 */
+	uint64_t memory_max; /* bytes; 0 = unlimited */
+	uint32_t max_objects; /* 0 = unlimited */
+	uint32_t weight;     /* >= 1 */
+};
+
+struct gp_pvd_config {
+	struct gp_strv listen;  /* "unix:PATH" */
+	struct gp_strv devices; /* substrings of device names; empty = all */
+	struct gp_pvd_guest_cfg *guests;
+	size_t n_guests;
+	char *error; /* why parsing failed, for the caller to print */
+};
+
+/* Parses @path. On a syntax or value error returns -EINVAL with
+ * cfg->error set ("FILE:LINE: ..."); -errno if the file cannot be read. */
+int gp_pvd_config_load(const char *path, struct gp_pvd_config *cfg);
+/* Same, from a string (tests, embedded defaults). */
+int gp_pvd_config_parse(const char *text, struct gp_pvd_config *cfg);
+void gp_pvd_config_clear(struct gp_pvd_config *cfg);
+/* The guest section named @name, or NULL. */
+struct gp_pvd_guest_cfg *gp_pvd_config_guest(struct gp_pvd_config *cfg, const char *name);
+
+#endif

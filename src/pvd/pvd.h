@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* gpupass-pvd internals: the server, its guests and their sessions. */
+#ifndef GP_PVD_PVD_H
+#define GP_PVD_PVD_H
+
+#define CL_TARGET_OPENCL_VERSION 300
+/* The ICD implements the deprecated entry points too. */
+#define CL_USE_DEPRECATED_OPENCL_1_0_APIS
+#define CL_USE_DEPRECATED_OPENCL_1_1_APIS
+#define CL_USE_DEPRECATED_OPENCL_1_2_APIS
+#define CL_USE_DEPRECATED_OPENCL_2_0_APIS
+#define CL_USE_DEPRECATED_OPENCL_2_1_APIS
+#define CL_USE_DEPRECATED_OPENCL_2_2_APIS
+#include <CL/cl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "config.h"
+
+struct pvd_dev {
+	cl_platform_id platform;
+	cl_device_id device;
+};
+
+/* Run-time state of one [guest NAME] section, shared by its sessions.
+ * Lives as long as the server (event callbacks may still add device time
+ * after a session is gone). */
+struct pvd_guest {
+	const struct gp_pvd_guest_cfg *cfg;
+	int listen_fd; /* its own socket, or -1 */
+	pthread_mutex_t lock;
+	uint64_t mem_used;  /* under lock */
+	uint32_t objects;   /* under lock */
+	uint32_t sessions;  /* under lock */
+	time_t since;       /* under lock: when the oldest live session began */
+	uint64_t device_ns; /* atomic: kernel time measured from profiling */
+	uint64_t calls;     /* atomic */
+	uint64_t vtime_ns;  /* atomic: device_ns / weight, for fair sharing */
+	uint32_t busy;      /* atomic: kernels in flight */
+	uint64_t last_launch_ns; /* atomic: CLOCK_MONOTONIC of the last launch or completion */
+};
+
+struct pvd_session;
+
+struct pvd_server {
+	struct gp_log log;
+	struct gp_pvd_config cfg;
+	struct pvd_dev *devs;
+	size_t n_devs;
+	char *platform_name; /* the first host platform's name */
+	struct pvd_guest *guests; /* one per cfg.guests[i] */
+	size_t n_guests;
+	int *listen_fds;          /* shared sockets from [server] listen */
+	char **listen_paths;
+	size_t n_listen;
+	int wake_pipe[2];         /* sessions that end write here */
+	pthread_mutex_t lock;     /* guards the session list */
+	struct pvd_session *sessions;
+	int stop;                 /* atomic */
+	uint64_t spin_ns;
+	bool shared_ok; /* devices work in place on host memory (probed) */
+};
+
+/* Starts a session thread for an accepted connection of @guest (NULL:
+ * refuse it with a reason). Takes @fd. */
+int pvd_session_start(struct pvd_server *srv, struct pvd_guest *guest, int fd,
+		      const char *refusal);
+/* Joins and frees sessions that have ended; all of them when @all. */
+void pvd_session_reap(struct pvd_server *srv, bool all);
+/* Ends every session (server shutdown); returns how many did not end
+ * within @timeout_ms (stuck in a device call). */
+int pvd_session_stop_all(struct pvd_server *srv, int timeout_ms);
+
+/* Fair sharing of device time between guests (scheduler.c). */
+void pvd_sched_before_launch(struct pvd_server *srv, struct pvd_guest *g);
+void pvd_sched_account(struct pvd_guest *g, uint64_t ns);
+
+#endif

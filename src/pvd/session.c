@@ -1,0 +1,1895 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * One session per connected guest process: a thread that reads requests
+ * from the shared-memory ring, checks every field, runs the call on the
+ * host OpenCL platform and, for synchronous calls, writes the reply.
+ *
+ * A message that breaks the protocol ends this session only (the reason
+ * is logged); OpenCL errors are answers, not protocol errors. Calls the
+ * guest pipelines (no reply wanted) keep their first error as the
+ * session's pending error, returned by the next synchronising call.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "handles.h"
+#include "proto/proto.h"
+#include "pvd.h"
+#include "transport/transport.h"
+
+/* Bulk region the server accepts from a client, and the most events one
+ * wait list may name (OpenCL sets no limit; this bounds the allocation). */
+#define MAX_WAIT 4096u
+#define MAX_DEVS 64u
+/* Ids below this are the server's (devices); the guest picks the rest. */
+#define FIRST_CLIENT_ID 0x10000ull
+
+struct pvd_session {
+	struct pvd_session *next;
+	struct pvd_server *srv;
+	struct pvd_guest *guest; /* NULL: refused */
+	char *refusal;
+	int fd;
+	pid_t pid;
+	uid_t uid;
+	pthread_t thread;
+	struct gp_transport *sock;
+	struct gp_transport *ring;
+	struct gp_shm *shm;
+	uint8_t *bulk;
+	uint64_t bulk_size;
+	struct gp_handles *h;
+	cl_int pending; /* first error of a pipelined call */
+	int done;       /* atomic: the thread has finished */
+	bool counted;   /* in guest->sessions */
+	bool direct;    /* process_vm_readv/writev work on the guest */
+	int pending_fd; /* sent on the socket after the reply, then closed */
+	uint8_t *rxbuf;
+	struct gp_enc reply;
+};
+
+#define LOG_S(s, lvl, ...) gp_log_msg(&(s)->srv->log, (lvl), __VA_ARGS__)
+
+/* ---- handles ---- */
+
+static cl_int kind_error(uint32_t kind)
+{
+	switch (kind) {
+	case GP_KIND_DEVICE: return CL_INVALID_DEVICE;
+	case GP_KIND_CONTEXT: return CL_INVALID_CONTEXT;
+	case GP_KIND_QUEUE: return CL_INVALID_COMMAND_QUEUE;
+	case GP_KIND_MEM: return CL_INVALID_MEM_OBJECT;
+	case GP_KIND_PROGRAM: return CL_INVALID_PROGRAM;
+	case GP_KIND_KERNEL: return CL_INVALID_KERNEL;
+	case GP_KIND_EVENT: return CL_INVALID_EVENT;
+	case GP_KIND_SAMPLER: return CL_INVALID_SAMPLER;
+	default: return CL_INVALID_VALUE;
+	}
+}
+
+/* Looks @id up as @kind; on failure returns the CL_INVALID_* of the kind. */
+static cl_int lookup(struct pvd_session *s, uint64_t id, uint32_t kind, void **obj)
+{
+	struct gp_handle *e;
+
+	if (gp_handles_get(s->h, id, kind, &e) < 0)
+		return kind_error(kind);
+	*obj = e->obj;
+	return CL_SUCCESS;
+}
+
+/* Registers a new guest-named object. -EEXIST (id not fresh) is a
+ * protocol error; a full table is CL_OUT_OF_RESOURCES. */
+static int add_handle(struct pvd_session *s, uint64_t id, uint32_t kind, void *obj,
+		      uint64_t bytes, cl_int *err)
+{
+	struct pvd_guest *g = s->guest;
+	int r;
+
+	if (id < FIRST_CLIENT_ID)
+		return -EEXIST;
+	/* max_objects is per guest, over all its sessions. */
+	pthread_mutex_lock(&g->lock);
+	r = g->cfg->max_objects && g->objects >= g->cfg->max_objects ? -ENOSPC : 0;
+	pthread_mutex_unlock(&g->lock);
+	if (r == 0)
+		r = gp_handles_add(s->h, id, kind, obj, bytes);
+	if (r == -ENOSPC) {
+		*err = CL_OUT_OF_RESOURCES;
+		return 0;
+	}
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&g->lock);
+	g->objects++;
+	pthread_mutex_unlock(&g->lock);
+	*err = CL_SUCCESS;
+	return 0;
+}
+
+static int fresh_id(struct pvd_session *s, uint64_t id)
+{
+	struct gp_handle *e;
+
+	if (id < FIRST_CLIENT_ID || gp_handles_get(s->h, id, GP_KIND_NONE, &e) == 0)
+		return -EEXIST;
+	return 0;
+}
+
+static void release_obj(uint32_t kind, void *obj)
+{
+	switch (kind) {
+	case GP_KIND_CONTEXT: clReleaseContext(obj); break;
+	case GP_KIND_QUEUE: clReleaseCommandQueue(obj); break;
+	case GP_KIND_MEM: clReleaseMemObject(obj); break;
+	case GP_KIND_PROGRAM: clReleaseProgram(obj); break;
+	case GP_KIND_KERNEL: clReleaseKernel(obj); break;
+	case GP_KIND_EVENT: clReleaseEvent(obj); break;
+	case GP_KIND_SAMPLER: clReleaseSampler(obj); break;
+	default: break;
+	}
+}
+
+static void drop_handle(struct pvd_session *s, struct gp_handle *e)
+{
+	struct pvd_guest *g = s->guest;
+
+	if (e->kind == GP_KIND_DEVICE)
+		return;
+	if (e->kind == GP_KIND_KERNEL)
+		free(e->aux);
+	release_obj(e->kind, e->obj);
+	pthread_mutex_lock(&g->lock);
+	g->objects--;
+	g->mem_used -= e->bytes;
+	pthread_mutex_unlock(&g->lock);
+}
+
+/* Charges @bytes of device memory to the guest, or says it is over quota. */
+static cl_int charge(struct pvd_session *s, uint64_t bytes)
+{
+	struct pvd_guest *g = s->guest;
+	cl_int err = CL_SUCCESS;
+
+	pthread_mutex_lock(&g->lock);
+	if (g->cfg->memory_max && (bytes > g->cfg->memory_max ||
+				   g->mem_used > g->cfg->memory_max - bytes))
+		err = CL_MEM_OBJECT_ALLOCATION_FAILURE;
+	else
+		g->mem_used += bytes;
+	pthread_mutex_unlock(&g->lock);
+	return err;
+}
+
+static void uncharge(struct pvd_session *s, uint64_t bytes)
+{
+	pthread_mutex_lock(&s->guest->lock);
+	s->guest->mem_used -= bytes;
+	pthread_mutex_unlock(&s->guest->lock);
+}
+
+/* ---- decoding helpers ---- */
+
+struct waitlist {
+	cl_uint n;
+	cl_event ev[64];
+	cl_event *v;
+};
+
+/* Reads "u32 n, u64 ids[n]"; CL_INVALID_EVENT_WAIT_LIST for an unknown id. */
+static cl_int dec_waitlist(struct pvd_session *s, struct gp_dec *d, struct waitlist *w)
+{
+	uint32_t n = gp_dec_count(d, 8, MAX_WAIT);
+	cl_int err = CL_SUCCESS;
+
+	w->n = 0;
+	w->v = NULL;
+	if (d->err || n == 0)
+		return CL_SUCCESS;
+	w->v = n <= 64 ? w->ev : calloc(n, sizeof(cl_event));
+	if (!w->v) {
+		d->err = -ENOMEM;
+		return CL_OUT_OF_HOST_MEMORY;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t id = gp_dec_u64(d);
+		void *o = NULL;
+
+		if (lookup(s, id, GP_KIND_EVENT, &o) != CL_SUCCESS)
+			err = CL_INVALID_EVENT_WAIT_LIST;
+		w->v[i] = o;
+	}
+	w->n = n;
+	return err;
+}
+
+static void waitlist_free(struct waitlist *w)
+{
+	if (w->v && w->v != w->ev)
+		free(w->v);
+}
+
+/* The guest's event id for an enqueue: registers @ev, or, when the call
+ * failed, an event already in error so that waits on it fail too. */
+static int finish_event(struct pvd_session *s, uint64_t id, cl_command_queue q,
+			cl_event ev, cl_int err)
+{
+	cl_context ctx = NULL;
+	cl_int e2;
+
+	if (id == 0)
+		return 0;
+	if (err != CL_SUCCESS || !ev) {
+		if (q && clGetCommandQueueInfo(q, CL_QUEUE_CONTEXT, sizeof(ctx), &ctx, NULL) == CL_SUCCESS) {
+			ev = clCreateUserEvent(ctx, &e2);
+			if (ev)
+				clSetUserEventStatus(ev, err < 0 ? err : CL_INVALID_OPERATION);
+		}
+		if (!ev)
+			return 0; /* nothing to name: waits on the id fail as unknown */
+	}
+	return add_handle(s, id, GP_KIND_EVENT, ev, 0, &e2);
+}
+
+/* ---- GET_INFO ---- */
+
+/* Info values that are host handles or pointers never leave the server:
+ * the ICD answers those itself from its own objects. */
+static bool info_denied(uint32_t sel, uint32_t param)
+{
+	switch (sel) {
+	case GP_INFO_DEVICE:
+		return param == CL_DEVICE_PLATFORM || param == CL_DEVICE_PARENT_DEVICE;
+	case GP_INFO_CONTEXT:
+		return param == CL_CONTEXT_DEVICES || param == CL_CONTEXT_PROPERTIES;
+	case GP_INFO_QUEUE:
+		return param == CL_QUEUE_CONTEXT || param == CL_QUEUE_DEVICE ||
+		       param == CL_QUEUE_DEVICE_DEFAULT || param == CL_QUEUE_PROPERTIES_ARRAY;
+	case GP_INFO_MEM:
+		return param == CL_MEM_CONTEXT || param == CL_MEM_ASSOCIATED_MEMOBJECT ||
+		       param == CL_MEM_HOST_PTR;
+	case GP_INFO_PROGRAM:
+		return param == CL_PROGRAM_CONTEXT || param == CL_PROGRAM_DEVICES ||
+		       param == CL_PROGRAM_BINARIES;
+	case GP_INFO_KERNEL:
+		return param == CL_KERNEL_CONTEXT || param == CL_KERNEL_PROGRAM;
+	case GP_INFO_EVENT:
+		return param == CL_EVENT_COMMAND_QUEUE || param == CL_EVENT_CONTEXT;
+	case GP_INFO_SAMPLER:
+		return param == CL_SAMPLER_CONTEXT;
+	default:
+		return false;
+	}
+}
+
+static cl_int call_info(uint32_t sel, void *obj, void *aux, uint64_t auxv, cl_uint param,
+			size_t size, void *val, size_t *ret)
+{
+	switch (sel) {
+	case GP_INFO_PLATFORM: return clGetPlatformInfo(obj, param, size, val, ret);
+	case GP_INFO_DEVICE: return clGetDeviceInfo(obj, param, size, val, ret);
+	case GP_INFO_CONTEXT: return clGetContextInfo(obj, param, size, val, ret);
+	case GP_INFO_QUEUE: return clGetCommandQueueInfo(obj, param, size, val, ret);
+	case GP_INFO_MEM: return clGetMemObjectInfo(obj, param, size, val, ret);
+	case GP_INFO_PROGRAM: return clGetProgramInfo(obj, param, size, val, ret);
+	case GP_INFO_PROGRAM_BUILD: return clGetProgramBuildInfo(obj, aux, param, size, val, ret);
+	case GP_INFO_KERNEL: return clGetKernelInfo(obj, param, size, val, ret);
+	case GP_INFO_KERNEL_WORK_GROUP:
+		return clGetKernelWorkGroupInfo(obj, aux, param, size, val, ret);
+	case GP_INFO_KERNEL_ARG:
+		return clGetKernelArgInfo(obj, (cl_uint)auxv, param, size, val, ret);
+	case GP_INFO_EVENT: return clGetEventInfo(obj, param, size, val, ret);
+	case GP_INFO_EVENT_PROFILING: return clGetEventProfilingInfo(obj, param, size, val, ret);
+	case GP_INFO_SAMPLER: return clGetSamplerInfo(obj, param, size, val, ret);
+	default: return CL_INVALID_VALUE;
+	}
+}
+
+static const uint32_t sel_kind[GP_INFO_MAX + 1] = {
+	[GP_INFO_PLATFORM] = GP_KIND_DEVICE, /* the platform of this device */
+	[GP_INFO_DEVICE] = GP_KIND_DEVICE,
+	[GP_INFO_CONTEXT] = GP_KIND_CONTEXT,
+	[GP_INFO_QUEUE] = GP_KIND_QUEUE,
+	[GP_INFO_MEM] = GP_KIND_MEM,
+	[GP_INFO_PROGRAM] = GP_KIND_PROGRAM,
+	[GP_INFO_PROGRAM_BUILD] = GP_KIND_PROGRAM,
+	[GP_INFO_KERNEL] = GP_KIND_KERNEL,
+	[GP_INFO_KERNEL_WORK_GROUP] = GP_KIND_KERNEL,
+	[GP_INFO_KERNEL_ARG] = GP_KIND_KERNEL,
+	[GP_INFO_EVENT] = GP_KIND_EVENT,
+	[GP_INFO_EVENT_PROFILING] = GP_KIND_EVENT,
+	[GP_INFO_PROGRAM_BINARY] = GP_KIND_PROGRAM,
+	[GP_INFO_SAMPLER] = GP_KIND_SAMPLER,
+};
+
+static cl_int program_binary(void *prog, uint64_t index, void **val, size_t *n)
+{
+	cl_uint ndev = 0;
+	size_t *sizes = NULL;
+	unsigned char **bins = NULL;
+	cl_int err;
+
+	err = clGetProgramInfo(prog, CL_PROGRAM_NUM_DEVICES, sizeof(ndev), &ndev, NULL);
+	if (err != CL_SUCCESS)
+		return err;
+	if (index >= ndev)
+		return CL_INVALID_VALUE;
+	sizes = calloc(ndev, sizeof(*sizes));
+	bins = calloc(ndev, sizeof(*bins));
+	if (!sizes || !bins) {
+		err = CL_OUT_OF_HOST_MEMORY;
+		goto out;
+	}
+	err = clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, ndev * sizeof(*sizes), sizes, NULL);
+	if (err != CL_SUCCESS)
+		goto out;
+	for (cl_uint i = 0; i < ndev; i++) {
+		bins[i] = malloc(sizes[i] ? sizes[i] : 1);
+		if (!bins[i]) {
+			err = CL_OUT_OF_HOST_MEMORY;
+			goto out;
+		}
+	}
+	err = clGetProgramInfo(prog, CL_PROGRAM_BINARIES, ndev * sizeof(*bins), bins, NULL);
+	if (err == CL_SUCCESS) {
+		*val = bins[index];
+		*n = sizes[index];
+		bins[index] = NULL;
+	}
+out:
+	for (cl_uint i = 0; bins && i < ndev; i++)
+		free(bins[i]);
+	free(bins);
+	free(sizes);
+	return err;
+}
+
+/* GET_INFO: u32 sel, u64 handle, u64 aux, u32 param, u64 offset, u32 max
+ * -> i32 err, u64 total size, blob slice [offset, offset + max). */
+static int op_get_info(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint32_t sel = gp_dec_u32(d);
+	uint64_t id = gp_dec_u64(d), auxv = gp_dec_u64(d);
+	uint32_t param = gp_dec_u32(d);
+	uint64_t off = gp_dec_u64(d);
+	uint32_t max = gp_dec_u32(d);
+	void *obj = NULL, *aux = NULL, *val = NULL;
+	size_t n = 0;
+
+	if (gp_dec_finish(d) < 0)
+		return d->err;
+	if (sel == 0 || sel > GP_INFO_MAX || info_denied(sel, param)) {
+		*err = CL_INVALID_VALUE;
+		return 0;
+	}
+	*err = lookup(s, id, sel_kind[sel], &obj);
+	if (*err != CL_SUCCESS)
+		return 0;
+	if (sel == GP_INFO_PLATFORM) {
+		*err = clGetDeviceInfo(obj, CL_DEVICE_PLATFORM, sizeof(obj), &obj, NULL);
+		if (*err != CL_SUCCESS)
+			return 0;
+	}
+	if (sel == GP_INFO_PROGRAM_BUILD || sel == GP_INFO_KERNEL_WORK_GROUP) {
+		*err = lookup(s, auxv, GP_KIND_DEVICE, &aux);
+		if (*err != CL_SUCCESS)
+			return 0;
+	}
+	if (sel == GP_INFO_PROGRAM_BINARY) {
+		*err = program_binary(obj, auxv, &val, &n);
+	} else {
+		*err = call_info(sel, obj, aux, auxv, param, 0, NULL, &n);
+		if (*err == CL_SUCCESS) {
+			val = malloc(n ? n : 1);
+			if (!val)
+				*err = CL_OUT_OF_HOST_MEMORY;
+			else
+				*err = call_info(sel, obj, aux, auxv, param, n, val, NULL);
+		}
+	}
+	if (*err == CL_SUCCESS) {
+		size_t take = 0;
+
+		if (off < n)
+			take = n - off < max ? n - off : max;
+		if (take > GP_PROTO_MAX_PAYLOAD - 64)
+			take = GP_PROTO_MAX_PAYLOAD - 64;
+		gp_enc_u64(&s->reply, n);
+		gp_enc_blob(&s->reply, take ? (uint8_t *)val + off : NULL, take);
+	}
+	free(val);
+	return 0;
+}
+
+/* ---- objects ---- */
+
+/* CREATE_CONTEXT: u64 id, u32 n, u64 dev[n] -> i32 err */
+static int op_create_context(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t id = gp_dec_u64(d);
+	uint32_t n = gp_dec_count(d, 8, MAX_DEVS);
+	cl_device_id devs[MAX_DEVS];
+	cl_context_properties props[3] = { CL_CONTEXT_PLATFORM, 0, 0 };
+	cl_platform_id plat = NULL;
+	cl_context ctx;
+
+	*err = CL_SUCCESS;
+	for (uint32_t i = 0; i < n && !d->err; i++) {
+		void *o = NULL;
+
+		if (lookup(s, gp_dec_u64(d), GP_KIND_DEVICE, &o) != CL_SUCCESS)
+			*err = CL_INVALID_DEVICE;
+		devs[i] = o;
+	}
+	if (gp_dec_finish(d) < 0 || fresh_id(s, id) < 0)
+		return d->err ? d->err : -EEXIST;
+	if (*err != CL_SUCCESS)
+		return 0;
+	if (n == 0) {
+		*err = CL_INVALID_VALUE;
+		return 0;
+	}
+	clGetDeviceInfo(devs[0], CL_DEVICE_PLATFORM, sizeof(plat), &plat, NULL);
+	props[1] = (cl_context_properties)plat;
+	ctx = clCreateContext(props, n, devs, NULL, NULL, err);
+	if (!ctx)
+		return 0;
+	return add_handle(s, id, GP_KIND_CONTEXT, ctx, 0, err) < 0 ? -EEXIST :
+	       (*err != CL_SUCCESS ? (clReleaseContext(ctx), 0) : 0);
+}
+
+/* CREATE_QUEUE: u64 id, u64 ctx, u64 dev, u64 properties -> i32 err.
+ * Profiling is always on: the server measures device time with it. */
+static int op_create_queue(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t id = gp_dec_u64(d), cid = gp_dec_u64(d), did = gp_dec_u64(d);
+	uint64_t props = gp_dec_u64(d);
+	void *ctx, *dev;
+	cl_queue_properties qp[3] = { CL_QUEUE_PROPERTIES, 0, 0 };
+	cl_command_queue q;
+
+	if (gp_dec_finish(d) < 0 || fresh_id(s, id) < 0)
+		return d->err ? d->err : -EEXIST;
+	if ((*err = lookup(s, cid, GP_KIND_CONTEXT, &ctx)) != CL_SUCCESS ||
+	    (*err = lookup(s, did, GP_KIND_DEVICE, &dev)) != CL_SUCCESS)
+		return 0;
+	if (props & ~(uint64_t)(CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE | CL_QUEUE_PROFILING_ENABLE)) {
+		*err = CL_INVALID_QUEUE_PROPERTIES;
+		return 0;
+	}
+	qp[1] = props | CL_QUEUE_PROFILING_ENABLE;
+	q = clCreateCommandQueueWithProperties(ctx, dev, qp, err);
+	if (!q)
+		return 0;
+	if (add_handle(s, id, GP_KIND_QUEUE, q, 0, err) < 0)
+		return -EEXIST;
+	if (*err != CL_SUCCESS)
+		clReleaseCommandQueue(q);
+	return 0;
+}
+
+#define HOST_PTR_FLAGS (CL_MEM_USE_HOST_PTR | CL_MEM_COPY_HOST_PTR | CL_MEM_ALLOC_HOST_PTR)
+
+struct shared_map {
+	void *ptr;
+	size_t size;
+};
+
+static void CL_CALLBACK unmap_shared(cl_mem m, void *data)
+{
+	struct shared_map *sm = data;
+
+	munmap(sm->ptr, sm->size);
+	free(sm);
+}
+
+/* Memory for a shared buffer: a sealed memfd (the guest cannot shrink it
+ * under us) mapped here and, through the descriptor, in the guest. */
+static int shared_alloc(uint64_t size, int *fd, struct shared_map **out)
+{
+	struct shared_map *sm = calloc(1, sizeof(*sm));
+	int f, r;
+
+	if (!sm)
+		return -ENOMEM;
+	f = memfd_create("gpupass-buffer", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (f < 0) {
+		r = -errno;
+		free(sm);
+		return r;
+	}
+	if (ftruncate(f, (off_t)size) < 0 ||
+	    fcntl(f, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+		r = -errno;
+		goto err_close;
+	}
+	sm->size = (size_t)size;
+	sm->ptr = mmap(NULL, sm->size, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0);
+	if (sm->ptr == MAP_FAILED) {
+		r = -errno;
+		goto err_close;
+	}
+	*fd = f;
+	*out = sm;
+	return 0;
+
+err_close:
+	close(f);
+	free(sm);
+	return r;
+}
+
+/* CREATE_BUFFER: u64 id, u64 ctx, u64 flags, u64 size, u32 want shared
+ * -> i32 err, u32 shared. Host-pointer flags are the ICD's business (it
+ * copies the data after). A shared buffer lives in memory the guest maps
+ * too (its descriptor follows on the socket): only on devices that work
+ * on host memory in place (checked at start), so guest reads and writes
+ * are plain memcpy after a synchronisation. */
+static int op_create_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t id = gp_dec_u64(d), cid = gp_dec_u64(d), flags = gp_dec_u64(d);
+	uint64_t size = gp_dec_u64(d);
+	uint32_t want_shared = gp_dec_u32(d);
+	struct shared_map *sm = NULL;
+	int fd = -1;
+	void *ctx;
+	cl_mem m;
+
+	if (gp_dec_finish(d) < 0 || fresh_id(s, id) < 0)
+		return d->err ? d->err : -EEXIST;
+	if ((*err = lookup(s, cid, GP_KIND_CONTEXT, &ctx)) != CL_SUCCESS)
+		goto out;
+	if (size == 0 || size > SIZE_MAX) {
+		*err = CL_INVALID_BUFFER_SIZE;
+		goto out;
+	}
+	if ((*err = charge(s, size)) != CL_SUCCESS)
+		goto out;
+	flags &= ~(uint64_t)HOST_PTR_FLAGS;
+	if (want_shared && s->srv->shared_ok && shared_alloc(size, &fd, &sm) == 0)
+		flags |= CL_MEM_USE_HOST_PTR;
+	m = clCreateBuffer(ctx, (cl_mem_flags)flags, (size_t)size, sm ? sm->ptr : NULL, err);
+	if (!m) {
+		uncharge(s, size);
+		goto out;
+	}
+	if (add_handle(s, id, GP_KIND_MEM, m, size, err) < 0) {
+		uncharge(s, size);
+		clReleaseMemObject(m);
+		if (sm)
+			munmap(sm->ptr, sm->size), free(sm);
+		if (fd >= 0)
+			close(fd);
+		return -EEXIST;
+	}
+	if (*err != CL_SUCCESS) {
+		uncharge(s, size);
+		clReleaseMemObject(m);
+		goto out;
+	}
+	if (sm && clSetMemObjectDestructorCallback(m, unmap_shared, sm) == CL_SUCCESS) {
+		sm = NULL; /* unmapped when the host object really goes */
+		gp_enc_u32(&s->reply, 1);
+		s->pending_fd = fd;
+		fd = -1;
+		return 0;
+	}
+out:
+	gp_enc_u32(&s->reply, 0);
+	if (sm) {
+		munmap(sm->ptr, sm->size);
+		free(sm);
+	}
+	if (fd >= 0)
+		close(fd);
+	return 0;
+}
+
+/* CREATE_SUBBUFFER: u64 id, u64 parent, u64 flags, u64 origin, u64 size */
+static int op_create_subbuffer(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t id = gp_dec_u64(d), pid = gp_dec_u64(d), flags = gp_dec_u64(d);
+	cl_buffer_region reg;
+	void *parent;
+	cl_mem m;
+
+	reg.origin = (size_t)gp_dec_u64(d);
+	reg.size = (size_t)gp_dec_u64(d);
+	if (gp_dec_finish(d) < 0 || fresh_id(s, id) < 0)
+		return d->err ? d->err : -EEXIST;
+	if ((*err = lookup(s, pid, GP_KIND_MEM, &parent)) != CL_SUCCESS)
+		return 0;
+	m = clCreateSubBuffer(parent, (cl_mem_flags)flags, CL_BUFFER_CREATE_TYPE_REGION, &reg, err);
+	if (!m)
+		return 0;
+	if (add_handle(s, id, GP_KIND_MEM, m, 0, err) < 0) {
+		clReleaseMemObject(m);
+		return -EEXIST;
+	}
+	if (*err != CL_SUCCESS)
+		clReleaseMemObject(m);
+	return 0;
+}
+
+/* CREATE_PROGRAM_SOURCE: u64 id, u64 ctx, blob source */
+static int op_create_program_source(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t id = gp_dec_u64(d), cid = gp_dec_u64(d);
+	size_t len = 0;
+	const char *src = gp_dec_blob(d, GP_PROTO_MAX_PAYLOAD, &len);
+	void *ctx;
+	cl_program p;
+
+	if (gp_dec_finish(d) < 0 || fresh_id(s, id) < 0)
+		return d->err ? d->err : -EEXIST;
+	if ((*err = lookup(s, cid, GP_KIND_CONTEXT, &ctx)) != CL_SUCCESS)
+		return 0;
+	if (len == 0) {
+		*err = CL_INVALID_VALUE;
+		return 0;
+	}
+	p = clCreateProgramWithSource(ctx, 1, &src, &len, err);
+	if (!p)
+		return 0;
+	if (add_handle(s, id, GP_KIND_PROGRAM, p, 0, err) < 0) {
+		clReleaseProgram(p);
+		return -EEXIST;
+	}
+	if (*err != CL_SUCCESS)
+		clReleaseProgram(p);
+	return 0;
+}
+
+/* CREATE_PROGRAM_BINARY: u64 id, u64 ctx, u32 n, n x {u64 dev, blob bin}
+ * -> i32 err, u32 n, i32 status[n]. Binaries count against memory_max. */
+static int op_create_program_binary(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t id = gp_dec_u64(d), cid = gp_dec_u64(d);
+	uint32_t n = gp_dec_count(d, 12, MAX_DEVS);
+	cl_device_id devs[MAX_DEVS];
+	const unsigned char *bins[MAX_DEVS];
+	size_t lens[MAX_DEVS];
+	cl_int status[MAX_DEVS];
+	uint64_t total = 0;
+	void *ctx;
+	cl_program p;
+
+	*err = CL_SUCCESS;
+	for (uint32_t i = 0; i < n && !d->err; i++) {
+		void *o = NULL;
+
+		if (lookup(s, gp_dec_u64(d), GP_KIND_DEVICE, &o) != CL_SUCCESS)
+			*err = CL_INVALID_DEVICE;
+		devs[i] = o;
+		bins[i] = gp_dec_blob(d, GP_PROTO_MAX_PAYLOAD, &lens[i]);
+		total += lens[i];
+		status[i] = CL_INVALID_VALUE;
+	}
+	if (gp_dec_finish(d) < 0 || fresh_id(s, id) < 0)
+		return d->err ? d->err : -EEXIST;
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, cid, GP_KIND_CONTEXT, &ctx);
+	if (*err == CL_SUCCESS && n == 0)
+		*err = CL_INVALID_VALUE;
+	if (*err == CL_SUCCESS)
+		*err = charge(s, total);
+	if (*err == CL_SUCCESS) {
+		p = clCreateProgramWithBinary(ctx, n, devs, lens, bins, status, err);
+		if (!p) {
+			uncharge(s, total);
+		} else if (add_handle(s, id, GP_KIND_PROGRAM, p, total, err) < 0) {
+			clReleaseProgram(p);
+			uncharge(s, total);
+			return -EEXIST;
+		} else if (*err != CL_SUCCESS) {
+			clReleaseProgram(p);
+			uncharge(s, total);
+		}
+	}
+	gp_enc_u32(&s->reply, n);
+	for (uint32_t i = 0; i < n; i++)
+		gp_enc_i32(&s->reply, status[i]);
+	return 0;
+}
+
+/* Build options reach the host's compiler: only those OpenCL defines
+ * (OpenCL 3.0, 5.8.6) pass, so a guest cannot hand it -Xclang, -fplugin,
+ * -include and the like. */
+static bool options_allowed(const char *opts)
+{
+	char *copy, *tok, *save = NULL;
+	bool ok = true, want_arg = false;
+
+	if (!opts)
+		return true;
+	copy = strdup(opts);
+	if (!copy)
+		return false;
+	for (tok = strtok_r(copy, " \t\n", &save); tok && ok; tok = strtok_r(NULL, " \t\n", &save)) {
+		if (want_arg) {
+			want_arg = false;
+			continue;
+		}
+		if (strcmp(tok, "-D") == 0 || strcmp(tok, "-I") == 0)
+			want_arg = true;
+		else if (strncmp(tok, "-D", 2) == 0 || strncmp(tok, "-I", 2) == 0 ||
+			 strncmp(tok, "-cl-", 4) == 0 || strcmp(tok, "-w") == 0 ||
+			 strcmp(tok, "-Werror") == 0 || strcmp(tok, "-g") == 0 ||
+			 (tok[0] == '-' && tok[1] == 'O' && strlen(tok) <= 3) ||
+			 strcmp(tok, "-create-library") == 0 || strcmp(tok, "-enable-link-options") == 0)
+			continue;
+		else
+			ok = false;
+	}
+	free(copy);
+	return ok;
+}
+
+static char *with_arg_info(const char *opts)
+{
+	const char *flag = "-cl-kernel-arg-info";
+	size_t n = opts ? strlen(opts) : 0;
+	char *s = malloc(n + strlen(flag) + 2);
+
+	if (!s)
+		return NULL;
+	if (opts && strstr(opts, flag)) {
+		memcpy(s, opts, n + 1);
+	} else {
+		memcpy(s, opts ? opts : "", n);
+		s[n] = ' ';
+		memcpy(s + n + 1, flag, strlen(flag) + 1);
+	}
+	return s;
+}
+
+/* BUILD_PROGRAM: u64 prog, u32 n, u64 dev[n], str options */
+static int op_build_program(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t id = gp_dec_u64(d);
+	uint32_t n = gp_dec_count(d, 8, MAX_DEVS);
+	cl_device_id devs[MAX_DEVS];
+	char *opts;
+	void *p;
+
+	*err = CL_SUCCESS;
+	for (uint32_t i = 0; i < n && !d->err; i++) {
+		void *o = NULL;
+
+		if (lookup(s, gp_dec_u64(d), GP_KIND_DEVICE, &o) != CL_SUCCESS)
+			*err = CL_INVALID_DEVICE;
+		devs[i] = o;
+	}
+	opts = gp_dec_strdup(d, GP_PROTO_MAX_STR);
+	if (gp_dec_finish(d) < 0) {
+		free(opts);
+		return d->err;
+	}
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, id, GP_KIND_PROGRAM, &p);
+	if (*err == CL_SUCCESS && !options_allowed(opts))
+		*err = CL_INVALID_BUILD_OPTIONS;
+	if (*err == CL_SUCCESS) {
+		/* Argument info is how the server knows which kernel arguments
+		 * are memory objects: never let a guest's bytes pose as one. */
+		char *full = with_arg_info(opts);
+
+		*err = full ? clBuildProgram(p, n, n ? devs : NULL, full, NULL, NULL)
+			    : CL_OUT_OF_HOST_MEMORY;
+		free(full);
+	}
+	free(opts);
+	return 0;
+}
+
+/* What each kernel argument may be set to, from the argument info. */
+enum { ARG_BYTES, ARG_MEM, ARG_LOCAL, ARG_SAMPLER, ARG_UNKNOWN };
+
+static uint8_t *arg_classes(cl_kernel k, cl_uint n)
+{
+	uint8_t *c = calloc(n ? n : 1, 1);
+
+	for (cl_uint i = 0; c && i < n; i++) {
+		cl_kernel_arg_address_qualifier q = 0;
+		char type[64] = "";
+
+		if (clGetKernelArgInfo(k, i, CL_KERNEL_ARG_ADDRESS_QUALIFIER, sizeof(q), &q, NULL) != CL_SUCCESS) {
+			c[i] = ARG_UNKNOWN;
+			continue;
+		}
+		clGetKernelArgInfo(k, i, CL_KERNEL_ARG_TYPE_NAME, sizeof(type) - 1, type, NULL);
+		if (q == CL_KERNEL_ARG_ADDRESS_GLOBAL || q == CL_KERNEL_ARG_ADDRESS_CONSTANT ||
+		    strncmp(type, "image", 5) == 0 || strncmp(type, "pipe", 4) == 0)
+			c[i] = ARG_MEM;
+		else if (q == CL_KERNEL_ARG_ADDRESS_LOCAL)
+			c[i] = ARG_LOCAL;
+		else if (strcmp(type, "sampler_t") == 0)
+			c[i] = ARG_SAMPLER;
+		else if (strcmp(type, "queue_t") == 0)
+			c[i] = ARG_UNKNOWN;
+		else
+			c[i] = ARG_BYTES;
+	}
+	return c;
+}
+
+/* CREATE_KERNEL: u64 id, u64 prog, str name -> i32 err, u32 num_args */
+static int op_create_kernel(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t id = gp_dec_u64(d), pid = gp_dec_u64(d);
+	char *name = gp_dec_strdup(d, GP_PROTO_MAX_STR);
+	cl_uint nargs = 0;
+	void *p;
+	cl_kernel k;
+
+	if (gp_dec_finish(d) < 0 || fresh_id(s, id) < 0) {
+		free(name);
+		return d->err ? d->err : -EEXIST;
+	}
+	*err = lookup(s, pid, GP_KIND_PROGRAM, &p);
+	if (*err == CL_SUCCESS) {
+		k = clCreateKernel(p, name, err);
+		if (k) {
+			uint8_t *cls;
+
+			clGetKernelInfo(k, CL_KERNEL_NUM_ARGS, sizeof(nargs), &nargs, NULL);
+			cls = arg_classes(k, nargs);
+			if (!cls) {
+				clReleaseKernel(k);
+				*err = CL_OUT_OF_HOST_MEMORY;
+			} else if (add_handle(s, id, GP_KIND_KERNEL, k, 0, err) < 0) {
+				clReleaseKernel(k);
+				free(cls);
+				free(name);
+				return -EEXIST;
+			} else if (*err != CL_SUCCESS) {
+				clReleaseKernel(k);
+				free(cls);
+			} else {
+				struct gp_handle *e;
+
+				gp_handles_get(s->h, id, GP_KIND_KERNEL, &e);
+				e->aux = cls;
+				e->bytes = 0;
+				e->aux_n = nargs;
+			}
+		}
+	}
+	free(name);
+	gp_enc_u32(&s->reply, nargs);
+	return 0;
+}
+
+/* CLONE_KERNEL: u64 id, u64 source kernel -> i32 err (OpenCL 2.1:
+ * the copy keeps the source's argument values). */
+static int op_clone_kernel(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t id = gp_dec_u64(d), kid = gp_dec_u64(d);
+	struct gp_handle *src, *e;
+	uint8_t *cls;
+	cl_kernel k;
+
+	if (gp_dec_finish(d) < 0 || fresh_id(s, id) < 0)
+		return d->err ? d->err : -EEXIST;
+	if (gp_handles_get(s->h, kid, GP_KIND_KERNEL, &src) < 0) {
+		*err = CL_INVALID_KERNEL;
+		return 0;
+	}
+	cls = malloc(src->aux_n ? src->aux_n : 1);
+	if (!cls) {
+		*err = CL_OUT_OF_HOST_MEMORY;
+		return 0;
+	}
+	memcpy(cls, src->aux, src->aux_n);
+	k = clCloneKernel(src->obj, err);
+	if (!k) {
+		free(cls);
+		return 0;
+	}
+	if (add_handle(s, id, GP_KIND_KERNEL, k, 0, err) < 0) {
+		clReleaseKernel(k);
+		free(cls);
+		return -EEXIST;
+	}
+	if (*err != CL_SUCCESS) {
+		clReleaseKernel(k);
+		free(cls);
+		return 0;
+	}
+	gp_handles_get(s->h, id, GP_KIND_KERNEL, &e);
+	e->aux = cls;
+	e->aux_n = src->aux_n;
+	return 0;
+}
+
+/* RELEASE: u64 id (pipelined) */
+static int op_release(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t id = gp_dec_u64(d);
+	struct gp_handle e;
+
+	if (gp_dec_finish(d) < 0)
+		return d->err;
+	/* Releasing an id that is not (or no longer) there harms nobody and
+	 * must not surface later as someone else's error. */
+	*err = CL_SUCCESS;
+	if (id >= FIRST_CLIENT_ID && gp_handles_remove(s->h, id, &e) == 0)
+		drop_handle(s, &e);
+	return 0;
+}
+
+/* SET_KERNEL_ARG: u64 kernel, u32 index, u32 type, u64 handle-or-size,
+ * blob value. type 0: bytes, 1: memory object (handle 0: NULL),
+ * 2: local memory of that size, 3: sampler. */
+static int op_set_kernel_arg(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t kid = gp_dec_u64(d);
+	uint32_t idx = gp_dec_u32(d), type = gp_dec_u32(d);
+	uint64_t hv = gp_dec_u64(d);
+	size_t len = 0;
+	const void *val = gp_dec_blob(d, GP_PROTO_MAX_STR, &len);
+	struct gp_handle *ke;
+	const uint8_t *cls;
+	void *k, *o = NULL;
+
+	if (gp_dec_finish(d) < 0)
+		return d->err;
+	if (gp_handles_get(s->h, kid, GP_KIND_KERNEL, &ke) < 0) {
+		*err = CL_INVALID_KERNEL;
+		return 0;
+	}
+	k = ke->obj;
+	cls = ke->aux;
+	if (idx >= ke->aux_n) {
+		*err = CL_INVALID_ARG_INDEX;
+		return 0;
+	}
+	/* The argument's class decides what the guest may pass: bytes never
+	 * reach an argument the host reads as an object pointer. */
+	if ((cls[idx] == ARG_MEM && type != 1) || (cls[idx] == ARG_LOCAL && type != 2) ||
+	    (cls[idx] == ARG_SAMPLER && type != 3) || (cls[idx] == ARG_BYTES && type != 0) ||
+	    cls[idx] == ARG_UNKNOWN) {
+		*err = cls[idx] == ARG_MEM ? CL_INVALID_MEM_OBJECT :
+		       cls[idx] == ARG_SAMPLER ? CL_INVALID_SAMPLER :
+		       cls[idx] == ARG_UNKNOWN ? CL_INVALID_OPERATION : CL_INVALID_ARG_VALUE;
+		return 0;
+	}
+	switch (type) {
+	case 0:
+		*err = clSetKernelArg(k, idx, len, len ? val : NULL);
+		break;
+	case 1:
+		if (hv && (*err = lookup(s, hv, GP_KIND_MEM, &o)) != CL_SUCCESS)
+			break;
+		*err = clSetKernelArg(k, idx, sizeof(cl_mem), &o);
+		break;
+	case 2:
+		*err = clSetKernelArg(k, idx, (size_t)hv, NULL);
+		break;
+	case 3:
+		if ((*err = lookup(s, hv, GP_KIND_SAMPLER, &o)) == CL_SUCCESS)
+			*err = clSetKernelArg(k, idx, sizeof(cl_sampler), &o);
+		break;
+	default:
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+static void CL_CALLBACK free_copy(cl_event ev, cl_int status, void *data)
+{
+	free(data);
+}
+
+static void CL_CALLBACK kernel_done(cl_event ev, cl_int status, void *data)
+{
+	struct pvd_guest *g = data;
+	cl_ulong t0 = 0, t1 = 0;
+
+	if (status == CL_COMPLETE &&
+	    clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof(t0), &t0, NULL) == CL_SUCCESS &&
+	    clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof(t1), &t1, NULL) == CL_SUCCESS &&
+	    t1 > t0)
+		pvd_sched_account(g, t1 - t0);
+	__atomic_sub_fetch(&g->busy, 1, __ATOMIC_RELAXED);
+}
+
+/* ENQUEUE_NDRANGE: u64 queue, u64 kernel, u32 dim, u32 has_offset,
+ * u32 has_local, u64 offset[3], u64 global[3], u64 local[3], wait list,
+ * u64 event id */
+static int op_ndrange(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t qid = gp_dec_u64(d), kid = gp_dec_u64(d);
+	uint32_t dim = gp_dec_u32(d), has_off = gp_dec_u32(d), has_local = gp_dec_u32(d);
+	size_t off[3], glob[3], loc[3];
+	struct waitlist w;
+	uint64_t evid;
+	void *q = NULL, *k = NULL;
+	cl_event ev = NULL;
+	int r;
+
+	for (int i = 0; i < 3; i++)
+		off[i] = (size_t)gp_dec_u64(d);
+	for (int i = 0; i < 3; i++)
+		glob[i] = (size_t)gp_dec_u64(d);
+	for (int i = 0; i < 3; i++)
+		loc[i] = (size_t)gp_dec_u64(d);
+	*err = dec_waitlist(s, d, &w);
+	evid = gp_dec_u64(d);
+	if (gp_dec_finish(d) < 0 || (evid && fresh_id(s, evid) < 0)) {
+		waitlist_free(&w);
+		return d->err ? d->err : -EEXIST;
+	}
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, qid, GP_KIND_QUEUE, &q);
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, kid, GP_KIND_KERNEL, &k);
+	if (*err == CL_SUCCESS && (dim < 1 || dim > 3))
+		*err = CL_INVALID_WORK_DIMENSION;
+	if (*err == CL_SUCCESS) {
+		/* No watchdog stops a runaway kernel on a CPU device: refuse
+		 * launches beyond 2^40 work-items, which would hold the device
+		 * for every guest. */
+		unsigned __int128 items = 1;
+
+		for (uint32_t i = 0; i < dim; i++)
+			items *= glob[i];
+		if (items > ((unsigned __int128)1 << 40))
+			*err = CL_INVALID_GLOBAL_WORK_SIZE;
+	}
+	if (*err == CL_SUCCESS) {
+		pvd_sched_before_launch(s->srv, s->guest);
+		*err = clEnqueueNDRangeKernel(q, k, dim, has_off ? off : NULL, glob,
+					      has_local ? loc : NULL, w.n, w.v, &ev);
+		if (*err == CL_SUCCESS) {
+			__atomic_add_fetch(&s->guest->busy, 1, __ATOMIC_RELAXED);
+			if (clSetEventCallback(ev, CL_COMPLETE, kernel_done, s->guest) != CL_SUCCESS)
+				__atomic_sub_fetch(&s->guest->busy, 1, __ATOMIC_RELAXED);
+		}
+	}
+	waitlist_free(&w);
+	r = finish_event(s, evid, q, ev, *err);
+	if (ev && !evid)
+		clReleaseEvent(ev);
+	return r;
+}
+
+/* Copies between the guest process's memory and a mapped buffer with
+ * process_vm_readv/writev: one copy, as natively. Only for guests that are
+ * host processes which let us (checked once at hello); the address is
+ * only ever used in the guest's own address space. */
+static int direct_copy(struct pvd_session *s, bool from_guest, void *local, uint64_t addr,
+		       uint64_t size)
+{
+	uint64_t done = 0;
+
+	while (done < size) {
+		struct iovec l = { (uint8_t *)local + done, (size_t)(size - done) };
+		struct iovec r = { (void *)(uintptr_t)(addr + done), (size_t)(size - done) };
+		ssize_t n = from_guest ? process_vm_readv(s->pid, &l, 1, &r, 1, 0)
+				       : process_vm_writev(s->pid, &l, 1, &r, 1, 0);
+
+		if (n <= 0)
+			return -EFAULT;
+		done += (uint64_t)n;
+	}
+	return 0;
+}
+
+/* A buffer's data through a map: write (guest -> buffer) or read. */
+static cl_int mapped_transfer(struct pvd_session *s, cl_command_queue q, cl_mem m, bool write,
+			      uint64_t off, uint64_t size, uint64_t addr, struct waitlist *w,
+			      cl_event *ev)
+{
+	cl_int err, e2;
+	void *p;
+
+	p = clEnqueueMapBuffer(q, m, CL_TRUE, write ? CL_MAP_WRITE_INVALIDATE_REGION : CL_MAP_READ,
+			       (size_t)off, (size_t)size, w->n, w->v, NULL, &err);
+	if (!p)
+		return err;
+	/* A bad address is the guest's own fault: the call fails, the
+	 * session goes on. */
+	err = direct_copy(s, write, p, addr, size) < 0 ? CL_INVALID_VALUE : CL_SUCCESS;
+	e2 = clEnqueueUnmapMemObject(q, m, p, 0, NULL, ev);
+	if (e2 == CL_SUCCESS && ev)
+		e2 = clWaitForEvents(1, ev);
+	else if (e2 == CL_SUCCESS)
+		e2 = clFinish(q);
+	return err != CL_SUCCESS ? err : e2;
+}
+
+/* WRITE_BUFFER: u64 queue, u64 mem, u64 offset, u64 size, u32 where
+ * (0 inline, 1 bulk region at u64 offset, 2 guest address u64), u32
+ * blocking (the guest waits for the write; required for where 2), blob
+ * inline data, wait list, u64 event id. queue 0: no queue (the initial
+ * data of a new buffer). */
+static int op_write_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t qid = gp_dec_u64(d), mid = gp_dec_u64(d), off = gp_dec_u64(d);
+	uint64_t size = gp_dec_u64(d);
+	uint32_t where = gp_dec_u32(d), blocking = gp_dec_u32(d);
+	uint64_t boff = gp_dec_u64(d);
+	size_t ilen = 0;
+	const uint8_t *inl = gp_dec_blob(d, GP_PROTO_MAX_PAYLOAD, &ilen);
+	struct waitlist w;
+	uint64_t evid;
+	const uint8_t *src = NULL;
+	void *q = NULL, *m = NULL, *copy = NULL;
+	cl_event ev = NULL;
+	bool temp_q = false;
+	int r;
+
+	*err = dec_waitlist(s, d, &w);
+	evid = gp_dec_u64(d);
+	if (gp_dec_finish(d) < 0 || (evid && fresh_id(s, evid) < 0))
+		goto proto;
+	if (where == 0) {
+		if (ilen != size)
+			goto proto;
+		src = inl;
+	} else if (where == 1) {
+		if (boff > s->bulk_size || size > s->bulk_size - boff)
+			goto proto;
+		src = s->bulk + boff;
+	} else if (where != 2 || !s->direct || !blocking) {
+		goto proto;
+	}
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, mid, GP_KIND_MEM, &m);
+	if (*err == CL_SUCCESS && qid)
+		*err = lookup(s, qid, GP_KIND_QUEUE, &q);
+	if (*err == CL_SUCCESS && !qid) {
+		/* Initial data of a new buffer: a short-lived queue of the
+		 * buffer's context (only host-pointer creations come here). */
+		cl_context ctx = NULL;
+		cl_device_id dev = NULL;
+
+		clGetMemObjectInfo(m, CL_MEM_CONTEXT, sizeof(ctx), &ctx, NULL);
+		clGetContextInfo(ctx, CL_CONTEXT_DEVICES, sizeof(dev), &dev, NULL);
+		q = clCreateCommandQueueWithProperties(ctx, dev, NULL, err);
+		temp_q = q != NULL;
+		evid = 0;
+	}
+	if (*err == CL_SUCCESS && where == 2) {
+		*err = mapped_transfer(s, q, m, true, off, size, boff, &w, evid ? &ev : NULL);
+	} else if (*err == CL_SUCCESS && (w.n || !blocking) && size) {
+		/* A write that may wait (for events, or behind commands that do)
+		 * must not hold up the session: unless the guest itself blocks
+		 * on it, it is written from a private copy, without waiting. */
+		copy = malloc(size);
+		if (!copy) {
+			*err = CL_OUT_OF_HOST_MEMORY;
+		} else {
+			memcpy(copy, src, size);
+			*err = clEnqueueWriteBuffer(q, m, CL_FALSE, (size_t)off, (size_t)size, copy,
+						    w.n, w.v, &ev);
+			if (*err != CL_SUCCESS) {
+				free(copy);
+			} else if (clSetEventCallback(ev, CL_COMPLETE, free_copy, copy) != CL_SUCCESS) {
+				clWaitForEvents(1, &ev); /* no callback: wait, then free */
+				free(copy);
+			}
+		}
+	} else if (*err == CL_SUCCESS) {
+		*err = clEnqueueWriteBuffer(q, m, CL_TRUE, (size_t)off, (size_t)size, src, w.n, w.v,
+					    evid ? &ev : NULL);
+	}
+	waitlist_free(&w);
+	r = finish_event(s, evid, q, ev, *err);
+	if (ev && !evid)
+		clReleaseEvent(ev);
+	if (temp_q)
+		clReleaseCommandQueue(q);
+	return r;
+proto:
+	waitlist_free(&w);
+	return d->err ? d->err : -EBADMSG;
+}
+
+/* READ_BUFFER: u64 queue, u64 mem, u64 offset, u64 size, u32 where
+ * (0 inline in the reply, 1 bulk, 2 guest address), u64 bulk offset or
+ * address, wait list, u64 event -> i32 err, blob data (inline only).
+ * Always blocking on the server. */
+static int op_read_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t qid = gp_dec_u64(d), mid = gp_dec_u64(d), off = gp_dec_u64(d);
+	uint64_t size = gp_dec_u64(d);
+	uint32_t where = gp_dec_u32(d);
+	uint64_t boff = gp_dec_u64(d);
+	struct waitlist w;
+	uint64_t evid;
+	uint8_t *dst = NULL;
+	void *q = NULL, *m = NULL;
+	cl_event ev = NULL;
+
+	*err = dec_waitlist(s, d, &w);
+	evid = gp_dec_u64(d);
+	if (gp_dec_finish(d) < 0 || (evid && fresh_id(s, evid) < 0))
+		goto proto;
+	if (where == 0) {
+		if (size > GP_PROTO_MAX_PAYLOAD - 64)
+			goto proto;
+		gp_enc_u32(&s->reply, (uint32_t)size);
+		dst = gp_enc_reserve(&s->reply, (size_t)size);
+		if (!dst && size)
+			goto proto;
+	} else if (where == 1) {
+		if (boff > s->bulk_size || size > s->bulk_size - boff)
+			goto proto;
+		dst = s->bulk + boff;
+	} else if (where != 2 || !s->direct) {
+		goto proto;
+	}
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, qid, GP_KIND_QUEUE, &q);
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, mid, GP_KIND_MEM, &m);
+	if (*err == CL_SUCCESS && where == 2)
+		*err = mapped_transfer(s, q, m, false, off, size, boff, &w, evid ? &ev : NULL);
+	else if (*err == CL_SUCCESS)
+		*err = clEnqueueReadBuffer(q, m, CL_TRUE, (size_t)off, (size_t)size, dst, w.n, w.v,
+					   evid ? &ev : NULL);
+	waitlist_free(&w);
+	return finish_event(s, evid, q, ev, *err);
+proto:
+	waitlist_free(&w);
+	return d->err ? d->err : -EBADMSG;
+}
+
+/* COPY_BUFFER: u64 queue, u64 src, u64 dst, u64 src_off, u64 dst_off,
+ * u64 size, wait list, u64 event (pipelined) */
+static int op_copy_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t qid = gp_dec_u64(d), sid = gp_dec_u64(d), did = gp_dec_u64(d);
+	uint64_t so = gp_dec_u64(d), dof = gp_dec_u64(d), size = gp_dec_u64(d);
+	struct waitlist w;
+	uint64_t evid;
+	void *q = NULL, *sm, *dm;
+	cl_event ev = NULL;
+
+	*err = dec_waitlist(s, d, &w);
+	evid = gp_dec_u64(d);
+	if (gp_dec_finish(d) < 0 || (evid && fresh_id(s, evid) < 0)) {
+		waitlist_free(&w);
+		return d->err ? d->err : -EEXIST;
+	}
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, qid, GP_KIND_QUEUE, &q);
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, sid, GP_KIND_MEM, &sm);
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, did, GP_KIND_MEM, &dm);
+	if (*err == CL_SUCCESS)
+		*err = clEnqueueCopyBuffer(q, sm, dm, (size_t)so, (size_t)dof, (size_t)size,
+					   w.n, w.v, evid ? &ev : NULL);
+	waitlist_free(&w);
+	return finish_event(s, evid, q, ev, *err);
+}
+
+/* FILL_BUFFER: u64 queue, u64 mem, blob pattern, u64 offset, u64 size,
+ * wait list, u64 event (pipelined) */
+static int op_fill_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t qid = gp_dec_u64(d), mid = gp_dec_u64(d);
+	size_t plen = 0;
+	const void *pat = gp_dec_blob(d, 128, &plen);
+	uint64_t off = gp_dec_u64(d), size = gp_dec_u64(d);
+	struct waitlist w;
+	uint64_t evid;
+	void *q = NULL, *m;
+	cl_event ev = NULL;
+
+	*err = dec_waitlist(s, d, &w);
+	evid = gp_dec_u64(d);
+	if (gp_dec_finish(d) < 0 || (evid && fresh_id(s, evid) < 0)) {
+		waitlist_free(&w);
+		return d->err ? d->err : -EEXIST;
+	}
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, qid, GP_KIND_QUEUE, &q);
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, mid, GP_KIND_MEM, &m);
+	if (*err == CL_SUCCESS)
+		*err = clEnqueueFillBuffer(q, m, plen ? pat : NULL, plen, (size_t)off, (size_t)size,
+					   w.n, w.v, evid ? &ev : NULL);
+	waitlist_free(&w);
+	return finish_event(s, evid, q, ev, *err);
+}
+
+/* MARKER / BARRIER: u64 queue, wait list, u64 event (pipelined) */
+static int marker_or_barrier(struct pvd_session *s, struct gp_dec *d, cl_int *err, bool barrier)
+{
+	uint64_t qid = gp_dec_u64(d);
+	struct waitlist w;
+	uint64_t evid;
+	void *q = NULL;
+	cl_event ev = NULL;
+
+	*err = dec_waitlist(s, d, &w);
+	evid = gp_dec_u64(d);
+	if (gp_dec_finish(d) < 0 || (evid && fresh_id(s, evid) < 0)) {
+		waitlist_free(&w);
+		return d->err ? d->err : -EEXIST;
+	}
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, qid, GP_KIND_QUEUE, &q);
+	if (*err == CL_SUCCESS)
+		*err = barrier ? clEnqueueBarrierWithWaitList(q, w.n, w.v, evid ? &ev : NULL)
+			       : clEnqueueMarkerWithWaitList(q, w.n, w.v, evid ? &ev : NULL);
+	waitlist_free(&w);
+	return finish_event(s, evid, q, ev, *err);
+}
+
+static int op_marker(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	return marker_or_barrier(s, d, err, false);
+}
+
+static int op_barrier(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	return marker_or_barrier(s, d, err, true);
+}
+
+/* FLUSH / FINISH: u64 queue */
+static int op_flush(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t qid = gp_dec_u64(d);
+	void *q;
+
+	if (gp_dec_finish(d) < 0)
+		return d->err;
+	if ((*err = lookup(s, qid, GP_KIND_QUEUE, &q)) == CL_SUCCESS)
+		*err = clFlush(q);
+	return 0;
+}
+
+static int op_finish(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t qid = gp_dec_u64(d);
+	void *q;
+
+	if (gp_dec_finish(d) < 0)
+		return d->err;
+	if ((*err = lookup(s, qid, GP_KIND_QUEUE, &q)) == CL_SUCCESS)
+		*err = clFinish(q);
+	return 0;
+}
+
+/* WAIT_EVENTS: wait list */
+static int op_wait_events(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	struct waitlist w;
+
+	*err = dec_waitlist(s, d, &w);
+	if (gp_dec_finish(d) < 0) {
+		waitlist_free(&w);
+		return d->err;
+	}
+	if (*err == CL_INVALID_EVENT_WAIT_LIST)
+		*err = CL_INVALID_EVENT;
+	else if (w.n == 0)
+		*err = CL_INVALID_VALUE;
+	else
+		*err = clWaitForEvents(w.n, w.v);
+	waitlist_free(&w);
+	return 0;
+}
+
+/* CREATE_USER_EVENT: u64 id, u64 ctx */
+static int op_create_user_event(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t id = gp_dec_u64(d), cid = gp_dec_u64(d);
+	void *ctx;
+	cl_event ev;
+
+	if (gp_dec_finish(d) < 0 || fresh_id(s, id) < 0)
+		return d->err ? d->err : -EEXIST;
+	if ((*err = lookup(s, cid, GP_KIND_CONTEXT, &ctx)) != CL_SUCCESS)
+		return 0;
+	ev = clCreateUserEvent(ctx, err);
+	if (!ev)
+		return 0;
+	if (add_handle(s, id, GP_KIND_EVENT, ev, 0, err) < 0) {
+		clReleaseEvent(ev);
+		return -EEXIST;
+	}
+	if (*err != CL_SUCCESS)
+		clReleaseEvent(ev);
+	return 0;
+}
+
+/* SET_USER_EVENT_STATUS: u64 event, i32 status */
+static int op_set_user_event_status(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t id = gp_dec_u64(d);
+	int32_t st = gp_dec_i32(d);
+	void *ev;
+
+	if (gp_dec_finish(d) < 0)
+		return d->err;
+	if ((*err = lookup(s, id, GP_KIND_EVENT, &ev)) == CL_SUCCESS)
+		*err = clSetUserEventStatus(ev, st);
+	return 0;
+}
+
+/* SYNC: nothing; returns the pending error. */
+static int op_sync(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	*err = CL_SUCCESS;
+	return gp_dec_finish(d);
+}
+
+/* CREATE_SAMPLER: u64 id, u64 ctx, u32 normalized, u32 addressing, u32 filter */
+static int op_create_sampler(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t id = gp_dec_u64(d), cid = gp_dec_u64(d);
+	uint32_t norm = gp_dec_u32(d), addr = gp_dec_u32(d), filt = gp_dec_u32(d);
+	cl_sampler_properties props[] = {
+		CL_SAMPLER_NORMALIZED_COORDS, norm ? CL_TRUE : CL_FALSE,
+		CL_SAMPLER_ADDRESSING_MODE, addr, CL_SAMPLER_FILTER_MODE, filt, 0,
+	};
+	void *ctx;
+	cl_sampler smp;
+
+	if (gp_dec_finish(d) < 0 || fresh_id(s, id) < 0)
+		return d->err ? d->err : -EEXIST;
+	if ((*err = lookup(s, cid, GP_KIND_CONTEXT, &ctx)) != CL_SUCCESS)
+		return 0;
+	smp = clCreateSamplerWithProperties(ctx, props, err);
+	if (!smp)
+		return 0;
+	if (add_handle(s, id, GP_KIND_SAMPLER, smp, 0, err) < 0) {
+		clReleaseSampler(smp);
+		return -EEXIST;
+	}
+	if (*err != CL_SUCCESS)
+		clReleaseSampler(smp);
+	return 0;
+}
+
+typedef int (*op_fn)(struct pvd_session *s, struct gp_dec *d, cl_int *err);
+
+/* The call table: opcode -> handler, and whether the call synchronises
+ * (returns the pending error of earlier pipelined calls). */
+static const struct {
+	op_fn fn;
+	bool syncs;
+} ops[GP_OP_MAX + 1] = {
+	[GP_OP_GET_INFO] = { op_get_info, false },
+	[GP_OP_CREATE_CONTEXT] = { op_create_context, false },
+	[GP_OP_CREATE_QUEUE] = { op_create_queue, false },
+	[GP_OP_CREATE_BUFFER] = { op_create_buffer, false },
+	[GP_OP_CREATE_SUBBUFFER] = { op_create_subbuffer, false },
+	[GP_OP_CREATE_PROGRAM_SOURCE] = { op_create_program_source, false },
+	[GP_OP_CREATE_PROGRAM_BINARY] = { op_create_program_binary, false },
+	[GP_OP_BUILD_PROGRAM] = { op_build_program, false },
+	[GP_OP_CREATE_KERNEL] = { op_create_kernel, false },
+	[GP_OP_RELEASE] = { op_release, false },
+	[GP_OP_SET_KERNEL_ARG] = { op_set_kernel_arg, false },
+	[GP_OP_ENQUEUE_NDRANGE] = { op_ndrange, false },
+	[GP_OP_WRITE_BUFFER] = { op_write_buffer, false },
+	[GP_OP_READ_BUFFER] = { op_read_buffer, true },
+	[GP_OP_COPY_BUFFER] = { op_copy_buffer, false },
+	[GP_OP_FILL_BUFFER] = { op_fill_buffer, false },
+	[GP_OP_MARKER] = { op_marker, false },
+	[GP_OP_BARRIER] = { op_barrier, false },
+	[GP_OP_FLUSH] = { op_flush, false },
+	[GP_OP_FINISH] = { op_finish, true },
+	[GP_OP_WAIT_EVENTS] = { op_wait_events, true },
+	[GP_OP_CREATE_USER_EVENT] = { op_create_user_event, false },
+	[GP_OP_SET_USER_EVENT_STATUS] = { op_set_user_event_status, false },
+	[GP_OP_SYNC] = { op_sync, true },
+	[GP_OP_CREATE_SAMPLER] = { op_create_sampler, false },
+	[GP_OP_CLONE_KERNEL] = { op_clone_kernel, false },
+};
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static int send_reply(struct gp_transport *t, const struct gp_proto_hdr *req, struct gp_enc *e)
+{
+	struct gp_proto_hdr h = { .opcode = req->opcode, .flags = GP_PROTO_F_REPLY,
+				  .req_id = req->req_id };
+
+	if (e->err)
+		return e->err;
+	return gp_transport_send(t, &h, e->buf, e->len, -1);
+}
+
+static const char *guest_name(const struct pvd_session *s)
+{
+	return s->guest ? s->guest->cfg->name : "(refused)";
+}
+
+/* Serves requests from the ring until the guest goes or breaks the rules. */
+static void serve(struct pvd_session *s)
+{
+	struct gp_proto_hdr h;
+	struct gp_dec d;
+	cl_int err;
+	int r;
+
+	for (;;) {
+		r = gp_transport_recv(s->ring, &h, s->rxbuf, GP_PROTO_MAX_PAYLOAD, NULL, -1);
+		if (r == -EPIPE || r == -EINTR) {
+			LOG_S(s, GP_LOG_INFO, "guest %s (pid %d): disconnected", guest_name(s), (int)s->pid);
+			return;
+		}
+		if (r < 0) {
+			LOG_S(s, GP_LOG_WARN, "guest %s (pid %d): session ended: malformed message on the ring: %s",
+			      guest_name(s), (int)s->pid, strerror(-r));
+			return;
+		}
+		__atomic_add_fetch(&s->guest->calls, 1, __ATOMIC_RELAXED);
+		if (h.opcode > GP_OP_MAX || !ops[h.opcode].fn || (h.flags & GP_PROTO_F_REPLY)) {
+			LOG_S(s, GP_LOG_WARN, "guest %s (pid %d): session ended: unknown opcode %u",
+			      guest_name(s), (int)s->pid, h.opcode);
+			return;
+		}
+		gp_dec_init(&d, s->rxbuf, h.len);
+		gp_enc_reset(&s->reply);
+		gp_enc_i32(&s->reply, 0);
+		err = CL_SUCCESS;
+		r = ops[h.opcode].fn(s, &d, &err);
+		if (r < 0) {
+			LOG_S(s, GP_LOG_WARN, "guest %s (pid %d): session ended: bad %s request: %s",
+			      guest_name(s), (int)s->pid, gp_proto_op_name(h.opcode),
+			      r == -EEXIST ? "object id not fresh" : strerror(-r));
+			return;
+		}
+		if (h.flags & GP_PROTO_F_SYNC) {
+			if (ops[h.opcode].syncs && s->pending != CL_SUCCESS) {
+				if (err == CL_SUCCESS)
+					err = s->pending;
+				s->pending = CL_SUCCESS;
+			}
+			put_le32(s->reply.buf, (uint32_t)err);
+			r = send_reply(s->ring, &h, &s->reply);
+			if (r == 0 && s->pending_fd >= 0) {
+				/* The reply said a descriptor follows on the socket. */
+				struct gp_proto_hdr fh = { .opcode = h.opcode, .flags = GP_PROTO_F_REPLY,
+							   .req_id = h.req_id };
+
+				r = gp_transport_send(s->sock, &fh, NULL, 0, s->pending_fd);
+			}
+			if (s->pending_fd >= 0) {
+				close(s->pending_fd);
+				s->pending_fd = -1;
+			}
+			if (r < 0) {
+				LOG_S(s, GP_LOG_INFO, "guest %s (pid %d): cannot reply: %s",
+				      guest_name(s), (int)s->pid, strerror(-r));
+				return;
+			}
+		} else {
+			if (err != CL_SUCCESS && s->pending == CL_SUCCESS)
+				s->pending = err;
+			if (s->pending_fd >= 0) {
+				close(s->pending_fd); /* nobody waits for it */
+				s->pending_fd = -1;
+			}
+		}
+	}
+}
+
+static void drop_cb(struct gp_handle *e, void *data)
+{
+	drop_handle(data, e);
+}
+
+static void finish_cb(struct gp_handle *e, void *data)
+{
+	clFinish(e->obj);
+}
+
+/* A guest that is gone will never complete its user events: complete
+ * them so that the commands waiting on them run (on the guest's own
+ * objects) and the queues drain. Not an error status: PoCL 3 aborts the
+ * process when a user event with dependent commands is failed. */
+static void abort_user_event_cb(struct gp_handle *e, void *data)
+{
+	cl_command_type t = 0;
+
+	if (clGetEventInfo(e->obj, CL_EVENT_COMMAND_TYPE, sizeof(t), &t, NULL) == CL_SUCCESS &&
+	    t == CL_COMMAND_USER)
+		clSetUserEventStatus(e->obj, CL_COMPLETE);
+}
+
+/* Releases everything the guest still holds: queues drained first, then
+ * objects from the leaves (events, kernels) to the roots (contexts). */
+static void release_all(struct pvd_session *s)
+{
+	static const uint32_t order[] = {
+		GP_KIND_EVENT, GP_KIND_KERNEL, GP_KIND_PROGRAM, GP_KIND_SAMPLER,
+		GP_KIND_MEM, GP_KIND_QUEUE, GP_KIND_CONTEXT,
+	};
+
+	if (!s->h)
+		return;
+	gp_handles_foreach(s->h, GP_KIND_EVENT, abort_user_event_cb, s);
+	gp_handles_foreach(s->h, GP_KIND_QUEUE, finish_cb, s);
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
+		gp_handles_foreach(s->h, order[i], drop_cb, s);
+}
+
+/* HELLO: u32 version, u64 bulk size, str client (the memfd attached)
+ * -> i32 err, str message, u32 n, u64 device ids[n]. STATUS -> see
+ * status_reply(). Both over the socket, before the ring exists. */
+static void status_reply(struct pvd_session *s, struct gp_enc *e)
+{
+	struct pvd_server *srv = s->srv;
+
+	gp_enc_i32(e, 0);
+	gp_enc_u32(e, (uint32_t)srv->n_guests);
+	for (size_t i = 0; i < srv->n_guests; i++) {
+		struct pvd_guest *g = &srv->guests[i];
+
+		pthread_mutex_lock(&g->lock);
+		gp_enc_str(e, g->cfg->name);
+		gp_enc_u32(e, g->sessions);
+		gp_enc_i64(e, g->sessions ? (int64_t)g->since : 0);
+		gp_enc_u32(e, g->objects);
+		gp_enc_u64(e, g->mem_used);
+		gp_enc_u64(e, g->cfg->memory_max);
+		gp_enc_u32(e, g->cfg->weight);
+		pthread_mutex_unlock(&g->lock);
+		gp_enc_u64(e, __atomic_load_n(&g->device_ns, __ATOMIC_RELAXED));
+		gp_enc_u64(e, __atomic_load_n(&g->calls, __ATOMIC_RELAXED));
+	}
+}
+
+static int handshake(struct pvd_session *s)
+{
+	struct gp_proto_hdr h, rh = { .flags = GP_PROTO_F_REPLY };
+	struct pvd_server *srv = s->srv;
+	struct gp_enc e;
+	struct gp_dec d;
+	uint8_t buf[4096];
+	int fd = -1, r;
+	uint32_t ver;
+	uint64_t bulk, probe_addr, probe_val, seen = 0;
+	char *client;
+
+	r = gp_transport_recv(s->sock, &h, buf, sizeof(buf), &fd, 5000);
+	if (r < 0)
+		return r;
+	rh.opcode = h.opcode;
+	rh.req_id = h.req_id;
+	gp_enc_init(&e, GP_PROTO_MAX_PAYLOAD);
+	if (h.opcode == GP_OP_STATUS) {
+		if (fd >= 0)
+			close(fd);
+		/* Only the host's administrator sees every guest. */
+		if (s->uid != 0 && s->uid != geteuid()) {
+			gp_enc_i32(&e, CL_INVALID_OPERATION);
+		} else {
+			status_reply(s, &e);
+		}
+		r = e.err ? e.err : gp_transport_send(s->sock, &rh, e.buf, e.len, -1);
+		gp_enc_free(&e);
+		return r < 0 ? r : 1;
+	}
+	if (h.opcode != GP_OP_HELLO) {
+		r = -EBADMSG;
+		goto out;
+	}
+	gp_dec_init(&d, buf, h.len);
+	ver = gp_dec_u32(&d);
+	bulk = gp_dec_u64(&d);
+	client = gp_dec_strdup(&d, 256);
+	probe_addr = gp_dec_u64(&d);
+	probe_val = gp_dec_u64(&d);
+	(void)bulk;
+	if (gp_dec_finish(&d) < 0) {
+		free(client);
+		r = -EBADMSG;
+		goto out;
+	}
+	if (!s->guest) {
+		LOG_S(s, GP_LOG_WARN, "refused %s (pid %d, uid %d): %s", client, (int)s->pid,
+		      (int)s->uid, s->refusal);
+		gp_enc_i32(&e, CL_DEVICE_NOT_AVAILABLE);
+		gp_enc_str(&e, s->refusal);
+		r = -EACCES;
+	} else if (ver != GP_PROTO_VERSION) {
+		gp_enc_i32(&e, CL_DEVICE_NOT_AVAILABLE);
+		gp_enc_str(&e, "protocol version not supported by this gpupass-pvd");
+		r = -EPROTONOSUPPORT;
+	} else if (fd < 0 || (r = gp_shm_attach(fd, &s->shm)) < 0) {
+		gp_enc_i32(&e, CL_OUT_OF_RESOURCES);
+		gp_enc_str(&e, "the shared memory region is missing or malformed");
+		r = -EINVAL;
+	} else {
+		fd = -1; /* the shm owns it */
+		s->bulk = gp_shm_bulk(s->shm, &s->bulk_size);
+		gp_enc_i32(&e, 0);
+		gp_enc_str(&e, s->guest->cfg->name);
+		gp_enc_u32(&e, (uint32_t)srv->n_devs);
+		for (size_t i = 0; i < srv->n_devs; i++)
+			gp_enc_u64(&e, i + 1);
+		/* Direct copies need the guest to be a process we may read:
+		 * prove it on the value it sent. */
+		s->direct = s->pid > 0 && probe_addr &&
+			    direct_copy(s, true, &seen, probe_addr, sizeof(seen)) == 0 &&
+			    seen == probe_val;
+		gp_enc_u32(&e, (s->direct ? 1u : 0u) | (srv->shared_ok ? 2u : 0u));
+		LOG_S(s, GP_LOG_INFO, "guest %s: %s connected (pid %d, uid %d, %s copies)",
+		      s->guest->cfg->name, client, (int)s->pid, (int)s->uid,
+		      s->direct ? "direct" : "shared-memory");
+		r = 0;
+	}
+	free(client);
+	if (gp_transport_send(s->sock, &rh, e.buf, e.len, -1) < 0 && r == 0)
+		r = -EPIPE;
+out:
+	if (fd >= 0)
+		close(fd);
+	gp_enc_free(&e);
+	return r;
+}
+
+static void *session_main(void *arg)
+{
+	struct pvd_session *s = arg;
+	struct pvd_server *srv = s->srv;
+	char c = 0;
+	int r;
+
+	r = handshake(s);
+	if (r == 0) {
+		/* Counted as connected once the hello succeeded (status queries
+		 * and refused peers are not guests' sessions). */
+		pthread_mutex_lock(&s->guest->lock);
+		if (s->guest->sessions++ == 0)
+			s->guest->since = time(NULL);
+		pthread_mutex_unlock(&s->guest->lock);
+		s->counted = true;
+		r = gp_handles_new(0, &s->h); /* max_objects is checked per guest */
+		for (size_t i = 0; r == 0 && i < srv->n_devs; i++)
+			r = gp_handles_add(s->h, i + 1, GP_KIND_DEVICE, srv->devs[i].device, 0);
+		if (r == 0)
+			r = gp_transport_ring_new(s->shm, GP_RING_SERVER, s->fd, srv->spin_ns, &s->ring);
+		if (r == 0 && !__atomic_load_n(&srv->stop, __ATOMIC_ACQUIRE))
+			serve(s);
+		release_all(s);
+	} else if (r < 0 && r != -EACCES) {
+		LOG_S(s, GP_LOG_INFO, "connection (pid %d) ended during hello: %s", (int)s->pid,
+		      strerror(-r));
+	}
+	__atomic_store_n(&s->done, 1, __ATOMIC_RELEASE);
+	if (write(srv->wake_pipe[1], &c, 1) < 0) {
+		/* the main loop also reaps on its timer */
+	}
+	return NULL;
+}
+
+int pvd_session_start(struct pvd_server *srv, struct pvd_guest *guest, int fd,
+		      const char *refusal)
+{
+	struct pvd_session *s = calloc(1, sizeof(*s));
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	int r;
+
+	if (!s) {
+		close(fd);
+		return -ENOMEM;
+	}
+	s->srv = srv;
+	s->guest = guest;
+	s->fd = fd;
+	s->pid = -1;
+	s->uid = (uid_t)-1;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == 0) {
+		s->pid = cr.pid;
+		s->uid = cr.uid;
+	}
+	s->pending_fd = -1;
+	s->refusal = strdup(refusal ? refusal : "");
+	s->rxbuf = malloc(GP_PROTO_MAX_PAYLOAD);
+	gp_enc_init(&s->reply, GP_PROTO_MAX_PAYLOAD);
+	r = gp_transport_unix_new(fd, &s->sock);
+	if (r < 0 || !s->rxbuf || !s->refusal) {
+		close(fd);
+		r = r < 0 ? r : -ENOMEM;
+		goto err_free;
+	}
+	pthread_mutex_lock(&srv->lock);
+	s->next = srv->sessions;
+	srv->sessions = s;
+	r = pthread_create(&s->thread, NULL, session_main, s);
+	if (r != 0) {
+		srv->sessions = s->next;
+		pthread_mutex_unlock(&srv->lock);
+		gp_transport_free(s->sock);
+		r = -r;
+		goto err_free;
+	}
+	pthread_mutex_unlock(&srv->lock);
+	return 0;
+
+err_free:
+	free(s->rxbuf);
+	free(s->refusal);
+	gp_enc_free(&s->reply);
+	free(s);
+	return r;
+}
+
+static void session_free(struct pvd_session *s)
+{
+	pthread_join(s->thread, NULL);
+	if (s->counted) {
+		pthread_mutex_lock(&s->guest->lock);
+		s->guest->sessions--;
+		pthread_mutex_unlock(&s->guest->lock);
+	}
+	gp_transport_free(s->ring);
+	gp_transport_free(s->sock); /* closes the socket: the guest sees it go */
+	gp_shm_free(s->shm);
+	gp_handles_free(s->h);
+	gp_enc_free(&s->reply);
+	free(s->rxbuf);
+	free(s->refusal);
+	free(s);
+}
+
+void pvd_session_reap(struct pvd_server *srv, bool all)
+{
+	struct pvd_session **pp, *s, *dead = NULL;
+
+	pthread_mutex_lock(&srv->lock);
+	for (pp = &srv->sessions; (s = *pp);) {
+		if (all || __atomic_load_n(&s->done, __ATOMIC_ACQUIRE)) {
+			*pp = s->next;
+			s->next = dead;
+			dead = s;
+		} else {
+			pp = &s->next;
+		}
+	}
+	pthread_mutex_unlock(&srv->lock);
+	while (dead) {
+		s = dead;
+		dead = s->next;
+		session_free(s);
+	}
+}
+
+int pvd_session_stop_all(struct pvd_server *srv, int timeout_ms)
+{
+	struct timespec step = { 0, 10000000 };
+	int left = 0;
+
+	pthread_mutex_lock(&srv->lock);
+	for (struct pvd_session *s = srv->sessions; s; s = s->next) {
+		gp_transport_interrupt(s->sock);
+		gp_transport_interrupt(s->ring);
+	}
+	pthread_mutex_unlock(&srv->lock);
+	/* A session may be inside a device call that waits for work that
+	 * will never run (a guest's user event): give them a while, then
+	 * leave them to process exit rather than hang the shutdown. */
+	for (int waited = 0; waited <= timeout_ms; waited += 10) {
+		pvd_session_reap(srv, false);
+		pthread_mutex_lock(&srv->lock);
+		left = 0;
+		for (struct pvd_session *s = srv->sessions; s; s = s->next)
+			left++;
+		pthread_mutex_unlock(&srv->lock);
+		if (left == 0)
+			break;
+		nanosleep(&step, NULL);
+	}
+	return left;
+}

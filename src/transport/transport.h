@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Transports carry framed PV messages (src/proto) between the ICD and
+ * gpupass-pvd. Each transport is a table of functions behind struct
+ * gp_transport, so the unix socket, the shared-memory ring and, later,
+ * vsock / virtio-serial / TCP / ivshmem slot in without touching callers.
+ *
+ * All functions return 0 or a negative errno: -EPIPE when the peer is
+ * gone, -ETIMEDOUT, -EBADMSG / -EMSGSIZE / -EPROTONOSUPPORT for a message
+ * that breaks the format (the caller ends the session).
+ */
+#ifndef GP_TRANSPORT_TRANSPORT_H
+#define GP_TRANSPORT_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/proto.h"
+
+struct gp_transport;
+
+struct gp_transport_ops {
+	const char *name;
+	/* Sends one message (header fields except magic/version/len are
+	 * taken from @h) with @len payload bytes and, where the transport
+	 * can, one file descriptor (-1: none). */
+	int (*send)(struct gp_transport *t, const struct gp_proto_hdr *h,
+		    const void *payload, size_t len, int fd);
+	/* Receives one message; the payload (at most @cap bytes) goes to
+	 * @buf. @fd (may be NULL) gets a passed descriptor or -1.
+	 * @timeout_ms < 0 waits until a message comes or the peer goes. */
+	int (*recv)(struct gp_transport *t, struct gp_proto_hdr *h, void *buf,
+		    size_t cap, int *fd, int timeout_ms);
+	/* Makes a blocked or later recv return -EINTR (from another thread). */
+	void (*interrupt)(struct gp_transport *t);
+	void (*free)(struct gp_transport *t);
+};
+
+struct gp_transport {
+	const struct gp_transport_ops *ops;
+};
+
+static inline int gp_transport_send(struct gp_transport *t, const struct gp_proto_hdr *h,
+				    const void *payload, size_t len, int fd)
+{
+	return t->ops->send(t, h, payload, len, fd);
+}
+
+static inline int gp_transport_recv(struct gp_transport *t, struct gp_proto_hdr *h,
+				    void *buf, size_t cap, int *fd, int timeout_ms)
+{
+	return t->ops->recv(t, h, buf, cap, fd, timeout_ms);
+}
+
+static inline void gp_transport_interrupt(struct gp_transport *t)
+{
+	if (t)
+		t->ops->interrupt(t);
+}
+
+static inline void gp_transport_free(struct gp_transport *t)
+{
+	if (t)
+		t->ops->free(t);
+}
+
+/* ---- unix socket (SOCK_STREAM, SCM_RIGHTS) ---- */
+
+/* Binds and listens on @path (an old socket file there is replaced). */
+int gp_unix_listen(const char *path, int *out_fd);
+int gp_unix_connect(const char *path, int *out_fd);
+/* Wraps a connected socket; the transport owns @fd from then on. */
+int gp_transport_unix_new(int fd, struct gp_transport **out);
+
+/* Full-write / full-read loops that wait with poll() (timeout per wait;
+ * <0 forever). Exposed for the other stream transports. */
+int gp_fd_write_all(int fd, const void *buf, size_t len, int timeout_ms);
+int gp_fd_read_all(int fd, void *buf, size_t len, int timeout_ms);
+
+/* ---- shared memory: command rings + bulk region in one memfd ---- */
+
+struct gp_shm;
+
+#define GP_SHM_RING_SIZE (4u << 20)
+#define GP_SHM_MAX_BULK (256ull << 20)
+
+/* Client side: a new memfd with both rings and @bulk_size bytes of bulk. */
+int gp_shm_create(uint64_t bulk_size, struct gp_shm **out);
+/* Server side: maps a memfd received from a client after checking its
+ * size and header (-EINVAL on anything unexpected). */
+int gp_shm_attach(int fd, struct gp_shm **out);
+void gp_shm_free(struct gp_shm *shm);
+int gp_shm_fd(const struct gp_shm *shm);
+uint64_t gp_shm_size(const struct gp_shm *shm);
+void *gp_shm_bulk(const struct gp_shm *shm, uint64_t *size);
+
+/* A transport over the shm rings. The client sends on the request ring and
+ * receives on the reply ring, the server the other way round. @alive_fd is
+ * the session's socket: when it hangs up, waits end with -EPIPE. The
+ * transport does not own @shm or @alive_fd. @spin_ns is how long a waiter
+ * spins before it sleeps on a futex. */
+enum gp_ring_side { GP_RING_CLIENT, GP_RING_SERVER };
+int gp_transport_ring_new(struct gp_shm *shm, enum gp_ring_side side, int alive_fd,
+			  uint64_t spin_ns, struct gp_transport **out);
+
+#endif

@@ -1,0 +1,291 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Unix stream sockets with SCM_RIGHTS, and the full-read/write loops. */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "transport.h"
+
+struct unix_transport {
+	struct gp_transport base;
+	int fd;
+	int intr; /* set by interrupt() */
+};
+
+static int wait_fd(int fd, short events, int timeout_ms)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+	int r;
+
+	do {
+		r = poll(&p, 1, timeout_ms);
+	} while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return -errno;
+	if (r == 0)
+		return -ETIMEDOUT;
+	if ((p.revents & (POLLERR | POLLNVAL)) ||
+	    ((p.revents & POLLHUP) && !(p.revents & POLLIN)))
+		return -EPIPE;
+	return 0;
+}
+
+int gp_fd_write_all(int fd, const void *buf, size_t len, int timeout_ms)
+{
+	const char *p = buf;
+	ssize_t n;
+	int r;
+
+	while (len > 0) {
+		n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				r = wait_fd(fd, POLLOUT, timeout_ms);
+				if (r < 0)
+					return r;
+				continue;
+			}
+			return errno == ECONNRESET ? -EPIPE : -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int gp_fd_read_all(int fd, void *buf, size_t len, int timeout_ms)
+{
+	char *p = buf;
+	ssize_t n;
+	int r;
+
+	while (len > 0) {
+		n = recv(fd, p, len, MSG_DONTWAIT);
+		if (n == 0)
+			return -EPIPE;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				r = wait_fd(fd, POLLIN, timeout_ms);
+				if (r < 0)
+					return r;
+				continue;
+			}
+			return errno == ECONNRESET ? -EPIPE : -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int make_addr(const char *path, struct sockaddr_un *sa)
+{
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	if (!path || !*path || strlen(path) >= sizeof(sa->sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa->sun_path, path, strlen(path) + 1);
+	return 0;
+}
+
+int gp_unix_listen(const char *path, int *out_fd)
+{
+	struct sockaddr_un sa;
+	struct stat st;
+	int fd, r;
+
+	r = make_addr(path, &sa);
+	if (r < 0)
+		return r;
+	/* Replace a stale socket file, but never another kind of file. */
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			return -EEXIST;
+		unlink(path);
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 64) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	*out_fd = fd;
+	return 0;
+}
+
+int gp_unix_connect(const char *path, int *out_fd)
+{
+	struct sockaddr_un sa;
+	int fd, r;
+
+	r = make_addr(path, &sa);
+	if (r < 0)
+		return r;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	*out_fd = fd;
+	return 0;
+}
+
+static int unix_send(struct gp_transport *t, const struct gp_proto_hdr *h,
+		     const void *payload, size_t len, int fd)
+{
+	struct unix_transport *u = (struct unix_transport *)t;
+	struct gp_proto_hdr hh = *h;
+	uint8_t hdr[GP_PROTO_HDR_SIZE];
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} cm;
+	struct iovec iov = { .iov_base = hdr, .iov_len = sizeof(hdr) };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	ssize_t n;
+	int r;
+
+	if (len > GP_PROTO_MAX_PAYLOAD)
+		return -EMSGSIZE;
+	hh.magic = GP_PROTO_MAGIC;
+	hh.version = GP_PROTO_VERSION;
+	hh.len = (uint32_t)len;
+	hh.reserved = 0;
+	gp_proto_hdr_pack(&hh, hdr);
+	/* The descriptor rides with the header's bytes. */
+	if (fd >= 0) {
+		struct cmsghdr *c;
+
+		memset(&cm, 0, sizeof(cm));
+		msg.msg_control = cm.buf;
+		msg.msg_controllen = sizeof(cm.buf);
+		c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
+	do {
+		n = sendmsg(u->fd, &msg, MSG_NOSIGNAL);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return (errno == ECONNRESET || errno == EPIPE) ? -EPIPE : -errno;
+	if ((size_t)n < sizeof(hdr)) {
+		r = gp_fd_write_all(u->fd, hdr + n, sizeof(hdr) - (size_t)n, 5000);
+		if (r < 0)
+			return r;
+	}
+	return gp_fd_write_all(u->fd, payload, len, 5000);
+}
+
+static int unix_recv(struct gp_transport *t, struct gp_proto_hdr *h, void *buf,
+		     size_t cap, int *fd, int timeout_ms)
+{
+	struct unix_transport *u = (struct unix_transport *)t;
+	uint8_t hdr[GP_PROTO_HDR_SIZE];
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 4)];
+		struct cmsghdr align;
+	} cm;
+	struct iovec iov = { .iov_base = hdr, .iov_len = sizeof(hdr) };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+			      .msg_control = cm.buf, .msg_controllen = sizeof(cm.buf) };
+	int got_fd = -1;
+	ssize_t n;
+	int r;
+
+	if (fd)
+		*fd = -1;
+	if (__atomic_load_n(&u->intr, __ATOMIC_ACQUIRE))
+		return -EINTR;
+	r = wait_fd(u->fd, POLLIN, timeout_ms);
+	if (r < 0)
+		return r;
+	do {
+		n = recvmsg(u->fd, &msg, MSG_CMSG_CLOEXEC);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == ECONNRESET ? -EPIPE : -errno;
+	if (n == 0)
+		return -EPIPE;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+			size_t nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+
+			for (size_t i = 0; i < nfd; i++) {
+				int f;
+
+				memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+				if (got_fd < 0 && fd)
+					got_fd = f;
+				else
+					close(f); /* only one descriptor is ever expected */
+			}
+		}
+	}
+	r = 0;
+	if ((size_t)n < sizeof(hdr))
+		r = gp_fd_read_all(u->fd, hdr + n, sizeof(hdr) - (size_t)n, 5000);
+	if (r == 0)
+		r = gp_proto_hdr_unpack(hdr, sizeof(hdr), cap, h);
+	if (r == 0)
+		r = gp_fd_read_all(u->fd, buf, h->len, 5000);
+	if (r < 0) {
+		if (got_fd >= 0)
+			close(got_fd);
+		return r;
+	}
+	if (fd)
+		*fd = got_fd;
+	return 0;
+}
+
+static void unix_interrupt(struct gp_transport *t)
+{
+	struct unix_transport *u = (struct unix_transport *)t;
+
+	__atomic_store_n(&u->intr, 1, __ATOMIC_RELEASE);
+	shutdown(u->fd, SHUT_RDWR);
+}
+
+static void unix_free(struct gp_transport *t)
+{
+	struct unix_transport *u = (struct unix_transport *)t;
+
+	close(u->fd);
+	free(u);
+}
+
+static const struct gp_transport_ops unix_ops = {
+	.name = "unix",
+	.send = unix_send,
+	.recv = unix_recv,
+	.interrupt = unix_interrupt,
+	.free = unix_free,
+};
+
+int gp_transport_unix_new(int fd, struct gp_transport **out)
+{
+	struct unix_transport *u = calloc(1, sizeof(*u));
+
+	if (!u)
+		return -ENOMEM;
+	u->base.ops = &unix_ops;
+	u->fd = fd;
+	*out = &u->base;
+	return 0;
+}

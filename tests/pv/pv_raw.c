@@ -1,0 +1,233 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Talks the PV protocol directly (no ICD) to check what the server
+ * enforces: per-session handles (isolation), handle kinds, and that a
+ * malformed message ends only the session that sent it.
+ * Usage: pv_raw SOCKET
+ */
+#define CL_TARGET_OPENCL_VERSION 300
+#include <CL/cl.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "proto/proto.h"
+#include "transport/transport.h"
+#include "pvtest.h"
+
+struct sess {
+	struct gp_transport *sock, *ring;
+	struct gp_shm *shm;
+	uint8_t *rx;
+	uint32_t req;
+};
+
+static int sess_open(const char *path, struct sess *s)
+{
+	struct gp_proto_hdr h = { .opcode = GP_OP_HELLO, .flags = GP_PROTO_F_SYNC, .req_id = 1 };
+	struct gp_enc e;
+	struct gp_dec d;
+	int fd, r;
+
+	memset(s, 0, sizeof(*s));
+	s->rx = malloc(GP_PROTO_MAX_PAYLOAD);
+	if ((r = gp_unix_connect(path, &fd)) < 0 || (r = gp_transport_unix_new(fd, &s->sock)) < 0 ||
+	    (r = gp_shm_create(1 << 20, &s->shm)) < 0)
+		return r;
+	gp_enc_init(&e, 4096);
+	gp_enc_u32(&e, GP_PROTO_VERSION);
+	gp_enc_u64(&e, 1 << 20);
+	gp_enc_str(&e, "pv_raw");
+	gp_enc_u64(&e, 0);
+	gp_enc_u64(&e, 0);
+	r = gp_transport_send(s->sock, &h, e.buf, e.len, gp_shm_fd(s->shm));
+	gp_enc_free(&e);
+	if (r == 0)
+		r = gp_transport_recv(s->sock, &h, s->rx, GP_PROTO_MAX_PAYLOAD, NULL, 5000);
+	if (r < 0)
+		return r;
+	gp_dec_init(&d, s->rx, h.len);
+	if (gp_dec_i32(&d) != 0)
+		return -EACCES;
+	s->req = 2;
+	return gp_transport_ring_new(s->shm, GP_RING_CLIENT, fd, 100000, &s->ring);
+}
+
+static void sess_close(struct sess *s)
+{
+	gp_transport_free(s->ring);
+	gp_transport_free(s->sock);
+	gp_shm_free(s->shm);
+	free(s->rx);
+}
+
+/* Sends @e as @op; with @sync, returns the reply's CL error (or -errno of
+ * the transport) and leaves the rest of the reply in *d. */
+static int call(struct sess *s, uint16_t op, struct gp_enc *e, bool sync, struct gp_dec *d)
+{
+	struct gp_proto_hdr h = { .opcode = op, .flags = sync ? GP_PROTO_F_SYNC : 0,
+				  .req_id = s->req++ };
+	struct gp_dec tmp;
+	int r = gp_transport_send(s->ring, &h, e->buf, e->len, -1);
+
+	gp_enc_reset(e);
+	if (r < 0 || !sync)
+		return r;
+	r = gp_transport_recv(s->ring, &h, s->rx, GP_PROTO_MAX_PAYLOAD, NULL, 5000);
+	if (r < 0)
+		return r;
+	if (!d)
+		d = &tmp;
+	gp_dec_init(d, s->rx, h.len);
+	return gp_dec_i32(d);
+}
+
+static int get_info(struct sess *s, uint32_t sel, uint64_t id, uint32_t param, uint64_t *val)
+{
+	struct gp_enc e;
+	struct gp_dec d;
+	size_t n = 0;
+	const void *p;
+	int r;
+
+	gp_enc_init(&e, 4096);
+	gp_enc_u32(&e, sel);
+	gp_enc_u64(&e, id);
+	gp_enc_u64(&e, 0);
+	gp_enc_u32(&e, param);
+	gp_enc_u64(&e, 0);
+	gp_enc_u32(&e, 64);
+	r = call(s, GP_OP_GET_INFO, &e, true, &d);
+	gp_enc_free(&e);
+	if (r == 0) {
+		gp_dec_u64(&d);
+		p = gp_dec_blob(&d, 64, &n);
+		*val = 0;
+		if (p && n <= 8)
+			memcpy(val, p, n);
+	}
+	return r;
+}
+
+#define CTX 0x10000u
+#define BUF 0x10001u
+
+int main(int argc, char **argv)
+{
+	struct sess a, b, c;
+	struct gp_enc e;
+	uint64_t v = 0;
+	int r;
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: pv_raw SOCKET\n");
+		return 2;
+	}
+	gp_enc_init(&e, GP_PROTO_MAX_PAYLOAD);
+	EQ(sess_open(argv[1], &a), 0, "session A says hello");
+	EQ(sess_open(argv[1], &b), 0, "session B says hello");
+	if (t_fail)
+		return t_done();
+
+	gp_enc_u64(&e, CTX);
+	gp_enc_u32(&e, 1);
+	gp_enc_u64(&e, 1);
+	EQ(call(&a, GP_OP_CREATE_CONTEXT, &e, true, NULL), CL_SUCCESS, "A creates a context");
+	gp_enc_u64(&e, BUF);
+	gp_enc_u64(&e, CTX);
+	gp_enc_u64(&e, CL_MEM_READ_WRITE);
+	gp_enc_u64(&e, 4096);
+	gp_enc_u32(&e, 0);
+	EQ(call(&a, GP_OP_CREATE_BUFFER, &e, true, NULL), CL_SUCCESS, "A creates a buffer");
+	EQ(get_info(&a, GP_INFO_MEM, BUF, CL_MEM_SIZE, &v), CL_SUCCESS, "A reads its buffer's size");
+	EQ(v, 4096, "buffer size");
+
+	/* isolation: B names A's ids */
+	EQ(get_info(&b, GP_INFO_MEM, BUF, CL_MEM_SIZE, &v), CL_INVALID_MEM_OBJECT, "B cannot see A's buffer id");
+	gp_enc_u64(&e, 0x20000);
+	gp_enc_u64(&e, CTX);
+	gp_enc_u64(&e, 1);
+	gp_enc_u64(&e, 0);
+	EQ(call(&b, GP_OP_CREATE_QUEUE, &e, true, NULL), CL_INVALID_CONTEXT, "B cannot use A's context id");
+	gp_enc_u64(&e, BUF);
+	call(&b, GP_OP_RELEASE, &e, false, NULL);
+	gp_enc_u64(&e, 0x20001);
+	gp_enc_u64(&e, CTX);
+	gp_enc_u64(&e, 0);
+	gp_enc_u64(&e, 64);
+	gp_enc_u32(&e, 0);
+	EQ(call(&b, GP_OP_CREATE_BUFFER, &e, true, NULL), CL_INVALID_CONTEXT, "B cannot make a buffer in A's context");
+	EQ(get_info(&a, GP_INFO_MEM, BUF, CL_MEM_SIZE, &v), CL_SUCCESS, "A's buffer survives B's release of its id");
+
+	/* handle kinds */
+	EQ(get_info(&a, GP_INFO_MEM, CTX, CL_MEM_SIZE, &v), CL_INVALID_MEM_OBJECT, "a context id is not a buffer");
+	EQ(get_info(&a, GP_INFO_KERNEL, BUF, CL_KERNEL_NUM_ARGS, &v), CL_INVALID_KERNEL, "a buffer id is not a kernel");
+	EQ(get_info(&a, GP_INFO_DEVICE, CTX, CL_DEVICE_TYPE, &v), CL_INVALID_DEVICE, "a context id is not a device");
+	EQ(get_info(&a, GP_INFO_MEM, BUF, CL_MEM_HOST_PTR, &v), CL_INVALID_VALUE, "host pointers never leave the server");
+	EQ(get_info(&a, 999, BUF, 0, &v), CL_INVALID_VALUE, "unknown info selector");
+	gp_enc_u64(&e, 0x10002);
+	gp_enc_u64(&e, BUF); /* a buffer where a context belongs */
+	gp_enc_u64(&e, 1);
+	gp_enc_u64(&e, 0);
+	EQ(call(&a, GP_OP_CREATE_QUEUE, &e, true, NULL), CL_INVALID_CONTEXT, "a buffer id is not a context");
+
+	/* quota-free big request: a size the host cannot give fails cleanly */
+	gp_enc_u64(&e, 0x10003);
+	gp_enc_u64(&e, CTX);
+	gp_enc_u64(&e, 0);
+	gp_enc_u64(&e, UINT64_MAX);
+	gp_enc_u32(&e, 0);
+	r = call(&a, GP_OP_CREATE_BUFFER, &e, true, NULL);
+	OK(r == CL_INVALID_BUFFER_SIZE || r == CL_MEM_OBJECT_ALLOCATION_FAILURE, "2^64-1 byte buffer refused (%d)", r);
+
+	/* malformed messages end only their own session */
+	gp_enc_u64(&e, 0x20002);
+	gp_enc_u8(&e, 1); /* truncated CREATE_BUFFER */
+	call(&b, GP_OP_CREATE_BUFFER, &e, false, NULL);
+	EQ(get_info(&b, GP_INFO_DEVICE, 1, CL_DEVICE_TYPE, &v), -EPIPE, "B's session ended after a truncated message");
+	EQ(sess_open(argv[1], &c), 0, "session C says hello");
+	gp_enc_u32(&e, 0);
+	EQ(call(&c, 999, &e, true, NULL), -EPIPE, "C's session ended after an unknown opcode");
+	sess_close(&c);
+	EQ(sess_open(argv[1], &c), 0, "session C again");
+	gp_enc_u64(&e, CTX); /* an id that is not fresh: already used */
+	gp_enc_u32(&e, 1);
+	gp_enc_u64(&e, 1);
+	EQ(call(&c, GP_OP_CREATE_CONTEXT, &e, true, NULL), CL_SUCCESS, "C may use the same id value as A (its own table)");
+	gp_enc_u64(&e, CTX);
+	gp_enc_u32(&e, 1);
+	gp_enc_u64(&e, 1);
+	EQ(call(&c, GP_OP_CREATE_CONTEXT, &e, true, NULL), -EPIPE, "reusing a live id ends the session");
+	gp_enc_u64(&e, 0x10009);
+	gp_enc_u64(&e, 1); /* device 1, not a context */
+	gp_enc_u64(&e, 0);
+	gp_enc_u64(&e, 64);
+	gp_enc_u32(&e, 0);
+	EQ(call(&a, GP_OP_CREATE_BUFFER, &e, true, NULL), CL_INVALID_CONTEXT,
+	   "A still served after B and C broke the rules (a device id is not a context)");
+	/* garbage written straight into the shared ring, with a head counter
+	 * that claims more than the ring holds */
+	sess_close(&c);
+	EQ(sess_open(argv[1], &c), 0, "session D says hello");
+	{
+		uint64_t bulk_size, head = (uint64_t)GP_SHM_RING_SIZE * 3;
+		uint8_t *bulk = gp_shm_bulk(c.shm, &bulk_size);
+		uint8_t *ring = bulk - 2 * (uint64_t)GP_SHM_RING_SIZE;
+		uint8_t *ctl = ring - 4096 + 256; /* the request ring's control block */
+
+		for (int i = 0; i < 4096; i++)
+			ring[i] = (uint8_t)(i * 131 + 7);
+		__atomic_store_n((uint64_t *)ctl, head, __ATOMIC_RELEASE);
+	}
+	usleep(300000); /* the server notices within its 100 ms futex timeout */
+	EQ(get_info(&c, GP_INFO_DEVICE, 1, CL_DEVICE_TYPE, &v), -EPIPE, "D's session ended after garbage in the ring");
+	EQ(get_info(&a, GP_INFO_MEM, BUF, CL_MEM_SIZE, &v), CL_SUCCESS, "A's objects are intact");
+	EQ(v, 4096, "A's buffer size");
+	sess_close(&c);
+	sess_close(&b);
+	sess_close(&a);
+	gp_enc_free(&e);
+	return t_done();
+}

@@ -1,0 +1,334 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""The pv suite's harness: starts gpupass-pvd on a temporary socket with a
+temporary config, runs programs through the real ocl-icd loader with
+OCL_ICD_VENDORS naming only our .icd, and checks what the server reports.
+
+Usage: pvtest.py BUILD_DIR TEST_BIN_DIR SCENARIO
+"""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+BUILD, BINDIR, SCENARIO = sys.argv[1], sys.argv[2], sys.argv[3]
+PVD = os.path.join(BUILD, "gpupass-pvd")
+ICD = os.path.join(BUILD, "libgpupass-icd.so")
+CLI = os.path.join(BUILD, "gpupass")
+
+
+N = [0]
+
+
+def emit(good, what):
+    N[0] += 1
+    print("%s %d - %s" % ("ok" if good else "not ok", N[0], what), flush=True)
+
+
+def fail(msg):
+    emit(False, msg)
+    print("1..%d" % N[0])
+    sys.exit(1)
+
+
+def relay(out):
+    """Re-numbers a child program's TAP lines into ours; the rest becomes comments."""
+    for line in out.splitlines():
+        m = re.match(r"(not ok|ok) \d+ - (.*)", line)
+        if m:
+            emit(m.group(1) == "ok", m.group(2))
+        elif not re.match(r"1\.\.\d+$", line):
+            print("# " + line)
+
+
+class Server:
+    def __init__(self, tmp, config):
+        self.tmp = tmp
+        self.cfg = os.path.join(tmp, "pvd.ini")
+        with open(self.cfg, "w") as f:
+            f.write(config)
+        self.log = open(os.path.join(tmp, "pvd.log"), "a")
+        self.proc = None
+
+    def start(self, wait_for):
+        env = dict(os.environ)
+        env.pop("OCL_ICD_VENDORS", None)  # the host platforms, never our ICD
+        self.proc = subprocess.Popen([PVD, "--config", self.cfg, "-v"], stdout=self.log,
+                                     stderr=self.log, env=env)
+        for _ in range(100):
+            if all(os.path.exists(p) for p in wait_for):
+                return
+            time.sleep(0.05)
+        fail("gpupass-pvd did not start: " + open(os.path.join(self.tmp, "pvd.log")).read())
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                fail("gpupass-pvd did not stop on SIGTERM")
+            log = open(os.path.join(self.tmp, "pvd.log")).read()
+            if rc != 0 or "Sanitizer" in log:
+                relay(log)
+                fail("gpupass-pvd exited %d on SIGTERM" % rc)
+            emit(True, "gpupass-pvd stopped cleanly on SIGTERM")
+        self.proc = None
+
+    def alive(self):
+        return self.proc and self.proc.poll() is None
+
+
+def guest_env(tmp, sock):
+    vend = os.path.join(tmp, "vendors")
+    os.makedirs(vend, exist_ok=True)
+    with open(os.path.join(vend, "gpupass.icd"), "w") as f:
+        f.write(ICD + "\n")
+    env = dict(os.environ)
+    env["OCL_ICD_VENDORS"] = vend
+    env["GPUPASS_SERVER"] = "unix:" + sock
+    return env
+
+
+def run(cmd, env, timeout=180, expect_rc=0):
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    relay(p.stdout)
+    if p.returncode != expect_rc:
+        relay(p.stderr)
+        fail("%s exited %d, expected %d" % (" ".join(cmd), p.returncode, expect_rc))
+    return p
+
+
+def status(sock):
+    p = subprocess.run([CLI, "pv", "status", "--json", "--server", "unix:" + sock],
+                       capture_output=True, text=True, timeout=10)
+    if p.returncode != 0:
+        fail("gpupass pv status failed: " + p.stderr)
+    return {g["name"]: g for g in json.loads(p.stdout)["guests"]}
+
+
+def wait_status(sock, name, pred, what, timeout=10):
+    end = time.time() + timeout
+    while time.time() < end:
+        g = status(sock)[name]
+        if pred(g):
+            return g
+        time.sleep(0.1)
+    fail("%s (guest %s: %s)" % (what, name, g))
+
+
+def ok(n, what):
+    emit(True, what)
+
+
+def prog(name):
+    return os.path.join(BINDIR, name)
+
+
+def two_guests(tmp):
+    return ("[guest small]\nsocket = %s/small.sock\nmemory_max = 64M\nweight = 1\n"
+            "[guest big]\nsocket = %s/big.sock\nmemory_max = 1G\nweight = 2\n" % (tmp, tmp))
+
+
+def main():
+    if SCENARIO in ("clinfo", "pyopencl") and b"__asan_init" in open(ICD, "rb").read():
+        # clinfo and Debian's Python are not built with ASan, so they cannot
+        # load a sanitized ICD; the gcc build runs these.
+        print("1..0 # SKIP %s cannot load an ASan-built ICD" % SCENARIO)
+        sys.exit(0)
+    with tempfile.TemporaryDirectory(prefix="gpupass-pv-") as tmp:
+        sock = os.path.join(tmp, "pv.sock")
+        if SCENARIO in ("basic", "threads", "raw", "pyopencl", "clinfo"):
+            srv = Server(tmp, "[server]\nlisten = unix:%s\n[guest default]\n" % sock)
+            srv.start([sock])
+            env = guest_env(tmp, sock)
+            try:
+                if SCENARIO == "basic":
+                    run([prog("pv_basic")], env)
+                    g = wait_status(sock, "default", lambda g: g["objects"] == 0 and g["sessions"] == 0,
+                                    "objects released after the program ended")
+                    if g["calls"] < 50 or g["device_time_ns"] <= 0:
+                        fail("status counts no calls or device time: %s" % g)
+                    ok(1, "pv status after pv_basic: %d calls, %d ns device time, 0 objects"
+                       % (g["calls"], g["device_time_ns"]))
+                elif SCENARIO == "threads":
+                    run([prog("pv_threads")], env)
+                    wait_status(sock, "default", lambda g: g["objects"] == 0 and g["sessions"] == 0,
+                                "objects released after the threads ended")
+                    ok(1, "4 threads x 100 rounds, all results right, everything released")
+                elif SCENARIO == "raw":
+                    run([prog("pv_raw"), sock], env)
+                    if not srv.alive():
+                        fail("server died")
+                    log = open(os.path.join(tmp, "pvd.log")).read()
+                    if "session ended" not in log:
+                        fail("no logged reason for the ended sessions")
+                    ok(1, "server alive, reasons logged: %s" %
+                       "; ".join(re.findall(r"session ended: ([^\n]*)", log))[:300])
+                elif SCENARIO == "pyopencl":
+                    run(["/usr/bin/python3", os.path.join(os.path.dirname(__file__), "pv_pyopencl.py")], env)
+                elif SCENARIO == "clinfo":
+                    clinfo_compare(env)
+            finally:
+                srv.stop()
+        elif SCENARIO == "quota":
+            srv = Server(tmp, two_guests(tmp))
+            small, big = os.path.join(tmp, "small.sock"), os.path.join(tmp, "big.sock")
+            srv.start([small, big])
+            try:
+                es, eb = guest_env(tmp, small), guest_env(tmp, big)
+                es["PV_QUOTA_HOLD"] = eb["PV_QUOTA_HOLD"] = "1"
+                # At the same time: 'small' (64M) is refused its third 24 MiB
+                # buffer, 'big' (1G) gets all of its buffers.
+                ps = subprocess.Popen([prog("pv_quota"), "24", "3", "3"], env=es,
+                                      stdout=subprocess.PIPE, text=True)
+                pb = subprocess.Popen([prog("pv_quota"), "24", "8", "0"], env=eb,
+                                      stdout=subprocess.PIPE, text=True)
+                outs, outb = ps.communicate(120), pb.communicate(120)
+                relay(outs[0] + outb[0])
+                if ps.returncode or pb.returncode:
+                    fail("quota programs failed")
+                for name in ("small", "big"):
+                    wait_status(sock if False else small, name,
+                                lambda g: g["objects"] == 0 and g["memory_used"] == 0,
+                                "memory back to 0 after the run")
+                ok(1, "both guests back to 0 objects / 0 bytes")
+            finally:
+                srv.stop()
+        elif SCENARIO == "kill9":
+            srv = Server(tmp, two_guests(tmp))
+            small, big = os.path.join(tmp, "small.sock"), os.path.join(tmp, "big.sock")
+            srv.start([small, big])
+            try:
+                base = status(small)
+                p = subprocess.Popen([prog("pv_hold"), "stress"], env=guest_env(tmp, small),
+                                     stdout=subprocess.PIPE, text=True)
+                if p.stdout.readline().strip() != "ready":
+                    fail("pv_hold did not start")
+                g = wait_status(small, "small", lambda g: g["memory_used"] >= 64 << 20,
+                                "the stress program holds its buffer")
+                time.sleep(0.3)  # mid-transfer
+                p.send_signal(signal.SIGKILL)
+                p.wait()
+                ok(1, "killed a guest with -9 while it moved 64 MiB blocks (%d objects held)" % g["objects"])
+                wait_status(small, "small", lambda g: g["objects"] == base["small"]["objects"]
+                            and g["memory_used"] == base["small"]["memory_used"] and g["sessions"] == 0,
+                            "objects and memory back to the baseline")
+                ok(2, "server freed everything of the killed guest")
+                if not srv.alive():
+                    fail("server died")
+                run([prog("pv_basic")], guest_env(tmp, big))
+                ok(3, "the other guest is served normally")
+                # A guest killed while its queue waits on its own user event.
+                p = subprocess.Popen([prog("pv_hold"), "userwait"], env=guest_env(tmp, small),
+                                     stdout=subprocess.PIPE, text=True)
+                if p.stdout.readline().strip() != "ready" or p.stdout.readline().strip() != "waiting":
+                    fail("pv_hold userwait did not start")
+                p.send_signal(signal.SIGKILL)
+                p.wait()
+                wait_status(small, "small", lambda g: g["objects"] == base["small"]["objects"]
+                            and g["memory_used"] == base["small"]["memory_used"] and g["sessions"] == 0,
+                            "objects of a guest killed with work blocked on a user event freed")
+                ok(4, "work blocked on a dead guest's user event is aborted and freed")
+            finally:
+                srv.stop()
+        elif SCENARIO == "restart":
+            srv = Server(tmp, "[server]\nlisten = unix:%s\n[guest default]\n" % sock)
+            srv.start([sock])
+            env = guest_env(tmp, sock)
+            p = subprocess.Popen([prog("pv_hold"), "gone"], env=env, stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            if p.stdout.readline().strip() != "ready":
+                fail("pv_hold did not start")
+            srv.stop()
+            t0 = time.time()
+            out, err = p.communicate("go\n", timeout=30)
+            relay(out)
+            if p.returncode != 0:
+                fail("calls did not fail properly with the server gone: " + err)
+            lines = [l for l in err.splitlines() if "gpupass" in l]
+            if len(lines) != 1 or "lost gpupass-pvd" not in lines[0]:
+                fail("expected one clear stderr line, got: %r" % err)
+            ok(1, "one stderr line: " + lines[0][:120])
+            ok(2, "client finished %.2f s after the server stopped" % (time.time() - t0))
+            srv.start([sock])
+            try:
+                run([prog("pv_basic")], env)
+                ok(3, "a new program works with the restarted server")
+            finally:
+                srv.stop()
+        elif SCENARIO == "refused":
+            srv = Server(tmp, "[server]\nlisten = unix:%s\n[guest other]\nuid = %d\n"
+                         % (sock, os.getuid() + 4242))
+            srv.start([sock])
+            try:
+                p = run([prog("pv_quota"), "1", "1", "0"], guest_env(tmp, sock), expect_rc=1)
+                if "refused" not in p.stderr:
+                    fail("no refusal message: " + p.stderr)
+                ok(1, "refused with: " + p.stderr.strip().splitlines()[0][:150])
+            finally:
+                srv.stop()
+        else:
+            fail("unknown scenario " + SCENARIO)
+
+
+# Values that legitimately differ between two clinfo runs or that PV
+# reports on purpose (features it does not forward, said consistently).
+CLINFO_EXPECTED = [
+    "Platform Name", "Platform Extensions function suffix", "clGetPlatformInfo(NULL",
+    "Global memory size", "Max number of sub-devices", "Supported partition types",
+    "Coarse-grained buffer sharing", "Fine-grained buffer sharing", "Atomics",
+    "Image support", "Max number of samplers per kernel", "Max size for 1D images",
+    "Max 1D or 2D image array size", "Base address alignment for 2D image",
+    "Pitch alignment for 2D image", "Max 2D image size", "Max 3D image size",
+    "Max number of read image args", "Max number of write image args",
+    "Max number of read/write image args", "clGetDeviceIDs(NULL", "clCreateContext(NULL",
+    "clCreateContextFromType(NULL", "IL version", "ILs with version", "Supported affinity domains",
+    "Device Partition", "Max pipe", "Pipe", "Device-side enqueue", "Queue (on device)",
+    "Preferred size", "Max size", "Max queues on device", "Max events on device",
+    "SVM", "Free memory", "Global free memory",
+]
+
+
+def clinfo_lines(env):
+    out = subprocess.run(["clinfo"], env=env, capture_output=True, text=True, timeout=120).stdout
+    return [l.rstrip() for l in out.splitlines()]
+
+
+def clinfo_compare(env_pv):
+    env_nat = dict(os.environ)
+    env_nat["OCL_ICD_VENDORS"] = "/etc/OpenCL/vendors"
+    nat = clinfo_lines(env_nat)
+    pv = clinfo_lines(env_pv)
+    if not any("gpupass PV (remote:" in l for l in pv):
+        fail("clinfo through PV does not show the gpupass platform")
+
+    def key(l):
+        return re.split(r"\s{2,}", l.strip())[0]
+
+    natd, pvd = {}, {}
+    for l in nat:
+        natd.setdefault(key(l), []).append(l)
+    for l in pv:
+        pvd.setdefault(key(l), []).append(l)
+    n = diff = 0
+    for k, vals in natd.items():
+        if any(k.startswith(e) for e in CLINFO_EXPECTED):
+            continue
+        n += 1
+        if pvd.get(k) != vals:
+            diff += 1
+            print("# differs: %r\n#   native: %r\n#   pv:     %r" % (k, vals, pvd.get(k)))
+    if diff:
+        fail("%d of %d clinfo fields differ" % (diff, n))
+    ok(1, "clinfo through PV matches native on all %d compared fields" % n)
+
+
+if __name__ == "__main__":
+    main()
+    print("1..%d" % N[0])
