@@ -39,13 +39,13 @@ int cli_state(struct cli *cli, struct gp_ctx **ctx, struct gp_state **st)
 		cli_error(cli, "the state database %s/%s is damaged (not a gpupass SQLite "
 			  "database); move it aside and run the command again (its VMs are lost; "
 			  "GPUs left on vfio-pci are then taken as dismounted by hand)",
-			  (*ctx)->state_dir, GP_STATE_DB_NAME);
+			  (*ctx)->db_dir, GP_STATE_DB_NAME);
 	else if (r == -EPROTO)
 		cli_error(cli, "the state database %s/%s was written by a newer gpupass; use that "
-			  "version, or another --state-dir", (*ctx)->state_dir, GP_STATE_DB_NAME);
+			  "version, or another --state-dir", (*ctx)->db_dir, GP_STATE_DB_NAME);
 	else if (r < 0)
 		cli_error(cli, "cannot open the state database under %s: %s (check --state-dir "
-			  "or GPUPASS_STATE_DIR, and that you are root)", (*ctx)->state_dir,
+			  "or GPUPASS_STATE_DIR, and that you are root)", (*ctx)->db_dir,
 			  strerror(-r));
 	if (r < 0) {
 		*st = NULL;

@@ -12,10 +12,16 @@ int gp_ctx_new(const char *root, const char *state_dir, struct gp_ctx **out)
 
 	if (!ctx)
 		return -ENOMEM;
-	ctx->state_dir = strdup(state_dir && *state_dir ? state_dir : GP_DEFAULT_STATE_DIR);
-	if (!ctx->state_dir) {
+	if (state_dir && *state_dir) {
+		ctx->state_dir = strdup(state_dir);
+		ctx->db_dir = strdup(state_dir);
+	} else {
+		ctx->state_dir = strdup(GP_DEFAULT_STATE_DIR);
+		ctx->db_dir = strdup(GP_DEFAULT_DB_DIR);
+	}
+	if (!ctx->state_dir || !ctx->db_dir) {
 		r = -ENOMEM;
-		goto err_free_ctx;
+		goto err_free_state_dir;
 	}
 	r = gp_sysfs_open(root, &ctx->sys);
 	if (r < 0)
@@ -25,8 +31,8 @@ int gp_ctx_new(const char *root, const char *state_dir, struct gp_ctx **out)
 	return 0;
 
 err_free_state_dir:
+	free(ctx->db_dir);
 	free(ctx->state_dir);
-err_free_ctx:
 	free(ctx);
 	return r;
 }
@@ -36,6 +42,7 @@ void gp_ctx_free(struct gp_ctx *ctx)
 	if (!ctx)
 		return;
 	gp_sysfs_close(ctx->sys);
+	free(ctx->db_dir);
 	free(ctx->state_dir);
 	free(ctx);
 }

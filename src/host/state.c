@@ -323,14 +323,14 @@ int gp_state_open(struct gp_ctx *ctx, struct gp_state **out)
 	char *path;
 	int r;
 
-	if (mkdir(ctx->state_dir, 0700) < 0 && errno != EEXIST) {
+	if (mkdir(ctx->db_dir, 0700) < 0 && errno != EEXIST) {
 		r = -errno;
 		/* Info only: the caller tells people (one line), this is detail. */
-		gp_info(&ctx->log, "cannot create the state directory %s: %s",
-		       ctx->state_dir, strerror(-r));
+		gp_info(&ctx->log, "cannot create the database directory %s: %s",
+		       ctx->db_dir, strerror(-r));
 		return r;
 	}
-	path = gp_strdup_printf("%s/%s", ctx->state_dir, GP_STATE_DB_NAME);
+	path = gp_strdup_printf("%s/%s", ctx->db_dir, GP_STATE_DB_NAME);
 	if (!path)
 		return -ENOMEM;
 	r = gp_state_open_path(path, &ctx->log, out);
