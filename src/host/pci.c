@@ -91,14 +91,10 @@ static bool is_pci_addr(const char *s)
 /* Offsets in the standard header (PCI Local Bus 3.0 §6.1). */
 #define CFG_VENDOR 0x00
 #define CFG_DEVICE 0x02
-#define CFG_STATUS 0x06
 #define CFG_CLASS_PROG 0x09
 #define CFG_HEADER_TYPE 0x0e
 #define CFG_SUBSYS_VENDOR 0x2c
 #define CFG_SUBSYS_ID 0x2e
-#define CFG_CAP_PTR 0x34
-#define CFG_CARDBUS_CAP_PTR 0x14
-#define STATUS_CAP_LIST 0x0010
 /* Capability ids (PCI Code and ID Assignment 1.11 §2). */
 #define CAP_ID_PM 0x01
 #define CAP_ID_MSI 0x05
@@ -127,71 +123,132 @@ static uint32_t le32(const uint8_t *p)
 	       (uint32_t)p[3] << 24;
 }
 
-static void walk_caps(const uint8_t *cfg, size_t len, struct gp_pci_config_info *ci)
+/*
+ * libpci reports trouble by calling its `error` hook, which must not return
+ * (pciutils' default calls exit()). We jump back out of the libpci call
+ * instead. The hook gets no user pointer, so the jump target lives in a
+ * thread-local: the only way to reach it, and per thread, so two scans in
+ * two threads do not interfere.
+ */
+static _Thread_local jmp_buf *libpci_jmp;
+
+static void libpci_error(char *msg, ...) __attribute__((noreturn));
+static void libpci_error(char *msg, ...)
 {
-	size_t lim = len < GP_PCI_CFG_LEGACY ? len : GP_PCI_CFG_LEGACY;
-	unsigned ptr;
-	/* At most 48 capabilities fit in 192 bytes: a longer walk is a loop. */
-	int ttl = 48;
+	(void)msg;
+	if (libpci_jmp)
+		longjmp(*libpci_jmp, 1);
+	abort(); /* unreachable: libpci only runs with libpci_jmp set */
+}
 
-	if (!(le16(cfg + CFG_STATUS) & STATUS_CAP_LIST))
-		return;
-	ptr = cfg[ci->header_type == 2 ? CFG_CARDBUS_CAP_PTR : CFG_CAP_PTR] & 0xfc;
-	while (ptr >= GP_PCI_CFG_MIN && ptr + 2 <= lim && ttl-- > 0) {
-		uint8_t id = cfg[ptr];
+static void libpci_quiet(char *msg, ...)
+{
+	(void)msg;
+}
 
-		switch (id) {
-		case CAP_ID_PM:
-			ci->caps |= GP_PCI_CAP_PM;
-			break;
-		case CAP_ID_MSI:
-			ci->caps |= GP_PCI_CAP_MSI;
-			break;
-		case CAP_ID_MSIX:
-			ci->caps |= GP_PCI_CAP_MSIX;
-			break;
-		case CAP_ID_PCIE:
-			ci->caps |= GP_PCI_CAP_PCIE;
-			if (ptr + 4 <= lim)
-				ci->pcie_type = (uint8_t)((le16(cfg + ptr + 2) >> 4) & 0xf);
-			if (ptr + PCIE_DEVCAP + 4 <= lim &&
-			    (le32(cfg + ptr + PCIE_DEVCAP) & PCIE_DEVCAP_FLR))
-				ci->caps |= GP_PCI_CAP_FLR;
-			break;
-		default:
-			break;
+/* The fields of the capabilities libpci found, each read only when it lies
+ * within the @len bytes really read (beyond them the cache holds 0xff). */
+static void caps_from_libpci(const struct pci_dev *d, const uint8_t *cfg, size_t len,
+			     struct gp_pci_config_info *ci)
+{
+	for (const struct pci_cap *c = d->first_cap; c; c = c->next) {
+		unsigned a = (unsigned)c->addr;
+
+		if (c->type == PCI_CAP_NORMAL) {
+			switch (c->id) {
+			case CAP_ID_PM:
+				ci->caps |= GP_PCI_CAP_PM;
+				break;
+			case CAP_ID_MSI:
+				ci->caps |= GP_PCI_CAP_MSI;
+				break;
+			case CAP_ID_MSIX:
+				ci->caps |= GP_PCI_CAP_MSIX;
+				break;
+			case CAP_ID_PCIE:
+				ci->caps |= GP_PCI_CAP_PCIE;
+				if (a + 4 <= len)
+					ci->pcie_type = (uint8_t)((le16(cfg + a + 2) >> 4) & 0xf);
+				if (a + PCIE_DEVCAP + 4 <= len &&
+				    (le32(cfg + a + PCIE_DEVCAP) & PCIE_DEVCAP_FLR))
+					ci->caps |= GP_PCI_CAP_FLR;
+				break;
+			default:
+				break;
+			}
+		} else if (c->type == PCI_CAP_EXTENDED) {
+			if (c->id == ECAP_ID_ACS && a + ACS_CTRL + 2 <= len) {
+				ci->caps |= GP_PCI_CAP_ACS;
+				ci->acs_cap = le16(cfg + a + ACS_CAP);
+				ci->acs_ctrl = le16(cfg + a + ACS_CTRL);
+			} else if (c->id == ECAP_ID_SRIOV && a + SRIOV_TOTAL_VFS + 2 <= len) {
+				ci->caps |= GP_PCI_CAP_SRIOV;
+				ci->sriov_total_vfs = le16(cfg + a + SRIOV_TOTAL_VFS);
+			}
 		}
-		ptr = cfg[ptr + 1] & 0xfc;
 	}
 }
 
-static void walk_ext_caps(const uint8_t *cfg, size_t len, struct gp_pci_config_info *ci)
+/*
+ * The capability lists are walked by libpci (pciutils), loop guards and all.
+ * The bytes we read through the sysfs door are handed to it as the device's
+ * config cache (pci_setup_cache) on an access whose only backend is an empty
+ * dump, so libpci never opens /sys itself and never reads past the cache.
+ * Bytes beyond what was read are 0xff, which ends either list the way an
+ * absent device's all-ones answer would.
+ */
+static int walk_caps(const uint8_t *cfg, size_t len, struct gp_pci_config_info *ci)
 {
-	unsigned off = GP_PCI_CFG_LEGACY;
-	/* Each extended capability takes at least 4 bytes of 3840. */
-	int ttl = (GP_PCI_CFG_EXT - GP_PCI_CFG_LEGACY) / 4;
+	struct pci_access *pacc;
+	/* volatile: both are set after setjmp() and read after a longjmp(). */
+	struct pci_dev *volatile d = NULL;
+	volatile int r = 0;
+	uint8_t *cache;
+	jmp_buf jb;
+	size_t n = len < GP_PCI_CFG_EXT ? len : GP_PCI_CFG_EXT;
 
-	while (off >= GP_PCI_CFG_LEGACY && off + 4 <= len && ttl-- > 0) {
-		uint32_t hdr = le32(cfg + off);
-		uint16_t id = (uint16_t)(hdr & 0xffff);
-
-		if (hdr == 0 || hdr == 0xffffffffu)
-			break;
-		if (id == ECAP_ID_ACS && off + ACS_CTRL + 2 <= len) {
-			ci->caps |= GP_PCI_CAP_ACS;
-			ci->acs_cap = le16(cfg + off + ACS_CAP);
-			ci->acs_ctrl = le16(cfg + off + ACS_CTRL);
-		} else if (id == ECAP_ID_SRIOV && off + SRIOV_TOTAL_VFS + 2 <= len) {
-			ci->caps |= GP_PCI_CAP_SRIOV;
-			ci->sriov_total_vfs = le16(cfg + off + SRIOV_TOTAL_VFS);
-		}
-		off = (hdr >> 20) & 0xffc;
+	cache = malloc(GP_PCI_CFG_EXT);
+	if (!cache)
+		return -ENOMEM;
+	memcpy(cache, cfg, n);
+	memset(cache + n, 0xff, GP_PCI_CFG_EXT - n);
+	pacc = pci_alloc();
+	if (!pacc) {
+		free(cache);
+		return -ENOMEM;
 	}
+	pacc->error = libpci_error;
+	pacc->warning = libpci_quiet;
+	pacc->debug = libpci_quiet;
+	pacc->method = PCI_ACCESS_DUMP;
+	libpci_jmp = &jb;
+	if (setjmp(jb) != 0) {
+		r = -EIO;
+		goto out;
+	}
+	pci_set_param(pacc, "dump.name", "/dev/null");
+	pci_init(pacc);
+	d = pci_get_dev(pacc, 0, 0, 0, 0);
+	if (!d) {
+		r = -ENOMEM;
+		goto out;
+	}
+	pci_setup_cache(d, cache, GP_PCI_CFG_EXT);
+	pci_fill_info(d, PCI_FILL_CAPS | PCI_FILL_EXT_CAPS);
+	caps_from_libpci(d, cfg, n, ci);
+out:
+	libpci_jmp = NULL;
+	if (d)
+		pci_free_dev(d);
+	pci_cleanup(pacc);
+	free(cache);
+	return r;
 }
 
 int gp_pci_config_parse(const uint8_t *cfg, size_t len, struct gp_pci_config_info *out)
 {
 	struct gp_pci_config_info ci = { .pcie_type = GP_PCIE_NONE };
+	int r;
 
 	if (!cfg || len < GP_PCI_CFG_MIN)
 		return -EINVAL;
@@ -208,10 +265,10 @@ int gp_pci_config_parse(const uint8_t *cfg, size_t len, struct gp_pci_config_inf
 		ci.subsys_device_id = le16(cfg + CFG_SUBSYS_ID);
 	}
 	ci.caps_known = len >= GP_PCI_CFG_LEGACY;
-	walk_caps(cfg, len, &ci);
+	r = walk_caps(cfg, len, &ci);
+	if (r < 0)
+		return r;
 	ci.ext_caps_known = len >= GP_PCI_CFG_EXT && (ci.caps & GP_PCI_CAP_PCIE);
-	if (ci.caps & GP_PCI_CAP_PCIE)
-		walk_ext_caps(cfg, len, &ci);
 	*out = ci;
 	return 0;
 }
@@ -396,29 +453,7 @@ struct gp_pci_scan {
 	size_t ngroups, capgroups;
 };
 
-/*
- * libpci reports a broken pci.ids by calling its `error` hook, which must not
- * return (pciutils' default calls exit()). We jump back out of the lookup
- * instead. The hook gets no user pointer, so the jump target lives in a
- * thread-local: the only way to reach it, and per thread, so two scans in
- * two threads do not interfere.
- */
-static _Thread_local jmp_buf *names_jmp;
-
-static void names_error(char *msg, ...) __attribute__((noreturn));
-static void names_error(char *msg, ...)
-{
-	(void)msg;
-	if (names_jmp)
-		longjmp(*names_jmp, 1);
-	abort(); /* unreachable: lookups only run with names_jmp set */
-}
-
-static void names_warning(char *msg, ...)
-{
-	(void)msg;
-}
-
+/* pci.ids lookups share the libpci hooks of the capability walk. */
 struct names {
 	struct pci_access *pacc;
 	bool failed;
@@ -438,13 +473,13 @@ static void names_lookup(struct names *nm, struct gp_pci_dev *dev)
 			nm->failed = true;
 			return;
 		}
-		nm->pacc->error = names_error;
-		nm->pacc->warning = names_warning;
-		nm->pacc->debug = names_warning;
+		nm->pacc->error = libpci_error;
+		nm->pacc->warning = libpci_quiet;
+		nm->pacc->debug = libpci_quiet;
 	}
-	names_jmp = &jb;
+	libpci_jmp = &jb;
 	if (setjmp(jb) != 0) {
-		names_jmp = NULL;
+		libpci_jmp = NULL;
 		nm->failed = true;
 		return;
 	}
@@ -455,7 +490,7 @@ static void names_lookup(struct names *nm, struct gp_pci_dev *dev)
 			    PCI_LOOKUP_DEVICE | PCI_LOOKUP_NO_NUMBERS | PCI_LOOKUP_NO_HWDB,
 			    dev->vendor_id,
 			    dev->device_id);
-	names_jmp = NULL;
+	libpci_jmp = NULL;
 	if (v)
 		dev->vendor_name = strdup(v);
 	if (d)
