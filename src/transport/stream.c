@@ -84,7 +84,11 @@ static int wr_all(int fd, const void *buf, size_t len, int timeout_ms)
 	int r;
 
 	while (len > 0) {
-		n = write(fd, p, len);
+		/* send() where it can: a peer that hung up must be -EPIPE,
+		 * not a SIGPIPE that kills the guest program. */
+		n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && errno == ENOTSOCK)
+			n = write(fd, p, len);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
