@@ -176,6 +176,9 @@ static int say_hello(struct gp_icd_conn *c, struct gp_proto_hdr *h)
 		r = zero ? gp_stream_write(c->fd, zero, GP_PROTO_MAX_PAYLOAD + GP_PROTO_HDR_SIZE, 10000)
 			 : -ENOMEM;
 		free(zero);
+		/* A new id: a late answer to the first HELLO (a slow server
+		 * freeing a dead program's objects) must be skipped too. */
+		q.req_id++;
 		if (r == 0)
 			r = gp_transport_send(c->sock, &q, e.buf, e.len, -1);
 		if (r == 0)
