@@ -35,10 +35,20 @@ int cli_state(struct cli *cli, struct gp_ctx **ctx, struct gp_state **st)
 	if (r)
 		return r;
 	r = gp_state_open(*ctx, st);
-	if (r < 0) {
+	if (r == -EBADMSG)
+		cli_error(cli, "the state database %s/%s is damaged (not a gpupass SQLite "
+			  "database); move it aside and run the command again (its VMs are lost; "
+			  "GPUs left on vfio-pci are then taken as dismounted by hand)",
+			  (*ctx)->state_dir, GP_STATE_DB_NAME);
+	else if (r == -EPROTO)
+		cli_error(cli, "the state database %s/%s was written by a newer gpupass; use that "
+			  "version, or another --state-dir", (*ctx)->state_dir, GP_STATE_DB_NAME);
+	else if (r < 0)
 		cli_error(cli, "cannot open the state database under %s: %s (check --state-dir "
 			  "or GPUPASS_STATE_DIR, and that you are root)", (*ctx)->state_dir,
 			  strerror(-r));
+	if (r < 0) {
+		*st = NULL;
 		return GP_EXIT_FAIL;
 	}
 	/* The kernel is the truth: repair what a crash or a hand-made change
@@ -72,7 +82,7 @@ static int dda_usage(FILE *f, const char *cmd)
 			"\n"
 			"Gives a dismounted GPU's group back to its original drivers and checks\n"
 			"they bound. Refused while a running VM holds the GPU; a stopped VM keeps\n"
-			"its claim (dismount again before starting it, or unassign).\n");
+			"its claim (vm start dismounts the GPU again; unassign frees it).\n");
 	else if (strcmp(cmd, "assign") == 0)
 		fprintf(f,
 			"Usage: gpupass assign GPU --vm NAME [--force]\n"
@@ -193,9 +203,9 @@ static int cmd_dda(struct cli *cli, int argc, char **argv)
 			printf(did ? "%s: mounted; back on its host drivers\n"
 				   : "%s: not dismounted by gpupass; nothing to do\n", addr);
 		if (r == 0 && owner[0])
-			fprintf(stderr, "%s: note: %s is still assigned to the stopped VM %s: run "
-				"gpupass dismount %s before starting it, or gpupass unassign %s\n",
-				cli->prog, addr, owner, addr, addr);
+			fprintf(stderr, "%s: note: %s is still assigned to the stopped VM %s: "
+				"gpupass vm start %s takes it again (gpupass unassign %s "
+				"frees it)\n", cli->prog, addr, owner, owner, addr);
 	} else if (strcmp(cmd, "assign") == 0) {
 		struct gp_deploy_opts o = { .force = force };
 

@@ -28,12 +28,21 @@ static const struct command commands[] = {
 
 void cli_error(const struct cli *cli, const char *fmt, ...)
 {
+	char msg[2048];
 	va_list ap;
 
-	fprintf(stderr, "%s: error: ", cli->prog);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* One line, whatever the user typed: a name or query holding a
+	 * newline or a terminal escape is shown escaped, not obeyed. */
+	fprintf(stderr, "%s: error: ", cli->prog);
+	for (const unsigned char *c = (const unsigned char *)msg; *c; c++) {
+		if (*c < 0x20 || *c == 0x7f)
+			fprintf(stderr, "\\x%02x", *c);
+		else
+			fputc(*c, stderr);
+	}
 	fputc('\n', stderr);
 }
 

@@ -28,7 +28,10 @@ static void vm_usage(FILE *f)
 		"  show NAME [--json]          one VM in full\n"
 		"  delete NAME [--force]       delete it (--force: turn it off first); GPUs that\n"
 		"                              vm create dismounted for it go back to the host\n"
-		"  start NAME [--timeout SEC]  start QEMU; waits until QMP answers\n"
+		"  start NAME [--timeout SEC] [--force]\n"
+		"                              start QEMU; waits until QMP answers. A GPU of\n"
+		"                              the VM that is back on the host is dismounted\n"
+		"                              again first (--force as for dismount)\n"
 		"  stop NAME|--all [--timeout SEC] [--force]\n"
 		"                              ACPI power-down, turned off after --timeout\n"
 		"                              (default 30 s); --force turns it off at once\n"
@@ -647,7 +650,8 @@ int cmd_vm(struct cli *cli, int argc, char **argv)
 		goto out_args;
 	}
 	if (a.name && !gp_vm_name_valid(a.name)) {
-		cli_error(cli, "'%s' is not a valid VM name; use letters, digits, '_', '.' or '-'",
+		cli_error(cli, "'%s' is not a valid VM name; use 1 to 63 letters, digits, '_', "
+			  "'.' or '-', not starting with '.' or '-'",
 			  a.name);
 		r = GP_EXIT_USAGE;
 		goto out_args;
@@ -674,7 +678,7 @@ int cmd_vm(struct cli *cli, int argc, char **argv)
 			r = GP_EXIT_OK;
 		}
 	} else if (strcmp(sub, "start") == 0) {
-		struct gp_deploy_opts o = deploy_opts(false);
+		struct gp_deploy_opts o = deploy_opts(a.force);
 		struct gp_why why = { "" };
 		bool already = false;
 

@@ -358,6 +358,33 @@ static int group_endpoints(const struct gp_survey *survey, const struct gp_surve
 	return 0;
 }
 
+/* The group as the kernel has it now, with our lock held, against what
+ * the survey saw before the lock: a device that joined the group since
+ * (hot-plug, a bridge rescan) must not slip past the group-shared check. */
+static int group_unchanged(struct gp_ctx *ctx, const struct gp_pci_dev *dev, struct gp_why *why)
+{
+	struct gp_strv now = { 0 };
+	char p[PATH_MAX];
+	int r = gp_sysfs_list(ctx->sys, gp_sysfs_path(p, sizeof(p),
+				"/sys/kernel/iommu_groups/%d/devices", dev->iommu_group), &now);
+
+	if (r < 0) {
+		gp_why_set(why, "cannot dismount %s: cannot read its IOMMU group %d: %s",
+			   dev->address, dev->iommu_group, strerror(-r));
+		return r;
+	}
+	for (size_t i = 0; r == 0 && i < now.n; i++) {
+		if (!gp_strv_contains(&dev->group_members, now.v[i])) {
+			gp_why_set(why, "cannot dismount %s: %s joined its IOMMU group %d while "
+				   "gpupass was looking at it; run the command again", dev->address,
+				   now.v[i], dev->iommu_group);
+			r = -EAGAIN;
+		}
+	}
+	gp_strv_clear(&now);
+	return r;
+}
+
 static void fill_record(struct gp_ctx *ctx, const struct gp_survey *survey,
 			const struct gp_survey_gpu *gpu, const struct gp_strv *eps,
 			const struct gp_state_gpu *old, const char *for_vm,
@@ -374,6 +401,7 @@ static void fill_record(struct gp_ctx *ctx, const struct gp_survey *survey,
 	for (size_t i = 0; i < eps->n; i++) {
 		struct gp_state_fn *f = &rec->fn[rec->nfn++];
 		const struct gp_pci_dev *md = gp_pci_scan_find(scan, eps->v[i]);
+		const char *prev = NULL;
 		char cur[GP_DRIVER_LEN] = "";
 
 		snprintf(f->address, sizeof(f->address), "%s", eps->v[i]);
@@ -382,15 +410,19 @@ static void fill_record(struct gp_ctx *ctx, const struct gp_survey *survey,
 			f->device_id = md->device_id;
 		}
 		(void)gp_bind_driver_of(ctx, eps->v[i], cur, sizeof(cur));
+		for (size_t j = 0; old && j < old->nfn; j++) {
+			if (strcmp(old->fn[j].address, f->address) == 0)
+				prev = old->fn[j].original_driver;
+		}
 		/* Already on vfio-pci: keep what an earlier record knew, else
-		 * the original driver is unknown (bound by hand). */
+		 * the original driver is unknown (bound by hand). Without a
+		 * driver but on record (a give-back that failed): its driver
+		 * is still the recorded one, not "none". */
 		if (strcmp(cur, VFIO_DRIVER) == 0) {
 			f->on_vfio = true;
-			snprintf(cur, sizeof(cur), "%s", GP_DRIVER_UNKNOWN);
-			for (size_t j = 0; old && j < old->nfn; j++) {
-				if (strcmp(old->fn[j].address, f->address) == 0)
-					snprintf(cur, sizeof(cur), "%s", old->fn[j].original_driver);
-			}
+			snprintf(cur, sizeof(cur), "%s", prev ? prev : GP_DRIVER_UNKNOWN);
+		} else if (!cur[0] && prev) {
+			snprintf(cur, sizeof(cur), "%s", prev);
 		}
 		snprintf(f->original_driver, sizeof(f->original_driver), "%s", cur);
 	}
@@ -456,6 +488,9 @@ int gp_bind_dismount_gpu(struct gp_ctx *ctx, struct gp_state *st,
 			   strerror(-r));
 		goto out;
 	}
+	r = group_unchanged(ctx, gpu->dev, why);
+	if (r < 0)
+		goto out;
 	have_old = gp_state_gpu_get(st, addr, &old) == 0;
 	/* Idempotent: recorded and every endpoint already on vfio-pci. */
 	if (have_old && old.state == GP_GPU_DISMOUNTED && gp_bind_gpu_on_vfio(ctx, &old)) {
@@ -491,13 +526,23 @@ int gp_bind_dismount_gpu(struct gp_ctx *ctx, struct gp_state *st,
 
 		r = bind_vfio(ctx, f->address);
 		if (r < 0) {
-			struct gp_why ignored;
+			struct gp_why back = { "" };
+			int br = r;
 
-			gp_why_set(why, "cannot dismount %s: %s did not bind to vfio-pci (%s); "
-				   "its group was given back to the host drivers; see dmesg",
-				   addr, f->address, strerror(-r));
-			(void)restore_all(ctx, &rec, &ignored);
-			(void)gp_state_gpu_delete(st, rec.address);
+			if (restore_all(ctx, &rec, &back) == 0) {
+				gp_why_set(why, "cannot dismount %s: %s did not bind to vfio-pci "
+					   "(%s); its group was given back to the host drivers; "
+					   "see dmesg", addr, f->address, strerror(-br));
+				(void)gp_state_gpu_delete(st, rec.address);
+			} else {
+				/* Half-bound: keep the record (as an unfinished
+				 * mount) so that mount, or the next reconcile,
+				 * can finish giving it back. */
+				(void)gp_state_gpu_set_state(st, rec.address, GP_GPU_MOUNTING);
+				gp_why_set(why, "cannot dismount %s: %s did not bind to vfio-pci "
+					   "(%s), and giving the group back failed too: %s", addr,
+					   f->address, strerror(-br), back.msg);
+			}
 			r = -EIO;
 			goto out;
 		}
@@ -582,8 +627,8 @@ int gp_bind_dismount(struct gp_ctx *ctx, struct gp_state *st, const char *query,
 
 /* --- mount --- */
 
-static int rec_lock(struct gp_ctx *ctx, const struct gp_state_gpu *rec, bool wait,
-		    struct gp_bind_lock **out)
+int gp_bind_lock_gpu(struct gp_ctx *ctx, const struct gp_state_gpu *rec, bool wait,
+		     struct gp_bind_lock **out)
 {
 	struct gp_strv addrs = { 0 };
 	int r = 0;
@@ -621,11 +666,24 @@ int gp_bind_mount_addr(struct gp_ctx *ctx, struct gp_state *st, const char *addr
 			   rec.address, vm);
 		return -EBUSY;
 	}
-	r = rec_lock(ctx, &rec, opts && opts->lock_wait, &lock);
+	r = gp_bind_lock_gpu(ctx, &rec, opts && opts->lock_wait, &lock);
 	if (r < 0) {
-		gp_why_set(why, "%s is being dismounted or mounted by another gpupass right now; "
-			   "wait for it and try again", rec.address);
+		gp_why_set(why, "%s is being dismounted, mounted or started in a VM by another "
+			   "gpupass right now; wait for it and try again", rec.address);
 		return r;
+	}
+	/* Re-read under the lock: another gpupass may just have mounted it. */
+	r = gp_state_gpu_get(st, rec.address, &rec);
+	if (r == -ENOENT) {
+		r = 0;
+		goto out;
+	}
+	if (r < 0)
+		goto out;
+	if (opts && opts->check_locked) {
+		r = opts->check_locked(opts->check_data, st, &rec, why);
+		if (r < 0)
+			goto out;
 	}
 	r = gp_state_gpu_set_state(st, rec.address, GP_GPU_MOUNTING);
 	if (r < 0)
@@ -688,6 +746,15 @@ static bool any_fn_present(struct gp_ctx *ctx, const struct gp_state_gpu *rec)
 	return false;
 }
 
+static bool any_fn_on_vfio(struct gp_ctx *ctx, const struct gp_state_gpu *rec)
+{
+	for (size_t i = 0; i < rec->nfn; i++) {
+		if (on_driver(ctx, rec->fn[i].address, VFIO_DRIVER))
+			return true;
+	}
+	return false;
+}
+
 static int reconcile_one(struct gp_ctx *ctx, struct gp_state *st, const char *addr,
 			 struct gp_strv *rep)
 {
@@ -702,7 +769,7 @@ static int reconcile_one(struct gp_ctx *ctx, struct gp_state *st, const char *ad
 	if (r < 0)
 		return r == -ENOENT ? 0 : r;
 	/* Another gpupass is working on it: its record is in flight. */
-	if (rec_lock(ctx, &rec, false, &lock) < 0)
+	if (gp_bind_lock_gpu(ctx, &rec, false, &lock) < 0)
 		return 0;
 	/* Re-read under the lock: the other process may just have finished. */
 	r = gp_state_gpu_get(st, addr, &rec);
@@ -713,10 +780,11 @@ static int reconcile_one(struct gp_ctx *ctx, struct gp_state *st, const char *ad
 	owned = gp_state_gpu_owner(st, rec.address, vm, sizeof(vm)) == 0;
 	switch (rec.state) {
 	case GP_GPU_DISMOUNTING:
+		/* A VM's claim (an assignment) outlives a mount, as with
+		 * `mount` while its VM is stopped: vm start then asks for
+		 * the dismount again. So the claim is kept here too. */
 		r = restore_all(ctx, &rec, &why);
 		if (r == 0) {
-			if (owned)
-				(void)gp_state_unassign(st, rec.address);
 			r = gp_state_gpu_delete(st, rec.address);
 			snprintf(line, sizeof(line), "%s: a dismount was interrupted (gpupass killed?); "
 				 "its group was given back to the host drivers; run gpupass "
@@ -729,8 +797,6 @@ static int reconcile_one(struct gp_ctx *ctx, struct gp_state *st, const char *ad
 		(void)report(rep, ctx, line);
 		break;
 	case GP_GPU_MOUNTING:
-		if (owned)
-			(void)gp_state_unassign(st, rec.address);
 		r = restore_all(ctx, &rec, &why);
 		if (r == 0) {
 			r = gp_state_gpu_delete(st, rec.address);
@@ -753,18 +819,27 @@ static int reconcile_one(struct gp_ctx *ctx, struct gp_state *st, const char *ad
 			(void)report(rep, ctx, line);
 			break;
 		}
-		if (owned) {
-			snprintf(line, sizeof(line), "%s: assigned to VM %s but no longer on "
-				 "vfio-pci (rebound outside gpupass); run gpupass dismount %s "
-				 "before starting %s", rec.address, vm, rec.address, vm);
+		if (any_fn_on_vfio(ctx, &rec)) {
+			/* Half on vfio-pci (a function rebound by hand): keep
+			 * the original drivers on record for mount. */
+			snprintf(line, sizeof(line), "%s: only part of its group is still on "
+				 "vfio-pci (rebound outside gpupass); run gpupass mount %s to give "
+				 "it all back%s%s", rec.address, rec.address,
+				 owned ? ", then gpupass vm start " : "", owned ? vm : "");
 			(void)report(rep, ctx, line);
-			/* Put the record back in step with the kernel: the next
-			 * dismount re-reads the original drivers. */
 			break;
 		}
+		/* Wholly back on the host (a reboot, or by hand): the record
+		 * follows the kernel. A VM's claim stays, as after `mount`, and
+		 * its vm start takes the GPU again. */
 		r = gp_state_gpu_delete(st, rec.address);
-		snprintf(line, sizeof(line), "%s: was given back to the host outside gpupass; "
-			 "forgot its dismount", rec.address);
+		if (owned)
+			snprintf(line, sizeof(line), "%s: is back on its host drivers (host "
+				 "rebooted, or rebound outside gpupass); VM %s keeps its claim: "
+				 "gpupass vm start %s takes it again", rec.address, vm, vm);
+		else
+			snprintf(line, sizeof(line), "%s: was given back to the host outside "
+				 "gpupass; forgot its dismount", rec.address);
 		(void)report(rep, ctx, line);
 		break;
 	}

@@ -42,6 +42,13 @@ struct gp_bind_opts {
 	const char *for_vm; /* recorded: dismounted by `vm create` for this VM */
 	bool lock_wait;     /* wait for another gpupass instead of -EBUSY */
 	bool allow_held;    /* mount: the caller checked the holding VM is stopped */
+	/* Mount: run with the group locked and its record re-read, before
+	 * anything is written; a negative return (with @why set) refuses the
+	 * mount. Deploy uses it to refuse a GPU whose holding VM runs, with
+	 * no window for a `vm start` between the check and the unbind. */
+	int (*check_locked)(void *data, struct gp_state *st, const struct gp_state_gpu *rec,
+			    struct gp_why *why);
+	void *check_data;
 };
 
 /* The warnings that need --force for a dismount. */
@@ -102,5 +109,9 @@ struct gp_bind_lock;
 int gp_bind_lock_take(struct gp_ctx *ctx, const struct gp_strv *addrs, bool wait,
 		      struct gp_bind_lock **out);
 void gp_bind_lock_release(struct gp_bind_lock *lock);
+/* The locks of every function of a recorded GPU (sorted, so two callers
+ * lock in one order). -EBUSY when held and !@wait. */
+int gp_bind_lock_gpu(struct gp_ctx *ctx, const struct gp_state_gpu *rec, bool wait,
+		     struct gp_bind_lock **out);
 
 #endif

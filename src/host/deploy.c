@@ -260,6 +260,52 @@ static bool vm_running(struct gp_ctx *ctx, const char *name)
 	return gp_vm_status(&p, &s, &pid, NULL) == 0 && s != GP_VM_STOPPED;
 }
 
+/* The device locks of every GPU a VM holds. vm start keeps them until
+ * QEMU answers (it has opened its VFIO devices by then), and unassign and
+ * delete take them around their "is it running?" check, so that no mount,
+ * unassign or delete slips in between a check and what it protects. */
+struct vm_locks {
+	size_t n;
+	struct gp_bind_lock *l[16];
+};
+
+static void unlock_vm_gpus(struct vm_locks *vl)
+{
+	for (size_t i = 0; i < vl->n; i++)
+		gp_bind_lock_release(vl->l[i]);
+	vl->n = 0;
+}
+
+static int lock_vm_gpus(struct gp_ctx *ctx, struct gp_state *st, const char *vm,
+			struct vm_locks *vl, struct gp_why *why)
+{
+	struct gp_strv gpus = { 0 };
+	int r = gp_state_vm_gpus(st, vm, &gpus);
+
+	vl->n = 0;
+	if (r == 0 && gpus.n > GP_ARRAY_SIZE(vl->l))
+		r = -E2BIG;
+	/* Sorted (gp_state_vm_gpus), so two callers lock in one order. */
+	for (size_t i = 0; r == 0 && i < gpus.n; i++) {
+		struct gp_state_gpu rec;
+
+		/* A claimed GPU that is mounted has no record: nothing to lock,
+		 * and vm start refuses it further on. */
+		if (gp_state_gpu_get(st, gpus.v[i], &rec) < 0)
+			continue;
+		r = gp_bind_lock_gpu(ctx, &rec, true, &vl->l[vl->n]);
+		if (r == 0)
+			vl->n++;
+		else
+			gp_why_set(why, "VM %s: cannot lock GPU %s under %s/locks: %s", vm,
+				   rec.address, ctx->state_dir, strerror(-r));
+	}
+	gp_strv_clear(&gpus);
+	if (r < 0)
+		unlock_vm_gpus(vl);
+	return r;
+}
+
 static int get_vm(struct gp_state *st, const char *name, struct gp_vm_config *cfg,
 		  struct gp_why *why)
 {
@@ -335,24 +381,32 @@ int gp_deploy_vm_delete(struct gp_ctx *ctx, struct gp_state *st, const char *nam
 	const struct gp_deploy_opts *o = opts ? opts : &no_opts;
 	struct gp_vm_config cfg;
 	struct gp_strv held = { 0 };
+	struct vm_locks vl;
 	int r = get_vm(st, name, &cfg, why);
 
 	if (r < 0)
 		return r;
+	r = lock_vm_gpus(ctx, st, name, &vl, why);
+	if (r < 0)
+		return r;
 	if (vm_running(ctx, name)) {
 		if (!o->force) {
+			unlock_vm_gpus(&vl);
 			gp_why_set(why, "VM %s is running; stop it first (gpupass vm stop %s) or "
 				   "pass --force to turn it off and delete it", name, name);
 			return -EBUSY;
 		}
 		r = gp_deploy_vm_stop(ctx, st, name, 0, true, NULL, why);
-		if (r < 0)
+		if (r < 0) {
+			unlock_vm_gpus(&vl);
 			return r;
+		}
 	}
 	r = gp_state_vm_gpus(st, name, &held);
-	if (r < 0)
-		return r;
-	r = gp_state_vm_delete(st, name);
+	if (r == 0)
+		r = gp_state_vm_delete(st, name);
+	/* Released before the give-back below, which takes them itself. */
+	unlock_vm_gpus(&vl);
 	if (r < 0) {
 		gp_why_set(why, "VM %s: cannot be deleted from the state database: %s", name,
 			   strerror(-r));
@@ -458,6 +512,7 @@ int gp_deploy_unassign(struct gp_ctx *ctx, struct gp_state *st, const char *quer
 		       struct gp_why *why)
 {
 	struct gp_state_gpu rec;
+	struct gp_bind_lock *lock = NULL;
 	char vm[GP_NAME_LEN];
 	int r;
 
@@ -479,12 +534,20 @@ int gp_deploy_unassign(struct gp_ctx *ctx, struct gp_state *st, const char *quer
 			   "VM holds which GPU", query);
 		return -ENOENT;
 	}
+	r = gp_bind_lock_gpu(ctx, &rec, true, &lock);
+	if (r < 0) {
+		gp_why_set(why, "cannot unassign %s from VM %s: cannot lock it under %s/locks: %s",
+			   rec.address, vm, ctx->state_dir, strerror(-r));
+		return r;
+	}
 	if (vm_running(ctx, vm)) {
+		gp_bind_lock_release(lock);
 		gp_why_set(why, "VM %s is running with GPU %s; stop it first (gpupass vm stop %s)",
 			   vm, rec.address, vm);
 		return -EBUSY;
 	}
 	r = gp_state_unassign(st, rec.address);
+	gp_bind_lock_release(lock);
 	if (r < 0) {
 		gp_why_set(why, "cannot unassign %s from VM %s: %s", rec.address, vm, strerror(-r));
 		return r;
@@ -581,6 +644,17 @@ out:
 	return r;
 }
 
+static int find_qemu(const char *name, const struct gp_deploy_opts *o, char *buf, size_t len,
+		     struct gp_why *why)
+{
+	if (gp_vm_find_qemu(o->qemu, buf, len) == 0)
+		return 0;
+	gp_why_set(why, "VM %s: QEMU (%s) was not found; install the qemu-system-x86 package "
+		   "or point GPUPASS_QEMU at the binary", name,
+		   o->qemu && *o->qemu ? o->qemu : GP_QEMU_DEFAULT);
+	return -ENOENT;
+}
+
 static int build(struct gp_ctx *ctx, struct gp_state *st, const char *name,
 		 const struct gp_deploy_opts *o, struct gp_strv *argv, struct gp_vm_paths *paths,
 		 struct gp_why *why)
@@ -595,13 +669,9 @@ static int build(struct gp_ctx *ctx, struct gp_state *st, const char *name,
 	r = gp_deploy_check_config(&cfg, why);
 	if (r < 0)
 		return r;
-	r = gp_vm_find_qemu(o->qemu, qemu, sizeof(qemu));
-	if (r < 0) {
-		gp_why_set(why, "VM %s: QEMU (%s) was not found; install the qemu-system-x86 "
-			   "package or point GPUPASS_QEMU at the binary", name,
-			   o->qemu && *o->qemu ? o->qemu : GP_QEMU_DEFAULT);
-		return -ENOENT;
-	}
+	r = find_qemu(name, o, qemu, sizeof(qemu), why);
+	if (r < 0)
+		return r;
 	r = gp_vm_paths_get(ctx, name, paths);
 	if (r < 0) {
 		gp_why_set(why, "VM %s: runtime paths under %s are too long for unix sockets; "
@@ -621,7 +691,14 @@ static int build(struct gp_ctx *ctx, struct gp_state *st, const char *name,
 			.ncards = cs->n,
 			.paths = paths,
 		};
+		char mig[64], prop[80];
 
+		/* A DDA VM is never migrated or saved: say so to QEMU rather
+		 * than rely on its default (which 8.1 made "auto"). */
+		if (cs->n && gp_vm_qemu_migration_prop(qemu, mig, sizeof(mig)) == 0) {
+			snprintf(prop, sizeof(prop), "%s=off", mig);
+			l.vfio_migration_prop = prop;
+		}
 		r = gp_vm_build_argv(&l, argv);
 		if (r < 0)
 			gp_why_set(why, "VM %s: cannot build the QEMU command line: %s", name,
@@ -644,6 +721,56 @@ int gp_deploy_vm_argv(struct gp_ctx *ctx, struct gp_state *st, const char *name,
 	return r;
 }
 
+/* A stopped VM keeps its claim on a GPU that was mounted back to the host
+ * (by `mount`, or by a host reboot, after which the kernel's drivers have
+ * it again). Its configuration asks for DDA, so vm start takes the GPU
+ * again, through the same dismount as by hand: the survey's checks, the
+ * --force rules, group-shared never. What this start took is given back
+ * if a later GPU cannot be taken. */
+static void give_back_taken(struct gp_ctx *ctx, struct gp_state *st,
+			    const struct gp_deploy_opts *o, const struct gp_strv *taken)
+{
+	struct gp_bind_opts back = { .kops = o->kops, .allow_held = true, .lock_wait = true };
+
+	for (size_t i = 0; i < taken->n; i++) {
+		struct gp_why w;
+
+		if (gp_bind_mount_addr(ctx, st, taken->v[i], &back, NULL, &w) < 0)
+			gp_warn(&ctx->log, "%s: %s", taken->v[i], w.msg);
+	}
+}
+
+static int retake_claimed(struct gp_ctx *ctx, struct gp_state *st, const char *name,
+			  const struct gp_deploy_opts *o, struct gp_strv *taken, struct gp_why *why)
+{
+	struct gp_bind_opts bo = { .force = o->force, .kops = o->kops, .for_vm = name };
+	struct gp_strv gpus = { 0 };
+	int r = gp_state_vm_gpus(st, name, &gpus);
+
+	for (size_t i = 0; r == 0 && i < gpus.n; i++) {
+		struct gp_state_gpu rec;
+		struct gp_why w = { "" };
+		bool did = false;
+
+		if (gp_state_gpu_get(st, gpus.v[i], &rec) == 0 && rec.state == GP_GPU_DISMOUNTED &&
+		    gp_bind_gpu_on_vfio(ctx, &rec))
+			continue;
+		r = gp_bind_dismount(ctx, st, gpus.v[i], &bo, NULL, &did, &w);
+		if (r < 0) {
+			gp_why_set(why, "VM %s: its GPU %s is back on the host and cannot be taken "
+				   "again: %s", name, gpus.v[i], w.msg);
+			break;
+		}
+		if (did) {
+			gp_info(&ctx->log, "VM %s: took its GPU %s back from the host", name,
+				gpus.v[i]);
+			(void)gp_strv_push(taken, gpus.v[i]);
+		}
+	}
+	gp_strv_clear(&gpus);
+	return r;
+}
+
 int gp_deploy_vm_start(struct gp_ctx *ctx, struct gp_state *st, const char *name,
 		       const struct gp_deploy_opts *opts, bool *already, struct gp_why *why)
 {
@@ -651,6 +778,8 @@ int gp_deploy_vm_start(struct gp_ctx *ctx, struct gp_state *st, const char *name
 	struct gp_strv argv = { 0 };
 	struct gp_vm_paths *p;
 	struct gp_vm_config cfg;
+	struct gp_strv taken = { 0 };
+	struct vm_locks vl;
 	int r;
 
 	if (already)
@@ -663,9 +792,37 @@ int gp_deploy_vm_start(struct gp_ctx *ctx, struct gp_state *st, const char *name
 			*already = true;
 		return 0;
 	}
+	/* What needs no GPU is checked before any GPU is taken again: a bad
+	 * setting or a missing QEMU changes nothing on the host. */
+	{
+		char qemu[4096];
+
+		r = gp_deploy_check_config(&cfg, why);
+		if (r == 0)
+			r = find_qemu(name, o, qemu, sizeof(qemu), why);
+		if (r < 0)
+			return r;
+	}
+	r = retake_claimed(ctx, st, name, o, &taken, why);
+	if (r < 0)
+		goto err_give_back;
+	r = lock_vm_gpus(ctx, st, name, &vl, why);
+	if (r < 0)
+		goto err_give_back;
+	if (vm_running(ctx, name)) {
+		/* Another gpupass started it meanwhile. */
+		unlock_vm_gpus(&vl);
+		gp_strv_clear(&taken);
+		if (already)
+			*already = true;
+		return 0;
+	}
 	p = malloc(sizeof(*p));
-	if (!p)
-		return -ENOMEM;
+	if (!p) {
+		unlock_vm_gpus(&vl);
+		r = -ENOMEM;
+		goto err_give_back;
+	}
 	r = build(ctx, st, name, o, &argv, p, why);
 	if (r == 0) {
 		pid_t pid;
@@ -681,8 +838,17 @@ int gp_deploy_vm_start(struct gp_ctx *ctx, struct gp_state *st, const char *name
 			gp_why_set(why, "VM %s: %s", name, tmp);
 		}
 	}
+	unlock_vm_gpus(&vl);
 	free(p);
 	gp_strv_clear(&argv);
+	if (r == 0) {
+		gp_strv_clear(&taken);
+		return 0;
+	}
+err_give_back:
+	/* A start that failed leaves the host as it found it. */
+	give_back_taken(ctx, st, o, &taken);
+	gp_strv_clear(&taken);
 	return r;
 }
 
@@ -803,23 +969,33 @@ out:
 	return r;
 }
 
+/* A running VM holds its GPUs; a stopped one only claims them. Checked
+ * with the group locked (vm start takes the same locks), whatever way the
+ * GPU was named. */
+static int holder_stopped(void *data, struct gp_state *st, const struct gp_state_gpu *rec,
+			  struct gp_why *why)
+{
+	struct gp_ctx *ctx = data;
+	char vm[GP_NAME_LEN];
+
+	if (gp_state_gpu_owner(st, rec->address, vm, sizeof(vm)) == 0 && vm_running(ctx, vm)) {
+		gp_why_set(why, "GPU %s is held by the running VM %s; stop it first (gpupass vm "
+			   "stop %s), then mount", rec->address, vm, vm);
+		return -EBUSY;
+	}
+	return 0;
+}
+
 int gp_deploy_mount(struct gp_ctx *ctx, struct gp_state *st, const char *query,
 		    const struct gp_deploy_opts *opts, char *addr_out, char *vm_out, bool *did,
 		    struct gp_why *why)
 {
-	struct gp_bind_opts bo = { .kops = opts ? opts->kops : NULL, .allow_held = true };
+	struct gp_bind_opts bo = { .kops = opts ? opts->kops : NULL, .allow_held = true,
+				   .check_locked = holder_stopped, .check_data = ctx };
 	char addr[GP_ADDR_LEN] = "", vm[GP_NAME_LEN] = "";
-	struct gp_state_gpu rec;
 
 	if (vm_out)
 		vm_out[0] = '\0';
-	/* A running VM holds it; a stopped one only claims it. */
-	if (gp_state_gpu_get(st, query, &rec) == 0 &&
-	    gp_state_gpu_owner(st, rec.address, vm, sizeof(vm)) == 0 && vm_running(ctx, vm)) {
-		gp_why_set(why, "GPU %s is held by the running VM %s; stop it first (gpupass vm "
-			   "stop %s), then mount", rec.address, vm, vm);
-		return -EBUSY;
-	}
 	{
 		int r = gp_bind_mount(ctx, st, query, &bo, addr, did, why);
 

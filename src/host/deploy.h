@@ -63,14 +63,17 @@ int gp_deploy_unassign(struct gp_ctx *ctx, struct gp_state *st, const char *quer
 
 /* Mount (gp_bind_mount) for people: refused (-EBUSY) while the VM holding
  * the GPU runs; with that VM stopped the GPU goes back to the host and the
- * VM keeps its claim (@vm_out, may be NULL: GP_NAME_LEN), so vm start asks
- * for a dismount first. */
+ * VM keeps its claim (@vm_out, may be NULL: GP_NAME_LEN), so vm start
+ * dismounts it again. */
 int gp_deploy_mount(struct gp_ctx *ctx, struct gp_state *st, const char *query,
 		    const struct gp_deploy_opts *opts, char *addr_out, char *vm_out, bool *did,
 		    struct gp_why *why);
 
-/* Starts QEMU for the VM. *already is set when it was running. -ENOENT (no
- * such VM, or QEMU missing), -EIO (a GPU is not on vfio-pci). */
+/* Starts QEMU for the VM. *already is set when it was running. A GPU the
+ * VM claims that is back on the host (mount, reboot) is dismounted again
+ * first, by the same rules as gp_bind_dismount (opts->force for warnings).
+ * -ENOENT (no such VM, or QEMU missing), -EPERM/-EACCES (a GPU cannot be
+ * taken again), -EIO (a GPU is not on vfio-pci). */
 int gp_deploy_vm_start(struct gp_ctx *ctx, struct gp_state *st, const char *name,
 		       const struct gp_deploy_opts *opts, bool *already, struct gp_why *why);
 

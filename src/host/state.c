@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "context.h"
+#include "pci.h"
 
 struct gp_state {
 	sqlite3 *db;
@@ -255,7 +256,7 @@ static int migrate(struct gp_state *st)
 	if (r < 0)
 		goto err_rollback;
 	if (version > GP_STATE_SCHEMA_VERSION) {
-		gp_err(st->log, "state database has schema %d, newer than this gpupass (%d)",
+		gp_info(st->log, "state database has schema %d, newer than this gpupass (%d)",
 		       version, GP_STATE_SCHEMA_VERSION);
 		r = -EPROTO;
 		goto err_rollback;
@@ -324,7 +325,8 @@ int gp_state_open(struct gp_ctx *ctx, struct gp_state **out)
 
 	if (mkdir(ctx->state_dir, 0700) < 0 && errno != EEXIST) {
 		r = -errno;
-		gp_err(&ctx->log, "cannot create the state directory %s: %s",
+		/* Info only: the caller tells people (one line), this is detail. */
+		gp_info(&ctx->log, "cannot create the state directory %s: %s",
 		       ctx->state_dir, strerror(-r));
 		return r;
 	}
@@ -333,7 +335,7 @@ int gp_state_open(struct gp_ctx *ctx, struct gp_state **out)
 		return -ENOMEM;
 	r = gp_state_open_path(path, &ctx->log, out);
 	if (r < 0)
-		gp_err(&ctx->log, "cannot open the state database %s: %s", path, strerror(-r));
+		gp_info(&ctx->log, "cannot open the state database %s: %s", path, strerror(-r));
 	free(path);
 	return r;
 }
@@ -433,12 +435,39 @@ static bool gpu_recorded(struct gp_state *st, const char *key)
 	return found;
 }
 
+/* A record read back is outside data (the file may have been edited or
+ * damaged): its addresses and driver names become sysfs and lock-file
+ * paths, so anything that is not a PCI address or a plain driver name is
+ * refused rather than followed ("../", "/"). */
+static bool driver_name_ok(const char *d)
+{
+	return strcmp(d, GP_DRIVER_UNKNOWN) == 0 ||
+	       (!strchr(d, '/') && strcmp(d, ".") != 0 && strcmp(d, "..") != 0);
+}
+
+static bool record_ok(const struct gp_state_gpu *g)
+{
+	struct gp_pci_addr a;
+
+	if (gp_pci_addr_parse(g->address, &a) < 0 || g->state < GP_GPU_DISMOUNTING ||
+	    g->state > GP_GPU_MOUNTING)
+		return false;
+	for (size_t i = 0; i < g->nfn; i++) {
+		if (gp_pci_addr_parse(g->fn[i].address, &a) < 0 ||
+		    !driver_name_ok(g->fn[i].original_driver))
+			return false;
+	}
+	return true;
+}
+
 int gp_state_gpu_put(struct gp_state *st, const struct gp_state_gpu *gpu)
 {
 	int r;
 
 	if (gpu->nfn > GP_STATE_MAX_FN)
 		return -E2BIG;
+	if (!record_ok(gpu))
+		return -EINVAL;
 	TX_BEGIN(st);
 	r = run(st, "INSERT INTO gpu(address, iommu_group, state, auto_for_vm) "
 		    "VALUES (?1, ?2, ?3, ?4) ON CONFLICT(address) DO UPDATE SET "
@@ -501,6 +530,11 @@ int gp_state_gpu_get(struct gp_state *st, const char *addr, struct gp_state_gpu 
 	}
 	r = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? 0 : sql_errno(st, rc, "fn_get");
 	sqlite3_finalize(s);
+	if (r == 0 && !record_ok(&g)) {
+		gp_warn(st->log, "state: the record of GPU %s is damaged (not a PCI address or "
+		       "driver name); it is ignored", g.address);
+		r = -EBADMSG;
+	}
 	if (r == 0)
 		*out = g;
 	return r;

@@ -174,6 +174,103 @@ rc, out, err = gp("vm", "show", "v1", root=root, state=st)
 check("vm show of a deleted VM: exit 2", rc == 2 and "v1" in err, err)
 check("two-nvidia tree unchanged by the VM commands", tree(root) == before)
 
+# Garbage on every option and name: exit 2, one line naming the value,
+# no VM made, the tree unchanged.
+st3 = os.path.join(TMP, "garbage")
+root = fixture("two-nvidia")
+before = tree(root)
+bad_opts = [
+    (["--memory", "0"], "0"), (["--memory", "-1G"], "-1G"), (["--memory", "4X"], "4X"),
+    (["--memory", "99999999999999999999G"], "99999999999999999999G"),
+    (["--memory", "1.5G"], "1.5G"), (["--memory", "65T"], "65T"), (["--memory", ""], "''"),
+    (["--cpus", "0"], "0"), (["--cpus", "10000"], "10000"), (["--cpus", "-1"], "-1"),
+    (["--cpus", "2x"], "2x"), (["--cpus", "99999999999"], "99999999999"),
+    (["--gpu-passthrough", "dda", "--gpu-count", "-1"], "-1"),
+    (["--gpu-passthrough", "dda", "--gpu-count", "17"], "16"),
+    (["--gpu-passthrough", "dda", "--gpu-count", "0"], "at least 1"),
+    (["--gpu-count", "1"], "dda"), (["--accel", "warp"], "warp"),
+    (["--initrd", KERNEL], "--kernel"),
+]
+for extra, want in bad_opts:
+    args = ["vm", "create", "g1"] + extra
+    if "--initrd" not in extra:
+        args += ["--kernel", KERNEL]
+    rc, out, err = gp(*args, root=root, state=st3)
+    check("vm create %s: exit 2, one line naming it" % " ".join(extra),
+          rc == 2 and one_line(err) and want in err and "g1" in err, err)
+for name in ("a/b", "..", "../etc", "x" * 64, "h\u00e9llo", "", ".hidden", "a b", "a\nb"):
+    for cmd in (["vm", "create", name, "--kernel", KERNEL], ["vm", "show", name],
+                ["vm", "start", name], ["vm", "delete", name], ["vm", "stop", name]):
+        rc, out, err = gp(*cmd, root=root, state=st3)
+        check("%s %r: exit 2, one line" % (" ".join(cmd[:2]), name),
+              rc == 2 and one_line(err), err)
+    rc, out, err = gp("assign", "0000:3b:00.0", "--vm", name, root=root, state=st3)
+    check("assign --vm %r: exit 2" % name, rc == 2 and one_line(err), err)
+rc, out, err = gp("vm", "list", "--json", root=root, state=st3)
+check("no VM made by garbage", rc == 0 and json.loads(out)["vms"] == [], out + err)
+check("no runtime directory made by garbage",
+      not os.path.exists(os.path.join(st3, "vms")) or os.listdir(os.path.join(st3, "vms")) == [])
+check("two-nvidia tree unchanged by garbage", tree(root) == before)
+
+# A damaged state database: one line naming it and the fix, exit 1, the
+# file left as it was (never "repaired" into something else).
+for garbage in (os.urandom(8192), b"SQLite format 3\0" + b"\xff" * 4096):
+    st4 = os.path.join(TMP, "damaged")
+    shutil.rmtree(st4, ignore_errors=True)
+    os.makedirs(st4)
+    db = os.path.join(st4, "gpupass.db")
+    with open(db, "wb") as f:
+        f.write(garbage)
+    for cmd in (["vm", "list"], ["dismount", "0000:3b:00.0"], ["mount", "0000:3b:00.0"],
+                ["vm", "stop", "--all"]):
+        rc, out, err = gp(*cmd, root=root, state=st4)
+        check("damaged database, %s: exit 1, one line naming it" % " ".join(cmd),
+              rc == 1 and one_line(err) and db in err and "damaged" in err, err)
+    with open(db, "rb") as f:
+        check("damaged database left as it was", f.read() == garbage)
+    check("nothing else written next to it", sorted(os.listdir(st4)) == ["gpupass.db"],
+          os.listdir(st4))
+check("two-nvidia tree unchanged by a damaged database", tree(root) == before)
+
+# A pidfile naming another process (here: this test itself, or pid 1):
+# never taken for the VM's QEMU, never signalled.
+st5 = os.path.join(TMP, "pidf")
+rc, out, err = gp("vm", "create", "p1", "--kernel", KERNEL, root=root, state=st5)
+vmdir = os.path.join(st5, "vms", "p1")
+os.makedirs(vmdir, exist_ok=True)
+for content in ("%d\n" % os.getpid(), "1\n", "garbage\n", "-1\n", ""):
+    with open(os.path.join(vmdir, "qemu.pid"), "w") as f:
+        f.write(content)
+    rc, out, err = gp("vm", "status", "p1", "--json", root=root, state=st5)
+    check("pidfile %r: status stopped" % content,
+          rc == 0 and json.loads(out)["state"] == "stopped", out + err)
+    with open(os.path.join(vmdir, "qemu.pid"), "w") as f:
+        f.write(content)
+    rc, out, err = gp("vm", "stop", "p1", "--force", root=root, state=st5)
+    check("pidfile %r: vm stop exits 0 and signals nobody" % content, rc == 0, err)
+
+# The systemd unit meson configured: host stop powers the VMs off, never
+# saves them.
+unit = os.path.join(os.path.dirname(GPUPASS), "gpupass-vms.service")
+if os.path.exists(unit):
+    with open(unit) as f:
+        text = f.read()
+    lines = [l.strip() for l in text.splitlines() if not l.startswith("#")]
+    stops = [l for l in lines if l.startswith("ExecStop=")]
+    check("unit: one ExecStop, gpupass vm stop --all from the installed sbindir",
+          len(stops) == 1 and stops[0].split("=", 1)[1].split()[0].endswith("/sbin/gpupass")
+          and " vm stop --all " in stops[0] + " " and "@" not in text, stops)
+    check("unit: ordered before shutdown, stops at shutdown",
+          "Conflicts=shutdown.target" in lines and any(
+              l.startswith("Before=") and "shutdown.target" in l for l in lines), text)
+    check("unit: nothing saves or suspends",
+          not any(w in l for l in lines if l.startswith("Exec")
+                  for w in ("save", "snapshot", "migrate", "suspend")), text)
+    tsec = [l for l in lines if l.startswith("TimeoutStopSec=")]
+    check("unit: systemd waits longer than the VMs' own timeout",
+          tsec and int(tsec[0].split("=")[1]) > int(stops[0].split("--timeout")[1].split()[0]),
+          text)
+
 # Real QEMUs, paused (-S) so nothing boots: start, status, stop --all.
 if shutil.which("qemu-system-x86_64"):
     import time

@@ -117,7 +117,7 @@ int kmodel_bind(struct kmodel *km, const char *addr, const char *drv)
 
 	if (!dir)
 		return -ENODEV;
-	if (!driver_loaded(km, drv))
+	if (!driver_loaded(km, drv) || strcmp(drv, km->fail_driver) == 0)
 		return -ENODEV;
 	snprintf(rel, sizeof(rel), "%s/driver", dir);
 	snprintf(target, sizeof(target), "/sys/bus/pci/drivers/%s", drv);

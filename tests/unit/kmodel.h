@@ -28,6 +28,7 @@ struct kmodel {
 	int binds;              /* binds to any driver so far */
 	int crash_at_bind;      /* _exit(9) right after this bind of any driver */
 	char fail_vfio[32];     /* this address refuses vfio-pci */
+	char fail_driver[32];   /* this driver refuses every device (module broken) */
 	int sleep_first_ms;     /* sleep on the first write (to overlap two callers) */
 	bool slept;
 	bool load_ok;           /* kernel ops: loading vfio-pci works */

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,6 +23,7 @@
 #include "host/bind.h"
 #include "host/context.h"
 #include "host/state.h"
+#include "host/survey.h"
 #include "kmodel.h"
 
 struct fx {
@@ -98,6 +100,17 @@ static void assert_driver(struct fx *fx, const char *addr, const char *want)
 
 	kmodel_driver(&fx->km, addr, drv, sizeof(drv));
 	assert_string_equal(drv, want);
+}
+
+/* The workstation's GPU and its HDMI audio are back on their host drivers
+ * and gpupass has no record of them. */
+static void assert_workstation_on_host(struct fx *fx)
+{
+	struct gp_state_gpu rec;
+
+	assert_driver(fx, "0000:01:00.0", "nouveau");
+	assert_driver(fx, "0000:01:00.1", "snd_hda_intel");
+	assert_int_equal(gp_state_gpu_get(fx->st, "0000:01:00.0", &rec), -ENOENT);
 }
 
 static bool exists(struct fx *fx, const char *rel)
@@ -313,7 +326,6 @@ static void test_vfio_missing(void **state)
 static void test_bind_failure_rolls_back(void **state)
 {
 	struct fx *fx = fx_new("workstation", true);
-	struct gp_state_gpu rec;
 	struct gp_why why = { "" };
 	bool did;
 
@@ -322,9 +334,7 @@ static void test_bind_failure_rolls_back(void **state)
 	assert_int_equal(dismount(fx, "0000:01:00.0", true, &did, &why), -EIO);
 	assert_false(did);
 	assert_non_null(strstr(why.msg, "0000:01:00.1"));
-	assert_driver(fx, "0000:01:00.0", "nouveau");
-	assert_driver(fx, "0000:01:00.1", "snd_hda_intel");
-	assert_int_equal(gp_state_gpu_get(fx->st, "0000:01:00.0", &rec), -ENOENT);
+	assert_workstation_on_host(fx);
 	fx_free(fx);
 }
 
@@ -422,9 +432,7 @@ static void test_crash_in_mount(void **state)
 	assert_int_equal(gp_bind_reconcile(fx->ctx, fx->st, NULL, &report), 0);
 	assert_int_equal(report.n, 1);
 	assert_non_null(strstr(report.v[0], "finished an interrupted mount"));
-	assert_driver(fx, "0000:01:00.0", "nouveau");
-	assert_driver(fx, "0000:01:00.1", "snd_hda_intel");
-	assert_int_equal(gp_state_gpu_get(fx->st, "0000:01:00.0", &rec), -ENOENT);
+	assert_workstation_on_host(fx);
 	gp_strv_clear(&report);
 	fx_free(fx);
 }
@@ -451,6 +459,50 @@ static void test_reconcile_rebound_outside(void **state)
 	assert_non_null(strstr(report.v[0], "outside gpupass"));
 	assert_int_equal(gp_state_gpu_get(fx->st, "0000:3b:00.0", &rec), -ENOENT);
 	gp_strv_clear(&report);
+	fx_free(fx);
+}
+
+/* After a host reboot (a persistent state directory) the kernel has the
+ * GPUs on their host drivers again: the records follow the kernel once,
+ * the VM's claim stays (vm start takes the GPU again), and the next
+ * reconcile has nothing to say. A group only half back is kept for mount. */
+static void test_reconcile_after_reboot(void **state)
+{
+	struct fx *fx = fx_new("workstation", true);
+	struct gp_state_gpu rec;
+	struct gp_vm_config cfg;
+	struct gp_strv report = { 0 };
+	struct gp_why why;
+	char vm[GP_NAME_LEN];
+	bool did;
+
+	(void)state;
+	assert_int_equal(dismount(fx, "0000:01:00.0", true, &did, &why), 0);
+	gp_vm_config_init(&cfg, "vm1");
+	assert_int_equal(gp_state_vm_add(fx->st, &cfg), 0);
+	assert_int_equal(gp_state_assign(fx->st, "0000:01:00.0", "vm1"), 0);
+	/* Only the audio function back on its driver: kept, mount says how. */
+	assert_int_equal(kmodel_hook(&fx->km, fx->ctx->sys, "/sys/bus/pci/drivers/vfio-pci/unbind",
+				     "0000:01:00.1"), 0);
+	assert_int_equal(kmodel_bind(&fx->km, "0000:01:00.1", "snd_hda_intel"), 0);
+	assert_int_equal(gp_bind_reconcile(fx->ctx, fx->st, NULL, &report), 0);
+	assert_int_equal(report.n, 1);
+	assert_non_null(strstr(report.v[0], "gpupass mount 0000:01:00.0"));
+	assert_int_equal(gp_state_gpu_get(fx->st, "0000:01:00.0", &rec), 0);
+	gp_strv_clear(&report);
+	/* The whole group back (as after a reboot). */
+	assert_int_equal(kmodel_hook(&fx->km, fx->ctx->sys, "/sys/bus/pci/drivers/vfio-pci/unbind",
+				     "0000:01:00.0"), 0);
+	assert_int_equal(kmodel_bind(&fx->km, "0000:01:00.0", "nouveau"), 0);
+	assert_int_equal(gp_bind_reconcile(fx->ctx, fx->st, NULL, &report), 0);
+	assert_int_equal(report.n, 1);
+	assert_non_null(strstr(report.v[0], "vm start vm1"));
+	assert_workstation_on_host(fx);
+	assert_int_equal(gp_state_gpu_owner(fx->st, "0000:01:00.0", vm, sizeof(vm)), 0);
+	assert_string_equal(vm, "vm1");
+	gp_strv_clear(&report);
+	assert_int_equal(gp_bind_reconcile(fx->ctx, fx->st, NULL, &report), 0);
+	assert_int_equal(report.n, 0);
 	fx_free(fx);
 }
 
@@ -512,6 +564,181 @@ struct racer {
 	struct gp_why why;
 	pthread_barrier_t *barrier;
 };
+
+/* A half-done give-back of the workstation GPU: one line naming the
+ * function and @word (the driver or its fix) and how to finish; the
+ * record stays as an unfinished mount with its original drivers. */
+static void assert_left_for_mount(struct fx *fx, const struct gp_why *why, const char *word)
+{
+	struct gp_state_gpu rec;
+
+	assert_non_null(strstr(why->msg, "0000:01:00.1"));
+	assert_non_null(strstr(why->msg, word));
+	assert_non_null(strstr(why->msg, "gpupass mount 0000:01:00.0"));
+	assert_null(strchr(why->msg, '\n'));
+	assert_int_equal(gp_state_gpu_get(fx->st, "0000:01:00.0", &rec), 0);
+	assert_int_equal(rec.state, GP_GPU_MOUNTING);
+	assert_string_equal(rec.fn[0].original_driver, "nouveau");
+	assert_string_equal(rec.fn[1].original_driver, "snd_hda_intel");
+}
+
+/* The kernel refuses vfio-pci for the audio function AND the GPU's own
+ * driver refuses it back: the record stays (as an unfinished mount), the
+ * message says how to finish, and mount finishes once the driver works. */
+static void test_rollback_failure_keeps_record(void **state)
+{
+	struct fx *fx = fx_new("workstation", true);
+	struct gp_state_gpu rec;
+	struct gp_strv report = { 0 };
+	struct gp_why why = { "" };
+	bool did;
+
+	(void)state;
+	strcpy(fx->km.fail_vfio, "0000:01:00.1");
+	strcpy(fx->km.fail_driver, "nouveau");
+	assert_int_equal(dismount(fx, "0000:01:00.0", true, &did, &why), -EIO);
+	assert_false(did);
+	assert_driver(fx, "0000:01:00.0", "");
+	assert_left_for_mount(fx, &why, "nouveau");
+
+	/* Still broken: reconcile reports it and keeps the record. */
+	assert_int_equal(gp_bind_reconcile(fx->ctx, fx->st, NULL, &report), -EIO);
+	assert_int_equal(report.n, 1);
+	assert_non_null(strstr(report.v[0], "still not done"));
+	assert_int_equal(gp_state_gpu_get(fx->st, "0000:01:00.0", &rec), 0);
+	gp_strv_clear(&report);
+
+	/* Dismounting again meanwhile keeps the drivers it came from, not
+	 * "none" for the function left without a driver. */
+	fx->km.fail_vfio[0] = '\0';
+	assert_int_equal(dismount(fx, "0000:01:00.0", true, &did, &why), 0);
+	assert_driver(fx, "0000:01:00.0", "vfio-pci");
+	assert_int_equal(gp_state_gpu_get(fx->st, "0000:01:00.0", &rec), 0);
+	assert_string_equal(rec.fn[0].original_driver, "nouveau");
+	assert_string_equal(rec.fn[1].original_driver, "snd_hda_intel");
+
+	/* The driver works again: mount finishes the job. */
+	fx->km.fail_driver[0] = '\0';
+	assert_int_equal(gp_bind_mount(fx->ctx, fx->st, "0000:01:00.0", NULL, NULL, &did, &why), 0);
+	assert_true(did);
+	assert_workstation_on_host(fx);
+	fx_free(fx);
+}
+
+/* mount when the original driver does not take the device back: -EIO,
+ * one line naming the device, the driver and the fix; the record and the
+ * VM's claim stay so that mount can be run again. */
+static void test_mount_driver_does_not_rebind(void **state)
+{
+	struct fx *fx = fx_new("workstation", true);
+	struct gp_vm_config cfg;
+	struct gp_why why = { "" };
+	char vm[GP_NAME_LEN];
+	bool did;
+
+	(void)state;
+	assert_int_equal(dismount(fx, "0000:01:00.0", true, &did, &why), 0);
+	gp_vm_config_init(&cfg, "vm1");
+	assert_int_equal(gp_state_vm_add(fx->st, &cfg), 0);
+	assert_int_equal(gp_state_assign(fx->st, "0000:01:00.0", "vm1"), 0);
+	strcpy(fx->km.fail_driver, "snd_hda_intel");
+	assert_int_equal(gp_bind_mount(fx->ctx, fx->st, "0000:01:00.0",
+				       &(struct gp_bind_opts){ .allow_held = true }, NULL, &did,
+				       &why), -EIO);
+	assert_false(did);
+	assert_driver(fx, "0000:01:00.0", "nouveau");
+	assert_left_for_mount(fx, &why, "modprobe snd_hda_intel");
+	/* The next command's reconcile keeps the VM's claim. */
+	assert_int_equal(gp_bind_reconcile(fx->ctx, fx->st, NULL, NULL), -EIO);
+	assert_int_equal(gp_state_gpu_owner(fx->st, "0000:01:00.0", vm, sizeof(vm)), 0);
+	assert_string_equal(vm, "vm1");
+	fx->km.fail_driver[0] = '\0';
+	assert_int_equal(gp_bind_mount(fx->ctx, fx->st, "0000:01:00.0",
+				       &(struct gp_bind_opts){ .allow_held = true }, NULL, &did,
+				       &why), 0);
+	assert_driver(fx, "0000:01:00.1", "snd_hda_intel");
+	assert_int_equal(gp_state_gpu_owner(fx->st, "0000:01:00.0", vm, sizeof(vm)), 0);
+	fx_free(fx);
+}
+
+/* A device joins the GPU's IOMMU group between the survey and the lock
+ * (hot-plug): the dismount must not go on with the old picture. */
+static void test_group_changed_under_lock(void **state)
+{
+	struct fx *fx = fx_new("server-t4", true);
+	struct gp_survey *sv;
+	const struct gp_survey_gpu *g;
+	struct gp_why why = { "" };
+	char rel[128];
+	bool did = true;
+
+	(void)state;
+	assert_int_equal(gp_survey_run(fx->ctx, NULL, &sv), 0);
+	assert_int_equal(gp_survey_find(sv, "0000:3b:00.0", &g, NULL), 0);
+	snprintf(rel, sizeof(rel), "sys/kernel/iommu_groups/%d/devices/0000:3b:00.5",
+		 g->dev->iommu_group);
+	assert_int_equal(gp_fake_symlink(fx->fake, "/sys/devices/pci0000:3a/0000:3b:00.5", rel), 0);
+	snapshot(fx);
+	assert_int_equal(gp_bind_dismount_gpu(fx->ctx, fx->st, sv, g,
+					      &(struct gp_bind_opts){ .kops = &fx->kops },
+					      &did, &why), -EAGAIN);
+	assert_false(did);
+	assert_non_null(strstr(why.msg, "0000:3b:00.5"));
+	assert_non_null(strstr(why.msg, "0000:3b:00.0"));
+	assert_int_equal(fx->km.writes.n, 0);
+	assert_unchanged(fx);
+	gp_survey_free(sv);
+	fx_free(fx);
+}
+
+static void db_exec(struct fx *fx, const char *sql)
+{
+	sqlite3 *db;
+
+	assert_int_equal(sqlite3_open(fx->db, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+/* A damaged or edited database: addresses and driver names that would
+ * lead sysfs writes or lock files elsewhere are refused, nothing is
+ * written, and a healthy record next to them still works. */
+static void test_damaged_records(void **state)
+{
+	static const char *const bad[] = {
+		"UPDATE function SET original_driver = '../../../../tmp/x' "
+		"WHERE address = '0000:3b:00.0'",
+		"UPDATE function SET address = '0000:3b:00.0/../../../../tmp' "
+		"WHERE address = '0000:3b:00.0'",
+		"UPDATE function SET original_driver = '..' WHERE address = '0000:3b:00.0'",
+		"PRAGMA foreign_keys = OFF; UPDATE gpu SET address = '../x' "
+		"WHERE address = '0000:3b:00.0'; UPDATE function SET gpu = '../x'",
+		"PRAGMA ignore_check_constraints = ON; UPDATE gpu SET state = 7",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct fx *fx = fx_new("server-t4", true);
+		struct gp_state_gpu rec;
+		struct gp_why why = { "" };
+		struct gp_strv addrs = { 0 };
+		bool did;
+
+		assert_int_equal(dismount(fx, "0000:3b:00.0", false, &did, &why), 0);
+		gp_strv_clear(&fx->km.writes);
+		db_exec(fx, bad[i]);
+		snapshot(fx);
+		assert_int_equal(gp_state_gpu_list(fx->st, &addrs), 0);
+		assert_int_equal(addrs.n, 1);
+		assert_int_equal(gp_state_gpu_get(fx->st, addrs.v[0], &rec), -EBADMSG);
+		assert_int_equal(gp_bind_reconcile(fx->ctx, fx->st, NULL, NULL), -EBADMSG);
+		assert_true(gp_bind_mount(fx->ctx, fx->st, addrs.v[0], NULL, NULL, &did, &why) < 0);
+		assert_int_equal(fx->km.writes.n, 0);
+		assert_unchanged(fx);
+		gp_strv_clear(&addrs);
+		fx_free(fx);
+	}
+}
 
 static void *race(void *arg)
 {
@@ -580,9 +807,14 @@ int main(void)
 		cmocka_unit_test(test_crash_then_reconcile),
 		cmocka_unit_test(test_crash_in_mount),
 		cmocka_unit_test(test_reconcile_rebound_outside),
+		cmocka_unit_test(test_reconcile_after_reboot),
 		cmocka_unit_test(test_mount_refused_when_held),
 		cmocka_unit_test(test_dismounted_by_hand),
 		cmocka_unit_test(test_concurrent_dismounts),
+		cmocka_unit_test(test_rollback_failure_keeps_record),
+		cmocka_unit_test(test_mount_driver_does_not_rebind),
+		cmocka_unit_test(test_group_changed_under_lock),
+		cmocka_unit_test(test_damaged_records),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -244,6 +244,52 @@ static void test_gpu_records(void **state)
 	}
 }
 
+/* Records are refused, on the way in and on the way out, when an address
+ * is not a PCI address or a driver name could lead a path elsewhere. */
+static void test_bad_records(void **state)
+{
+	static const struct {
+		const char *gpu, *fn, *drv;
+	} bad[] = {
+		{ "../../etc", "0000:01:00.0", "nvidia" },
+		{ "0000:01:00.0", "0000:01:00.0/../..", "nvidia" },
+		{ "0000:01:00.0", "0000:01:00.0", "../../module" },
+		{ "0000:01:00.0", "0000:01:00.0", "a/b" },
+		{ "0000:01:00.0", "0000:01:00.0", ".." },
+		{ "", "0000:01:00.0", "nvidia" },
+		{ "0000:01:20.0", "0000:01:20.0", "nvidia" }, /* device 0x20 > 31 */
+		{ "0000:01:00.8", "0000:01:00.8", "nvidia" }, /* function 8 > 7 */
+	};
+	struct fx *fx = *state;
+	char n[16];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct gp_state_gpu g = { .iommu_group = 7, .state = GP_GPU_DISMOUNTING, .nfn = 1 };
+
+		snprintf(g.address, sizeof(g.address), "%s", bad[i].gpu);
+		snprintf(g.fn[0].address, sizeof(g.fn[0].address), "%s", bad[i].fn);
+		snprintf(g.fn[0].original_driver, sizeof(g.fn[0].original_driver), "%s",
+			 bad[i].drv);
+		assert_int_equal(gp_state_gpu_put(fx->st, &g), -EINVAL);
+	}
+	sql_scalar(fx->db, "SELECT count(*) FROM gpu", n, sizeof(n));
+	assert_string_equal(n, "0");
+	/* "" (no driver) and "?" (unknown) are fine. */
+	add_gpu(fx->st, "0000:01:00.0", "0000:01:00.1");
+	assert_int_equal(sql_exec(fx->db, "UPDATE function SET original_driver = '' "
+					  "WHERE address = '0000:01:00.0'; UPDATE function SET "
+					  "original_driver = '?' WHERE address = '0000:01:00.1'"), 0);
+	{
+		struct gp_state_gpu g;
+
+		assert_int_equal(gp_state_gpu_get(fx->st, "0000:01:00.0", &g), 0);
+		/* Damaged behind our back: refused when read. */
+		assert_int_equal(sql_exec(fx->db, "UPDATE function SET original_driver = "
+						  "'x/../../y' WHERE address = '0000:01:00.1'"), 0);
+		assert_int_equal(gp_state_gpu_get(fx->st, "0000:01:00.0", &g), -EBADMSG);
+	}
+}
+
 /* One GPU is held by at most one VM: enforced by the schema. */
 static void test_one_vm_per_gpu(void **state)
 {
@@ -350,6 +396,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_garbage_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_vm_crud, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gpu_records, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_records, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_one_vm_per_gpu, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
 		cmocka_unit_test(test_names_and_parsing),

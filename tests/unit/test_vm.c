@@ -15,6 +15,7 @@
 #include <string.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -61,35 +62,54 @@ static struct gp_vm_hostdev hostdev(const char *addr, uint64_t bar0, bool b0_64,
 	return d;
 }
 
+static uint64_t hole_of(const struct gp_vm_hostdev *d, size_t nfn)
+{
+	struct gp_vm_card c = { .fn = d, .nfn = nfn };
+
+	return gp_vm_hole64_size(&c, 1);
+}
+
 static void test_hole64(void **state)
 {
 	struct gp_vm_hostdev d[3];
+	struct gp_vm_card cards[2];
 
 	(void)state;
 	assert_int_equal(gp_vm_hole64_size(NULL, 0), 32 * GiB);
 	/* Small BARs: QEMU's default is kept, never shrunk. */
 	d[0] = hostdev("0000:01:00.0", 256 * MiB, true, 32 * MiB, true);
-	assert_int_equal(gp_vm_hole64_size(d, 1), 32 * GiB);
+	assert_int_equal(hole_of(d, 1), 32 * GiB);
 	/* 32-bit BARs do not count toward the 64-bit window. */
 	d[0] = hostdev("0000:01:00.0", 64 * GiB, false, 0, false);
-	assert_int_equal(gp_vm_hole64_size(d, 1), 32 * GiB);
-	/* An A100 80GB: one 128 GiB BAR -> 128 packed + 128 margin. */
+	assert_int_equal(hole_of(d, 1), 32 * GiB);
+	/* An A100 80GB: a 128 GiB BAR and a 32 MiB one. Its root port's
+	 * window is rounded up to its 128 GiB alignment (256), plus 128 of
+	 * margin for an unaligned hole start. */
 	d[0] = hostdev("0000:5e:00.0", 128 * GiB, true, 32 * MiB, true);
-	assert_int_equal(gp_vm_hole64_size(d, 1), 257 * GiB);
-	/* Two 16 GiB cards: 16 + 16 + the 256 MiB BARs, aligned, + 16 margin,
-	 * rounded up to whole GiB. */
+	assert_int_equal(hole_of(d, 1), 384 * GiB);
+	/* Two 16 GiB cards, each behind its own root port: each window is
+	 * 16 G + 256 M rounded to 32 G, at 16 G alignment: 64 + 16 margin. */
 	d[0] = hostdev("0000:03:00.0", 16 * GiB, true, 256 * MiB, true);
 	d[1] = hostdev("0000:04:00.0", 16 * GiB, true, 256 * MiB, true);
-	assert_int_equal(gp_vm_hole64_size(d, 2), 49 * GiB);
+	cards[0] = (struct gp_vm_card){ .fn = &d[0], .nfn = 1 };
+	cards[1] = (struct gp_vm_card){ .fn = &d[1], .nfn = 1 };
+	assert_int_equal(gp_vm_hole64_size(cards, 2), 80 * GiB);
+	/* The same BARs as two functions of one card share one window:
+	 * 32 G + 512 M rounded to 48 G, + 16 margin. */
+	assert_int_equal(hole_of(d, 2), 64 * GiB);
 	/* A garbled, not-power-of-two size is aligned as the next power. */
 	d[0] = hostdev("0000:03:00.0", 48 * GiB, true, 0, false);
-	assert_int_equal(gp_vm_hole64_size(d, 1), 112 * GiB);
+	assert_int_equal(hole_of(d, 1), 128 * GiB);
+	/* Absurd sizes saturate instead of overflowing. */
+	d[0] = hostdev("0000:03:00.0", UINT64_MAX, true, UINT64_MAX / 3, true);
+	assert_true(hole_of(d, 1) >= 32 * GiB);
+	assert_int_equal(hole_of(d, 1) % GiB, 0);
 	/* I/O BARs are ignored. */
 	d[2] = hostdev("0000:05:00.0", 0, false, 0, false);
 	d[2].bar_size[4] = 256;
 	d[2].bar_64[4] = true;
 	d[2].bar_mem[4] = false;
-	assert_int_equal(gp_vm_hole64_size(&d[2], 1), 32 * GiB);
+	assert_int_equal(hole_of(&d[2], 1), 32 * GiB);
 }
 
 static void base_paths(struct gp_vm_paths *p)
@@ -111,7 +131,7 @@ static void test_argv(void **state)
 		hostdev("0000:01:00.1", 16 * 1024, false, 0, false),
 	};
 	struct gp_vm_card card = { fns, 2 };
-	struct gp_vm_launch l = { &cfg, "/usr/bin/qemu-system-x86_64", "tcg", &card, 1, &p };
+	struct gp_vm_launch l = { &cfg, "/usr/bin/qemu-system-x86_64", "tcg", &card, 1, &p, NULL };
 	struct gp_strv a = { 0 };
 
 	(void)state;
@@ -167,6 +187,15 @@ static void test_argv(void **state)
 	assert_true(argv_has(&a, "vfio-pci,host=0000:01:00.2,id=gpu0f0,bus=gprp0,addr=0x0.0,"
 				 "multifunction=on"));
 	assert_true(argv_has(&a, "vfio-pci,host=0000:01:00.3,id=gpu0f1,bus=gprp0,addr=0x0.1"));
+	gp_strv_clear(&a);
+	/* Migration switched off on every assigned function. */
+	l.vfio_migration_prop = "enable-migration=off";
+	assert_int_equal(gp_vm_build_argv(&l, &a), 0);
+	assert_true(argv_has(&a, "vfio-pci,host=0000:01:00.2,id=gpu0f0,bus=gprp0,addr=0x0.0,"
+				 "multifunction=on,enable-migration=off"));
+	assert_true(argv_has(&a, "vfio-pci,host=0000:01:00.3,id=gpu0f1,bus=gprp0,addr=0x0.1,"
+				 "enable-migration=off"));
+	l.vfio_migration_prop = NULL;
 	gp_strv_clear(&a);
 
 	/* No GPU: no vfio, no hole setting. */
@@ -738,10 +767,24 @@ static void test_deploy_chain(void **state)
 	assert_string_equal(vm, "ws");
 
 	assert_int_equal(gp_deploy_vm_argv(d->ctx, d->st, "ws", &d->o, &argv, &w), 0);
-	assert_true(gp_strv_contains(&argv, "vfio-pci,host=0000:01:00.0,id=gpu0f0,bus=gprp0,"
-					    "addr=0x0.0,multifunction=on"));
-	assert_true(gp_strv_contains(&argv, "vfio-pci,host=0000:01:00.1,id=gpu0f1,bus=gprp0,"
-					    "addr=0x0.1"));
+	{
+		/* With the migration switch of the QEMU found, if it has one. */
+		char qemu[4096], mig[64], f0[160], f1[160];
+
+		assert_int_equal(gp_vm_find_qemu(NULL, qemu, sizeof(qemu)), 0);
+		if (gp_vm_qemu_migration_prop(qemu, mig, sizeof(mig)) < 0)
+			mig[0] = '\0';
+		else
+			assert_true(strcmp(mig, "enable-migration") == 0 ||
+				    strcmp(mig, "x-enable-migration") == 0);
+		snprintf(f0, sizeof(f0), "vfio-pci,host=0000:01:00.0,id=gpu0f0,bus=gprp0,"
+			 "addr=0x0.0,multifunction=on%s%s%s", mig[0] ? "," : "", mig,
+			 mig[0] ? "=off" : "");
+		snprintf(f1, sizeof(f1), "vfio-pci,host=0000:01:00.1,id=gpu0f1,bus=gprp0,"
+			 "addr=0x0.1%s%s%s", mig[0] ? "," : "", mig, mig[0] ? "=off" : "");
+		assert_true(gp_strv_contains(&argv, f0));
+		assert_true(gp_strv_contains(&argv, f1));
+	}
 	assert_true(gp_strv_contains(&argv, "q35-pcihost.pci-hole64-size=32G"));
 	gp_strv_clear(&argv);
 
@@ -784,6 +827,266 @@ static void test_deploy_chain(void **state)
 		assert_int_equal(gp_state_gpu_get(d->st, "0000:01:00.0", &rec), -ENOENT);
 	}
 	gp_strv_clear(&taken);
+	dfx_free(d);
+}
+
+/* A process that looks like the QEMU of the VM at @p (its command line has
+ * the VM's QMP chardev argument), but only sleeps: a running VM for the
+ * checks, without booting anything. */
+static pid_t fake_qemu(const struct gp_vm_paths *p, bool ours)
+{
+	char arg[GP_VM_PATH_LEN + 64];
+	pid_t pid;
+
+	snprintf(arg, sizeof(arg), "socket,id=gpqmp,path=%s,server=on,wait=off",
+		 ours ? p->qmp : "/elsewhere/qmp.sock");
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* "; :" keeps sh from exec'ing sleep in its place. */
+		execl("/bin/sh", "sh", "-c", "sleep 60; :", "sh", arg, (char *)NULL);
+		_exit(127);
+	}
+	/* Until the exec has happened and /proc shows the new command line. */
+	for (int i = 0; i < 200; i++) {
+		char path[64], buf[4096] = "";
+		FILE *f;
+		size_t n;
+
+		snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+		f = fopen(path, "r");
+		n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+		if (f)
+			fclose(f);
+		if (n > 3 && memmem(buf, n, "sleep 60", 8))
+			break;
+		usleep(10000);
+	}
+	return pid;
+}
+
+static void write_pidfile(const struct gp_vm_paths *p, const char *content, size_t len)
+{
+	FILE *f = fopen(p->pid, "w");
+
+	assert_non_null(f);
+	assert_int_equal(fwrite(content, 1, len, f), len);
+	fclose(f);
+}
+
+static bool child_alive(pid_t pid)
+{
+	return waitpid(pid, NULL, WNOHANG) == 0;
+}
+
+/* A pidfile is outside data: garbage, a reused pid (ours, a stranger's)
+ * is never taken for the VM's QEMU, never signalled, and is cleaned. */
+static void test_pidfile_garbage(void **state)
+{
+	char dir[64] = "/tmp/gp-pidf-XXXXXX", cmd[128], num[32];
+	struct gp_ctx *ctx;
+	struct gp_vm_paths p;
+	struct gp_why why = { "" };
+	enum gp_vm_run_state rs;
+	pid_t stranger, qemu, got;
+	bool died, forced;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(gp_ctx_new(NULL, dir, &ctx), 0);
+	assert_int_equal(gp_vm_paths_get(ctx, "pv1", &p), 0);
+	snprintf(cmd, sizeof(cmd), "mkdir -p %s", p.dir);
+	assert_int_equal(system(cmd), 0);
+	stranger = fake_qemu(&p, false);
+	{
+		char self[32], other[32];
+		const char *cases[] = { "", "abc\n", "-5\n", "0\n", "99999999999\n", "1\n",
+					"12 34\n", "\xff\xfe\x01", self, other };
+
+		snprintf(self, sizeof(self), "%d\n", (int)getpid());
+		snprintf(other, sizeof(other), "%d\n", (int)stranger);
+		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+			write_pidfile(&p, cases[i], strlen(cases[i]));
+			assert_true(gp_vm_pid(&p, &got) < 0);
+			assert_int_equal(gp_vm_status(&p, &rs, &got, &died), 0);
+			assert_int_equal(rs, GP_VM_STOPPED);
+			assert_int_equal(got, 0);
+			assert_int_equal(access(p.pid, F_OK), -1); /* cleaned */
+			write_pidfile(&p, cases[i], strlen(cases[i]));
+			assert_int_equal(gp_vm_stop(ctx, &p, 100, true, &forced, &why), 0);
+			assert_false(forced);
+			assert_true(child_alive(stranger));
+		}
+	}
+	/* The VM's own QEMU (its QMP argument) is believed, and stopped. */
+	qemu = fake_qemu(&p, true);
+	snprintf(num, sizeof(num), "%d\n", (int)qemu);
+	write_pidfile(&p, num, strlen(num));
+	assert_int_equal(gp_vm_pid(&p, &got), 0);
+	assert_int_equal(got, qemu);
+	assert_int_equal(gp_vm_status(&p, &rs, &got, &died), 0);
+	assert_int_equal(rs, GP_VM_STARTING); /* alive, QMP not answering */
+	assert_int_equal(gp_vm_stop(ctx, &p, 100, true, &forced, &why), 0);
+	assert_true(forced);
+	assert_true(kill(qemu, 0) < 0);
+	assert_true(child_alive(stranger));
+	kill(stranger, SIGKILL);
+	waitpid(stranger, NULL, 0);
+	gp_ctx_free(ctx);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* A GPU held by a running VM: mount (by address or by name), unassign,
+ * delete and a GPU change are refused, naming GPU and VM; dismount is a
+ * no-op; nothing changes. A mount racing a vm start waits for its lock. */
+static void test_deploy_running_holder(void **state)
+{
+	struct dfx *d = dfx_new("server-t4", true);
+	struct gp_vm_config c;
+	struct gp_vm_paths p;
+	struct gp_state_gpu rec;
+	struct gp_bind_lock *lock = NULL;
+	struct gp_why w = { "" };
+	char vm[GP_NAME_LEN], addr[GP_ADDR_LEN], cmd[GP_VM_PATH_LEN + 16];
+	char num[32];
+	bool did = true;
+	pid_t qemu;
+
+	(void)state;
+	vm_cfg(d, &c, "run1", GP_PT_DDA, "T4", 1);
+	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), 0);
+	drv(d, "0000:3b:00.0", "vfio-pci");
+	assert_int_equal(gp_vm_paths_get(d->ctx, "run1", &p), 0);
+	snprintf(cmd, sizeof(cmd), "mkdir -p %s", p.dir);
+	assert_int_equal(system(cmd), 0);
+	qemu = fake_qemu(&p, true);
+	snprintf(num, sizeof(num), "%d\n", (int)qemu);
+	write_pidfile(&p, num, strlen(num));
+	dfx_snapshot(d);
+	gp_strv_clear(&d->km.writes);
+
+	assert_int_equal(gp_deploy_mount(d->ctx, d->st, "T4", &d->o, addr, vm, &did, &w), -EBUSY);
+	assert_why(&w, "0000:3b:00.0", "run1");
+	assert_false(did);
+	assert_int_equal(gp_deploy_mount(d->ctx, d->st, "0000:3b:00.0", &d->o, addr, vm, &did,
+					 &w), -EBUSY);
+	assert_why(&w, "running VM run1", "vm stop run1");
+	assert_int_equal(gp_deploy_unassign(d->ctx, d->st, "T4", &d->o, addr, vm, &w), -EBUSY);
+	assert_why(&w, "0000:3b:00.0", "run1");
+	assert_int_equal(gp_deploy_vm_delete(d->ctx, d->st, "run1", &d->o, &w), -EBUSY);
+	assert_why(&w, "run1", "--force");
+	c.gpu_count = 1;
+	strcpy(c.gpu_name, "Tesla");
+	assert_int_equal(gp_deploy_vm_set(d->ctx, d->st, &c, &d->o, &w), -EBUSY);
+	assert_why(&w, "run1", "stopped");
+	assert_int_equal(gp_bind_dismount(d->ctx, d->st, "T4",
+					  &(struct gp_bind_opts){ .kops = &d->kops }, NULL, &did,
+					  &w), 0);
+	assert_false(did);
+	assert_int_equal(d->km.writes.n, 0);
+	dfx_unchanged(d);
+
+	/* Stopped, but another gpupass holds the GPU's lock (a vm start in
+	 * progress): mount is refused without touching anything. */
+	kill(qemu, SIGKILL);
+	waitpid(qemu, NULL, 0);
+	assert_int_equal(gp_state_gpu_get(d->st, "0000:3b:00.0", &rec), 0);
+	assert_int_equal(gp_bind_lock_gpu(d->ctx, &rec, false, &lock), 0);
+	assert_int_equal(gp_deploy_mount(d->ctx, d->st, "T4", &d->o, addr, vm, &did, &w), -EBUSY);
+	assert_why(&w, "0000:3b:00.0", "another gpupass");
+	assert_int_equal(d->km.writes.n, 0);
+	gp_bind_lock_release(lock);
+	/* Free: mounted, and the stopped VM keeps its claim. */
+	assert_int_equal(gp_deploy_mount(d->ctx, d->st, "T4", &d->o, addr, vm, &did, &w), 0);
+	assert_true(did);
+	assert_string_equal(vm, "run1");
+	assert_string_equal(addr, "0000:3b:00.0");
+	drv(d, "0000:3b:00.0", "nvidia");
+	dfx_free(d);
+}
+
+/* vm start takes back a claimed GPU that was mounted to the host (mount,
+ * or a reboot), by the dismount rules; a start that fails for any reason
+ * leaves the host as it found it. */
+static void test_deploy_start_retakes(void **state)
+{
+	struct dfx *d = dfx_new("workstation", true);
+	struct gp_vm_config c;
+	struct gp_state_gpu rec;
+	struct gp_why w = { "" };
+	char vm[GP_NAME_LEN], qemu[4096], wrapper[160];
+	bool did, already;
+	FILE *f;
+
+	(void)state;
+	vm_cfg(d, &c, "ws", GP_PT_DDA, "GeForce", 1);
+	d->o.force = true;
+	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), 0);
+	assert_int_equal(gp_deploy_mount(d->ctx, d->st, "0000:01:00.0", &d->o, NULL, vm, &did,
+					 &w), 0);
+	assert_string_equal(vm, "ws");
+	drv(d, "0000:01:00.0", "nouveau");
+	d->o.force = false;
+	dfx_snapshot(d);
+
+	/* QEMU missing: refused before any GPU is touched. */
+	d->o.qemu = "/nonexistent/qemu-system-x86_64";
+	assert_int_equal(gp_deploy_vm_start(d->ctx, d->st, "ws", &d->o, &already, &w), -ENOENT);
+	assert_why(&w, "ws", "qemu-system-x86");
+	dfx_unchanged(d);
+	if (gp_vm_find_qemu(NULL, qemu, sizeof(qemu)) < 0) {
+		dfx_free(d);
+		skip();
+	}
+	d->o.qemu = qemu;
+	/* The boot VGA warning needs --force, as for dismount. */
+	assert_int_equal(gp_deploy_vm_start(d->ctx, d->st, "ws", &d->o, &already, &w), -EACCES);
+	assert_why(&w, "VM ws", "boot-vga");
+	assert_why(&w, "0000:01:00.0", "--force");
+	dfx_unchanged(d);
+
+	/* Taken again, but QEMU exits while starting: the GPU goes back,
+	 * the VM keeps its claim. */
+	d->o.force = true;
+	d->o.start_timeout_ms = 30000;
+	gp_strv_clear(&d->km.writes);
+	assert_int_equal(gp_deploy_vm_start(d->ctx, d->st, "ws", &d->o, &already, &w), -ECHILD);
+	/* (It exits on the fake kernel, its own last word in the message.) */
+	assert_why(&w, "VM ws", "QEMU exited");
+	assert_why(&w, "kernel", NULL);
+	assert_true(d->km.vfio_binds > 0);
+	drv(d, "0000:01:00.0", "nouveau");
+	drv(d, "0000:01:00.1", "snd_hda_intel");
+	assert_int_equal(gp_state_gpu_get(d->st, "0000:01:00.0", &rec), -ENOENT);
+	assert_int_equal(gp_state_gpu_owner(d->st, "0000:01:00.0", vm, sizeof(vm)), 0);
+	assert_string_equal(vm, "ws");
+
+	/* A QEMU that starts (a wrapper keeping only the QMP socket, paused,
+	 * no machine): the GPU is taken again for ws and stays taken. */
+	snprintf(wrapper, sizeof(wrapper), "%s/qemu-wrap", d->state_dir);
+	f = fopen(wrapper, "w");
+	assert_non_null(f);
+	fprintf(f, "#!/bin/sh\nprev=\nfor a in \"$@\"; do\n"
+		   "  case \"$prev\" in -chardev) case \"$a\" in socket,id=gpqmp,*) q=\"$a\";; "
+		   "esac;; esac\n  prev=\"$a\"\ndone\n"
+		   "exec %s -S -nodefaults -display none -machine none -chardev \"$q\" "
+		   "-mon chardev=gpqmp,mode=control\n", qemu);
+	fclose(f);
+	assert_int_equal(chmod(wrapper, 0755), 0);
+	d->o.qemu = wrapper;
+	assert_int_equal(gp_deploy_vm_start(d->ctx, d->st, "ws", &d->o, &already, &w), 0);
+	assert_false(already);
+	drv(d, "0000:01:00.0", "vfio-pci");
+	drv(d, "0000:01:00.1", "vfio-pci");
+	assert_int_equal(gp_state_gpu_get(d->st, "0000:01:00.0", &rec), 0);
+	assert_int_equal(rec.state, GP_GPU_DISMOUNTED);
+	assert_string_equal(rec.auto_for_vm, "ws");
+	assert_int_equal(gp_deploy_vm_stop(d->ctx, d->st, "ws", 0, true, &did, &w), 0);
+	/* Taken for ws: deleting ws gives it back. */
+	assert_int_equal(gp_deploy_vm_delete(d->ctx, d->st, "ws", &d->o, &w), 0);
+	drv(d, "0000:01:00.0", "nouveau");
+	drv(d, "0000:01:00.1", "snd_hda_intel");
 	dfx_free(d);
 }
 
@@ -841,6 +1144,9 @@ int main(void)
 		cmocka_unit_test(test_deploy_vfio_missing),
 		cmocka_unit_test(test_deploy_chain),
 		cmocka_unit_test(test_deploy_set),
+		cmocka_unit_test(test_pidfile_garbage),
+		cmocka_unit_test(test_deploy_running_holder),
+		cmocka_unit_test(test_deploy_start_retakes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

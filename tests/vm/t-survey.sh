@@ -7,7 +7,7 @@
 # sysfs here, or is a fact of QEMU's emulated devices.
 # expect: survey-json vfio-available host-iommu host-kernel gpu-found
 # expect: gpu-identity gpu-location gpu-group gpu-reset gpu-bars gpu-msi
-# expect: gpu-boot-vga gpu-dda-ready gpu-pv-ready display-found shared-group
+# expect: gpu-boot-vga gpu-dda-ready gpu-pv-no-opencl display-found shared-group
 # expect: survey-table survey-detail survey-readonly vfio-loaded
 . "$GPVM_SRC/tests/vm/lib.sh"
 WORK=$(mktemp -d)
@@ -95,7 +95,12 @@ step("gpu-dda-ready", dda.get("ready") is True and not errs and "rmrr" not in co
      and "iommu-disabled" not in codes(g, "dda"),
      f"dda {dda}: only warnings/info expected here")
 pv = g.get("methods", {}).get("pv", {})
-step("gpu-pv-ready", pv.get("ready") is True, f"pv {pv}: bound to bochs-drm, so ready")
+# The emulated VGA has a host driver (bochs-drm) but no OpenCL driver: the
+# host's only OpenCL platform is PoCL on the CPU, which never drives a GPU.
+pvmsg = " ".join(p.get("message", "") for p in pv.get("problems", []))
+step("gpu-pv-no-opencl", pv.get("ready") is False and "no-opencl-device" in codes(g, "pv")
+     and "Portable Computing Language" in pvmsg,
+     f"pv {pv}: want not ready with no-opencl-device naming PoCL's CPU device")
 d = gpus.get("0000:00:05.0")
 step("display-found", d is not None and d.get("class") == "038000" and d.get("iommu_group") == int(g5)
      and d.get("group_members") == ["0000:00:05.0"] and d.get("boot_vga") is False,

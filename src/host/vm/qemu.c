@@ -41,45 +41,84 @@ int gp_vm_paths_get(struct gp_ctx *ctx, const char *name, struct gp_vm_paths *p)
 
 /* --- MMIO sizing --- */
 
-static int cmp_desc(const void *a, const void *b)
+/* BAR sizes are powers of two; a garbled one is rounded up. */
+static uint64_t pow2_up(uint64_t v)
 {
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	uint64_t a = 1;
 
-	return x < y ? 1 : x > y ? -1 : 0;
+	while (a < v && a < (1ull << 62))
+		a <<= 1;
+	return a;
 }
 
-uint64_t gp_vm_hole64_size(const struct gp_vm_hostdev *devs, size_t n)
+/* One item to place in the window: its size and its alignment. */
+struct span {
+	uint64_t size, align;
+};
+
+static int cmp_align_desc(const void *a, const void *b)
+{
+	const struct span *x = a, *y = b;
+
+	return x->align < y->align ? 1 : x->align > y->align ? -1 : 0;
+}
+
+/* Packs items, largest alignment first, each at its alignment; saturates
+ * far beyond any real machine. */
+static uint64_t pack(struct span *v, size_t n)
+{
+	uint64_t end = 0;
+
+	qsort(v, n, sizeof(v[0]), cmp_align_desc);
+	for (size_t i = 0; i < n; i++) {
+		end = (end + v[i].align - 1) & ~(v[i].align - 1);
+		if (end > UINT64_MAX / 4 || v[i].size > UINT64_MAX / 4)
+			return UINT64_MAX / 4;
+		end += v[i].size;
+	}
+	return end;
+}
+
+uint64_t gp_vm_hole64_size(const struct gp_vm_card *cards, size_t ncards)
 {
 	const uint64_t gib = 1ull << 30;
-	uint64_t sizes[GP_STATE_MAX_FN * 6], end = 0, size;
-	size_t ns = 0;
+	struct span windows[32];
+	uint64_t size, largest = 0;
+	size_t nw = 0;
 
-	for (size_t i = 0; i < n && ns < GP_ARRAY_SIZE(sizes); i++) {
-		for (int b = 0; b < 6; b++) {
-			if (devs[i].bar_mem[b] && devs[i].bar_64[b] && devs[i].bar_size[b])
-				sizes[ns++] = devs[i].bar_size[b];
+	for (size_t c = 0; c < ncards && nw < GP_ARRAY_SIZE(windows); c++) {
+		struct span bars[GP_STATE_MAX_FN * 6];
+		uint64_t w, a;
+		size_t ns = 0;
+
+		for (size_t i = 0; i < cards[c].nfn && i < GP_STATE_MAX_FN; i++) {
+			const struct gp_vm_hostdev *d = &cards[c].fn[i];
+
+			for (int b = 0; b < 6; b++) {
+				if (d->bar_mem[b] && d->bar_64[b] && d->bar_size[b]) {
+					bars[ns].size = bars[ns].align = pow2_up(d->bar_size[b]);
+					ns++;
+				}
+			}
 		}
+		if (ns == 0)
+			continue;
+		w = pack(bars, ns);
+		a = bars[0].align; /* the largest, after pack() sorted them */
+		if (w > UINT64_MAX / 8)
+			return UINT64_MAX / 4 & ~(gib - 1);
+		windows[nw].size = (w + a - 1) / a * a;
+		windows[nw].align = a;
+		nw++;
+		if (a > largest)
+			largest = a;
 	}
-	if (ns == 0)
+	if (nw == 0)
 		return GP_VM_HOLE64_DEFAULT;
-	qsort(sizes, ns, sizeof(sizes[0]), cmp_desc);
-	for (size_t i = 0; i < ns; i++) {
-		uint64_t align = sizes[i];
-
-		/* BAR sizes are powers of two; round a garbled one up. */
-		if (align & (align - 1)) {
-			uint64_t a = 1;
-
-			while (a < align && a < (1ull << 62))
-				a <<= 1;
-			align = a;
-		}
-		end = (end + align - 1) & ~(align - 1);
-		if (end > UINT64_MAX / 4)
-			return UINT64_MAX / 4;
-		end += align;
-	}
-	size = end + sizes[0]; /* margin: an unaligned window start */
+	size = pack(windows, nw);
+	if (size > UINT64_MAX / 8)
+		return UINT64_MAX / 4 & ~(gib - 1);
+	size += largest; /* margin: an unaligned hole start */
 	size = (size + gib - 1) & ~(gib - 1);
 	return size < GP_VM_HOLE64_DEFAULT ? GP_VM_HOLE64_DEFAULT : size;
 }
@@ -111,6 +150,18 @@ static char *qemu_escape(const char *s)
 	}
 	*o = '\0';
 	return out;
+}
+
+/* The QMP chardev argument gp_vm_build_argv() gives this VM's QEMU. */
+static char *qmp_chardev_arg(const struct gp_vm_paths *p)
+{
+	char *e = qemu_escape(p->qmp), *arg;
+
+	if (!e)
+		return NULL;
+	arg = gp_strdup_printf("socket,id=gpqmp,path=%s,server=on,wait=off", e);
+	free(e);
+	return arg;
 }
 
 static int push_kv(struct gp_strv *a, const char *opt, const char *pre, const char *path,
@@ -208,31 +259,36 @@ int gp_vm_build_argv(const struct gp_vm_launch *l, struct gp_strv *a)
 
 			gp_vm_dev_id(ci, f, id, sizeof(id));
 			r = gp_strv_push(a, "-device");
-			r |= gp_strv_push_printf(a, "vfio-pci,host=%s,id=%s,bus=gprp%zu,addr=0x0.%d%s",
+			r |= gp_strv_push_printf(a, "vfio-pci,host=%s,id=%s,bus=gprp%zu,addr=0x0.%d%s%s%s",
 						 card->fn[f].address, id, ci, gf,
-						 gf == 0 && card->nfn > 1 ? ",multifunction=on" : "");
+						 gf == 0 && card->nfn > 1 ? ",multifunction=on" : "",
+						 l->vfio_migration_prop ? "," : "",
+						 l->vfio_migration_prop ? l->vfio_migration_prop : "");
 			if (r)
 				return -ENOMEM;
 			ndevs++;
 		}
 	}
 	if (ndevs) {
-		struct gp_vm_hostdev all[GP_STATE_MAX_FN];
-		size_t n = 0;
-
-		for (size_t ci = 0; ci < l->ncards; ci++) {
-			for (size_t f = 0; f < l->cards[ci].nfn && n < GP_ARRAY_SIZE(all); f++)
-				all[n++] = l->cards[ci].fn[f];
-		}
 		r = gp_strv_push(a, "-global");
 		r |= gp_strv_push_printf(a, "q35-pcihost.pci-hole64-size=%lluG",
-					 (unsigned long long)(gp_vm_hole64_size(all, n) >> 30));
+					 (unsigned long long)(gp_vm_hole64_size(l->cards,
+										l->ncards) >> 30));
 		if (r)
 			return -ENOMEM;
 	}
 
 	/* QMP, the guest agent channel, the serial console into the log. */
-	r = push_kv(a, "-chardev", "socket,id=gpqmp,path=", p->qmp, ",server=on,wait=off");
+	{
+		/* The same string pid_is_vm_qemu() looks for. */
+		char *qarg = qmp_chardev_arg(p);
+
+		if (!qarg)
+			return -ENOMEM;
+		r = gp_strv_push(a, "-chardev");
+		r |= gp_strv_push(a, qarg);
+		free(qarg);
+	}
 	r |= gp_strv_push(a, "-mon");
 	r |= gp_strv_push(a, "chardev=gpqmp,mode=control");
 	r |= push_kv(a, "-chardev", "socket,id=gpqga,path=", p->qga, ",server=on,wait=off");
@@ -333,6 +389,67 @@ const char *gp_vm_accel_resolve(struct gp_ctx *ctx, const char *want)
 	return gp_vm_kvm_usable(ctx) ? "kvm" : "tcg";
 }
 
+int gp_vm_qemu_migration_prop(const char *qemu, char *buf, size_t len)
+{
+	static const char *const props[] = { "enable-migration", "x-enable-migration" };
+	char out[16384];
+	size_t n = 0;
+	int pipefd[2], status, r = -ENOENT;
+	pid_t pid;
+
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0) {
+		r = -errno;
+		close(pipefd[0]);
+		close(pipefd[1]);
+		return r;
+	}
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+		dup2(pipefd[1], STDOUT_FILENO);
+		if (null >= 0) {
+			dup2(null, STDIN_FILENO);
+			dup2(null, STDERR_FILENO);
+		}
+		execl(qemu, qemu, "-nodefaults", "-machine", "none", "-device", "vfio-pci,help",
+		      (char *)NULL);
+		_exit(127);
+	}
+	close(pipefd[1]);
+	for (;;) {
+		ssize_t got = read(pipefd[0], out + n, sizeof(out) - 1 - n);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			break;
+		n += (size_t)got;
+		if (n == sizeof(out) - 1)
+			break;
+	}
+	out[n] = '\0';
+	close(pipefd[0]);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	/* Lines read "  name=<type> ...": match the name at a line start. */
+	for (size_t i = 0; i < GP_ARRAY_SIZE(props) && r == -ENOENT; i++) {
+		for (const char *l = out; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+			while (*l == ' ')
+				l++;
+			if (strncmp(l, props[i], strlen(props[i])) == 0 &&
+			    l[strlen(props[i])] == '=') {
+				snprintf(buf, len, "%s", props[i]);
+				r = 0;
+				break;
+			}
+		}
+	}
+	return r;
+}
+
 int gp_vm_find_qemu(const char *qemu, char *buf, size_t len)
 {
 	const char *path;
@@ -411,6 +528,53 @@ static bool pid_alive(pid_t pid)
 	return !(rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'));
 }
 
+/* Is @pid the QEMU of this VM? A pidfile is outside data: after a reboot
+ * or a crash its number may belong to any process (pid 1, a shell), and
+ * vm stop must never signal that. Only a process whose command line has
+ * this VM's own QMP socket argument is taken for its QEMU. */
+static bool pid_is_vm_qemu(pid_t pid, const struct gp_vm_paths *p)
+{
+	char path[64], *want = qmp_chardev_arg(p), *buf = NULL;
+	size_t cap = 0, n = 0;
+	bool ours = false;
+	FILE *f;
+
+	if (!want)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	f = fopen(path, "re");
+	if (f) {
+		/* Read it all (QEMU command lines run to a few KiB; 1 MiB
+		 * bounds a garbled one). */
+		for (;;) {
+			size_t got;
+
+			if (n + 4096 > cap) {
+				char *nb = cap < (1u << 20) ? realloc(buf, cap + 8192) : NULL;
+
+				if (!nb)
+					break;
+				buf = nb;
+				cap += 8192;
+			}
+			got = fread(buf + n, 1, 4096, f);
+			n += got;
+			if (got == 0)
+				break;
+		}
+		fclose(f);
+	}
+	for (size_t i = 0; buf && i < n; i += strnlen(buf + i, n - i) + 1) {
+		if (strnlen(buf + i, n - i) == strlen(want) && memcmp(buf + i, want, strlen(want)) == 0) {
+			ours = true;
+			break;
+		}
+	}
+	free(buf);
+	free(want);
+	return ours;
+}
+
 int gp_vm_pid(const struct gp_vm_paths *p, pid_t *out)
 {
 	char buf[32] = "";
@@ -426,7 +590,7 @@ int gp_vm_pid(const struct gp_vm_paths *p, pid_t *out)
 	fclose(f);
 	if (gp_parse_int(buf, &pid) < 0 || pid <= 0)
 		return -EINVAL;
-	if (!pid_alive(pid))
+	if (!pid_alive(pid) || !pid_is_vm_qemu(pid, p))
 		return -ESRCH;
 	*out = pid;
 	return 0;
@@ -590,10 +754,19 @@ int gp_vm_spawn(struct gp_ctx *ctx, const struct gp_vm_paths *p, const struct gp
 		_exit(127);
 	}
 	close(logfd);
+	/* Without its pidfile the VM would be invisible to every later
+	 * gpupass (status, stop, mount checks): no pidfile, no VM. */
 	pf = fopen(p->pid, "we");
-	if (pf) {
-		fprintf(pf, "%d\n", (int)pid);
-		fclose(pf);
+	if (!pf || fprintf(pf, "%d\n", (int)pid) < 0 || fclose(pf) != 0) {
+		r = -errno;
+		if (r == 0)
+			r = -EIO;
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		unlink(p->pid);
+		gp_why_set(why, "cannot write the pidfile %s: %s; QEMU was stopped", p->pid,
+			   strerror(-r));
+		return r;
 	}
 	for (;;) {
 		struct gp_qmp *q;

@@ -49,18 +49,22 @@ int gp_vm_paths_get(struct gp_ctx *ctx, const char *name, struct gp_vm_paths *ou
  * Q35_PCI_HOST_HOLE64_SIZE_DEFAULT). */
 #define GP_VM_HOLE64_DEFAULT (32ull << 30)
 
-/* The 64-bit MMIO window for these devices: their 64-bit memory BARs
- * packed largest first, each aligned to its own size (PCI BARs are
- * naturally aligned, PCI Local Bus 3.0 §6.2.5.1), plus the largest BAR
- * again so an unaligned window start still leaves room, rounded up to
- * 1 GiB; never below QEMU's default. */
-uint64_t gp_vm_hole64_size(const struct gp_vm_hostdev *devs, size_t n);
-
 /* One assigned card: the functions of one GPU's group. */
 struct gp_vm_card {
 	const struct gp_vm_hostdev *fn;
 	size_t nfn;
 };
+
+/* The 64-bit MMIO window for these cards. Each card sits behind its own
+ * PCIe root port, whose prefetchable window the guest firmware sizes as
+ * the card's 64-bit memory BARs packed largest first, each aligned to its
+ * own size (PCI BARs are naturally aligned, PCI Local Bus 3.0 §6.2.5.1),
+ * rounded up to and aligned at the card's largest BAR (a bridge window
+ * takes the alignment of its largest member, PCI-to-PCI Bridge 1.2
+ * §3.2.5.8). The windows are packed the same way, plus the largest
+ * alignment again so an unaligned hole start still leaves room, rounded up
+ * to 1 GiB; never below QEMU's default. */
+uint64_t gp_vm_hole64_size(const struct gp_vm_card *cards, size_t ncards);
 
 struct gp_vm_launch {
 	const struct gp_vm_config *cfg;
@@ -69,6 +73,10 @@ struct gp_vm_launch {
 	const struct gp_vm_card *cards;
 	size_t ncards;
 	const struct gp_vm_paths *paths;
+	/* The vfio-pci property that turns device migration off in this
+	 * QEMU (gp_vm_qemu_migration_prop), or NULL: then QEMU's own
+	 * default (a migration blocker up to 8.0) is relied on. */
+	const char *vfio_migration_prop;
 };
 
 /* Builds the whole command line (argv[0] = qemu). 0, -EINVAL, -ENOMEM. */
@@ -85,6 +93,14 @@ bool gp_vm_kvm_usable(struct gp_ctx *ctx);
 
 /* "auto" -> "kvm" when usable, else "tcg". */
 const char *gp_vm_accel_resolve(struct gp_ctx *ctx, const char *want);
+
+/* Which vfio-pci property of this QEMU switches device migration:
+ * "enable-migration" (QEMU 8.1+, default auto: a device that supports it
+ * could be migrated), "x-enable-migration" (7.x, default off), read from
+ * `QEMU -device vfio-pci,help`. 0 and the name, -ENOENT when it has none,
+ * or -errno. A DDA VM is never migrated or saved, so gpupass sets it off
+ * rather than rely on the default. */
+int gp_vm_qemu_migration_prop(const char *qemu, char *buf, size_t len);
 
 /* Finds @qemu (a path, or a name on PATH). 0 and the full path, or
  * -ENOENT. */
