@@ -1194,6 +1194,16 @@ static cl_int write_data(cl_command_queue q, cl_mem m, size_t off, size_t size, 
 	if (gp_icd_conn_direct(G.conn) && (blocking || !may_wait))
 		return direct_transfer(GP_OP_WRITE_BUFFER, q, m, off, size, ptr, nw, wl, evid);
 	bulk = gp_icd_conn_bulk(G.conn, &bsize);
+	if (!bulk) {
+		/* Stream mode (no bulk region): inline slices, the wait list on
+		 * the first, the event on the last. */
+		for (done = 0; done < size && err == CL_SUCCESS; done += chunk) {
+			chunk = size - done < INLINE_MAX ? size - done : INLINE_MAX;
+			err = write_data(q, m, off + done, chunk, (const uint8_t *)ptr + done,
+					 done ? 0 : nw, wl, done + chunk == size ? evid : 0, blocking);
+		}
+		return err;
+	}
 	chunk = (size_t)(bsize / 2);
 	nchunks = (size + chunk - 1) / chunk;
 	gp_icd_call_begin(G.conn, &k);
@@ -1299,6 +1309,15 @@ static cl_int read_data(cl_command_queue q, cl_mem m, size_t off, size_t size, v
 	if (gp_icd_conn_direct(G.conn))
 		return direct_transfer(GP_OP_READ_BUFFER, q, m, off, size, ptr, nw, wl, evid);
 	bulk = gp_icd_conn_bulk(G.conn, &bsize);
+	if (!bulk) {
+		/* Stream mode (no bulk region): inline slices, as in write_data. */
+		for (sent = 0; sent < size && err == CL_SUCCESS; sent += chunk) {
+			chunk = size - sent < INLINE_MAX ? size - sent : INLINE_MAX;
+			err = read_data(q, m, off + sent, chunk, (uint8_t *)ptr + sent,
+					sent ? 0 : nw, wl, sent + chunk == size ? evid : 0);
+		}
+		return err;
+	}
 	chunk = (size_t)(bsize / 2);
 	nchunks = (size + chunk - 1) / chunk;
 	gp_icd_call_begin(G.conn, &k);

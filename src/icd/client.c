@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
+#include <fcntl.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,8 @@
 #include "transport/transport.h"
 
 #define DEFAULT_SERVER "unix:/run/gpupass/pv.sock"
+/* The virtio-serial port gpupass gives each PV VM. */
+#define DEFAULT_PORT "org.gpupass.pv.0"
 /* Bulk region: two halves, so the server copies one while we fill the other. */
 #define BULK_SIZE (32ull << 20)
 /* Ids the ICD gives to objects it creates start here (below: the server's). */
@@ -31,6 +35,8 @@ struct gp_icd_conn {
 	uint64_t probe;
 	bool direct;
 	bool shared;
+	bool stream; /* no memfd: every call and all data inline on the stream */
+	bool serial; /* a virtio-serial port */
 	uint8_t *rx;
 };
 
@@ -60,68 +66,163 @@ static const char *prog_name(void)
 	return program_invocation_short_name;
 }
 
+/* Where to connect: GPUPASS_SERVER, else the virtio-serial port of a VM
+ * when there is one, else the local default. */
+static int pick_server(const char *addr, char **out)
+{
+	char path[512];
+
+	if (addr && *addr) {
+		*out = strdup(addr);
+	} else if (gp_serial_find(getenv("GPUPASS_SYSROOT"), DEFAULT_PORT, path, sizeof(path)) == 0) {
+		*out = strdup("serial:" DEFAULT_PORT);
+	} else {
+		*out = strdup(DEFAULT_SERVER);
+	}
+	return *out ? 0 : -ENOMEM;
+}
+
+/* Opens the channel: @c->fd and @c->sock; @c->stream for channels that
+ * carry everything inline (no memfd). */
+static int open_channel(struct gp_icd_conn *c)
+{
+	const char *addr = c->server;
+	char path[512];
+	int r;
+
+	if (strncmp(addr, "unix:", 5) == 0 || strncmp(addr, "unix-stream:", 12) == 0) {
+		c->stream = addr[4] == '-';
+		r = gp_unix_connect(strchr(addr, ':') + 1, &c->fd);
+	} else if (strncmp(addr, "serial:", 7) == 0) {
+		c->stream = true;
+		c->serial = true;
+		r = gp_serial_find(getenv("GPUPASS_SYSROOT"), addr + 7, path, sizeof(path));
+		if (r == 0) {
+			c->fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+			r = c->fd < 0 ? -errno : 0;
+		}
+	} else {
+		fprintf(stderr, "gpupass: GPUPASS_SERVER=%s: expected unix:PATH, unix-stream:PATH "
+			"or serial:NAME\n", addr);
+		return -EAFNOSUPPORT;
+	}
+	if (r < 0) {
+		fprintf(stderr, "gpupass: cannot reach gpupass-pvd at %s: %s (%s)\n", addr, strerror(-r),
+			c->serial ? "is the VM's virtio-serial port there and gpupass-pvd running on the host?"
+				  : "start gpupass-pvd, or set GPUPASS_SERVER");
+		return r;
+	}
+	r = c->stream ? gp_transport_stream_new(c->fd, &c->sock) : gp_transport_unix_new(c->fd, &c->sock);
+	if (r < 0) {
+		close(c->fd);
+		c->fd = -1;
+	}
+	return r;
+}
+
+/* Stream mode: the answer to our HELLO is the HELLO reply with our
+ * request id; anything before it (replies a dead process on the same
+ * port never read) is skipped. */
+static int stream_hello_reply(struct gp_icd_conn *c, uint32_t req_id, struct gp_proto_hdr *h,
+			      int timeout_ms)
+{
+	uint8_t hdr[GP_PROTO_HDR_SIZE];
+	int r;
+
+	for (;;) {
+		r = gp_stream_find(c->fd, GP_OP_HELLO, hdr, timeout_ms);
+		if (r < 0)
+			return r;
+		if (gp_proto_hdr_unpack(hdr, sizeof(hdr), GP_PROTO_MAX_PAYLOAD, h) < 0)
+			continue;
+		r = gp_stream_read(c->fd, c->rx, h->len, 5000);
+		if (r < 0)
+			return r;
+		if ((h->flags & GP_PROTO_F_REPLY) && h->req_id == req_id)
+			return 0;
+	}
+}
+
+/* Says hello; in stream mode over a port another process may have left
+ * mid-message, retries once after a run of zeros long enough to complete
+ * any message the server may still be reading (it then resyncs on our
+ * HELLO, see PROTOCOL.md "Stream mode"). */
+static int say_hello(struct gp_icd_conn *c, struct gp_proto_hdr *h)
+{
+	struct gp_proto_hdr q = { .opcode = GP_OP_HELLO, .flags = GP_PROTO_F_SYNC };
+	struct gp_enc e;
+	int r;
+
+	q.req_id = c->stream ? (uint32_t)getpid() ^ (uint32_t)time(NULL) ^ 0x5a5a0000u : 1;
+	gp_enc_init(&e, 4096);
+	gp_enc_u32(&e, GP_PROTO_VERSION);
+	gp_enc_u64(&e, c->shm ? BULK_SIZE : 0);
+	gp_enc_str(&e, prog_name());
+	/* A value the server reads back with process_vm_readv: if it can,
+	 * big transfers copy straight between our memory and the buffer. */
+	c->probe = 0x6770707650524f42ull ^ (uint64_t)(uintptr_t)c;
+	gp_enc_u64(&e, c->stream ? 0 : (uint64_t)(uintptr_t)&c->probe);
+	gp_enc_u64(&e, c->probe);
+	if (!c->stream)
+		allow_server_reads(c->fd);
+	r = e.err ? e.err : gp_transport_send(c->sock, &q, e.buf, e.len, c->shm ? gp_shm_fd(c->shm) : -1);
+	if (r == 0 && !c->stream)
+		r = gp_transport_recv(c->sock, h, c->rx, GP_PROTO_MAX_PAYLOAD, NULL, 10000);
+	else if (r == 0)
+		r = stream_hello_reply(c, q.req_id, h, c->serial ? 3000 : 10000);
+	if (r == -ETIMEDOUT && c->serial) {
+		uint8_t *zero = calloc(1, GP_PROTO_MAX_PAYLOAD + GP_PROTO_HDR_SIZE);
+
+		r = zero ? gp_stream_write(c->fd, zero, GP_PROTO_MAX_PAYLOAD + GP_PROTO_HDR_SIZE, 10000)
+			 : -ENOMEM;
+		free(zero);
+		/* A new id: a late answer to the first HELLO (a slow server
+		 * freeing a dead program's objects) must be skipped too. */
+		q.req_id++;
+		if (r == 0)
+			r = gp_transport_send(c->sock, &q, e.buf, e.len, -1);
+		if (r == 0)
+			r = stream_hello_reply(c, q.req_id, h, 15000);
+	}
+	gp_enc_free(&e);
+	return r;
+}
+
 int gp_icd_conn_open(struct gp_icd_conn **out)
 {
-	const char *addr = getenv("GPUPASS_SERVER");
 	struct gp_icd_conn *c;
-	struct gp_proto_hdr h = { .opcode = GP_OP_HELLO, .flags = GP_PROTO_F_SYNC, .req_id = 1 };
-	struct gp_enc e;
+	struct gp_proto_hdr h;
 	struct gp_dec d;
+	const char *addr;
 	cl_int err;
 	char *msg = NULL;
 	int r;
 
-	if (!addr || !*addr)
-		addr = DEFAULT_SERVER;
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
 	pthread_mutex_init(&c->lock, NULL);
 	c->fd = -1;
-	c->server = strdup(addr);
 	c->rx = malloc(GP_PROTO_MAX_PAYLOAD);
 	c->next_id = FIRST_ID;
 	c->next_req = 2;
-	if (!c->server || !c->rx) {
+	r = pick_server(getenv("GPUPASS_SERVER"), &c->server);
+	if (r < 0 || !c->rx) {
 		r = -ENOMEM;
 		goto err_free;
 	}
-	if (strncmp(addr, "unix:", 5) != 0) {
-		fprintf(stderr, "gpupass: GPUPASS_SERVER=%s: only unix:PATH is supported by this build\n",
-			addr);
-		r = -EAFNOSUPPORT;
+	addr = c->server;
+	r = open_channel(c);
+	if (r < 0)
 		goto err_free;
+	if (!c->stream) {
+		r = gp_shm_create(BULK_SIZE, &c->shm);
+		if (r < 0) {
+			fprintf(stderr, "gpupass: cannot make the shared memory region: %s\n", strerror(-r));
+			goto err_free;
+		}
 	}
-	r = gp_unix_connect(addr + 5, &c->fd);
-	if (r < 0) {
-		fprintf(stderr, "gpupass: cannot reach gpupass-pvd at %s: %s (start gpupass-pvd, "
-			"or set GPUPASS_SERVER=unix:PATH)\n", addr, strerror(-r));
-		goto err_free;
-	}
-	r = gp_transport_unix_new(c->fd, &c->sock);
-	if (r < 0) {
-		close(c->fd);
-		goto err_free;
-	}
-	r = gp_shm_create(BULK_SIZE, &c->shm);
-	if (r < 0) {
-		fprintf(stderr, "gpupass: cannot make the shared memory region: %s\n", strerror(-r));
-		goto err_free;
-	}
-	gp_enc_init(&e, 4096);
-	gp_enc_u32(&e, GP_PROTO_VERSION);
-	gp_enc_u64(&e, BULK_SIZE);
-	gp_enc_str(&e, prog_name());
-	/* A value the server reads back with process_vm_readv: if it can,
-	 * big transfers copy straight between our memory and the buffer. */
-	c->probe = 0x6770707650524f42ull ^ (uint64_t)(uintptr_t)c;
-	gp_enc_u64(&e, (uint64_t)(uintptr_t)&c->probe);
-	gp_enc_u64(&e, c->probe);
-	allow_server_reads(c->fd);
-	r = e.err ? e.err : gp_transport_send(c->sock, &h, e.buf, e.len, gp_shm_fd(c->shm));
-	gp_enc_free(&e);
-	if (r == 0)
-		r = gp_transport_recv(c->sock, &h, c->rx, GP_PROTO_MAX_PAYLOAD, NULL, 10000);
+	r = say_hello(c, &h);
 	if (r < 0) {
 		fprintf(stderr, "gpupass: gpupass-pvd at %s did not answer the hello: %s\n", addr,
 			r == -EPROTONOSUPPORT ? "it speaks another protocol version" : strerror(-r));
@@ -142,8 +243,9 @@ int gp_icd_conn_open(struct gp_icd_conn **out)
 	{
 		uint32_t fl = gp_dec_u32(&d);
 
-		c->direct = fl & 1;
-		c->shared = (fl & 2) && !getenv("GPUPASS_NO_SHARED");
+		/* Stream mode: everything inline, whatever the server says. */
+		c->direct = (fl & 1) && !c->stream;
+		c->shared = (fl & 2) && !c->stream && !getenv("GPUPASS_NO_SHARED");
 	}
 	if (d.err) {
 		fprintf(stderr, "gpupass: gpupass-pvd at %s sent a malformed hello\n", addr);
@@ -152,7 +254,10 @@ int gp_icd_conn_open(struct gp_icd_conn **out)
 	}
 	free(msg);
 	msg = NULL;
-	r = gp_transport_ring_new(c->shm, GP_RING_CLIENT, c->fd, 150000, &c->ring);
+	if (c->stream)
+		c->ring = c->sock; /* the same transport; freed once */
+	else
+		r = gp_transport_ring_new(c->shm, GP_RING_CLIENT, c->fd, 150000, &c->ring);
 	if (r < 0)
 		goto err_free;
 	*out = c;
@@ -217,7 +322,14 @@ uint64_t gp_icd_conn_new_id(struct gp_icd_conn *c)
 
 void *gp_icd_conn_bulk(struct gp_icd_conn *c, uint64_t *size)
 {
-	return gp_shm_bulk(c->shm, size);
+	uint64_t dummy;
+
+	if (!c->shm) { /* stream mode: no bulk region */
+		if (size)
+			*size = 0;
+		return NULL;
+	}
+	return gp_shm_bulk(c->shm, size ? size : &dummy);
 }
 
 void gp_icd_conn_lock(struct gp_icd_conn *c)

@@ -49,6 +49,7 @@ struct pvd_session {
 	int done;       /* atomic: the thread has finished */
 	bool counted;   /* in guest->sessions */
 	bool direct;    /* process_vm_readv/writev work on the guest */
+	bool stream;    /* no memfd: calls and data inline on the socket */
 	int pending_fd; /* sent on the socket after the reply, then closed */
 	uint8_t *rxbuf;
 	struct gp_enc reply;
@@ -552,7 +553,7 @@ static int op_create_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err
 	if ((*err = charge(s, size)) != CL_SUCCESS)
 		goto out;
 	flags &= ~(uint64_t)HOST_PTR_FLAGS;
-	if (want_shared && s->srv->shared_ok && shared_alloc(size, &fd, &sm) == 0)
+	if (want_shared && !s->stream && s->srv->shared_ok && shared_alloc(size, &fd, &sm) == 0)
 		flags |= CL_MEM_USE_HOST_PTR;
 	m = clCreateBuffer(ctx, (cl_mem_flags)flags, (size_t)size, sm ? sm->ptr : NULL, err);
 	if (!m) {
@@ -1511,8 +1512,16 @@ static const char *guest_name(const struct pvd_session *s)
 	return s->guest ? s->guest->cfg->name : "(refused)";
 }
 
-/* Serves requests from the ring until the guest goes or breaks the rules. */
-static void serve(struct pvd_session *s)
+/* Why serve() returned. */
+enum serve_end {
+	SERVE_GONE,   /* the guest hung up, or the server stops */
+	SERVE_BROKEN, /* a protocol error: the session's objects must go */
+	SERVE_HELLO,  /* stream mode: a new HELLO (in @hello, s->rxbuf) */
+};
+
+/* Serves requests from the ring (or, in stream mode, the socket) until
+ * the guest goes or breaks the rules. */
+static enum serve_end serve(struct pvd_session *s, struct gp_proto_hdr *hello)
 {
 	struct gp_proto_hdr h;
 	struct gp_dec d;
@@ -1523,18 +1532,22 @@ static void serve(struct pvd_session *s)
 		r = gp_transport_recv(s->ring, &h, s->rxbuf, GP_PROTO_MAX_PAYLOAD, NULL, -1);
 		if (r == -EPIPE || r == -EINTR) {
 			LOG_S(s, GP_LOG_INFO, "guest %s (pid %d): disconnected", guest_name(s), (int)s->pid);
-			return;
+			return SERVE_GONE;
 		}
 		if (r < 0) {
-			LOG_S(s, GP_LOG_WARN, "guest %s (pid %d): session ended: malformed message on the ring: %s",
-			      guest_name(s), (int)s->pid, strerror(-r));
-			return;
+			LOG_S(s, GP_LOG_WARN, "guest %s (pid %d): session ended: malformed message on the %s: %s",
+			      guest_name(s), (int)s->pid, s->stream ? "stream" : "ring", strerror(-r));
+			return SERVE_BROKEN;
 		}
 		__atomic_add_fetch(&s->guest->calls, 1, __ATOMIC_RELAXED);
+		if (s->stream && h.opcode == GP_OP_HELLO && !(h.flags & GP_PROTO_F_REPLY)) {
+			*hello = h;
+			return SERVE_HELLO;
+		}
 		if (h.opcode > GP_OP_MAX || !ops[h.opcode].fn || (h.flags & GP_PROTO_F_REPLY)) {
 			LOG_S(s, GP_LOG_WARN, "guest %s (pid %d): session ended: unknown opcode %u",
 			      guest_name(s), (int)s->pid, h.opcode);
-			return;
+			return SERVE_BROKEN;
 		}
 		gp_dec_init(&d, s->rxbuf, h.len);
 		gp_enc_reset(&s->reply);
@@ -1545,7 +1558,7 @@ static void serve(struct pvd_session *s)
 			LOG_S(s, GP_LOG_WARN, "guest %s (pid %d): session ended: bad %s request: %s",
 			      guest_name(s), (int)s->pid, gp_proto_op_name(h.opcode),
 			      r == -EEXIST ? "object id not fresh" : strerror(-r));
-			return;
+			return SERVE_BROKEN;
 		}
 		if (h.flags & GP_PROTO_F_SYNC) {
 			if (ops[h.opcode].syncs && s->pending != CL_SUCCESS) {
@@ -1569,7 +1582,7 @@ static void serve(struct pvd_session *s)
 			if (r < 0) {
 				LOG_S(s, GP_LOG_INFO, "guest %s (pid %d): cannot reply: %s",
 				      guest_name(s), (int)s->pid, strerror(-r));
-				return;
+				return SERVE_GONE;
 			}
 		} else {
 			if (err != CL_SUCCESS && s->pending == CL_SUCCESS)
@@ -1648,25 +1661,31 @@ static void status_reply(struct pvd_session *s, struct gp_enc *e)
 	}
 }
 
+static int hello_answer(struct pvd_session *s, const struct gp_proto_hdr *hh,
+			const uint8_t *buf, int fd);
+
+/* A guest's own socket may be a VM's virtio-serial port: QEMU connects
+ * when the VM starts, long before a program in it says hello, and keeps
+ * the connection across the guest's programs (and reboots). */
+static bool own_socket(const struct pvd_session *s)
+{
+	return s->guest && s->guest->cfg->socket;
+}
+
 static int handshake(struct pvd_session *s)
 {
 	struct gp_proto_hdr h, rh = { .flags = GP_PROTO_F_REPLY };
-	struct pvd_server *srv = s->srv;
 	struct gp_enc e;
-	struct gp_dec d;
 	uint8_t buf[4096];
 	int fd = -1, r;
-	uint32_t ver;
-	uint64_t bulk, probe_addr, probe_val, seen = 0;
-	char *client;
 
-	r = gp_transport_recv(s->sock, &h, buf, sizeof(buf), &fd, 5000);
+	r = gp_transport_recv(s->sock, &h, buf, sizeof(buf), &fd, own_socket(s) ? -1 : 5000);
 	if (r < 0)
 		return r;
 	rh.opcode = h.opcode;
 	rh.req_id = h.req_id;
-	gp_enc_init(&e, GP_PROTO_MAX_PAYLOAD);
 	if (h.opcode == GP_OP_STATUS) {
+		gp_enc_init(&e, GP_PROTO_MAX_PAYLOAD);
 		if (fd >= 0)
 			close(fd);
 		/* Only the host's administrator sees every guest. */
@@ -1679,6 +1698,45 @@ static int handshake(struct pvd_session *s)
 		gp_enc_free(&e);
 		return r < 0 ? r : 1;
 	}
+	return hello_answer(s, &h, buf, fd);
+}
+
+/* Stream mode: after a protocol error on a guest's own stream, skips to
+ * the next HELLO (a new program in the VM opened the port) and answers
+ * it. Waits as long as the stream stays connected. */
+static int resync(struct pvd_session *s)
+{
+	uint8_t hdr[GP_PROTO_HDR_SIZE];
+	struct gp_proto_hdr h;
+	int r;
+
+	r = gp_stream_find(s->fd, GP_OP_HELLO, hdr, -1);
+	if (r == 0)
+		r = gp_proto_hdr_unpack(hdr, sizeof(hdr), GP_PROTO_MAX_PAYLOAD, &h);
+	if (r == 0)
+		r = gp_stream_read(s->fd, s->rxbuf, h.len, 5000);
+	if (r < 0)
+		return r;
+	return hello_answer(s, &h, s->rxbuf, -1);
+}
+
+/* HELLO: with a memfd (the shared ring and bulk region), or without one:
+ * stream mode, every call and all data inline on the socket. Takes @fd. */
+static int hello_answer(struct pvd_session *s, const struct gp_proto_hdr *hh,
+			const uint8_t *buf, int fd)
+{
+	struct gp_proto_hdr h = *hh, rh = { .flags = GP_PROTO_F_REPLY };
+	struct pvd_server *srv = s->srv;
+	struct gp_enc e;
+	struct gp_dec d;
+	int r;
+	uint32_t ver;
+	uint64_t bulk, probe_addr, probe_val, seen = 0;
+	char *client;
+
+	rh.opcode = h.opcode;
+	rh.req_id = h.req_id;
+	gp_enc_init(&e, GP_PROTO_MAX_PAYLOAD);
 	if (h.opcode != GP_OP_HELLO) {
 		r = -EBADMSG;
 		goto out;
@@ -1705,13 +1763,17 @@ static int handshake(struct pvd_session *s)
 		gp_enc_i32(&e, CL_DEVICE_NOT_AVAILABLE);
 		gp_enc_str(&e, "protocol version not supported by this gpupass-pvd");
 		r = -EPROTONOSUPPORT;
-	} else if (fd < 0 || (r = gp_shm_attach(fd, &s->shm)) < 0) {
+	} else if (fd >= 0 && (s->stream || (r = gp_shm_attach(fd, &s->shm)) < 0)) {
 		gp_enc_i32(&e, CL_OUT_OF_RESOURCES);
 		gp_enc_str(&e, "the shared memory region is missing or malformed");
 		r = -EINVAL;
 	} else {
-		fd = -1; /* the shm owns it */
-		s->bulk = gp_shm_bulk(s->shm, &s->bulk_size);
+		if (fd >= 0) {
+			fd = -1; /* the shm owns it */
+			s->bulk = gp_shm_bulk(s->shm, &s->bulk_size);
+		} else {
+			s->stream = true;
+		}
 		gp_enc_i32(&e, 0);
 		gp_enc_str(&e, s->guest->cfg->name);
 		gp_enc_u32(&e, (uint32_t)srv->n_devs);
@@ -1719,13 +1781,14 @@ static int handshake(struct pvd_session *s)
 			gp_enc_u64(&e, i + 1);
 		/* Direct copies need the guest to be a process we may read:
 		 * prove it on the value it sent. */
-		s->direct = s->pid > 0 && probe_addr &&
+		s->direct = !s->stream && s->pid > 0 && probe_addr &&
 			    direct_copy(s, true, &seen, probe_addr, sizeof(seen)) == 0 &&
 			    seen == probe_val;
 		gp_enc_u32(&e, (s->direct ? 1u : 0u) | (srv->shared_ok ? 2u : 0u));
-		LOG_S(s, GP_LOG_INFO, "guest %s: %s connected (pid %d, uid %d, %s copies)",
+		LOG_S(s, GP_LOG_INFO, "guest %s: %s connected (pid %d, uid %d, %s)",
 		      s->guest->cfg->name, client, (int)s->pid, (int)s->uid,
-		      s->direct ? "direct" : "shared-memory");
+		      s->stream ? "stream mode, data inline" :
+		      s->direct ? "direct copies" : "shared-memory copies");
 		r = 0;
 	}
 	free(client);
@@ -1738,6 +1801,20 @@ out:
 	return r;
 }
 
+/* A new handle table with the server's devices (ids 1..n). */
+static int fresh_handles(struct pvd_session *s)
+{
+	int r;
+
+	gp_handles_free(s->h);
+	s->h = NULL;
+	s->pending = CL_SUCCESS;
+	r = gp_handles_new(0, &s->h); /* max_objects is checked per guest */
+	for (size_t i = 0; r == 0 && i < s->srv->n_devs; i++)
+		r = gp_handles_add(s->h, i + 1, GP_KIND_DEVICE, s->srv->devs[i].device, 0);
+	return r;
+}
+
 static void *session_main(void *arg)
 {
 	struct pvd_session *s = arg;
@@ -1746,6 +1823,14 @@ static void *session_main(void *arg)
 	int r;
 
 	r = handshake(s);
+	/* A VM's stream may start with what a crashed program left in the
+	 * port: skip to the next hello. */
+	while (r < 0 && r != -EPIPE && r != -EINTR && r != -EACCES && own_socket(s) &&
+	       !__atomic_load_n(&srv->stop, __ATOMIC_ACQUIRE)) {
+		LOG_S(s, GP_LOG_INFO, "guest %s: bad hello on its stream (%s); waiting for the next",
+		      guest_name(s), strerror(-r));
+		r = resync(s);
+	}
 	if (r == 0) {
 		/* Counted as connected once the hello succeeded (status queries
 		 * and refused peers are not guests' sessions). */
@@ -1754,13 +1839,31 @@ static void *session_main(void *arg)
 			s->guest->since = time(NULL);
 		pthread_mutex_unlock(&s->guest->lock);
 		s->counted = true;
-		r = gp_handles_new(0, &s->h); /* max_objects is checked per guest */
-		for (size_t i = 0; r == 0 && i < srv->n_devs; i++)
-			r = gp_handles_add(s->h, i + 1, GP_KIND_DEVICE, srv->devs[i].device, 0);
-		if (r == 0)
+		r = fresh_handles(s);
+		if (r == 0 && s->stream)
+			s->ring = s->sock; /* the same transport, freed once */
+		else if (r == 0)
 			r = gp_transport_ring_new(s->shm, GP_RING_SERVER, s->fd, srv->spin_ns, &s->ring);
-		if (r == 0 && !__atomic_load_n(&srv->stop, __ATOMIC_ACQUIRE))
-			serve(s);
+		while (r == 0 && !__atomic_load_n(&srv->stop, __ATOMIC_ACQUIRE)) {
+			struct gp_proto_hdr h;
+			enum serve_end why = serve(s, &h);
+
+			if (why == SERVE_GONE || !s->stream)
+				break;
+			/* Stream mode: a new program in the guest (HELLO), or
+			 * garbage: its objects go, the stream stays. */
+			release_all(s);
+			r = fresh_handles(s);
+			if (r < 0)
+				break;
+			LOG_S(s, GP_LOG_INFO, "guest %s: %s on its stream; objects released, %s",
+			      guest_name(s), why == SERVE_HELLO ? "new hello" : "protocol error",
+			      why == SERVE_HELLO ? "fresh session" : "waiting for the next hello");
+			r = why == SERVE_HELLO ? hello_answer(s, &h, s->rxbuf, -1) : -EBADMSG;
+			while (r < 0 && r != -EPIPE && r != -EINTR &&
+			       !__atomic_load_n(&srv->stop, __ATOMIC_ACQUIRE))
+				r = resync(s);
+		}
 		release_all(s);
 	} else if (r < 0 && r != -EACCES) {
 		LOG_S(s, GP_LOG_INFO, "connection (pid %d) ended during hello: %s", (int)s->pid,
@@ -1834,7 +1937,8 @@ static void session_free(struct pvd_session *s)
 		s->guest->sessions--;
 		pthread_mutex_unlock(&s->guest->lock);
 	}
-	gp_transport_free(s->ring);
+	if (s->ring != s->sock)
+		gp_transport_free(s->ring);
 	gp_transport_free(s->sock); /* closes the socket: the guest sees it go */
 	gp_shm_free(s->shm);
 	gp_handles_free(s->h);
@@ -1874,7 +1978,8 @@ int pvd_session_stop_all(struct pvd_server *srv, int timeout_ms)
 	pthread_mutex_lock(&srv->lock);
 	for (struct pvd_session *s = srv->sessions; s; s = s->next) {
 		gp_transport_interrupt(s->sock);
-		gp_transport_interrupt(s->ring);
+		if (s->ring != s->sock)
+			gp_transport_interrupt(s->ring);
 	}
 	pthread_mutex_unlock(&srv->lock);
 	/* A session may be inside a device call that waits for work that

@@ -103,4 +103,21 @@ enum gp_ring_side { GP_RING_CLIENT, GP_RING_SERVER };
 int gp_transport_ring_new(struct gp_shm *shm, enum gp_ring_side side, int alive_fd,
 			  uint64_t spin_ns, struct gp_transport **out);
 
+/* ---- stream mode: a byte stream without descriptor passing (stream.c) ---- */
+
+/* Wraps a connected stream (socket or virtio port; set non-blocking);
+ * the transport owns @fd. Sending a descriptor fails with -EOPNOTSUPP. */
+int gp_transport_stream_new(int fd, struct gp_transport **out);
+/* Hunts the stream for the next frame header with @opcode (magic,
+ * version, opcode), discarding everything before it, and reads the whole
+ * header into @hdr. For resync after a peer died mid-message. */
+int gp_stream_find(int fd, uint16_t opcode, uint8_t hdr[GP_PROTO_HDR_SIZE], int timeout_ms);
+/* read()/write() loops for non-blocking descriptors of any kind. */
+int gp_stream_read(int fd, void *buf, size_t len, int timeout_ms);
+int gp_stream_write(int fd, const void *buf, size_t len, int timeout_ms);
+/* Finds the virtio-serial port named @name: @path gets
+ * SYSROOT/dev/vportNpM for the SYSROOT/sys/class/virtio-ports entry whose
+ * name file says @name. -ENOENT when there is none. */
+int gp_serial_find(const char *sysroot, const char *name, char *path, size_t cap);
+
 #endif

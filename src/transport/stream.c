@@ -1,0 +1,279 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Stream mode: the PV protocol over a plain byte stream that cannot pass
+ * file descriptors — a virtio-serial port in a guest (/dev/vportNpM), or a
+ * unix socket used without a memfd. Every call and all data go inline
+ * (no shared ring, no bulk region, no shared buffers).
+ *
+ * A byte stream has no message boundaries of its own: after a guest
+ * process dies in the middle of a message, the next process on the same
+ * port finds the stream mid-frame. gp_stream_find() hunts for the start
+ * of a frame with a given opcode (magic, version and opcode: 8 bytes that
+ * do not occur by chance in practice), which both ends use to resync on
+ * HELLO (see PROTOCOL.md, "Stream mode").
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "transport.h"
+
+struct stream_transport {
+	struct gp_transport base;
+	int fd;
+	int intr; /* set by interrupt() */
+};
+
+static int wait_io(int fd, short events, int timeout_ms)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+	int r;
+
+	do {
+		r = poll(&p, 1, timeout_ms);
+	} while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return -errno;
+	if (r == 0)
+		return -ETIMEDOUT;
+	if (p.revents & events)
+		return 0;
+	/* A virtio port whose host side is closed reports POLLHUP. */
+	return -EPIPE;
+}
+
+/* read()/write() loops (not recv/send: a virtio port is a character
+ * device), for descriptors in non-blocking mode. */
+static int rd_all(int fd, void *buf, size_t len, int timeout_ms)
+{
+	char *p = buf;
+	ssize_t n;
+	int r;
+
+	while (len > 0) {
+		n = read(fd, p, len);
+		if (n == 0)
+			return -EPIPE;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				r = wait_io(fd, POLLIN, timeout_ms);
+				if (r < 0)
+					return r;
+				continue;
+			}
+			return errno == ECONNRESET ? -EPIPE : -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int wr_all(int fd, const void *buf, size_t len, int timeout_ms)
+{
+	const char *p = buf;
+	ssize_t n;
+	int r;
+
+	while (len > 0) {
+		/* send() where it can: a peer that hung up must be -EPIPE,
+		 * not a SIGPIPE that kills the guest program. */
+		n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && errno == ENOTSOCK)
+			n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				r = wait_io(fd, POLLOUT, timeout_ms);
+				if (r < 0)
+					return r;
+				continue;
+			}
+			return (errno == ECONNRESET || errno == EPIPE) ? -EPIPE : -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int gp_stream_write(int fd, const void *buf, size_t len, int timeout_ms)
+{
+	return wr_all(fd, buf, len, timeout_ms);
+}
+
+int gp_stream_read(int fd, void *buf, size_t len, int timeout_ms)
+{
+	return rd_all(fd, buf, len, timeout_ms);
+}
+
+static int stream_send(struct gp_transport *t, const struct gp_proto_hdr *h,
+		       const void *payload, size_t len, int fd)
+{
+	struct stream_transport *s = (struct stream_transport *)t;
+	struct gp_proto_hdr hh = *h;
+	uint8_t hdr[GP_PROTO_HDR_SIZE];
+	int r;
+
+	if (fd >= 0)
+		return -EOPNOTSUPP; /* a byte stream cannot carry descriptors */
+	if (len > GP_PROTO_MAX_PAYLOAD)
+		return -EMSGSIZE;
+	hh.magic = GP_PROTO_MAGIC;
+	hh.version = GP_PROTO_VERSION;
+	hh.len = (uint32_t)len;
+	hh.reserved = 0;
+	gp_proto_hdr_pack(&hh, hdr);
+	r = wr_all(s->fd, hdr, sizeof(hdr), 5000);
+	if (r == 0 && len)
+		r = wr_all(s->fd, payload, len, 5000);
+	return r;
+}
+
+static int stream_recv(struct gp_transport *t, struct gp_proto_hdr *h, void *buf,
+		       size_t cap, int *fd, int timeout_ms)
+{
+	struct stream_transport *s = (struct stream_transport *)t;
+	uint8_t hdr[GP_PROTO_HDR_SIZE];
+	int r;
+
+	if (fd)
+		*fd = -1;
+	if (__atomic_load_n(&s->intr, __ATOMIC_ACQUIRE))
+		return -EINTR;
+	r = wait_io(s->fd, POLLIN, timeout_ms);
+	if (r == 0)
+		r = rd_all(s->fd, hdr, sizeof(hdr), 5000);
+	if (r == 0)
+		r = gp_proto_hdr_unpack(hdr, sizeof(hdr), cap, h);
+	/* A message that started must finish: a peer that stalls mid-frame
+	 * is treated as broken (the caller resyncs or ends the session). */
+	if (r == 0 && h->len)
+		r = rd_all(s->fd, buf, h->len, 5000);
+	if (r < 0 && __atomic_load_n(&s->intr, __ATOMIC_ACQUIRE))
+		return -EINTR;
+	return r;
+}
+
+static void stream_interrupt(struct gp_transport *t)
+{
+	struct stream_transport *s = (struct stream_transport *)t;
+
+	__atomic_store_n(&s->intr, 1, __ATOMIC_RELEASE);
+	/* Sockets wake up at once; a character device at its next poll
+	 * timeout (callers wait in bounded steps). */
+	shutdown(s->fd, SHUT_RDWR);
+}
+
+static void stream_free(struct gp_transport *t)
+{
+	struct stream_transport *s = (struct stream_transport *)t;
+
+	close(s->fd);
+	free(s);
+}
+
+static const struct gp_transport_ops stream_ops = {
+	.name = "stream",
+	.send = stream_send,
+	.recv = stream_recv,
+	.interrupt = stream_interrupt,
+	.free = stream_free,
+};
+
+int gp_transport_stream_new(int fd, struct gp_transport **out)
+{
+	struct stream_transport *s;
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -errno;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->base.ops = &stream_ops;
+	s->fd = fd;
+	*out = &s->base;
+	return 0;
+}
+
+int gp_stream_find(int fd, uint16_t opcode, uint8_t hdr[GP_PROTO_HDR_SIZE], int timeout_ms)
+{
+	struct gp_proto_hdr want = { .magic = GP_PROTO_MAGIC, .version = GP_PROTO_VERSION,
+				     .opcode = opcode };
+	uint8_t sig[GP_PROTO_HDR_SIZE];
+	uint8_t win[8];
+	size_t have = 0;
+	int fl = fcntl(fd, F_GETFL), r;
+
+	if (fl < 0)
+		return -errno;
+	if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -errno;
+	gp_proto_hdr_pack(&want, sig);
+	/* One byte at a time: this runs only at a (re)start of a session,
+	 * and must not read past the frame it finds. */
+	for (;;) {
+		if (have == sizeof(win)) {
+			memmove(win, win + 1, sizeof(win) - 1);
+			have--;
+		}
+		r = rd_all(fd, win + have, 1, timeout_ms);
+		if (r < 0)
+			return r;
+		have++;
+		if (have == sizeof(win) && memcmp(win, sig, sizeof(win)) == 0)
+			break;
+	}
+	memcpy(hdr, win, sizeof(win));
+	return rd_all(fd, hdr + sizeof(win), GP_PROTO_HDR_SIZE - sizeof(win), 5000);
+}
+
+int gp_serial_find(const char *sysroot, const char *name, char *path, size_t cap)
+{
+	char dir[512], buf[256];
+	struct dirent *de;
+	DIR *d;
+	int r = -ENOENT;
+
+	if (!name || !*name || strchr(name, '/'))
+		return -EINVAL;
+	snprintf(dir, sizeof(dir), "%s/sys/class/virtio-ports", sysroot ? sysroot : "");
+	d = opendir(dir);
+	if (!d)
+		return -ENOENT;
+	while (r == -ENOENT && (de = readdir(d))) {
+		char p[800];
+		FILE *f;
+		size_t n;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof(p), "%s/%s/name", dir, de->d_name);
+		f = fopen(p, "re");
+		if (!f)
+			continue;
+		n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[n] = '\0';
+		while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+			buf[--n] = '\0';
+		if (strcmp(buf, name) != 0)
+			continue;
+		if ((size_t)snprintf(path, cap, "%s/dev/%s", sysroot ? sysroot : "", de->d_name) >= cap)
+			r = -ENAMETOOLONG;
+		else
+			r = 0;
+	}
+	closedir(d);
+	return r;
+}
