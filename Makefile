@@ -35,13 +35,13 @@ test: deps
 test-gcc: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 	tests/vm/prepare || echo "make: tests/vm/prepare failed (see above): the vm suite will fail"
-	$(MESON) test -C $(BUILD) --print-errorlogs $(SUITES) || { scripts/test-summary $(BUILD) gcc; exit 1; }
+	$(MESON) test -C $(BUILD) --print-errorlogs --no-suite vm-extra $(SUITES) || { scripts/test-summary $(BUILD) gcc; exit 1; }
 	scripts/test-summary $(BUILD) gcc
 
 test-asan: $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-		$(MESON) test -C $(ASAN_BUILD) --print-errorlogs --no-suite vm $(SUITES) \
+		$(MESON) test -C $(ASAN_BUILD) --print-errorlogs --no-suite vm --no-suite vm-extra $(SUITES) \
 		|| { scripts/test-summary $(ASAN_BUILD) clang-asan-ubsan; exit 1; }
 	scripts/test-summary $(ASAN_BUILD) clang-asan-ubsan
 
