@@ -263,6 +263,8 @@ static bool info_denied(uint32_t sel, uint32_t param)
 		return param == CL_EVENT_COMMAND_QUEUE || param == CL_EVENT_CONTEXT;
 	case GP_INFO_SAMPLER:
 		return param == CL_SAMPLER_CONTEXT;
+	case GP_INFO_IMAGE:
+		return param == CL_IMAGE_BUFFER;
 	default:
 		return false;
 	}
@@ -287,6 +289,7 @@ static cl_int call_info(uint32_t sel, void *obj, void *aux, uint64_t auxv, cl_ui
 	case GP_INFO_EVENT: return clGetEventInfo(obj, param, size, val, ret);
 	case GP_INFO_EVENT_PROFILING: return clGetEventProfilingInfo(obj, param, size, val, ret);
 	case GP_INFO_SAMPLER: return clGetSamplerInfo(obj, param, size, val, ret);
+	case GP_INFO_IMAGE: return clGetImageInfo(obj, param, size, val, ret);
 	default: return CL_INVALID_VALUE;
 	}
 }
@@ -306,6 +309,7 @@ static const uint32_t sel_kind[GP_INFO_MAX + 1] = {
 	[GP_INFO_EVENT_PROFILING] = GP_KIND_EVENT,
 	[GP_INFO_PROGRAM_BINARY] = GP_KIND_PROGRAM,
 	[GP_INFO_SAMPLER] = GP_KIND_SAMPLER,
+	[GP_INFO_IMAGE] = GP_KIND_MEM,
 };
 
 static cl_int program_binary(void *prog, uint64_t index, void **val, size_t *n)
@@ -1454,6 +1458,327 @@ static int op_create_sampler(struct pvd_session *s, struct gp_dec *d, cl_int *er
 	return 0;
 }
 
+/* ---- images ---- */
+
+/* Bytes of a tightly packed region of @img (row pitch = width x element
+ * size, as the ICD packs it), or 0 if it cannot be known or overflows. */
+static uint64_t image_region_bytes(cl_mem img, const size_t reg[3])
+{
+	size_t elem = 0;
+	uint64_t n;
+
+	if (clGetImageInfo(img, CL_IMAGE_ELEMENT_SIZE, sizeof(elem), &elem, NULL) != CL_SUCCESS)
+		return 0;
+	if (__builtin_mul_overflow((uint64_t)elem, (uint64_t)reg[0], &n) ||
+	    __builtin_mul_overflow(n, (uint64_t)reg[1], &n) ||
+	    __builtin_mul_overflow(n, (uint64_t)reg[2], &n))
+		return 0;
+	return n;
+}
+
+static void dec_triple(struct gp_dec *d, size_t v[3])
+{
+	for (int i = 0; i < 3; i++)
+		v[i] = (size_t)gp_dec_u64(d);
+}
+
+/* CREATE_IMAGE: u64 id, u64 ctx, u64 flags, u32 channel order, u32
+ * channel type, u32 image type, u64 width, u64 height, u64 depth, u64
+ * array size, u64 row pitch, u64 slice pitch (both for images from a
+ * buffer only), u64 buffer (0: none) -> i32 err, u64 element size, u64 size.
+ * Host-pointer flags are the ICD's business (it writes the data after).
+ * Images count against memory_max at the size the host allocated, except
+ * those made from a buffer (its memory is already counted). */
+static int op_create_image(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t id = gp_dec_u64(d), cid = gp_dec_u64(d), flags = gp_dec_u64(d);
+	cl_image_format fmt;
+	cl_image_desc desc;
+	uint64_t bid;
+	size_t elem = 0, size = 0;
+	void *ctx, *buf = NULL;
+	cl_mem m = NULL;
+
+	memset(&desc, 0, sizeof(desc));
+	fmt.image_channel_order = gp_dec_u32(d);
+	fmt.image_channel_data_type = gp_dec_u32(d);
+	desc.image_type = gp_dec_u32(d);
+	desc.image_width = (size_t)gp_dec_u64(d);
+	desc.image_height = (size_t)gp_dec_u64(d);
+	desc.image_depth = (size_t)gp_dec_u64(d);
+	desc.image_array_size = (size_t)gp_dec_u64(d);
+	desc.image_row_pitch = (size_t)gp_dec_u64(d);
+	desc.image_slice_pitch = (size_t)gp_dec_u64(d);
+	bid = gp_dec_u64(d);
+	if (gp_dec_finish(d) < 0 || fresh_id(s, id) < 0)
+		return d->err ? d->err : -EEXIST;
+	if ((*err = lookup(s, cid, GP_KIND_CONTEXT, &ctx)) != CL_SUCCESS)
+		goto out;
+	if (bid && (*err = lookup(s, bid, GP_KIND_MEM, &buf)) != CL_SUCCESS)
+		goto out;
+	desc.buffer = buf;
+	if (!buf)
+		desc.image_row_pitch = desc.image_slice_pitch = 0; /* no host pointer here */
+	flags &= ~(uint64_t)HOST_PTR_FLAGS;
+	m = clCreateImage(ctx, (cl_mem_flags)flags, &fmt, &desc, NULL, err);
+	if (!m)
+		goto out;
+	clGetImageInfo(m, CL_IMAGE_ELEMENT_SIZE, sizeof(elem), &elem, NULL);
+	clGetMemObjectInfo(m, CL_MEM_SIZE, sizeof(size), &size, NULL);
+	if (!buf && (*err = charge(s, size)) != CL_SUCCESS) {
+		clReleaseMemObject(m);
+		goto out;
+	}
+	if (add_handle(s, id, GP_KIND_MEM, m, buf ? 0 : size, err) < 0) {
+		if (!buf)
+			uncharge(s, size);
+		clReleaseMemObject(m);
+		return -EEXIST;
+	}
+	if (*err != CL_SUCCESS) {
+		if (!buf)
+			uncharge(s, size);
+		clReleaseMemObject(m);
+	}
+out:
+	gp_enc_u64(&s->reply, *err == CL_SUCCESS ? elem : 0);
+	gp_enc_u64(&s->reply, *err == CL_SUCCESS ? size : 0);
+	return 0;
+}
+
+/* IMAGE_FORMATS: u64 ctx, u64 flags, u32 image type -> i32 err, u32 n,
+ * n x {u32 channel order, u32 channel type} */
+static int op_image_formats(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t cid = gp_dec_u64(d), flags = gp_dec_u64(d);
+	uint32_t type = gp_dec_u32(d);
+	cl_image_format *f = NULL;
+	cl_uint n = 0;
+	void *ctx;
+
+	if (gp_dec_finish(d) < 0)
+		return d->err;
+	*err = lookup(s, cid, GP_KIND_CONTEXT, &ctx);
+	if (*err == CL_SUCCESS)
+		*err = clGetSupportedImageFormats(ctx, (cl_mem_flags)flags, type, 0, NULL, &n);
+	if (*err == CL_SUCCESS && n > 4096)
+		n = 4096; /* far beyond any device; bounds the reply */
+	if (*err == CL_SUCCESS && n) {
+		f = calloc(n, sizeof(*f));
+		*err = f ? clGetSupportedImageFormats(ctx, (cl_mem_flags)flags, type, n, f, NULL)
+			 : CL_OUT_OF_HOST_MEMORY;
+	}
+	if (*err != CL_SUCCESS)
+		n = 0;
+	gp_enc_u32(&s->reply, n);
+	for (cl_uint i = 0; i < n; i++) {
+		gp_enc_u32(&s->reply, f[i].image_channel_order);
+		gp_enc_u32(&s->reply, f[i].image_channel_data_type);
+	}
+	free(f);
+	return 0;
+}
+
+/* WRITE_IMAGE: u64 queue (0: initial data), u64 image, u64 origin[3],
+ * u64 region[3], u32 blocking, blob data (tightly packed: exactly the
+ * region's bytes), wait list, u64 event */
+static int op_write_image(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t qid = gp_dec_u64(d), mid = gp_dec_u64(d);
+	size_t org[3], reg[3], len = 0;
+	uint32_t blocking;
+	const void *data;
+	struct waitlist w;
+	uint64_t evid;
+	void *q = NULL, *m = NULL, *copy = NULL;
+	cl_event ev = NULL;
+	bool temp_q = false;
+	int r;
+
+	dec_triple(d, org);
+	dec_triple(d, reg);
+	blocking = gp_dec_u32(d);
+	data = gp_dec_blob(d, GP_PROTO_MAX_PAYLOAD, &len);
+	*err = dec_waitlist(s, d, &w);
+	evid = gp_dec_u64(d);
+	if (gp_dec_finish(d) < 0 || (evid && fresh_id(s, evid) < 0)) {
+		waitlist_free(&w);
+		return d->err ? d->err : -EEXIST;
+	}
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, mid, GP_KIND_MEM, &m);
+	/* The host reads exactly the region's bytes from the data: a length
+	 * that differs is a malformed message, not an OpenCL error. */
+	if (*err == CL_SUCCESS) {
+		uint64_t need = image_region_bytes(m, reg);
+
+		if (need == 0) {
+			*err = CL_INVALID_VALUE; /* not an image, or an empty region */
+		} else if (need != len) {
+			waitlist_free(&w);
+			return -EBADMSG;
+		}
+	}
+	if (*err == CL_SUCCESS && qid)
+		*err = lookup(s, qid, GP_KIND_QUEUE, &q);
+	if (*err == CL_SUCCESS && !qid) {
+		cl_context ctx = NULL;
+		cl_device_id dev = NULL;
+
+		clGetMemObjectInfo(m, CL_MEM_CONTEXT, sizeof(ctx), &ctx, NULL);
+		clGetContextInfo(ctx, CL_CONTEXT_DEVICES, sizeof(dev), &dev, NULL);
+		q = clCreateCommandQueueWithProperties(ctx, dev, NULL, err);
+		temp_q = q != NULL;
+		evid = 0;
+		blocking = 1;
+	}
+	if (*err == CL_SUCCESS && (w.n || !blocking)) {
+		/* May wait: from a private copy, never holding the session. */
+		copy = malloc(len ? len : 1);
+		if (!copy) {
+			*err = CL_OUT_OF_HOST_MEMORY;
+		} else {
+			memcpy(copy, data, len);
+			*err = clEnqueueWriteImage(q, m, CL_FALSE, org, reg, 0, 0, copy, w.n, w.v, &ev);
+			if (*err != CL_SUCCESS) {
+				free(copy);
+			} else if (clSetEventCallback(ev, CL_COMPLETE, free_copy, copy) != CL_SUCCESS) {
+				clWaitForEvents(1, &ev);
+				free(copy);
+			}
+		}
+	} else if (*err == CL_SUCCESS) {
+		*err = clEnqueueWriteImage(q, m, CL_TRUE, org, reg, 0, 0, data, 0, NULL,
+					   evid ? &ev : NULL);
+	}
+	waitlist_free(&w);
+	r = finish_event(s, evid, q, ev, *err);
+	if (ev && !evid)
+		clReleaseEvent(ev);
+	if (temp_q)
+		clReleaseCommandQueue(q);
+	return r;
+}
+
+/* READ_IMAGE: u64 queue, u64 image, u64 origin[3], u64 region[3], wait
+ * list, u64 event -> i32 err, blob data (tightly packed, at most one
+ * message: the ICD splits bigger regions). */
+static int op_read_image(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t qid = gp_dec_u64(d), mid = gp_dec_u64(d), n = 0;
+	size_t org[3], reg[3];
+	struct waitlist w;
+	uint64_t evid;
+	void *q = NULL, *m = NULL;
+	uint8_t *dst = NULL;
+	cl_event ev = NULL;
+
+	dec_triple(d, org);
+	dec_triple(d, reg);
+	*err = dec_waitlist(s, d, &w);
+	evid = gp_dec_u64(d);
+	if (gp_dec_finish(d) < 0 || (evid && fresh_id(s, evid) < 0)) {
+		waitlist_free(&w);
+		return d->err ? d->err : -EEXIST;
+	}
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, qid, GP_KIND_QUEUE, &q);
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, mid, GP_KIND_MEM, &m);
+	if (*err == CL_SUCCESS) {
+		n = image_region_bytes(m, reg);
+		if (n == 0 || n > GP_PROTO_MAX_PAYLOAD - 64)
+			*err = CL_INVALID_VALUE;
+	}
+	if (*err == CL_SUCCESS) {
+		gp_enc_u32(&s->reply, (uint32_t)n);
+		dst = gp_enc_reserve(&s->reply, (size_t)n);
+		if (!dst)
+			*err = CL_OUT_OF_HOST_MEMORY;
+	}
+	if (*err == CL_SUCCESS)
+		*err = clEnqueueReadImage(q, m, CL_TRUE, org, reg, 0, 0, dst, w.n, w.v,
+					  evid ? &ev : NULL);
+	if (*err != CL_SUCCESS) {
+		gp_enc_reset(&s->reply);
+		gp_enc_i32(&s->reply, 0);
+	}
+	waitlist_free(&w);
+	return finish_event(s, evid, q, ev, *err);
+}
+
+/* COPY_IMAGE: u32 kind (0 image->image, 1 image->buffer, 2 buffer->image),
+ * u64 queue, u64 src, u64 dst, u64 src origin[3], u64 dst origin[3], u64
+ * region[3], wait list, u64 event (pipelined). A buffer's offset is the
+ * first element of its origin. */
+static int op_copy_image(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint32_t kind = gp_dec_u32(d);
+	uint64_t qid = gp_dec_u64(d), sid = gp_dec_u64(d), did = gp_dec_u64(d);
+	size_t so[3], dof[3], reg[3];
+	struct waitlist w;
+	uint64_t evid;
+	void *q = NULL, *sm = NULL, *dm = NULL;
+	cl_event ev = NULL;
+	cl_event *evp = NULL;
+
+	dec_triple(d, so);
+	dec_triple(d, dof);
+	dec_triple(d, reg);
+	*err = dec_waitlist(s, d, &w);
+	evid = gp_dec_u64(d);
+	if (gp_dec_finish(d) < 0 || kind > 2 || (evid && fresh_id(s, evid) < 0)) {
+		waitlist_free(&w);
+		return d->err ? d->err : (kind > 2 ? -EBADMSG : -EEXIST);
+	}
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, qid, GP_KIND_QUEUE, &q);
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, sid, GP_KIND_MEM, &sm);
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, did, GP_KIND_MEM, &dm);
+	evp = evid ? &ev : NULL;
+	if (*err == CL_SUCCESS && kind == 0)
+		*err = clEnqueueCopyImage(q, sm, dm, so, dof, reg, w.n, w.v, evp);
+	else if (*err == CL_SUCCESS && kind == 1)
+		*err = clEnqueueCopyImageToBuffer(q, sm, dm, so, reg, dof[0], w.n, w.v, evp);
+	else if (*err == CL_SUCCESS)
+		*err = clEnqueueCopyBufferToImage(q, sm, dm, so[0], dof, reg, w.n, w.v, evp);
+	waitlist_free(&w);
+	return finish_event(s, evid, q, ev, *err);
+}
+
+/* FILL_IMAGE: u64 queue, u64 image, blob colour (16 bytes: four 32-bit
+ * channels, OpenCL 3.0 5.3.5), u64 origin[3], u64 region[3], wait list,
+ * u64 event (pipelined) */
+static int op_fill_image(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t qid = gp_dec_u64(d), mid = gp_dec_u64(d);
+	size_t clen = 0, org[3], reg[3];
+	const void *col = gp_dec_blob(d, 16, &clen);
+	struct waitlist w;
+	uint64_t evid;
+	void *q = NULL, *m = NULL;
+	cl_event ev = NULL;
+
+	dec_triple(d, org);
+	dec_triple(d, reg);
+	*err = dec_waitlist(s, d, &w);
+	evid = gp_dec_u64(d);
+	if (gp_dec_finish(d) < 0 || clen != 16 || (evid && fresh_id(s, evid) < 0)) {
+		waitlist_free(&w);
+		return d->err ? d->err : (clen != 16 ? -EBADMSG : -EEXIST);
+	}
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, qid, GP_KIND_QUEUE, &q);
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, mid, GP_KIND_MEM, &m);
+	if (*err == CL_SUCCESS)
+		*err = clEnqueueFillImage(q, m, col, org, reg, w.n, w.v, evid ? &ev : NULL);
+	waitlist_free(&w);
+	return finish_event(s, evid, q, ev, *err);
+}
+
 typedef int (*op_fn)(struct pvd_session *s, struct gp_dec *d, cl_int *err);
 
 /* The call table: opcode -> handler, and whether the call synchronises
@@ -1488,6 +1813,12 @@ static const struct {
 	[GP_OP_SYNC] = { op_sync, true },
 	[GP_OP_CREATE_SAMPLER] = { op_create_sampler, false },
 	[GP_OP_CLONE_KERNEL] = { op_clone_kernel, false },
+	[GP_OP_CREATE_IMAGE] = { op_create_image, false },
+	[GP_OP_IMAGE_FORMATS] = { op_image_formats, false },
+	[GP_OP_WRITE_IMAGE] = { op_write_image, true },
+	[GP_OP_READ_IMAGE] = { op_read_image, true },
+	[GP_OP_COPY_IMAGE] = { op_copy_image, false },
+	[GP_OP_FILL_IMAGE] = { op_fill_image, false },
 };
 
 static void put_le32(uint8_t *p, uint32_t v)
