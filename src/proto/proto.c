@@ -305,6 +305,9 @@ const char *gp_proto_op_name(uint16_t op)
 		[GP_OP_READ_IMAGE] = "read-image",
 		[GP_OP_COPY_IMAGE] = "copy-image",
 		[GP_OP_FILL_IMAGE] = "fill-image",
+		[GP_OP_COMPILE_PROGRAM] = "compile-program",
+		[GP_OP_LINK_PROGRAM] = "link-program",
+		[GP_OP_CREATE_PROGRAM_BUILTIN] = "create-program-builtin",
 	};
 
 	if (op < sizeof(names) / sizeof(names[0]) && names[op])

@@ -94,7 +94,10 @@ _Static_assert(sizeof(struct gp_proto_hdr) == GP_PROTO_HDR_SIZE,
 #define GP_OP_READ_IMAGE 34u
 #define GP_OP_COPY_IMAGE 35u /* image->image, image->buffer, buffer->image */
 #define GP_OP_FILL_IMAGE 36u
-#define GP_OP_MAX 36u
+#define GP_OP_COMPILE_PROGRAM 37u
+#define GP_OP_LINK_PROGRAM 38u
+#define GP_OP_CREATE_PROGRAM_BUILTIN 39u
+#define GP_OP_MAX 39u
 
 /* GET_INFO selectors: which clGet*Info the server calls. */
 #define GP_INFO_PLATFORM 1u

@@ -753,12 +753,17 @@ static char *with_arg_info(const char *opts)
 	return s;
 }
 
+/* A program's handle aux_n: made of built-in kernels (no compiler runs,
+ * and its kernels describe their arguments themselves). */
+#define PROGRAM_BUILTIN 1u
+
 /* BUILD_PROGRAM: u64 prog, u32 n, u64 dev[n], str options */
 static int op_build_program(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 {
 	uint64_t id = gp_dec_u64(d);
 	uint32_t n = gp_dec_count(d, 8, MAX_DEVS);
 	cl_device_id devs[MAX_DEVS];
+	struct gp_handle *pe = NULL;
 	char *opts;
 	void *p;
 
@@ -776,10 +781,14 @@ static int op_build_program(struct pvd_session *s, struct gp_dec *d, cl_int *err
 		return d->err;
 	}
 	if (*err == CL_SUCCESS)
-		*err = lookup(s, id, GP_KIND_PROGRAM, &p);
+		*err = gp_handles_get(s->h, id, GP_KIND_PROGRAM, &pe) < 0 ? CL_INVALID_PROGRAM
+									 : CL_SUCCESS;
+	p = pe ? pe->obj : NULL;
 	if (*err == CL_SUCCESS && !options_allowed(opts))
 		*err = CL_INVALID_BUILD_OPTIONS;
-	if (*err == CL_SUCCESS) {
+	if (*err == CL_SUCCESS && pe->aux_n == PROGRAM_BUILTIN) {
+		*err = clBuildProgram(p, n, n ? devs : NULL, opts, NULL, NULL);
+	} else if (*err == CL_SUCCESS) {
 		/* Argument info is how the server knows which kernel arguments
 		 * are memory objects: never let a guest's bytes pose as one. */
 		char *full = with_arg_info(opts);
@@ -1458,6 +1467,207 @@ static int op_create_sampler(struct pvd_session *s, struct gp_dec *d, cl_int *er
 	return 0;
 }
 
+/* ---- separate compilation (OpenCL 1.2) ---- */
+
+/* Decodes "u32 n, u64 dev[n]" into @devs; CL_INVALID_DEVICE for an
+ * unknown id. */
+static cl_int dec_devices(struct pvd_session *s, struct gp_dec *d, cl_device_id *devs,
+			  uint32_t *n)
+{
+	cl_int err = CL_SUCCESS;
+
+	*n = gp_dec_count(d, 8, MAX_DEVS);
+	for (uint32_t i = 0; i < *n && !d->err; i++) {
+		void *o = NULL;
+
+		if (lookup(s, gp_dec_u64(d), GP_KIND_DEVICE, &o) != CL_SUCCESS)
+			err = CL_INVALID_DEVICE;
+		devs[i] = o;
+	}
+	return err;
+}
+
+/* Header names become files in the host compiler's scratch directory
+ * (PoCL writes each embedded header under its name): only plain relative
+ * paths, no "..", nothing that could land outside it. */
+static bool header_name_ok(const char *n)
+{
+	const char *p;
+
+	if (!n || !n[0] || n[0] == '/' || strlen(n) > 255)
+		return false;
+	for (p = n; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' || *p == '.' || *p == '/'))
+			return false;
+	for (p = n; (p = strstr(p, "..")); p += 2)
+		if ((p == n || p[-1] == '/') && (p[2] == '/' || p[2] == '\0'))
+			return false;
+	return true;
+}
+
+#define MAX_HEADERS 256u
+
+/* COMPILE_PROGRAM: u64 program, u32 n, u64 dev[n], str options, u32 nh,
+ * nh x {u64 header program, str include name} -> i32 err */
+static int op_compile_program(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t id = gp_dec_u64(d);
+	cl_device_id devs[MAX_DEVS];
+	cl_program hdrs[MAX_HEADERS];
+	char *names[MAX_HEADERS] = { NULL };
+	const char *cnames[MAX_HEADERS];
+	uint32_t n, nh;
+	char *opts;
+	void *p = NULL;
+
+	*err = dec_devices(s, d, devs, &n);
+	opts = gp_dec_strdup(d, GP_PROTO_MAX_STR);
+	nh = gp_dec_count(d, 12, MAX_HEADERS);
+	for (uint32_t i = 0; i < nh && !d->err; i++) {
+		void *o = NULL;
+
+		if (lookup(s, gp_dec_u64(d), GP_KIND_PROGRAM, &o) != CL_SUCCESS && *err == CL_SUCCESS)
+			*err = CL_INVALID_OPERATION; /* OpenCL 3.0, 5.8.3: not a program from source */
+		hdrs[i] = o;
+		names[i] = gp_dec_strdup(d, 4096);
+		cnames[i] = names[i];
+	}
+	if (gp_dec_finish(d) < 0)
+		goto out;
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, id, GP_KIND_PROGRAM, &p);
+	for (uint32_t i = 0; i < nh && *err == CL_SUCCESS; i++)
+		if (!header_name_ok(names[i]))
+			*err = CL_INVALID_VALUE;
+	if (*err == CL_SUCCESS && !options_allowed(opts))
+		*err = CL_INVALID_COMPILER_OPTIONS;
+	if (*err == CL_SUCCESS) {
+		char *full = with_arg_info(opts);
+
+		*err = full ? clCompileProgram(p, n, n ? devs : NULL, full, nh, nh ? hdrs : NULL,
+					       nh ? cnames : NULL, NULL, NULL)
+			    : CL_OUT_OF_HOST_MEMORY;
+		free(full);
+	}
+out:
+	for (uint32_t i = 0; i < nh && i < MAX_HEADERS; i++)
+		free(names[i]);
+	free(opts);
+	return d->err;
+}
+
+/* LINK_PROGRAM: u64 id, u64 ctx, u32 n, u64 dev[n], str options, u32 np,
+ * u64 program[np] -> i32 err, u32 made (1: the id names the result, even
+ * after CL_LINK_PROGRAM_FAILURE, so the log can be read) */
+static int op_link_program(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t id = gp_dec_u64(d), cid = gp_dec_u64(d);
+	cl_device_id devs[MAX_DEVS];
+	cl_program *progs = NULL;
+	uint32_t n, np;
+	char *opts;
+	void *ctx = NULL;
+	cl_program out = NULL;
+	cl_int e2 = CL_SUCCESS;
+	uint32_t made = 0;
+
+	*err = dec_devices(s, d, devs, &n);
+	opts = gp_dec_strdup(d, GP_PROTO_MAX_STR);
+	np = gp_dec_count(d, 8, 4096);
+	if (!d->err && np) {
+		progs = calloc(np, sizeof(*progs));
+		if (!progs)
+			d->err = -ENOMEM;
+	}
+	for (uint32_t i = 0; i < np && !d->err; i++) {
+		void *o = NULL;
+
+		if (lookup(s, gp_dec_u64(d), GP_KIND_PROGRAM, &o) != CL_SUCCESS && *err == CL_SUCCESS)
+			*err = CL_INVALID_PROGRAM;
+		progs[i] = o;
+	}
+	if (gp_dec_finish(d) < 0 || fresh_id(s, id) < 0) {
+		free(progs);
+		free(opts);
+		return d->err ? d->err : -EEXIST;
+	}
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, cid, GP_KIND_CONTEXT, &ctx);
+	if (*err == CL_SUCCESS && np == 0)
+		*err = CL_INVALID_VALUE;
+	if (*err == CL_SUCCESS && !options_allowed(opts))
+		*err = CL_INVALID_LINKER_OPTIONS;
+	if (*err == CL_SUCCESS) {
+		/* Argument info again, or the linked kernels' arguments are
+		 * unknown and refused (see arg_classes). */
+		char *full = with_arg_info(opts);
+
+		out = full ? clLinkProgram(ctx, n, n ? devs : NULL, full, np, progs, NULL, NULL, err)
+			   : NULL;
+		if (!full)
+			*err = CL_OUT_OF_HOST_MEMORY;
+		free(full);
+		if (out && add_handle(s, id, GP_KIND_PROGRAM, out, 0, &e2) < 0) {
+			clReleaseProgram(out);
+			free(progs);
+			free(opts);
+			return -EEXIST;
+		}
+		if (out && e2 != CL_SUCCESS) {
+			clReleaseProgram(out);
+			*err = e2;
+		} else if (out) {
+			made = 1;
+		}
+	}
+	gp_enc_u32(&s->reply, made);
+	free(progs);
+	free(opts);
+	return 0;
+}
+
+/* CREATE_PROGRAM_BUILTIN: u64 id, u64 ctx, u32 n, u64 dev[n], str kernel
+ * names (';'-separated) -> i32 err */
+static int op_create_program_builtin(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t id = gp_dec_u64(d), cid = gp_dec_u64(d);
+	cl_device_id devs[MAX_DEVS];
+	uint32_t n;
+	char *names;
+	void *ctx = NULL;
+	cl_program p;
+
+	*err = dec_devices(s, d, devs, &n);
+	names = gp_dec_strdup(d, GP_PROTO_MAX_STR);
+	if (gp_dec_finish(d) < 0 || fresh_id(s, id) < 0) {
+		free(names);
+		return d->err ? d->err : -EEXIST;
+	}
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, cid, GP_KIND_CONTEXT, &ctx);
+	if (*err == CL_SUCCESS && (n == 0 || !names || !names[0]))
+		*err = CL_INVALID_VALUE;
+	if (*err == CL_SUCCESS) {
+		p = clCreateProgramWithBuiltInKernels(ctx, n, devs, names, err);
+		if (p && add_handle(s, id, GP_KIND_PROGRAM, p, 0, err) < 0) {
+			clReleaseProgram(p);
+			free(names);
+			return -EEXIST;
+		}
+		if (p && *err != CL_SUCCESS) {
+			clReleaseProgram(p);
+		} else if (p) {
+			struct gp_handle *e;
+
+			gp_handles_get(s->h, id, GP_KIND_PROGRAM, &e);
+			e->aux_n = PROGRAM_BUILTIN;
+		}
+	}
+	free(names);
+	return 0;
+}
+
 /* ---- images ---- */
 
 /* Bytes of a tightly packed region of @img (row pitch = width x element
@@ -1819,6 +2029,9 @@ static const struct {
 	[GP_OP_READ_IMAGE] = { op_read_image, true },
 	[GP_OP_COPY_IMAGE] = { op_copy_image, false },
 	[GP_OP_FILL_IMAGE] = { op_fill_image, false },
+	[GP_OP_COMPILE_PROGRAM] = { op_compile_program, false },
+	[GP_OP_LINK_PROGRAM] = { op_link_program, false },
+	[GP_OP_CREATE_PROGRAM_BUILTIN] = { op_create_program_builtin, false },
 };
 
 static void put_le32(uint8_t *p, uint32_t v)

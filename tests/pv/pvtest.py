@@ -143,7 +143,7 @@ def main():
         sys.exit(0)
     with tempfile.TemporaryDirectory(prefix="gpupass-pv-") as tmp:
         sock = os.path.join(tmp, "pv.sock")
-        if SCENARIO in ("basic", "image", "threads", "raw", "pyopencl", "clinfo"):
+        if SCENARIO in ("basic", "image", "program", "threads", "raw", "pyopencl", "clinfo"):
             srv = Server(tmp, "[server]\nlisten = unix:%s\n[guest default]\n" % sock)
             srv.start([sock])
             env = guest_env(tmp, sock)
@@ -156,6 +156,11 @@ def main():
                         fail("status counts no calls or device time: %s" % g)
                     ok(1, "pv status after pv_basic: %d calls, %d ns device time, 0 objects"
                        % (g["calls"], g["device_time_ns"]))
+                elif SCENARIO == "program":
+                    run([prog("pv_program")], env)
+                    wait_status(sock, "default", lambda g: g["objects"] == 0 and g["sessions"] == 0,
+                                "programs released after the run")
+                    ok(1, "compiled and linked programs released")
                 elif SCENARIO == "image":
                     run([prog("pv_image")], env)
                     wait_status(sock, "default", lambda g: g["objects"] == 0 and g["memory_used"] == 0,
