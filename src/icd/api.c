@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <time.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -312,7 +313,10 @@ static void touch(cl_command_queue q)
 }
 
 static cl_int CL_API_CALL icd_WaitForEvents(cl_uint n, const cl_event *l);
+static cl_int wait_ids(cl_uint n, const uint64_t *ids);
 static cl_int queue_finish(cl_command_queue q);
+static cl_int post_marker(cl_command_queue q, uint16_t op, cl_uint nw, const cl_event *wl,
+			  uint64_t id);
 
 /* Before the ICD touches a shared buffer's memory itself: the events
  * waited for and the commands already in the queue must be done, as they
@@ -827,31 +831,26 @@ static cl_int CL_API_CALL icd_Flush(cl_command_queue q)
 	return err;
 }
 
+/* clFinish as a marker (pipelined) and a wait for it that never holds
+ * the connection for long: one round trip when the queue is done soon. */
 static cl_int queue_finish(cl_command_queue q)
 {
-	struct gp_icd_call k;
-	cl_int err;
+	uint64_t id = gp_icd_conn_new_id(G.conn);
+	cl_int err = post_marker(q, GP_OP_MARKER, 0, NULL, id);
 
-	gp_icd_call_begin(G.conn, &k);
-	gp_enc_u64(&k.e, q->h.id);
-	err = gp_icd_call_sync(&k, GP_OP_FINISH, DEAD);
-	gp_icd_call_end(&k);
-	return err;
+	if (err != CL_SUCCESS)
+		return err;
+	err = wait_ids(1, &id);
+	post_release(id);
+	return err == CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST ? CL_SUCCESS : err;
 }
 
 static cl_int CL_API_CALL icd_Finish(cl_command_queue q)
 {
-	struct gp_icd_call k;
-	cl_int err;
-
 	if (!is(q, GP_KIND_QUEUE))
 		return CL_INVALID_COMMAND_QUEUE;
 	__atomic_store_n(&q->dirty, 0, __ATOMIC_RELEASE);
-	gp_icd_call_begin(G.conn, &k);
-	gp_enc_u64(&k.e, q->h.id);
-	err = gp_icd_call_sync(&k, GP_OP_FINISH, DEAD);
-	gp_icd_call_end(&k);
-	return err;
+	return queue_finish(q);
 }
 
 /* ---- memory objects ---- */
@@ -1185,6 +1184,12 @@ static cl_int write_data(cl_command_queue q, cl_mem m, size_t off, size_t size, 
 		memcpy(m->shared + off, ptr, size);
 		return evid ? post_marker(q, GP_OP_MARKER, 0, NULL, evid) : CL_SUCCESS;
 	}
+	if (q && blocking && may_wait) {
+		/* As for reads: the waiting is done first, in bounded steps. */
+		err = settle(q, nw, wl);
+		if (err != CL_SUCCESS)
+			return err;
+	}
 	if (size <= INLINE_MAX) {
 		gp_icd_call_begin_heap(G.conn, &k);
 		gp_enc_u64(&k.e, q ? q->h.id : 0);
@@ -1266,10 +1271,15 @@ static cl_int read_data(cl_command_queue q, cl_mem m, size_t off, size_t size, v
 	size_t chunk, nchunks, sent = 0, recvd = 0, i;
 	cl_int err = CL_SUCCESS, e;
 
-	if (m->shared) {
+	/* Reads block on the server: what they wait for (events, earlier
+	 * commands) is waited for first without holding the session, so the
+	 * application's other threads go on (one may set a user event). */
+	if (m->shared || nw || __atomic_load_n(&q->dirty, __ATOMIC_ACQUIRE)) {
 		err = settle(q, nw, wl);
 		if (err != CL_SUCCESS)
 			return err;
+	}
+	if (m->shared) {
 		memcpy(ptr, m->shared + off, size);
 		return evid ? post_marker(q, GP_OP_MARKER, 0, NULL, evid) : CL_SUCCESS;
 	}
@@ -2832,9 +2842,50 @@ static cl_int CL_API_CALL icd_EnqueueWaitForEvents(cl_command_queue q, cl_uint n
 
 /* ---- events ---- */
 
+/* Waits for events by bounded waits on the server (WAIT_POLL_US each),
+ * taking the connection only for each of them: the application's other
+ * threads go on meanwhile, and one of them may set the user event this
+ * one waits for. Usually the first answer says done: one round trip. */
+#define WAIT_POLL_US 500u
+
+static cl_int wait_ids(cl_uint n, const uint64_t *ids)
+{
+	cl_int err, first = CL_SUCCESS;
+
+	for (;;) {
+		struct gp_icd_call k;
+		uint32_t done = 0;
+
+		if (n > 16)
+			gp_icd_call_begin_heap(G.conn, &k);
+		else
+			gp_icd_call_begin(G.conn, &k);
+		gp_enc_u32(&k.e, n);
+		for (cl_uint i = 0; i < n; i++)
+			gp_enc_u64(&k.e, ids[i]);
+		gp_enc_u32(&k.e, WAIT_POLL_US);
+		err = gp_icd_call_sync(&k, GP_OP_WAIT_POLL, DEAD);
+		if (err != DEAD && !k.d.err && k.d.len >= 8) {
+			done = gp_dec_u32(&k.d);
+		} else if (err != DEAD) {
+			done = 1; /* a reply without the field: never spin on it */
+			err = err == CL_SUCCESS ? CL_OUT_OF_RESOURCES : err;
+		}
+		gp_icd_call_end(&k);
+		/* An earlier pipelined call's error may come with an answer
+		 * that is not done yet: it is returned once the wait is over. */
+		if (first == CL_SUCCESS)
+			first = err;
+		if (done || err == DEAD)
+			break;
+		sched_yield(); /* let a waiting thread take the connection */
+	}
+	return first;
+}
+
 static cl_int CL_API_CALL icd_WaitForEvents(cl_uint n, const cl_event *l)
 {
-	struct gp_icd_call k;
+	uint64_t small[16], *ids;
 	cl_int err;
 
 	if (n == 0 || !l)
@@ -2845,13 +2896,14 @@ static cl_int CL_API_CALL icd_WaitForEvents(cl_uint n, const cl_event *l)
 		if (l[i]->ctx != l[0]->ctx)
 			return CL_INVALID_CONTEXT;
 	}
-	if (n > 16)
-		gp_icd_call_begin_heap(G.conn, &k);
-	else
-		gp_icd_call_begin(G.conn, &k);
-	enc_waitlist(&k.e, n, l);
-	err = gp_icd_call_sync(&k, GP_OP_WAIT_EVENTS, DEAD);
-	gp_icd_call_end(&k);
+	ids = n <= 16 ? small : calloc(n, sizeof(*ids));
+	if (!ids)
+		return CL_OUT_OF_HOST_MEMORY;
+	for (cl_uint i = 0; i < n; i++)
+		ids[i] = l[i]->h.id;
+	err = wait_ids(n, ids);
+	if (ids != small)
+		free(ids);
 	return err;
 }
 

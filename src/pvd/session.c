@@ -52,6 +52,17 @@ struct pvd_session {
 	int pending_fd; /* sent on the socket after the reply, then closed */
 	uint8_t *rxbuf;
 	struct gp_enc reply;
+	struct waker *waker; /* woken by completions of events waited for */
+};
+
+/* Event completions wake a session's bounded waits (WAIT_POLL). Shared
+ * with the callbacks registered on events, which may run after the
+ * session is gone: freed by whoever drops the last reference. */
+struct waker {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	uint64_t seq;  /* completions seen */
+	unsigned refs; /* the session's + one per registered callback */
 };
 
 #define LOG_S(s, lvl, ...) gp_log_msg(&(s)->srv->log, (lvl), __VA_ARGS__)
@@ -1467,6 +1478,155 @@ static int op_create_sampler(struct pvd_session *s, struct gp_dec *d, cl_int *er
 	return 0;
 }
 
+/* ---- bounded waits ---- */
+
+#define WAIT_POLL_MAX_US 100000u
+/* An event handle's aux_n: a completion callback is registered on it. */
+#define EVENT_WATCHED 1u
+
+static struct waker *waker_new(void)
+{
+	struct waker *w = calloc(1, sizeof(*w));
+	pthread_condattr_t a;
+
+	if (!w)
+		return NULL;
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(&w->cond, &a);
+	pthread_condattr_destroy(&a);
+	w->refs = 1;
+	return w;
+}
+
+static void waker_put(struct waker *w)
+{
+	bool last;
+
+	if (!w)
+		return;
+	pthread_mutex_lock(&w->lock);
+	last = --w->refs == 0;
+	pthread_mutex_unlock(&w->lock);
+	if (last) {
+		pthread_cond_destroy(&w->cond);
+		pthread_mutex_destroy(&w->lock);
+		free(w);
+	}
+}
+
+static void CL_CALLBACK waker_cb(cl_event ev, cl_int status, void *data)
+{
+	struct waker *w = data;
+
+	pthread_mutex_lock(&w->lock);
+	w->seq++;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	waker_put(w);
+}
+
+/* Registers the session's waker on event @id once (and flushes its queue,
+ * as clWaitForEvents would: OpenCL 3.0, 5.11). */
+static void watch_event(struct pvd_session *s, uint64_t id)
+{
+	struct gp_handle *e;
+	cl_command_queue q = NULL;
+
+	if (gp_handles_get(s->h, id, GP_KIND_EVENT, &e) < 0 || e->aux_n == EVENT_WATCHED)
+		return;
+	pthread_mutex_lock(&s->waker->lock);
+	s->waker->refs++;
+	pthread_mutex_unlock(&s->waker->lock);
+	if (clSetEventCallback(e->obj, CL_COMPLETE, waker_cb, s->waker) != CL_SUCCESS) {
+		waker_put(s->waker);
+		return;
+	}
+	e->aux_n = EVENT_WATCHED;
+	if (clGetEventInfo(e->obj, CL_EVENT_COMMAND_QUEUE, sizeof(q), &q, NULL) == CL_SUCCESS && q)
+		clFlush(q);
+}
+
+/* WAIT_POLL: wait list, u32 timeout in microseconds -> i32 err, u32 done.
+ * Waits at most the timeout for every event to complete, so that the
+ * session goes on serving the guest's other threads (one may set the user
+ * event another waits for). done = 1: all complete or failed; err is then
+ * CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST if one failed. */
+static int op_wait_poll(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint32_t n = gp_dec_count(d, 8, MAX_WAIT), us;
+	uint64_t *ids = NULL;
+	struct timespec until;
+	bool done = false;
+
+	if (!d->err && n) {
+		ids = calloc(n, sizeof(*ids));
+		if (!ids)
+			return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < n && !d->err; i++)
+		ids[i] = gp_dec_u64(d);
+	us = gp_dec_u32(d);
+	if (gp_dec_finish(d) < 0 || us > WAIT_POLL_MAX_US) {
+		free(ids);
+		return d->err ? d->err : -EBADMSG;
+	}
+	*err = n ? CL_SUCCESS : CL_INVALID_VALUE;
+	for (uint32_t i = 0; i < n && *err == CL_SUCCESS; i++) {
+		void *o;
+
+		if (lookup(s, ids[i], GP_KIND_EVENT, &o) != CL_SUCCESS)
+			*err = CL_INVALID_EVENT;
+	}
+	if (*err == CL_SUCCESS) {
+		for (uint32_t i = 0; i < n; i++)
+			watch_event(s, ids[i]);
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_nsec += (long)us * 1000;
+		until.tv_sec += until.tv_nsec / 1000000000;
+		until.tv_nsec %= 1000000000;
+	}
+	while (*err == CL_SUCCESS) {
+		uint64_t seq;
+		bool failed = false;
+		int r = 0;
+
+		pthread_mutex_lock(&s->waker->lock);
+		seq = s->waker->seq;
+		pthread_mutex_unlock(&s->waker->lock);
+		done = true;
+		for (uint32_t i = 0; i < n; i++) {
+			void *o = NULL;
+			cl_int st = CL_QUEUED;
+
+			lookup(s, ids[i], GP_KIND_EVENT, &o);
+			if (clGetEventInfo(o, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof(st), &st,
+					   NULL) != CL_SUCCESS)
+				st = CL_INVALID_EVENT;
+			if (st < 0)
+				failed = true;
+			else if (st != CL_COMPLETE)
+				done = false;
+		}
+		if (done) {
+			if (failed)
+				*err = CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST;
+			break;
+		}
+		pthread_mutex_lock(&s->waker->lock);
+		while (s->waker->seq == seq && r == 0)
+			r = pthread_cond_timedwait(&s->waker->cond, &s->waker->lock, &until);
+		pthread_mutex_unlock(&s->waker->lock);
+		if (r != 0)
+			break; /* timed out: not done yet */
+	}
+	free(ids);
+	/* An error of the call itself ends the wait too. */
+	gp_enc_u32(&s->reply, done || *err != CL_SUCCESS ? 1u : 0u);
+	return 0;
+}
+
 /* ---- separate compilation (OpenCL 1.2) ---- */
 
 /* Decodes "u32 n, u64 dev[n]" into @devs; CL_INVALID_DEVICE for an
@@ -2032,6 +2192,7 @@ static const struct {
 	[GP_OP_COMPILE_PROGRAM] = { op_compile_program, false },
 	[GP_OP_LINK_PROGRAM] = { op_link_program, false },
 	[GP_OP_CREATE_PROGRAM_BUILTIN] = { op_create_program_builtin, false },
+	[GP_OP_WAIT_POLL] = { op_wait_poll, true },
 };
 
 static void put_le32(uint8_t *p, uint32_t v)
@@ -2341,10 +2502,14 @@ int pvd_session_start(struct pvd_server *srv, struct pvd_guest *guest, int fd,
 	s->pending_fd = -1;
 	s->refusal = strdup(refusal ? refusal : "");
 	s->rxbuf = malloc(GP_PROTO_MAX_PAYLOAD);
+	s->waker = waker_new();
 	gp_enc_init(&s->reply, GP_PROTO_MAX_PAYLOAD);
 	r = gp_transport_unix_new(fd, &s->sock);
-	if (r < 0 || !s->rxbuf || !s->refusal) {
-		close(fd);
+	if (r < 0 || !s->rxbuf || !s->refusal || !s->waker) {
+		if (r == 0)
+			gp_transport_free(s->sock); /* closes fd */
+		else
+			close(fd);
 		r = r < 0 ? r : -ENOMEM;
 		goto err_free;
 	}
@@ -2363,6 +2528,7 @@ int pvd_session_start(struct pvd_server *srv, struct pvd_guest *guest, int fd,
 	return 0;
 
 err_free:
+	waker_put(s->waker);
 	free(s->rxbuf);
 	free(s->refusal);
 	gp_enc_free(&s->reply);
@@ -2383,6 +2549,7 @@ static void session_free(struct pvd_session *s)
 	gp_shm_free(s->shm);
 	gp_handles_free(s->h);
 	gp_enc_free(&s->reply);
+	waker_put(s->waker); /* callbacks still pending keep it */
 	free(s->rxbuf);
 	free(s->refusal);
 	free(s);

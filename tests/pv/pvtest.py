@@ -143,7 +143,7 @@ def main():
         sys.exit(0)
     with tempfile.TemporaryDirectory(prefix="gpupass-pv-") as tmp:
         sock = os.path.join(tmp, "pv.sock")
-        if SCENARIO in ("basic", "image", "program", "threads", "raw", "pyopencl", "clinfo"):
+        if SCENARIO in ("basic", "image", "program", "threads", "wait", "raw", "pyopencl", "clinfo"):
             srv = Server(tmp, "[server]\nlisten = unix:%s\n[guest default]\n" % sock)
             srv.start([sock])
             env = guest_env(tmp, sock)
@@ -161,6 +161,11 @@ def main():
                     wait_status(sock, "default", lambda g: g["objects"] == 0 and g["sessions"] == 0,
                                 "programs released after the run")
                     ok(1, "compiled and linked programs released")
+                elif SCENARIO == "wait":
+                    run([prog("pv_wait")], env)
+                    wait_status(sock, "default", lambda g: g["objects"] == 0 and g["sessions"] == 0,
+                                "objects released after the waits")
+                    ok(1, "waits from several threads: no deadlock, everything released")
                 elif SCENARIO == "image":
                     run([prog("pv_image")], env)
                     wait_status(sock, "default", lambda g: g["objects"] == 0 and g["memory_used"] == 0,
