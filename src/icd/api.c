@@ -2842,15 +2842,20 @@ static cl_int CL_API_CALL icd_EnqueueWaitForEvents(cl_command_queue q, cl_uint n
 
 /* ---- events ---- */
 
-/* Waits for events by bounded waits on the server (WAIT_POLL_US each),
- * taking the connection only for each of them: the application's other
- * threads go on meanwhile, and one of them may set the user event this
- * one waits for. Usually the first answer says done: one round trip. */
-#define WAIT_POLL_US 500u
+/* Waits for events by bounded waits on the server, taking the connection
+ * only for each of them: the application's other threads get it in
+ * between, and one of them may set the user event this one waits for.
+ * Usually the first answer says done: one round trip. The bound grows
+ * from WAIT_POLL_MIN_US to WAIT_POLL_MAX_US, so a long wait costs a few
+ * hundred wake-ups a second while another thread's call waits at most
+ * WAIT_POLL_MAX_US for the connection. */
+#define WAIT_POLL_MIN_US 500u
+#define WAIT_POLL_MAX_US 4000u
 
 static cl_int wait_ids(cl_uint n, const uint64_t *ids)
 {
 	cl_int err, first = CL_SUCCESS;
+	uint32_t us = WAIT_POLL_MIN_US;
 
 	for (;;) {
 		struct gp_icd_call k;
@@ -2863,7 +2868,7 @@ static cl_int wait_ids(cl_uint n, const uint64_t *ids)
 		gp_enc_u32(&k.e, n);
 		for (cl_uint i = 0; i < n; i++)
 			gp_enc_u64(&k.e, ids[i]);
-		gp_enc_u32(&k.e, WAIT_POLL_US);
+		gp_enc_u32(&k.e, us);
 		err = gp_icd_call_sync(&k, GP_OP_WAIT_POLL, DEAD);
 		if (err != DEAD && !k.d.err && k.d.len >= 8) {
 			done = gp_dec_u32(&k.d);
@@ -2879,6 +2884,8 @@ static cl_int wait_ids(cl_uint n, const uint64_t *ids)
 		if (done || err == DEAD)
 			break;
 		sched_yield(); /* let a waiting thread take the connection */
+		if (us < WAIT_POLL_MAX_US)
+			us *= 2;
 	}
 	return first;
 }
