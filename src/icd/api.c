@@ -3154,6 +3154,13 @@ static cl_int image_xfer(bool write, cl_command_queue q, cl_mem m, const size_t 
 	cl_int err = CL_SUCCESS;
 	uint8_t *tmp;
 
+	/* As for buffers: what a read (or blocking write) waits for is
+	 * waited for first, in bounded steps that free the connection. */
+	if (q && (!write || blocking) && (nw || __atomic_load_n(&q->dirty, __ATOMIC_ACQUIRE))) {
+		err = settle(q, nw, wl);
+		if (err != CL_SUCCESS)
+			return err;
+	}
 	host_steps(m, reg, rp, sp, &ystep, &zstep);
 	xs = reg[0] < IMG_BLOCK / elem ? reg[0] : IMG_BLOCK / elem;
 	ys = xs < reg[0] ? 1 : (reg[1] < IMG_BLOCK / (xs * elem) ? reg[1] : IMG_BLOCK / (xs * elem));

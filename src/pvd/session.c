@@ -365,6 +365,15 @@ out:
 	return err;
 }
 
+/* The host may answer image queries on buffers: images are checked here. */
+static bool is_image(cl_mem m)
+{
+	cl_mem_object_type t = CL_MEM_OBJECT_BUFFER;
+
+	return clGetMemObjectInfo(m, CL_MEM_TYPE, sizeof(t), &t, NULL) == CL_SUCCESS &&
+	       t != CL_MEM_OBJECT_BUFFER && t != CL_MEM_OBJECT_PIPE;
+}
+
 /* GET_INFO: u32 sel, u64 handle, u64 aux, u32 param, u64 offset, u32 max
  * -> i32 err, u64 total size, blob slice [offset, offset + max). */
 static int op_get_info(struct pvd_session *s, struct gp_dec *d, cl_int *err)
@@ -384,6 +393,8 @@ static int op_get_info(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 		return 0;
 	}
 	*err = lookup(s, id, sel_kind[sel], &obj);
+	if (*err == CL_SUCCESS && sel == GP_INFO_IMAGE && !is_image(obj))
+		*err = CL_INVALID_MEM_OBJECT;
 	if (*err != CL_SUCCESS)
 		return 0;
 	if (sel == GP_INFO_PLATFORM) {
@@ -1837,7 +1848,8 @@ static uint64_t image_region_bytes(cl_mem img, const size_t reg[3])
 	size_t elem = 0;
 	uint64_t n;
 
-	if (clGetImageInfo(img, CL_IMAGE_ELEMENT_SIZE, sizeof(elem), &elem, NULL) != CL_SUCCESS)
+	if (!is_image(img) ||
+	    clGetImageInfo(img, CL_IMAGE_ELEMENT_SIZE, sizeof(elem), &elem, NULL) != CL_SUCCESS)
 		return 0;
 	if (__builtin_mul_overflow((uint64_t)elem, (uint64_t)reg[0], &n) ||
 	    __builtin_mul_overflow(n, (uint64_t)reg[1], &n) ||
@@ -2108,6 +2120,8 @@ static int op_copy_image(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 	if (*err == CL_SUCCESS)
 		*err = lookup(s, did, GP_KIND_MEM, &dm);
 	evp = evid ? &ev : NULL;
+	if (*err == CL_SUCCESS && (is_image(sm) != (kind != 2) || is_image(dm) != (kind != 1)))
+		*err = CL_INVALID_MEM_OBJECT;
 	if (*err == CL_SUCCESS && kind == 0)
 		*err = clEnqueueCopyImage(q, sm, dm, so, dof, reg, w.n, w.v, evp);
 	else if (*err == CL_SUCCESS && kind == 1)
@@ -2143,6 +2157,8 @@ static int op_fill_image(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 		*err = lookup(s, qid, GP_KIND_QUEUE, &q);
 	if (*err == CL_SUCCESS)
 		*err = lookup(s, mid, GP_KIND_MEM, &m);
+	if (*err == CL_SUCCESS && !is_image(m))
+		*err = CL_INVALID_MEM_OBJECT;
 	if (*err == CL_SUCCESS)
 		*err = clEnqueueFillImage(q, m, col, org, reg, w.n, w.v, evid ? &ev : NULL);
 	waitlist_free(&w);
