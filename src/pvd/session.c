@@ -1798,6 +1798,33 @@ static int op_link_program(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 	return 0;
 }
 
+/* True when every ';'-separated name in @names is listed by one of the
+ * devices (OpenCL 3.0, 5.8.1: CL_INVALID_VALUE otherwise). Checked here:
+ * PoCL 3.1 leaks on that error path. */
+static bool builtins_listed(const cl_device_id *devs, uint32_t n, const char *names)
+{
+	char *copy = strdup(names), *tok, *save = NULL;
+	bool ok = copy != NULL;
+
+	for (tok = copy ? strtok_r(copy, ";", &save) : NULL; tok && ok;
+	     tok = strtok_r(NULL, ";", &save)) {
+		bool found = false;
+
+		for (uint32_t i = 0; i < n && !found; i++) {
+			char list[4096] = "", *t2, *s2 = NULL;
+
+			if (clGetDeviceInfo(devs[i], CL_DEVICE_BUILT_IN_KERNELS, sizeof(list) - 1, list,
+					    NULL) != CL_SUCCESS)
+				continue;
+			for (t2 = strtok_r(list, ";", &s2); t2 && !found; t2 = strtok_r(NULL, ";", &s2))
+				found = strcmp(t2, tok) == 0;
+		}
+		ok = found;
+	}
+	free(copy);
+	return ok;
+}
+
 /* CREATE_PROGRAM_BUILTIN: u64 id, u64 ctx, u32 n, u64 dev[n], str kernel
  * names (';'-separated) -> i32 err */
 static int op_create_program_builtin(struct pvd_session *s, struct gp_dec *d, cl_int *err)
@@ -1817,7 +1844,7 @@ static int op_create_program_builtin(struct pvd_session *s, struct gp_dec *d, cl
 	}
 	if (*err == CL_SUCCESS)
 		*err = lookup(s, cid, GP_KIND_CONTEXT, &ctx);
-	if (*err == CL_SUCCESS && (n == 0 || !names || !names[0]))
+	if (*err == CL_SUCCESS && (n == 0 || !names || !names[0] || !builtins_listed(devs, n, names)))
 		*err = CL_INVALID_VALUE;
 	if (*err == CL_SUCCESS) {
 		p = clCreateProgramWithBuiltInKernels(ctx, n, devs, names, err);
