@@ -305,6 +305,18 @@ int main(void)
 		clReleaseMemObject(i1);
 	}
 
+	/* images count against memory_max (the runner sets 64 MiB) */
+	if (getenv("PV_IMAGE_QUOTA")) {
+		cl_image_format f4 = { CL_RGBA, CL_FLOAT };
+		cl_mem huge = clCreateImage2D(ctx, CL_MEM_READ_WRITE, &f4, 4096, 2048, 0, NULL, &err);
+
+		EQ(err, CL_MEM_OBJECT_ALLOCATION_FAILURE, "a 128 MiB image over a 64 MiB quota");
+		OK(huge == NULL, "no image object");
+		huge = clCreateImage2D(ctx, CL_MEM_READ_WRITE, &f4, 1024, 1024, 0, NULL, &err);
+		EQ(err, CL_SUCCESS, "a 16 MiB image within it");
+		clReleaseMemObject(huge);
+	}
+
 	clReleaseSampler(s);
 	clReleaseSampler(s2);
 	clReleaseKernel(kinv);

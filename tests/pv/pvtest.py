@@ -145,7 +145,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix="gpupass-pv-") as tmp:
         sock = os.path.join(tmp, "pv.sock")
         if SCENARIO in ("basic", "image", "program", "threads", "wait", "clpeak", "raw", "pyopencl", "clinfo"):
-            srv = Server(tmp, "[server]\nlisten = unix:%s\n[guest default]\n" % sock)
+            quota = "memory_max = 64M\n" if SCENARIO == "image" else ""
+            srv = Server(tmp, "[server]\nlisten = unix:%s\n[guest default]\n%s" % (sock, quota))
             srv.start([sock])
             env = guest_env(tmp, sock)
             try:
@@ -172,6 +173,7 @@ def main():
                 elif SCENARIO == "image":
                     if b"__asan_init" in open(PVD, "rb").read():
                         env["PV_LEAK_CHECKED"] = "1"
+                    env["PV_IMAGE_QUOTA"] = "64"
                     run([prog("pv_image")], env)
                     wait_status(sock, "default", lambda g: g["objects"] == 0 and g["memory_used"] == 0,
                                 "images and samplers released, memory back to 0")
