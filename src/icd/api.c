@@ -836,8 +836,17 @@ static cl_int CL_API_CALL icd_Flush(cl_command_queue q)
 static cl_int queue_finish(cl_command_queue q)
 {
 	uint64_t id = gp_icd_conn_new_id(G.conn);
-	cl_int err = post_marker(q, GP_OP_MARKER, 0, NULL, id);
+	struct gp_icd_call k;
+	cl_int err;
 
+	/* A marker as post_marker() sends it, but without marking the queue
+	 * busy again: it is what the caller waits for. */
+	gp_icd_call_begin(G.conn, &k);
+	gp_enc_u64(&k.e, q->h.id);
+	enc_waitlist(&k.e, 0, NULL);
+	gp_enc_u64(&k.e, id);
+	err = gp_icd_call_post(&k, GP_OP_MARKER, DEAD);
+	gp_icd_call_end(&k);
 	if (err != CL_SUCCESS)
 		return err;
 	err = wait_ids(1, &id);
