@@ -299,6 +299,16 @@ const char *gp_proto_op_name(uint16_t op)
 		[GP_OP_COPY_BUFFER_RECT] = "copy-buffer-rect",
 		[GP_OP_CREATE_SAMPLER] = "create-sampler",
 		[GP_OP_CLONE_KERNEL] = "clone-kernel",
+		[GP_OP_CREATE_IMAGE] = "create-image",
+		[GP_OP_IMAGE_FORMATS] = "image-formats",
+		[GP_OP_WRITE_IMAGE] = "write-image",
+		[GP_OP_READ_IMAGE] = "read-image",
+		[GP_OP_COPY_IMAGE] = "copy-image",
+		[GP_OP_FILL_IMAGE] = "fill-image",
+		[GP_OP_COMPILE_PROGRAM] = "compile-program",
+		[GP_OP_LINK_PROGRAM] = "link-program",
+		[GP_OP_CREATE_PROGRAM_BUILTIN] = "create-program-builtin",
+		[GP_OP_WAIT_POLL] = "wait-poll",
 	};
 
 	if (op < sizeof(names) / sizeof(names[0]) && names[op])

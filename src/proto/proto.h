@@ -88,7 +88,17 @@ _Static_assert(sizeof(struct gp_proto_hdr) == GP_PROTO_HDR_SIZE,
 #define GP_OP_COPY_BUFFER_RECT 28u
 #define GP_OP_CREATE_SAMPLER 29u
 #define GP_OP_CLONE_KERNEL 30u
-#define GP_OP_MAX 30u
+#define GP_OP_CREATE_IMAGE 31u
+#define GP_OP_IMAGE_FORMATS 32u
+#define GP_OP_WRITE_IMAGE 33u
+#define GP_OP_READ_IMAGE 34u
+#define GP_OP_COPY_IMAGE 35u /* image->image, image->buffer, buffer->image */
+#define GP_OP_FILL_IMAGE 36u
+#define GP_OP_COMPILE_PROGRAM 37u
+#define GP_OP_LINK_PROGRAM 38u
+#define GP_OP_CREATE_PROGRAM_BUILTIN 39u
+#define GP_OP_WAIT_POLL 40u /* a bounded wait: the session never blocks for long */
+#define GP_OP_MAX 40u
 
 /* GET_INFO selectors: which clGet*Info the server calls. */
 #define GP_INFO_PLATFORM 1u
@@ -105,7 +115,8 @@ _Static_assert(sizeof(struct gp_proto_hdr) == GP_PROTO_HDR_SIZE,
 #define GP_INFO_EVENT_PROFILING 12u
 #define GP_INFO_PROGRAM_BINARY 13u /* handle: program, aux: device index */
 #define GP_INFO_SAMPLER 14u
-#define GP_INFO_MAX 14u
+#define GP_INFO_IMAGE 15u
+#define GP_INFO_MAX 15u
 
 /* Packs @h into 24 bytes at @out. */
 void gp_proto_hdr_pack(const struct gp_proto_hdr *h, uint8_t out[GP_PROTO_HDR_SIZE]);

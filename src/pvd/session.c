@@ -53,6 +53,17 @@ struct pvd_session {
 	int pending_fd; /* sent on the socket after the reply, then closed */
 	uint8_t *rxbuf;
 	struct gp_enc reply;
+	struct waker *waker; /* woken by completions of events waited for */
+};
+
+/* Event completions wake a session's bounded waits (WAIT_POLL). Shared
+ * with the callbacks registered on events, which may run after the
+ * session is gone: freed by whoever drops the last reference. */
+struct waker {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	uint64_t seq;  /* completions seen */
+	unsigned refs; /* the session's + one per registered callback */
 };
 
 #define LOG_S(s, lvl, ...) gp_log_msg(&(s)->srv->log, (lvl), __VA_ARGS__)
@@ -264,6 +275,8 @@ static bool info_denied(uint32_t sel, uint32_t param)
 		return param == CL_EVENT_COMMAND_QUEUE || param == CL_EVENT_CONTEXT;
 	case GP_INFO_SAMPLER:
 		return param == CL_SAMPLER_CONTEXT;
+	case GP_INFO_IMAGE:
+		return param == CL_IMAGE_BUFFER;
 	default:
 		return false;
 	}
@@ -288,6 +301,7 @@ static cl_int call_info(uint32_t sel, void *obj, void *aux, uint64_t auxv, cl_ui
 	case GP_INFO_EVENT: return clGetEventInfo(obj, param, size, val, ret);
 	case GP_INFO_EVENT_PROFILING: return clGetEventProfilingInfo(obj, param, size, val, ret);
 	case GP_INFO_SAMPLER: return clGetSamplerInfo(obj, param, size, val, ret);
+	case GP_INFO_IMAGE: return clGetImageInfo(obj, param, size, val, ret);
 	default: return CL_INVALID_VALUE;
 	}
 }
@@ -307,6 +321,7 @@ static const uint32_t sel_kind[GP_INFO_MAX + 1] = {
 	[GP_INFO_EVENT_PROFILING] = GP_KIND_EVENT,
 	[GP_INFO_PROGRAM_BINARY] = GP_KIND_PROGRAM,
 	[GP_INFO_SAMPLER] = GP_KIND_SAMPLER,
+	[GP_INFO_IMAGE] = GP_KIND_MEM,
 };
 
 static cl_int program_binary(void *prog, uint64_t index, void **val, size_t *n)
@@ -351,6 +366,15 @@ out:
 	return err;
 }
 
+/* The host may answer image queries on buffers: images are checked here. */
+static bool is_image(cl_mem m)
+{
+	cl_mem_object_type t = CL_MEM_OBJECT_BUFFER;
+
+	return clGetMemObjectInfo(m, CL_MEM_TYPE, sizeof(t), &t, NULL) == CL_SUCCESS &&
+	       t != CL_MEM_OBJECT_BUFFER && t != CL_MEM_OBJECT_PIPE;
+}
+
 /* GET_INFO: u32 sel, u64 handle, u64 aux, u32 param, u64 offset, u32 max
  * -> i32 err, u64 total size, blob slice [offset, offset + max). */
 static int op_get_info(struct pvd_session *s, struct gp_dec *d, cl_int *err)
@@ -370,6 +394,8 @@ static int op_get_info(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 		return 0;
 	}
 	*err = lookup(s, id, sel_kind[sel], &obj);
+	if (*err == CL_SUCCESS && sel == GP_INFO_IMAGE && !is_image(obj))
+		*err = CL_INVALID_MEM_OBJECT;
 	if (*err != CL_SUCCESS)
 		return 0;
 	if (sel == GP_INFO_PLATFORM) {
@@ -750,12 +776,17 @@ static char *with_arg_info(const char *opts)
 	return s;
 }
 
+/* A program's handle aux_n: made of built-in kernels (no compiler runs,
+ * and its kernels describe their arguments themselves). */
+#define PROGRAM_BUILTIN 1u
+
 /* BUILD_PROGRAM: u64 prog, u32 n, u64 dev[n], str options */
 static int op_build_program(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 {
 	uint64_t id = gp_dec_u64(d);
 	uint32_t n = gp_dec_count(d, 8, MAX_DEVS);
 	cl_device_id devs[MAX_DEVS];
+	struct gp_handle *pe = NULL;
 	char *opts;
 	void *p;
 
@@ -773,10 +804,14 @@ static int op_build_program(struct pvd_session *s, struct gp_dec *d, cl_int *err
 		return d->err;
 	}
 	if (*err == CL_SUCCESS)
-		*err = lookup(s, id, GP_KIND_PROGRAM, &p);
+		*err = gp_handles_get(s->h, id, GP_KIND_PROGRAM, &pe) < 0 ? CL_INVALID_PROGRAM
+									 : CL_SUCCESS;
+	p = pe ? pe->obj : NULL;
 	if (*err == CL_SUCCESS && !options_allowed(opts))
 		*err = CL_INVALID_BUILD_OPTIONS;
-	if (*err == CL_SUCCESS) {
+	if (*err == CL_SUCCESS && pe->aux_n == PROGRAM_BUILTIN) {
+		*err = clBuildProgram(p, n, n ? devs : NULL, opts, NULL, NULL);
+	} else if (*err == CL_SUCCESS) {
 		/* Argument info is how the server knows which kernel arguments
 		 * are memory objects: never let a guest's bytes pose as one. */
 		char *full = with_arg_info(opts);
@@ -1455,6 +1490,709 @@ static int op_create_sampler(struct pvd_session *s, struct gp_dec *d, cl_int *er
 	return 0;
 }
 
+/* ---- bounded waits ---- */
+
+#define WAIT_POLL_MAX_US 100000u
+/* An event handle's aux_n: a completion callback is registered on it. */
+#define EVENT_WATCHED 1u
+
+static struct waker *waker_new(void)
+{
+	struct waker *w = calloc(1, sizeof(*w));
+	pthread_condattr_t a;
+
+	if (!w)
+		return NULL;
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(&w->cond, &a);
+	pthread_condattr_destroy(&a);
+	w->refs = 1;
+	return w;
+}
+
+static void waker_put(struct waker *w)
+{
+	bool last;
+
+	if (!w)
+		return;
+	pthread_mutex_lock(&w->lock);
+	last = --w->refs == 0;
+	pthread_mutex_unlock(&w->lock);
+	if (last) {
+		pthread_cond_destroy(&w->cond);
+		pthread_mutex_destroy(&w->lock);
+		free(w);
+	}
+}
+
+static void CL_CALLBACK waker_cb(cl_event ev, cl_int status, void *data)
+{
+	struct waker *w = data;
+
+	pthread_mutex_lock(&w->lock);
+	w->seq++;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	waker_put(w);
+}
+
+/* Registers the session's waker on event @id once (and flushes its queue,
+ * as clWaitForEvents would: OpenCL 3.0, 5.11). */
+static void watch_event(struct pvd_session *s, uint64_t id)
+{
+	struct gp_handle *e;
+	cl_command_queue q = NULL;
+
+	if (gp_handles_get(s->h, id, GP_KIND_EVENT, &e) < 0 || e->aux_n == EVENT_WATCHED)
+		return;
+	pthread_mutex_lock(&s->waker->lock);
+	s->waker->refs++;
+	pthread_mutex_unlock(&s->waker->lock);
+	if (clSetEventCallback(e->obj, CL_COMPLETE, waker_cb, s->waker) != CL_SUCCESS) {
+		waker_put(s->waker);
+		return;
+	}
+	e->aux_n = EVENT_WATCHED;
+	if (clGetEventInfo(e->obj, CL_EVENT_COMMAND_QUEUE, sizeof(q), &q, NULL) == CL_SUCCESS && q)
+		clFlush(q);
+}
+
+/* WAIT_POLL: wait list, u32 timeout in microseconds -> i32 err, u32 done.
+ * Waits at most the timeout for every event to complete, so that the
+ * session goes on serving the guest's other threads (one may set the user
+ * event another waits for). done = 1: all complete or failed; err is then
+ * CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST if one failed. */
+static int op_wait_poll(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint32_t n = gp_dec_count(d, 8, MAX_WAIT), us;
+	uint64_t *ids = NULL;
+	struct timespec until;
+	bool done = false;
+
+	if (!d->err && n) {
+		ids = calloc(n, sizeof(*ids));
+		if (!ids)
+			return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < n && !d->err; i++)
+		ids[i] = gp_dec_u64(d);
+	us = gp_dec_u32(d);
+	if (gp_dec_finish(d) < 0 || us > WAIT_POLL_MAX_US) {
+		free(ids);
+		return d->err ? d->err : -EBADMSG;
+	}
+	*err = n ? CL_SUCCESS : CL_INVALID_VALUE;
+	for (uint32_t i = 0; i < n && *err == CL_SUCCESS; i++) {
+		void *o;
+
+		if (lookup(s, ids[i], GP_KIND_EVENT, &o) != CL_SUCCESS)
+			*err = CL_INVALID_EVENT;
+	}
+	if (*err == CL_SUCCESS) {
+		for (uint32_t i = 0; i < n; i++)
+			watch_event(s, ids[i]);
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_nsec += (long)us * 1000;
+		until.tv_sec += until.tv_nsec / 1000000000;
+		until.tv_nsec %= 1000000000;
+	}
+	while (*err == CL_SUCCESS) {
+		uint64_t seq;
+		bool failed = false;
+		int r = 0;
+
+		pthread_mutex_lock(&s->waker->lock);
+		seq = s->waker->seq;
+		pthread_mutex_unlock(&s->waker->lock);
+		done = true;
+		for (uint32_t i = 0; i < n; i++) {
+			void *o = NULL;
+			cl_int st = CL_QUEUED;
+
+			lookup(s, ids[i], GP_KIND_EVENT, &o);
+			if (clGetEventInfo(o, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof(st), &st,
+					   NULL) != CL_SUCCESS)
+				st = CL_INVALID_EVENT;
+			if (st < 0)
+				failed = true;
+			else if (st != CL_COMPLETE)
+				done = false;
+		}
+		if (done) {
+			if (failed)
+				*err = CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST;
+			break;
+		}
+		pthread_mutex_lock(&s->waker->lock);
+		while (s->waker->seq == seq && r == 0)
+			r = pthread_cond_timedwait(&s->waker->cond, &s->waker->lock, &until);
+		pthread_mutex_unlock(&s->waker->lock);
+		if (r != 0)
+			break; /* timed out: not done yet */
+	}
+	free(ids);
+	/* An error of the call itself ends the wait too. */
+	gp_enc_u32(&s->reply, done || *err != CL_SUCCESS ? 1u : 0u);
+	return 0;
+}
+
+/* ---- separate compilation (OpenCL 1.2) ---- */
+
+/* Decodes "u32 n, u64 dev[n]" into @devs; CL_INVALID_DEVICE for an
+ * unknown id. */
+static cl_int dec_devices(struct pvd_session *s, struct gp_dec *d, cl_device_id *devs,
+			  uint32_t *n)
+{
+	cl_int err = CL_SUCCESS;
+
+	*n = gp_dec_count(d, 8, MAX_DEVS);
+	for (uint32_t i = 0; i < *n && !d->err; i++) {
+		void *o = NULL;
+
+		if (lookup(s, gp_dec_u64(d), GP_KIND_DEVICE, &o) != CL_SUCCESS)
+			err = CL_INVALID_DEVICE;
+		devs[i] = o;
+	}
+	return err;
+}
+
+/* Header names become files in the host compiler's scratch directory
+ * (PoCL writes each embedded header under its name): only plain relative
+ * paths, no "..", nothing that could land outside it. */
+static bool header_name_ok(const char *n)
+{
+	const char *p;
+
+	if (!n || !n[0] || n[0] == '/' || strlen(n) > 255)
+		return false;
+	for (p = n; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' || *p == '.' || *p == '/'))
+			return false;
+	for (p = n; (p = strstr(p, "..")); p += 2)
+		if ((p == n || p[-1] == '/') && (p[2] == '/' || p[2] == '\0'))
+			return false;
+	return true;
+}
+
+#define MAX_HEADERS 256u
+
+/* COMPILE_PROGRAM: u64 program, u32 n, u64 dev[n], str options, u32 nh,
+ * nh x {u64 header program, str include name} -> i32 err */
+static int op_compile_program(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t id = gp_dec_u64(d);
+	cl_device_id devs[MAX_DEVS];
+	cl_program hdrs[MAX_HEADERS];
+	char *names[MAX_HEADERS] = { NULL };
+	const char *cnames[MAX_HEADERS];
+	uint32_t n, nh;
+	char *opts;
+	void *p = NULL;
+
+	*err = dec_devices(s, d, devs, &n);
+	opts = gp_dec_strdup(d, GP_PROTO_MAX_STR);
+	nh = gp_dec_count(d, 12, MAX_HEADERS);
+	for (uint32_t i = 0; i < nh && !d->err; i++) {
+		void *o = NULL;
+
+		if (lookup(s, gp_dec_u64(d), GP_KIND_PROGRAM, &o) != CL_SUCCESS && *err == CL_SUCCESS)
+			*err = CL_INVALID_OPERATION; /* OpenCL 3.0, 5.8.3: not a program from source */
+		hdrs[i] = o;
+		names[i] = gp_dec_strdup(d, 4096);
+		cnames[i] = names[i];
+	}
+	if (gp_dec_finish(d) < 0)
+		goto out;
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, id, GP_KIND_PROGRAM, &p);
+	for (uint32_t i = 0; i < nh && *err == CL_SUCCESS; i++)
+		if (!header_name_ok(names[i]))
+			*err = CL_INVALID_VALUE;
+	if (*err == CL_SUCCESS && !options_allowed(opts))
+		*err = CL_INVALID_COMPILER_OPTIONS;
+	if (*err == CL_SUCCESS) {
+		char *full = with_arg_info(opts);
+
+		*err = full ? clCompileProgram(p, n, n ? devs : NULL, full, nh, nh ? hdrs : NULL,
+					       nh ? cnames : NULL, NULL, NULL)
+			    : CL_OUT_OF_HOST_MEMORY;
+		free(full);
+	}
+out:
+	for (uint32_t i = 0; i < nh && i < MAX_HEADERS; i++)
+		free(names[i]);
+	free(opts);
+	return d->err;
+}
+
+/* LINK_PROGRAM: u64 id, u64 ctx, u32 n, u64 dev[n], str options, u32 np,
+ * u64 program[np] -> i32 err, u32 made (1: the id names the result, even
+ * after CL_LINK_PROGRAM_FAILURE, so the log can be read) */
+static int op_link_program(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t id = gp_dec_u64(d), cid = gp_dec_u64(d);
+	cl_device_id devs[MAX_DEVS];
+	cl_program *progs = NULL;
+	uint32_t n, np;
+	char *opts;
+	void *ctx = NULL;
+	cl_program out = NULL;
+	cl_int e2 = CL_SUCCESS;
+	uint32_t made = 0;
+
+	*err = dec_devices(s, d, devs, &n);
+	opts = gp_dec_strdup(d, GP_PROTO_MAX_STR);
+	np = gp_dec_count(d, 8, 4096);
+	if (!d->err && np) {
+		progs = calloc(np, sizeof(*progs));
+		if (!progs)
+			d->err = -ENOMEM;
+	}
+	for (uint32_t i = 0; i < np && !d->err; i++) {
+		void *o = NULL;
+
+		if (lookup(s, gp_dec_u64(d), GP_KIND_PROGRAM, &o) != CL_SUCCESS && *err == CL_SUCCESS)
+			*err = CL_INVALID_PROGRAM;
+		progs[i] = o;
+	}
+	if (gp_dec_finish(d) < 0 || fresh_id(s, id) < 0) {
+		free(progs);
+		free(opts);
+		return d->err ? d->err : -EEXIST;
+	}
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, cid, GP_KIND_CONTEXT, &ctx);
+	if (*err == CL_SUCCESS && np == 0)
+		*err = CL_INVALID_VALUE;
+	if (*err == CL_SUCCESS && !options_allowed(opts))
+		*err = CL_INVALID_LINKER_OPTIONS;
+	if (*err == CL_SUCCESS) {
+		/* Argument info again, or the linked kernels' arguments are
+		 * unknown and refused (see arg_classes). */
+		char *full = with_arg_info(opts);
+
+		out = full ? clLinkProgram(ctx, n, n ? devs : NULL, full, np, progs, NULL, NULL, err)
+			   : NULL;
+		if (!full)
+			*err = CL_OUT_OF_HOST_MEMORY;
+		free(full);
+		if (out && add_handle(s, id, GP_KIND_PROGRAM, out, 0, &e2) < 0) {
+			clReleaseProgram(out);
+			free(progs);
+			free(opts);
+			return -EEXIST;
+		}
+		if (out && e2 != CL_SUCCESS) {
+			clReleaseProgram(out);
+			*err = e2;
+		} else if (out) {
+			made = 1;
+		}
+	}
+	gp_enc_u32(&s->reply, made);
+	free(progs);
+	free(opts);
+	return 0;
+}
+
+/* True when every ';'-separated name in @names is listed by one of the
+ * devices (OpenCL 3.0, 5.8.1: CL_INVALID_VALUE otherwise). Checked here:
+ * PoCL 3.1 leaks on that error path. */
+static bool builtins_listed(const cl_device_id *devs, uint32_t n, const char *names)
+{
+	char *copy = strdup(names), *tok, *save = NULL;
+	bool ok = copy != NULL;
+
+	for (tok = copy ? strtok_r(copy, ";", &save) : NULL; tok && ok;
+	     tok = strtok_r(NULL, ";", &save)) {
+		bool found = false;
+
+		for (uint32_t i = 0; i < n && !found; i++) {
+			char list[4096] = "", *t2, *s2 = NULL;
+
+			if (clGetDeviceInfo(devs[i], CL_DEVICE_BUILT_IN_KERNELS, sizeof(list) - 1, list,
+					    NULL) != CL_SUCCESS)
+				continue;
+			for (t2 = strtok_r(list, ";", &s2); t2 && !found; t2 = strtok_r(NULL, ";", &s2))
+				found = strcmp(t2, tok) == 0;
+		}
+		ok = found;
+	}
+	free(copy);
+	return ok;
+}
+
+/* CREATE_PROGRAM_BUILTIN: u64 id, u64 ctx, u32 n, u64 dev[n], str kernel
+ * names (';'-separated) -> i32 err */
+static int op_create_program_builtin(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t id = gp_dec_u64(d), cid = gp_dec_u64(d);
+	cl_device_id devs[MAX_DEVS];
+	uint32_t n;
+	char *names;
+	void *ctx = NULL;
+	cl_program p;
+
+	*err = dec_devices(s, d, devs, &n);
+	names = gp_dec_strdup(d, GP_PROTO_MAX_STR);
+	if (gp_dec_finish(d) < 0 || fresh_id(s, id) < 0) {
+		free(names);
+		return d->err ? d->err : -EEXIST;
+	}
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, cid, GP_KIND_CONTEXT, &ctx);
+	if (*err == CL_SUCCESS && (n == 0 || !names || !names[0] || !builtins_listed(devs, n, names)))
+		*err = CL_INVALID_VALUE;
+	if (*err == CL_SUCCESS) {
+		p = clCreateProgramWithBuiltInKernels(ctx, n, devs, names, err);
+		if (p && add_handle(s, id, GP_KIND_PROGRAM, p, 0, err) < 0) {
+			clReleaseProgram(p);
+			free(names);
+			return -EEXIST;
+		}
+		if (p && *err != CL_SUCCESS) {
+			clReleaseProgram(p);
+		} else if (p) {
+			struct gp_handle *e;
+
+			gp_handles_get(s->h, id, GP_KIND_PROGRAM, &e);
+			e->aux_n = PROGRAM_BUILTIN;
+		}
+	}
+	free(names);
+	return 0;
+}
+
+/* ---- images ---- */
+
+/* Bytes of a tightly packed region of @img (row pitch = width x element
+ * size, as the ICD packs it), or 0 if it cannot be known or overflows. */
+static uint64_t image_region_bytes(cl_mem img, const size_t reg[3])
+{
+	size_t elem = 0;
+	uint64_t n;
+
+	if (!is_image(img) ||
+	    clGetImageInfo(img, CL_IMAGE_ELEMENT_SIZE, sizeof(elem), &elem, NULL) != CL_SUCCESS)
+		return 0;
+	if (__builtin_mul_overflow((uint64_t)elem, (uint64_t)reg[0], &n) ||
+	    __builtin_mul_overflow(n, (uint64_t)reg[1], &n) ||
+	    __builtin_mul_overflow(n, (uint64_t)reg[2], &n))
+		return 0;
+	return n;
+}
+
+static void dec_triple(struct gp_dec *d, size_t v[3])
+{
+	for (int i = 0; i < 3; i++)
+		v[i] = (size_t)gp_dec_u64(d);
+}
+
+/* CREATE_IMAGE: u64 id, u64 ctx, u64 flags, u32 channel order, u32
+ * channel type, u32 image type, u64 width, u64 height, u64 depth, u64
+ * array size, u64 row pitch, u64 slice pitch (both for images from a
+ * buffer only), u64 buffer (0: none) -> i32 err, u64 element size, u64 size.
+ * Host-pointer flags are the ICD's business (it writes the data after).
+ * Images count against memory_max at the size the host allocated, except
+ * those made from a buffer (its memory is already counted). */
+static int op_create_image(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t id = gp_dec_u64(d), cid = gp_dec_u64(d), flags = gp_dec_u64(d);
+	cl_image_format fmt;
+	cl_image_desc desc;
+	uint64_t bid;
+	size_t elem = 0, size = 0;
+	void *ctx, *buf = NULL;
+	cl_mem m = NULL;
+
+	memset(&desc, 0, sizeof(desc));
+	fmt.image_channel_order = gp_dec_u32(d);
+	fmt.image_channel_data_type = gp_dec_u32(d);
+	desc.image_type = gp_dec_u32(d);
+	desc.image_width = (size_t)gp_dec_u64(d);
+	desc.image_height = (size_t)gp_dec_u64(d);
+	desc.image_depth = (size_t)gp_dec_u64(d);
+	desc.image_array_size = (size_t)gp_dec_u64(d);
+	desc.image_row_pitch = (size_t)gp_dec_u64(d);
+	desc.image_slice_pitch = (size_t)gp_dec_u64(d);
+	bid = gp_dec_u64(d);
+	if (gp_dec_finish(d) < 0 || fresh_id(s, id) < 0)
+		return d->err ? d->err : -EEXIST;
+	if ((*err = lookup(s, cid, GP_KIND_CONTEXT, &ctx)) != CL_SUCCESS)
+		goto out;
+	if (bid && (*err = lookup(s, bid, GP_KIND_MEM, &buf)) != CL_SUCCESS)
+		goto out;
+	desc.buffer = buf;
+	if (!buf)
+		desc.image_row_pitch = desc.image_slice_pitch = 0; /* no host pointer here */
+	flags &= ~(uint64_t)HOST_PTR_FLAGS;
+	m = clCreateImage(ctx, (cl_mem_flags)flags, &fmt, &desc, NULL, err);
+	if (!m)
+		goto out;
+	clGetImageInfo(m, CL_IMAGE_ELEMENT_SIZE, sizeof(elem), &elem, NULL);
+	clGetMemObjectInfo(m, CL_MEM_SIZE, sizeof(size), &size, NULL);
+	if (!buf && (*err = charge(s, size)) != CL_SUCCESS) {
+		clReleaseMemObject(m);
+		goto out;
+	}
+	if (add_handle(s, id, GP_KIND_MEM, m, buf ? 0 : size, err) < 0) {
+		if (!buf)
+			uncharge(s, size);
+		clReleaseMemObject(m);
+		return -EEXIST;
+	}
+	if (*err != CL_SUCCESS) {
+		if (!buf)
+			uncharge(s, size);
+		clReleaseMemObject(m);
+	}
+out:
+	gp_enc_u64(&s->reply, *err == CL_SUCCESS ? elem : 0);
+	gp_enc_u64(&s->reply, *err == CL_SUCCESS ? size : 0);
+	return 0;
+}
+
+/* IMAGE_FORMATS: u64 ctx, u64 flags, u32 image type -> i32 err, u32 n,
+ * n x {u32 channel order, u32 channel type} */
+static int op_image_formats(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t cid = gp_dec_u64(d), flags = gp_dec_u64(d);
+	uint32_t type = gp_dec_u32(d);
+	cl_image_format *f = NULL;
+	cl_uint n = 0;
+	void *ctx;
+
+	if (gp_dec_finish(d) < 0)
+		return d->err;
+	*err = lookup(s, cid, GP_KIND_CONTEXT, &ctx);
+	if (*err == CL_SUCCESS)
+		*err = clGetSupportedImageFormats(ctx, (cl_mem_flags)flags, type, 0, NULL, &n);
+	if (*err == CL_SUCCESS && n > 4096)
+		n = 4096; /* far beyond any device; bounds the reply */
+	if (*err == CL_SUCCESS && n) {
+		f = calloc(n, sizeof(*f));
+		*err = f ? clGetSupportedImageFormats(ctx, (cl_mem_flags)flags, type, n, f, NULL)
+			 : CL_OUT_OF_HOST_MEMORY;
+	}
+	if (*err != CL_SUCCESS)
+		n = 0;
+	gp_enc_u32(&s->reply, n);
+	for (cl_uint i = 0; i < n; i++) {
+		gp_enc_u32(&s->reply, f[i].image_channel_order);
+		gp_enc_u32(&s->reply, f[i].image_channel_data_type);
+	}
+	free(f);
+	return 0;
+}
+
+/* WRITE_IMAGE: u64 queue (0: initial data), u64 image, u64 origin[3],
+ * u64 region[3], u32 blocking, blob data (tightly packed: exactly the
+ * region's bytes), wait list, u64 event */
+static int op_write_image(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t qid = gp_dec_u64(d), mid = gp_dec_u64(d);
+	size_t org[3], reg[3], len = 0;
+	uint32_t blocking;
+	const void *data;
+	struct waitlist w;
+	uint64_t evid;
+	void *q = NULL, *m = NULL, *copy = NULL;
+	cl_event ev = NULL;
+	bool temp_q = false;
+	int r;
+
+	dec_triple(d, org);
+	dec_triple(d, reg);
+	blocking = gp_dec_u32(d);
+	data = gp_dec_blob(d, GP_PROTO_MAX_PAYLOAD, &len);
+	*err = dec_waitlist(s, d, &w);
+	evid = gp_dec_u64(d);
+	if (gp_dec_finish(d) < 0 || (evid && fresh_id(s, evid) < 0)) {
+		waitlist_free(&w);
+		return d->err ? d->err : -EEXIST;
+	}
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, mid, GP_KIND_MEM, &m);
+	/* The host reads exactly the region's bytes from the data: a length
+	 * that differs is a malformed message, not an OpenCL error. */
+	if (*err == CL_SUCCESS) {
+		uint64_t need = image_region_bytes(m, reg);
+
+		if (need == 0) {
+			*err = CL_INVALID_VALUE; /* not an image, or an empty region */
+		} else if (need != len) {
+			waitlist_free(&w);
+			return -EBADMSG;
+		}
+	}
+	if (*err == CL_SUCCESS && qid)
+		*err = lookup(s, qid, GP_KIND_QUEUE, &q);
+	if (*err == CL_SUCCESS && !qid) {
+		cl_context ctx = NULL;
+		cl_device_id dev = NULL;
+
+		clGetMemObjectInfo(m, CL_MEM_CONTEXT, sizeof(ctx), &ctx, NULL);
+		clGetContextInfo(ctx, CL_CONTEXT_DEVICES, sizeof(dev), &dev, NULL);
+		q = clCreateCommandQueueWithProperties(ctx, dev, NULL, err);
+		temp_q = q != NULL;
+		evid = 0;
+		blocking = 1;
+	}
+	if (*err == CL_SUCCESS && (w.n || !blocking)) {
+		/* May wait: from a private copy, never holding the session. */
+		copy = malloc(len ? len : 1);
+		if (!copy) {
+			*err = CL_OUT_OF_HOST_MEMORY;
+		} else {
+			memcpy(copy, data, len);
+			*err = clEnqueueWriteImage(q, m, CL_FALSE, org, reg, 0, 0, copy, w.n, w.v, &ev);
+			if (*err != CL_SUCCESS) {
+				free(copy);
+			} else if (clSetEventCallback(ev, CL_COMPLETE, free_copy, copy) != CL_SUCCESS) {
+				clWaitForEvents(1, &ev);
+				free(copy);
+			}
+		}
+	} else if (*err == CL_SUCCESS) {
+		*err = clEnqueueWriteImage(q, m, CL_TRUE, org, reg, 0, 0, data, 0, NULL,
+					   evid ? &ev : NULL);
+	}
+	waitlist_free(&w);
+	r = finish_event(s, evid, q, ev, *err);
+	if (ev && !evid)
+		clReleaseEvent(ev);
+	if (temp_q)
+		clReleaseCommandQueue(q);
+	return r;
+}
+
+/* READ_IMAGE: u64 queue, u64 image, u64 origin[3], u64 region[3], wait
+ * list, u64 event -> i32 err, blob data (tightly packed, at most one
+ * message: the ICD splits bigger regions). */
+static int op_read_image(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t qid = gp_dec_u64(d), mid = gp_dec_u64(d), n = 0;
+	size_t org[3], reg[3];
+	struct waitlist w;
+	uint64_t evid;
+	void *q = NULL, *m = NULL;
+	uint8_t *dst = NULL;
+	cl_event ev = NULL;
+
+	dec_triple(d, org);
+	dec_triple(d, reg);
+	*err = dec_waitlist(s, d, &w);
+	evid = gp_dec_u64(d);
+	if (gp_dec_finish(d) < 0 || (evid && fresh_id(s, evid) < 0)) {
+		waitlist_free(&w);
+		return d->err ? d->err : -EEXIST;
+	}
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, qid, GP_KIND_QUEUE, &q);
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, mid, GP_KIND_MEM, &m);
+	if (*err == CL_SUCCESS) {
+		n = image_region_bytes(m, reg);
+		if (n == 0 || n > GP_PROTO_MAX_PAYLOAD - 64)
+			*err = CL_INVALID_VALUE;
+	}
+	if (*err == CL_SUCCESS) {
+		gp_enc_u32(&s->reply, (uint32_t)n);
+		dst = gp_enc_reserve(&s->reply, (size_t)n);
+		if (!dst)
+			*err = CL_OUT_OF_HOST_MEMORY;
+	}
+	if (*err == CL_SUCCESS)
+		*err = clEnqueueReadImage(q, m, CL_TRUE, org, reg, 0, 0, dst, w.n, w.v,
+					  evid ? &ev : NULL);
+	if (*err != CL_SUCCESS) {
+		gp_enc_reset(&s->reply);
+		gp_enc_i32(&s->reply, 0);
+	}
+	waitlist_free(&w);
+	return finish_event(s, evid, q, ev, *err);
+}
+
+/* COPY_IMAGE: u32 kind (0 image->image, 1 image->buffer, 2 buffer->image),
+ * u64 queue, u64 src, u64 dst, u64 src origin[3], u64 dst origin[3], u64
+ * region[3], wait list, u64 event (pipelined). A buffer's offset is the
+ * first element of its origin. */
+static int op_copy_image(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint32_t kind = gp_dec_u32(d);
+	uint64_t qid = gp_dec_u64(d), sid = gp_dec_u64(d), did = gp_dec_u64(d);
+	size_t so[3], dof[3], reg[3];
+	struct waitlist w;
+	uint64_t evid;
+	void *q = NULL, *sm = NULL, *dm = NULL;
+	cl_event ev = NULL;
+	cl_event *evp = NULL;
+
+	dec_triple(d, so);
+	dec_triple(d, dof);
+	dec_triple(d, reg);
+	*err = dec_waitlist(s, d, &w);
+	evid = gp_dec_u64(d);
+	if (gp_dec_finish(d) < 0 || kind > 2 || (evid && fresh_id(s, evid) < 0)) {
+		waitlist_free(&w);
+		return d->err ? d->err : (kind > 2 ? -EBADMSG : -EEXIST);
+	}
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, qid, GP_KIND_QUEUE, &q);
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, sid, GP_KIND_MEM, &sm);
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, did, GP_KIND_MEM, &dm);
+	evp = evid ? &ev : NULL;
+	if (*err == CL_SUCCESS && (is_image(sm) != (kind != 2) || is_image(dm) != (kind != 1)))
+		*err = CL_INVALID_MEM_OBJECT;
+	if (*err == CL_SUCCESS && kind == 0)
+		*err = clEnqueueCopyImage(q, sm, dm, so, dof, reg, w.n, w.v, evp);
+	else if (*err == CL_SUCCESS && kind == 1)
+		*err = clEnqueueCopyImageToBuffer(q, sm, dm, so, reg, dof[0], w.n, w.v, evp);
+	else if (*err == CL_SUCCESS)
+		*err = clEnqueueCopyBufferToImage(q, sm, dm, so[0], dof, reg, w.n, w.v, evp);
+	waitlist_free(&w);
+	return finish_event(s, evid, q, ev, *err);
+}
+
+/* FILL_IMAGE: u64 queue, u64 image, blob colour (16 bytes: four 32-bit
+ * channels, OpenCL 3.0 5.3.5), u64 origin[3], u64 region[3], wait list,
+ * u64 event (pipelined) */
+static int op_fill_image(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t qid = gp_dec_u64(d), mid = gp_dec_u64(d);
+	size_t clen = 0, org[3], reg[3];
+	const void *col = gp_dec_blob(d, 16, &clen);
+	struct waitlist w;
+	uint64_t evid;
+	void *q = NULL, *m = NULL;
+	cl_event ev = NULL;
+
+	dec_triple(d, org);
+	dec_triple(d, reg);
+	*err = dec_waitlist(s, d, &w);
+	evid = gp_dec_u64(d);
+	if (gp_dec_finish(d) < 0 || clen != 16 || (evid && fresh_id(s, evid) < 0)) {
+		waitlist_free(&w);
+		return d->err ? d->err : (clen != 16 ? -EBADMSG : -EEXIST);
+	}
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, qid, GP_KIND_QUEUE, &q);
+	if (*err == CL_SUCCESS)
+		*err = lookup(s, mid, GP_KIND_MEM, &m);
+	if (*err == CL_SUCCESS && !is_image(m))
+		*err = CL_INVALID_MEM_OBJECT;
+	if (*err == CL_SUCCESS)
+		*err = clEnqueueFillImage(q, m, col, org, reg, w.n, w.v, evid ? &ev : NULL);
+	waitlist_free(&w);
+	return finish_event(s, evid, q, ev, *err);
+}
+
 typedef int (*op_fn)(struct pvd_session *s, struct gp_dec *d, cl_int *err);
 
 /* The call table: opcode -> handler, and whether the call synchronises
@@ -1489,6 +2227,16 @@ static const struct {
 	[GP_OP_SYNC] = { op_sync, true },
 	[GP_OP_CREATE_SAMPLER] = { op_create_sampler, false },
 	[GP_OP_CLONE_KERNEL] = { op_clone_kernel, false },
+	[GP_OP_CREATE_IMAGE] = { op_create_image, false },
+	[GP_OP_IMAGE_FORMATS] = { op_image_formats, false },
+	[GP_OP_WRITE_IMAGE] = { op_write_image, true },
+	[GP_OP_READ_IMAGE] = { op_read_image, true },
+	[GP_OP_COPY_IMAGE] = { op_copy_image, false },
+	[GP_OP_FILL_IMAGE] = { op_fill_image, false },
+	[GP_OP_COMPILE_PROGRAM] = { op_compile_program, false },
+	[GP_OP_LINK_PROGRAM] = { op_link_program, false },
+	[GP_OP_CREATE_PROGRAM_BUILTIN] = { op_create_program_builtin, false },
+	[GP_OP_WAIT_POLL] = { op_wait_poll, true },
 };
 
 static void put_le32(uint8_t *p, uint32_t v)
@@ -1900,10 +2648,14 @@ int pvd_session_start(struct pvd_server *srv, struct pvd_guest *guest, int fd,
 	s->pending_fd = -1;
 	s->refusal = strdup(refusal ? refusal : "");
 	s->rxbuf = malloc(GP_PROTO_MAX_PAYLOAD);
+	s->waker = waker_new();
 	gp_enc_init(&s->reply, GP_PROTO_MAX_PAYLOAD);
 	r = gp_transport_unix_new(fd, &s->sock);
-	if (r < 0 || !s->rxbuf || !s->refusal) {
-		close(fd);
+	if (r < 0 || !s->rxbuf || !s->refusal || !s->waker) {
+		if (r == 0)
+			gp_transport_free(s->sock); /* closes fd */
+		else
+			close(fd);
 		r = r < 0 ? r : -ENOMEM;
 		goto err_free;
 	}
@@ -1922,6 +2674,7 @@ int pvd_session_start(struct pvd_server *srv, struct pvd_guest *guest, int fd,
 	return 0;
 
 err_free:
+	waker_put(s->waker);
 	free(s->rxbuf);
 	free(s->refusal);
 	gp_enc_free(&s->reply);
@@ -1943,6 +2696,7 @@ static void session_free(struct pvd_session *s)
 	gp_shm_free(s->shm);
 	gp_handles_free(s->h);
 	gp_enc_free(&s->reply);
+	waker_put(s->waker); /* callbacks still pending keep it */
 	free(s->rxbuf);
 	free(s->refusal);
 	free(s);

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """pyopencl through gpupass PV: arrays, a reduction, a custom kernel,
-events and profiling, sub-buffers, map/unmap. Results are checked against
+events and profiling, sub-buffers, map/unmap, images and samplers. Results are checked against
 numpy on the host. Run with /usr/bin/python3 (Debian's pyopencl)."""
 import sys
 
@@ -61,5 +61,26 @@ mapped[:10] = -1
 mapped.base.release(q)
 cl.enqueue_copy(q, out, dy)
 check(np.all(out[:10] == -1) and np.allclose(out[10:], (2 * a + b)[10:]), "writes through the map")
+
+# images (the device has them): a 2D float image, a sampler, a kernel
+dev = plats[0].get_devices()[0]
+check(dev.image_support, "the device reports image support")
+img_h = rng.random((48, 64), dtype=np.float32)
+fmt = cl.ImageFormat(cl.channel_order.R, cl.channel_type.FLOAT)
+img = cl.Image(ctx, cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR, fmt, shape=(64, 48), hostbuf=img_h)
+smp = cl.Sampler(ctx, False, cl.addressing_mode.CLAMP_TO_EDGE, cl.filter_mode.NEAREST)
+iprg = cl.Program(ctx, """
+__kernel void twice(__read_only image2d_t im, sampler_t s, __global float *out) {
+    int x = get_global_id(0), y = get_global_id(1);
+    out[y * get_global_size(0) + x] = 2.0f * read_imagef(im, s, (int2)(x, y)).x;
+}""").build()
+dout = cl.Buffer(ctx, cl.mem_flags.WRITE_ONLY, img_h.nbytes)
+iprg.twice(q, (64, 48), None, img, smp, dout)
+res = np.empty_like(img_h)
+cl.enqueue_copy(q, res, dout)
+check(np.array_equal(res, 2 * img_h), "image + sampler kernel")
+back = np.empty_like(img_h)
+cl.enqueue_copy(q, back, img, origin=(0, 0), region=(64, 48))
+check(np.array_equal(back, img_h), "image read back")
 q.finish()
 print("1..%d" % n_ok)

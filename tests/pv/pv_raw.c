@@ -207,6 +207,128 @@ int main(int argc, char **argv)
 	gp_enc_u32(&e, 0);
 	EQ(call(&a, GP_OP_CREATE_BUFFER, &e, true, NULL), CL_INVALID_CONTEXT,
 	   "A still served after B and C broke the rules (a device id is not a context)");
+	/* images, waits and compilation: kinds, isolation, malformed fields */
+	{
+		struct sess f;
+		struct gp_dec d;
+
+		gp_enc_u64(&e, 0x10010);
+		gp_enc_u64(&e, CTX);
+		gp_enc_u64(&e, CL_MEM_READ_WRITE);
+		gp_enc_u32(&e, CL_RGBA);
+		gp_enc_u32(&e, CL_UNSIGNED_INT8);
+		gp_enc_u32(&e, CL_MEM_OBJECT_IMAGE2D);
+		gp_enc_u64(&e, 16);
+		gp_enc_u64(&e, 8);
+		gp_enc_u64(&e, 0);
+		gp_enc_u64(&e, 0);
+		gp_enc_u64(&e, 0);
+		gp_enc_u64(&e, 0);
+		gp_enc_u64(&e, 0);
+		EQ(call(&a, GP_OP_CREATE_IMAGE, &e, true, &d), CL_SUCCESS, "A creates a 16x8 image");
+		EQ(gp_dec_u64(&d), 4, "element size in the reply");
+		OK(gp_dec_u64(&d) >= 16 * 8 * 4, "image size in the reply");
+		EQ(get_info(&a, GP_INFO_IMAGE, 0x10010, CL_IMAGE_WIDTH, &v), CL_SUCCESS, "image info");
+		EQ(v, 16, "image width");
+		EQ(get_info(&a, GP_INFO_IMAGE, BUF, CL_IMAGE_WIDTH, &v), CL_INVALID_MEM_OBJECT,
+		   "a buffer has no image info");
+		EQ(get_info(&a, GP_INFO_IMAGE, 0x10010, CL_IMAGE_BUFFER, &v), CL_INVALID_VALUE,
+		   "an image's buffer handle never leaves the server");
+		EQ(get_info(&b, GP_INFO_IMAGE, 0x10010, CL_IMAGE_WIDTH, &v), -EPIPE,
+		   "(B's session is over)");
+		EQ(sess_open(argv[1], &f), 0, "session F says hello");
+		EQ(get_info(&f, GP_INFO_IMAGE, 0x10010, CL_IMAGE_WIDTH, &v), CL_INVALID_MEM_OBJECT,
+		   "F cannot see A's image");
+		/* READ_IMAGE of a region larger than one reply: refused, not sent */
+		gp_enc_u64(&e, 0x10011);
+		gp_enc_u64(&e, CTX);
+		gp_enc_u64(&e, 1);
+		gp_enc_u64(&e, 0);
+		EQ(call(&a, GP_OP_CREATE_QUEUE, &e, true, NULL), CL_SUCCESS, "A creates a queue");
+		gp_enc_u64(&e, 0x10011);
+		gp_enc_u64(&e, 0x10010);
+		for (int i = 0; i < 3; i++)
+			gp_enc_u64(&e, 0);
+		gp_enc_u64(&e, 1u << 20);
+		gp_enc_u64(&e, 1u << 20);
+		gp_enc_u64(&e, 1);
+		gp_enc_u32(&e, 0);
+		gp_enc_u64(&e, 0);
+		EQ(call(&a, GP_OP_READ_IMAGE, &e, true, NULL), CL_INVALID_VALUE,
+		   "image read bigger than a reply refused");
+		/* WAIT_POLL on A's queue-less ids from F, and a bad timeout */
+		gp_enc_u32(&e, 1);
+		gp_enc_u64(&e, BUF);
+		gp_enc_u32(&e, 1000);
+		EQ(call(&a, GP_OP_WAIT_POLL, &e, true, NULL), CL_INVALID_EVENT, "a buffer id is not an event");
+		gp_enc_u32(&e, 0);
+		gp_enc_u32(&e, 1000);
+		EQ(call(&a, GP_OP_WAIT_POLL, &e, true, &d), CL_INVALID_VALUE, "wait for nothing");
+		EQ(gp_dec_u32(&d), 1, "and the wait is over (never an endless poll)");
+		/* COMPILE_PROGRAM with a header name leaving the scratch dir */
+		{
+			static const char src[] = "int f(void) { return 1; }";
+
+			gp_enc_u64(&e, 0x10012);
+			gp_enc_u64(&e, CTX);
+			gp_enc_blob(&e, src, sizeof(src) - 1);
+			EQ(call(&a, GP_OP_CREATE_PROGRAM_SOURCE, &e, true, NULL), CL_SUCCESS, "program");
+			gp_enc_u64(&e, 0x10012);
+			gp_enc_u32(&e, 0);
+			gp_enc_str(&e, "");
+			gp_enc_u32(&e, 1);
+			gp_enc_u64(&e, 0x10012);
+			gp_enc_str(&e, "a/../../../tmp/x.h");
+			EQ(call(&a, GP_OP_COMPILE_PROGRAM, &e, true, NULL), CL_INVALID_VALUE,
+			   "header name with .. refused by the server");
+			gp_enc_u64(&e, 0x10012);
+			gp_enc_u32(&e, 0);
+			gp_enc_str(&e, "");
+			gp_enc_u32(&e, 1);
+			gp_enc_u64(&e, 0x10012);
+			gp_enc_str(&e, "/etc/passwd");
+			EQ(call(&a, GP_OP_COMPILE_PROGRAM, &e, true, NULL), CL_INVALID_VALUE,
+			   "absolute header name refused by the server");
+		}
+		/* a WAIT_POLL timeout beyond the bound and a WRITE_IMAGE whose data
+		 * length is not the region's: malformed, F's session ends */
+		gp_enc_u32(&e, 0);
+		gp_enc_u32(&e, 10000000);
+		EQ(call(&f, GP_OP_WAIT_POLL, &e, true, NULL), -EPIPE, "F's session ended on a 10 s poll");
+		sess_close(&f);
+		EQ(sess_open(argv[1], &f), 0, "session G says hello");
+		gp_enc_u64(&e, 0x10000);
+		gp_enc_u32(&e, 1);
+		gp_enc_u64(&e, 1);
+		EQ(call(&f, GP_OP_CREATE_CONTEXT, &e, true, NULL), CL_SUCCESS, "G creates a context");
+		gp_enc_u64(&e, 0x10001);
+		gp_enc_u64(&e, 0x10000);
+		gp_enc_u64(&e, CL_MEM_READ_WRITE);
+		gp_enc_u32(&e, CL_RGBA);
+		gp_enc_u32(&e, CL_UNSIGNED_INT8);
+		gp_enc_u32(&e, CL_MEM_OBJECT_IMAGE2D);
+		gp_enc_u64(&e, 4);
+		gp_enc_u64(&e, 4);
+		for (int i = 0; i < 5; i++)
+			gp_enc_u64(&e, 0);
+		EQ(call(&f, GP_OP_CREATE_IMAGE, &e, true, NULL), CL_SUCCESS, "G creates a 4x4 image");
+		gp_enc_u64(&e, 0);
+		gp_enc_u64(&e, 0x10001);
+		for (int i = 0; i < 3; i++)
+			gp_enc_u64(&e, 0);
+		gp_enc_u64(&e, 4);
+		gp_enc_u64(&e, 4);
+		gp_enc_u64(&e, 1);
+		gp_enc_u32(&e, 1);
+		gp_enc_blob(&e, "short", 5); /* 64 bytes due */
+		gp_enc_u32(&e, 0);
+		gp_enc_u64(&e, 0);
+		EQ(call(&f, GP_OP_WRITE_IMAGE, &e, true, NULL), -EPIPE,
+		   "G's session ended on image data shorter than the region");
+		sess_close(&f);
+		EQ(get_info(&a, GP_INFO_IMAGE, 0x10010, CL_IMAGE_WIDTH, &v), CL_SUCCESS,
+		   "A's image intact after F and G broke the rules");
+	}
 	/* garbage written straight into the shared ring, with a head counter
 	 * that claims more than the ring holds */
 	sess_close(&c);
