@@ -197,9 +197,32 @@ static void caps_from_libpci(const struct pci_dev *d, const uint8_t *cfg, size_t
  * Bytes beyond what was read are 0xff, which ends either list the way an
  * absent device's all-ones answer would.
  */
-static int walk_caps(const uint8_t *cfg, size_t len, struct gp_pci_config_info *ci)
+static struct pci_access *caps_access_new(void)
 {
-	struct pci_access *pacc;
+	struct pci_access *pacc = pci_alloc();
+	jmp_buf jb;
+
+	if (!pacc)
+		return NULL;
+	pacc->error = libpci_error;
+	pacc->warning = libpci_quiet;
+	pacc->debug = libpci_quiet;
+	pacc->method = PCI_ACCESS_DUMP;
+	libpci_jmp = &jb;
+	if (setjmp(jb) != 0) {
+		/* pci_init failed half-way: nothing of it is worth keeping. */
+		libpci_jmp = NULL;
+		return NULL;
+	}
+	pci_set_param(pacc, "dump.name", "/dev/null");
+	pci_init(pacc);
+	libpci_jmp = NULL;
+	return pacc;
+}
+
+static int walk_caps(struct pci_access *pacc, const uint8_t *cfg, size_t len,
+		     struct gp_pci_config_info *ci)
+{
 	/* volatile: both are set after setjmp() and read after a longjmp(). */
 	struct pci_dev *volatile d = NULL;
 	volatile int r = 0;
@@ -212,22 +235,11 @@ static int walk_caps(const uint8_t *cfg, size_t len, struct gp_pci_config_info *
 		return -ENOMEM;
 	memcpy(cache, cfg, n);
 	memset(cache + n, 0xff, GP_PCI_CFG_EXT - n);
-	pacc = pci_alloc();
-	if (!pacc) {
-		free(cache);
-		return -ENOMEM;
-	}
-	pacc->error = libpci_error;
-	pacc->warning = libpci_quiet;
-	pacc->debug = libpci_quiet;
-	pacc->method = PCI_ACCESS_DUMP;
 	libpci_jmp = &jb;
 	if (setjmp(jb) != 0) {
 		r = -EIO;
 		goto out;
 	}
-	pci_set_param(pacc, "dump.name", "/dev/null");
-	pci_init(pacc);
 	d = pci_get_dev(pacc, 0, 0, 0, 0);
 	if (!d) {
 		r = -ENOMEM;
@@ -240,12 +252,31 @@ out:
 	libpci_jmp = NULL;
 	if (d)
 		pci_free_dev(d);
-	pci_cleanup(pacc);
 	free(cache);
 	return r;
 }
 
+/* gp_pci_config_parse() with a libpci access made once per scan. */
+static int config_parse(struct pci_access *pacc, const uint8_t *cfg, size_t len,
+			struct gp_pci_config_info *out);
+
 int gp_pci_config_parse(const uint8_t *cfg, size_t len, struct gp_pci_config_info *out)
+{
+	struct pci_access *pacc;
+	int r;
+
+	if (!cfg || len < GP_PCI_CFG_MIN)
+		return -EINVAL;
+	pacc = caps_access_new();
+	if (!pacc)
+		return -ENOMEM;
+	r = config_parse(pacc, cfg, len, out);
+	pci_cleanup(pacc);
+	return r;
+}
+
+static int config_parse(struct pci_access *pacc, const uint8_t *cfg, size_t len,
+			struct gp_pci_config_info *out)
 {
 	struct gp_pci_config_info ci = { .pcie_type = GP_PCIE_NONE };
 	int r;
@@ -265,7 +296,7 @@ int gp_pci_config_parse(const uint8_t *cfg, size_t len, struct gp_pci_config_inf
 		ci.subsys_device_id = le16(cfg + CFG_SUBSYS_ID);
 	}
 	ci.caps_known = len >= GP_PCI_CFG_LEGACY;
-	r = walk_caps(cfg, len, &ci);
+	r = walk_caps(pacc, cfg, len, &ci);
 	if (r < 0)
 		return r;
 	ci.ext_caps_known = len >= GP_PCI_CFG_EXT && (ci.caps & GP_PCI_CAP_PCIE);
@@ -451,6 +482,7 @@ struct gp_pci_scan {
 	size_t n, cap;
 	struct group_info *groups;
 	size_t ngroups, capgroups;
+	struct pci_access *caps_pacc; /* libpci, for capability lists; made on first use */
 };
 
 /* pci.ids lookups share the libpci hooks of the capability walk. */
@@ -827,7 +859,9 @@ static int dev_read_detail(struct gp_pci_scan *scan, struct gp_sysfs *sys, struc
 		dev_error(dev, "config", -EINVAL,
 			  "is %zu bytes, shorter than the %d-byte standard header", got,
 			  GP_PCI_CFG_MIN);
-	} else if (gp_pci_config_parse(cfg, got, &dev->cfg) < 0) {
+	} else if (!scan->caps_pacc && !(scan->caps_pacc = caps_access_new())) {
+		return -ENOMEM;
+	} else if (config_parse(scan->caps_pacc, cfg, got, &dev->cfg) < 0) {
 		dev_error(dev, "config", -EINVAL, "holds no valid vendor id");
 	} else {
 		dev->config_ok = true;
@@ -1082,6 +1116,8 @@ void gp_pci_scan_free(struct gp_pci_scan *scan)
 	for (size_t i = 0; i < scan->ngroups; i++)
 		gp_strv_clear(&scan->groups[i].members);
 	free(scan->groups);
+	if (scan->caps_pacc)
+		pci_cleanup(scan->caps_pacc);
 	free(scan);
 }
 
