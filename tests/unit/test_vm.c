@@ -198,10 +198,21 @@ static void test_argv(void **state)
 	l.vfio_migration_prop = NULL;
 	gp_strv_clear(&a);
 
-	/* No GPU: no vfio, no hole setting. */
+	/* No GPU: no vfio, no hole setting, no PV port. */
 	l.ncards = 0;
 	assert_int_equal(gp_vm_build_argv(&l, &a), 0);
 	assert_null(argv_opt(&a, "-global", "q35-pcihost"));
+	assert_null(argv_opt(&a, "-chardev", "socket,id=gppv"));
+	gp_strv_clear(&a);
+	/* PV: the server's socket (reconnecting, ',' doubled) behind the port
+	 * the guest ICD opens, on the existing virtio-serial bus. */
+	l.pv_socket = "/run/gp,pv/pv/gpu-vm.sock";
+	assert_int_equal(gp_vm_build_argv(&l, &a), 0);
+	assert_non_null(argv_opt(&a, "-chardev",
+				 "socket,id=gppv,path=/run/gp,,pv/pv/gpu-vm.sock,reconnect=1"));
+	assert_non_null(argv_opt(&a, "-device",
+				 "virtserialport,bus=gpvser.0,chardev=gppv,name=org.gpupass.pv.0"));
+	l.pv_socket = NULL;
 	gp_strv_clear(&a);
 
 	/* Bad launches. */
