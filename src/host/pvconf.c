@@ -66,6 +66,7 @@ static bool is_section(const char *line, const char *vm, bool *is_vm)
 static int read_without(const char *path, const char *vm, char **out, bool *found)
 {
 	FILE *f = fopen(path, "re");
+	int open_err = f ? 0 : errno; /* before strdup can change errno */
 	char *buf = NULL, *line = NULL;
 	size_t blen = 0, cap = 0;
 	bool in_vm = false;
@@ -79,8 +80,12 @@ static int read_without(const char *path, const char *vm, char **out, bool *foun
 		return -ENOMEM;
 	}
 	if (!f) {
+		if (open_err != ENOENT) {
+			free(buf);
+			return -open_err;
+		}
 		*out = buf;
-		return errno == ENOENT ? 0 : -errno;
+		return 0;
 	}
 	for (;;) {
 		ssize_t n = getline(&line, &cap, f);
@@ -89,6 +94,11 @@ static int read_without(const char *path, const char *vm, char **out, bool *foun
 
 		if (n < 0)
 			break;
+		/* Not text: refuse to rewrite it rather than lose what follows. */
+		if (memchr(line, '\0', (size_t)n)) {
+			r = -EINVAL;
+			break;
+		}
 		sect = is_section(line, vm, &is_vm);
 		if (sect) {
 			in_vm = is_vm;
@@ -165,7 +175,7 @@ static bool value_ok(const char *s)
 int gp_pvconf_put_guest(const char *path, const char *vm, const char *socket,
 			uint64_t memory_max, int weight)
 {
-	char *rest, *text;
+	char *rest = NULL, *text;
 	bool found;
 	size_t n;
 	int r;
@@ -176,7 +186,8 @@ int gp_pvconf_put_guest(const char *path, const char *vm, const char *socket,
 	r = read_without(path, vm, &rest, &found);
 	if (r < 0)
 		return r;
-	/* Keep one blank line between the sections before and ours. */
+	/* Keep one blank line between the sections before and ours (rest
+	 * ends with a newline: read_without adds a missing last one). */
 	n = strlen(rest);
 	text = gp_strdup_printf("%s%s[guest %s]\nsocket = %s\n", rest,
 				n && !(n >= 2 && rest[n - 2] == '\n') ? "\n" : "", vm, socket);
@@ -206,7 +217,7 @@ int gp_pvconf_put_guest(const char *path, const char *vm, const char *socket,
 
 int gp_pvconf_remove_guest(const char *path, const char *vm)
 {
-	char *rest;
+	char *rest = NULL;
 	bool found;
 	int r = read_without(path, vm, &rest, &found);
 
@@ -220,7 +231,7 @@ int gp_pvconf_remove_guest(const char *path, const char *vm)
 
 int gp_pvconf_has_guest(const char *path, const char *vm)
 {
-	char *rest;
+	char *rest = NULL;
 	bool found;
 	int r = read_without(path, vm, &rest, &found);
 

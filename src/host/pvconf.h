@@ -24,7 +24,8 @@ int gp_pv_socket_path(const struct gp_ctx *ctx, const char *vm, char *buf, size_
 
 /* Adds or replaces the section [guest @vm] of @path (created when missing)
  * with socket, memory_max (bytes, 0: the line is left out) and weight.
- * The file is replaced atomically (write + rename). */
+ * The file is replaced atomically (write + rename). -EINVAL for bad values
+ * or a file holding NUL bytes (not text: left alone). */
 int gp_pvconf_put_guest(const char *path, const char *vm, const char *socket,
 			uint64_t memory_max, int weight);
 /* Removes the section; 0 when it (or the file) was not there. */
