@@ -12,6 +12,7 @@
 
 #include "cli.h"
 #include "host/deploy.h"
+#include "host/pvconf.h"
 #include "host/state.h"
 #include "host/vm/qemu.h"
 
@@ -22,7 +23,8 @@ static void vm_usage(FILE *f)
 		"\n"
 		"  create NAME [--memory 4G] [--cpus 2] [--disk FILE | --kernel K [--initrd I]\n"
 		"         [--append ARGS]] [--gpu-passthrough dda|pv|none] [--gpu-name NAME]\n"
-		"         [--gpu-count N] [--accel auto|kvm|tcg] [--qemu-arg ARG]... [--force]\n"
+		"         [--gpu-count N] [--gpu-memory-max SIZE] [--gpu-weight 1..1000]\n"
+		"         [--accel auto|kvm|tcg] [--qemu-arg ARG]... [--force]\n"
 		"  set NAME [same options]     change it (GPU settings only while stopped)\n"
 		"  list [--json]               every VM, its state and GPUs\n"
 		"  show NAME [--json]          one VM in full\n"
@@ -44,12 +46,17 @@ static void vm_usage(FILE *f)
 		"--gpu-passthrough also takes DirectDeviceAssignment and ParaVirtualization.\n"
 		"A VM with a DDA GPU is never saved, snapshotted or migrated: on host stop it\n"
 		"is powered off (gpupass vm stop --all). QEMU: $GPUPASS_QEMU or\n"
-		"qemu-system-x86_64; KVM is used when usable, else TCG.\n");
+		"qemu-system-x86_64; KVM is used when usable, else TCG.\n"
+		"A pv VM needs a PV-ready GPU (gpupass survey); its [guest NAME] section\n"
+		"(socket <state-dir>/pv/NAME.sock, memory_max, weight) is kept in\n"
+		"gpupass-pvd's config: --pvd-config FILE, $GPUPASS_PVD_CONFIG, or\n"
+		"<state-dir>/pvd.conf. A gpupass-pvd started with --pidfile <state-dir>/pvd.pid\n"
+		"is sent SIGHUP to reload it.\n");
 }
 
 enum {
 	OPT_MEMORY = 1000, OPT_CPUS, OPT_DISK, OPT_KERNEL, OPT_INITRD, OPT_APPEND, OPT_PT,
-	OPT_GPU_NAME, OPT_GPU_COUNT, OPT_ACCEL, OPT_QEMU_ARG, OPT_FORCE, OPT_JSON, OPT_ALL,
+	OPT_GPU_NAME, OPT_GPU_COUNT, OPT_GPU_MEMORY_MAX, OPT_GPU_WEIGHT, OPT_PVD_CONFIG, OPT_ACCEL, OPT_QEMU_ARG, OPT_FORCE, OPT_JSON, OPT_ALL,
 	OPT_TIMEOUT, OPT_LINES, OPT_AGENT_TIMEOUT, OPT_HELP,
 };
 
@@ -63,6 +70,9 @@ static const struct option vm_opts[] = {
 	{ "gpu-passthrough", required_argument, NULL, OPT_PT },
 	{ "gpu-name", required_argument, NULL, OPT_GPU_NAME },
 	{ "gpu-count", required_argument, NULL, OPT_GPU_COUNT },
+	{ "gpu-memory-max", required_argument, NULL, OPT_GPU_MEMORY_MAX },
+	{ "gpu-weight", required_argument, NULL, OPT_GPU_WEIGHT },
+	{ "pvd-config", required_argument, NULL, OPT_PVD_CONFIG },
 	{ "accel", required_argument, NULL, OPT_ACCEL },
 	{ "qemu-arg", required_argument, NULL, OPT_QEMU_ARG },
 	{ "force", no_argument, NULL, OPT_FORCE },
@@ -82,7 +92,7 @@ struct vm_args {
 	bool has_timeout;
 	/* which config fields were given (for vm set) */
 	const char *memory, *cpus, *disk, *kernel, *initrd, *append, *pt, *gpu_name, *gpu_count,
-		*accel;
+		*accel, *gpu_memory_max, *gpu_weight, *pvd_config;
 	struct gp_strv qemu_args;
 };
 
@@ -125,6 +135,9 @@ static int parse_args(struct cli *cli, int argc, char **argv, struct vm_args *a)
 		case OPT_PT: a->pt = optarg; break;
 		case OPT_GPU_NAME: a->gpu_name = optarg; break;
 		case OPT_GPU_COUNT: a->gpu_count = optarg; break;
+		case OPT_GPU_MEMORY_MAX: a->gpu_memory_max = optarg; break;
+		case OPT_GPU_WEIGHT: a->gpu_weight = optarg; break;
+		case OPT_PVD_CONFIG: a->pvd_config = optarg; break;
 		case OPT_ACCEL: a->accel = optarg; break;
 		case OPT_QEMU_ARG:
 			if (gp_strv_push(&a->qemu_args, optarg) < 0)
@@ -190,6 +203,22 @@ static int apply(struct cli *cli, const struct vm_args *a, struct gp_vm_config *
 		cli_error(cli, "VM %s: --gpu-count '%s' is not a number", cfg->name, a->gpu_count);
 		return -1;
 	}
+	if (a->gpu_memory_max) {
+		uint64_t m;
+
+		if (gp_parse_size(a->gpu_memory_max, &m) < 0 || m == 0 || m > INT64_MAX) {
+			cli_error(cli, "VM %s: invalid --gpu-memory-max '%s'; give a size such as "
+				  "512M or 2G", cfg->name, a->gpu_memory_max);
+			return -1;
+		}
+		cfg->pv_memory_max = m;
+	}
+	if (a->gpu_weight && (gp_parse_int(a->gpu_weight, &cfg->pv_weight) < 0 ||
+			      cfg->pv_weight < 1 || cfg->pv_weight > 1000)) {
+		cli_error(cli, "VM %s: invalid --gpu-weight '%s'; give 1 to 1000", cfg->name,
+			  a->gpu_weight);
+		return -1;
+	}
 	if ((a->disk && !set_str(cfg->disk, sizeof(cfg->disk), a->disk)) ||
 	    (a->kernel && !set_str(cfg->kernel, sizeof(cfg->kernel), a->kernel)) ||
 	    (a->initrd && !set_str(cfg->initrd, sizeof(cfg->initrd), a->initrd)) ||
@@ -202,6 +231,9 @@ static int apply(struct cli *cli, const struct vm_args *a, struct gp_vm_config *
 	/* A dda request without a count means one GPU. */
 	if (cfg->passthrough == GP_PT_DDA && cfg->gpu_count == 0 && !a->gpu_count)
 		cfg->gpu_count = 1;
+	/* PV shares one GPU: a count left from dda does not carry over. */
+	if (cfg->passthrough == GP_PT_PV && a->pt && !a->gpu_count)
+		cfg->gpu_count = 0;
 	if (cfg->passthrough == GP_PT_NONE && a->pt && !a->gpu_count) {
 		cfg->gpu_count = 0;
 		cfg->gpu_name[0] = '\0';
@@ -224,9 +256,13 @@ static int apply(struct cli *cli, const struct vm_args *a, struct gp_vm_config *
 	return 0;
 }
 
-static struct gp_deploy_opts deploy_opts(bool force)
+static struct gp_deploy_opts deploy_opts(const struct vm_args *a)
 {
-	struct gp_deploy_opts o = { .force = force, .qemu = getenv("GPUPASS_QEMU") };
+	struct gp_deploy_opts o = {
+		.force = a->force,
+		.qemu = getenv("GPUPASS_QEMU"),
+		.pvd_conf = a->pvd_config ? a->pvd_config : getenv("GPUPASS_PVD_CONFIG"),
+	};
 
 	return o;
 }
@@ -263,6 +299,17 @@ static struct json_object *vm_json(struct gp_ctx *ctx, struct gp_state *st,
 	json_object_object_add(o, "gpu_count", json_object_new_int(c->gpu_count));
 	json_object_object_add(o, "accel", json_object_new_string(c->accel));
 	json_object_object_add(o, "qemu_args", jstr(c->extra));
+	if (c->passthrough == GP_PT_PV) {
+		struct json_object *pv = json_object_new_object();
+		char sock[GP_VM_PATH_LEN];
+
+		json_object_object_add(pv, "socket", gp_pv_socket_path(ctx, c->name, sock,
+					sizeof(sock)) == 0 ? json_object_new_string(sock) : NULL);
+		json_object_object_add(pv, "memory_max", c->pv_memory_max ?
+				       json_object_new_int64((int64_t)c->pv_memory_max) : NULL);
+		json_object_object_add(pv, "weight", json_object_new_int(c->pv_weight));
+		json_object_object_add(o, "pv", pv);
+	}
 	(void)gp_state_vm_gpus(st, c->name, &gpus);
 	for (size_t i = 0; i < gpus.n; i++) {
 		struct gp_state_gpu rec;
@@ -302,7 +349,7 @@ static int vm_create_set(struct cli *cli, struct gp_ctx *ctx, struct gp_state *s
 			 struct vm_args *a, bool create)
 {
 	struct gp_vm_config *cfg = malloc(sizeof(*cfg));
-	struct gp_deploy_opts o = deploy_opts(a->force);
+	struct gp_deploy_opts o = deploy_opts(a);
 	struct gp_strv gpus = { 0 };
 	struct gp_why why = { "" };
 	int r;
@@ -436,7 +483,17 @@ static int vm_show(struct cli *cli, struct gp_ctx *ctx, struct gp_state *st, str
 		printf("gpu-passthrough: %s\n", gp_passthrough_name(cfg->passthrough));
 		if (cfg->gpu_name[0])
 			printf("gpu-name:        %s\n", cfg->gpu_name);
-		printf("gpu-count:       %d\n", cfg->gpu_count);
+		if (cfg->passthrough == GP_PT_PV) {
+			struct json_object *pv = json_object_object_get(o, "pv");
+			const char *sock = json_object_get_string(json_object_object_get(pv, "socket"));
+
+			printf("gpu-memory-max:  %s\n", cfg->pv_memory_max ?
+			       gp_format_size(cfg->pv_memory_max, sz, sizeof(sz)) : "no limit");
+			printf("gpu-weight:      %d\n", cfg->pv_weight);
+			printf("pv-socket:       %s\n", sock ? sock : "(path too long)");
+		} else {
+			printf("gpu-count:       %d\n", cfg->gpu_count);
+		}
 		printf("accel:           %s\n", cfg->accel);
 		if (cfg->extra[0])
 			printf("qemu-args:       %s\n", cfg->extra);
@@ -667,7 +724,7 @@ int cmd_vm(struct cli *cli, int argc, char **argv)
 	} else if (strcmp(sub, "show") == 0 || strcmp(sub, "status") == 0) {
 		r = vm_show(cli, ctx, st, &a, strcmp(sub, "status") == 0);
 	} else if (strcmp(sub, "delete") == 0) {
-		struct gp_deploy_opts o = deploy_opts(a.force);
+		struct gp_deploy_opts o = deploy_opts(&a);
 		struct gp_why why = { "" };
 
 		r = gp_deploy_vm_delete(ctx, st, a.name, &o, &why);
@@ -678,7 +735,7 @@ int cmd_vm(struct cli *cli, int argc, char **argv)
 			r = GP_EXIT_OK;
 		}
 	} else if (strcmp(sub, "start") == 0) {
-		struct gp_deploy_opts o = deploy_opts(a.force);
+		struct gp_deploy_opts o = deploy_opts(&a);
 		struct gp_why why = { "" };
 		bool already = false;
 
@@ -688,7 +745,27 @@ int cmd_vm(struct cli *cli, int argc, char **argv)
 		if (r < 0) {
 			r = fail(cli, &why, r);
 		} else {
+			struct gp_vm_config *cfg = malloc(sizeof(*cfg));
+			pid_t pvd;
+
 			printf(already ? "VM %s is already running\n" : "VM %s started\n", a.name);
+			/* The VM runs without the server (its port reconnects, the
+			 * ICD reports errors meanwhile), so this is a notice. */
+			if (cfg && gp_state_vm_get(st, a.name, cfg) == 0 &&
+			    cfg->passthrough == GP_PT_PV && gp_pvd_pid(ctx, &pvd) < 0) {
+				char conf[GP_VM_PATH_LEN];
+
+				if (!o.pvd_conf || !*o.pvd_conf)
+					(void)gp_pvconf_default_path(ctx, conf, sizeof(conf));
+				else
+					snprintf(conf, sizeof(conf), "%s", o.pvd_conf);
+				fprintf(stderr, "gpupass: VM %s uses PV but gpupass-pvd is not running "
+					"(no live pid in %s/" GP_PVD_PIDFILE "); start it with: "
+					"gpupass-pvd --config %s --pidfile %s/" GP_PVD_PIDFILE
+					" (the guest connects once it listens)\n", a.name,
+					ctx->state_dir, conf, ctx->state_dir);
+			}
+			free(cfg);
 			r = GP_EXIT_OK;
 		}
 	} else if (strcmp(sub, "stop") == 0) {

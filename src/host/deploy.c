@@ -10,7 +10,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "host/clprobe.h"
 #include "host/pci.h"
+#include "host/pvconf.h"
 #include "host/survey.h"
 #include "host/vm/qmp.h"
 
@@ -76,17 +78,23 @@ int gp_deploy_check_config(const struct gp_vm_config *c, struct gp_why *why)
 		gp_why_set(why, "VM %s: accelerator '%s' is not auto, kvm or tcg", c->name, c->accel);
 		return -EINVAL;
 	}
-	if (c->passthrough == GP_PT_PV) {
-		gp_why_set(why, "VM %s: --gpu-passthrough pv is not supported yet (the PV channel "
-			   "is not wired into VMs in this version); use dda or none", c->name);
-		return -ENOTSUP;
+	if (c->pv_weight < 1 || c->pv_weight > 1000) {
+		gp_why_set(why, "VM %s: --gpu-weight %d is out of range; give 1 to 1000", c->name,
+			   c->pv_weight);
+		return -EINVAL;
+	}
+	if (c->passthrough == GP_PT_PV && c->gpu_count > 0) {
+		gp_why_set(why, "VM %s: --gpu-count is for dda; a pv VM shares one GPU "
+			   "(choose it with --gpu-name)", c->name);
+		return -EINVAL;
 	}
 	if (c->passthrough == GP_PT_DDA && c->gpu_count < 1) {
 		gp_why_set(why, "VM %s: --gpu-count must be at least 1 with dda", c->name);
 		return -EINVAL;
 	}
 	if (c->passthrough == GP_PT_NONE && (c->gpu_count > 0 || c->gpu_name[0])) {
-		gp_why_set(why, "VM %s: --gpu-name/--gpu-count need --gpu-passthrough dda", c->name);
+		gp_why_set(why, "VM %s: --gpu-name/--gpu-count need --gpu-passthrough dda or pv",
+			   c->name);
 		return -EINVAL;
 	}
 	if (c->gpu_count > 16) {
@@ -219,6 +227,111 @@ out:
 	return r;
 }
 
+/* Is a GPU matching cfg->gpu_name PV-ready (the survey with the OpenCL
+ * probe)? -ENOSPC with the survey's reasons when none is. */
+static int pv_check_ready(struct gp_ctx *ctx, const struct gp_vm_config *cfg, struct gp_why *why)
+{
+	struct gp_clprobe *probe = NULL;
+	struct gp_survey *survey = NULL;
+	char notready[768] = "";
+	size_t nmatch = 0, off = 0;
+	int r = gp_clprobe_new(ctx, &probe);
+
+	if (r == 0)
+		r = gp_clprobe_survey(ctx, probe, &survey);
+	if (r < 0) {
+		gp_why_set(why, "VM %s: cannot survey the host's GPUs: %s", cfg->name, strerror(-r));
+		goto out;
+	}
+	r = -ENOSPC;
+	for (size_t i = 0; i < gp_survey_gpu_count(survey); i++) {
+		const struct gp_survey_gpu *g = gp_survey_gpu(survey, i);
+		const struct gp_method_result *m = &g->methods[GP_METHOD_PV];
+
+		if (!gpu_matches(g, cfg->gpu_name))
+			continue;
+		nmatch++;
+		if (m->ready) {
+			r = 0;
+			goto out;
+		}
+		if (m->n_problems && off < sizeof(notready))
+			off += (size_t)snprintf(notready + off, sizeof(notready) - off, "; %s: %s: %s (%s)",
+						g->dev->address,
+						gp_problem_code_name(m->problems[0].code),
+						m->problems[0].message,
+						m->problems[0].fix);
+	}
+	gp_why_set(why, "VM %s: no PV-ready GPU%s%s%s: %zu match and none is ready%s", cfg->name,
+		   cfg->gpu_name[0] ? " matches '" : "", cfg->gpu_name,
+		   cfg->gpu_name[0] ? "'" : "", nmatch,
+		   notready[0] ? notready : "; run gpupass survey to see the GPUs");
+out:
+	gp_survey_free(survey);
+	gp_clprobe_free(probe);
+	return r;
+}
+
+static int pvd_conf_path(struct gp_ctx *ctx, const struct gp_deploy_opts *o, char *buf,
+			 size_t len)
+{
+	if (o->pvd_conf && *o->pvd_conf) {
+		int n = snprintf(buf, len, "%s", o->pvd_conf);
+
+		return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+	}
+	return gp_pvconf_default_path(ctx, buf, len);
+}
+
+/* Writes the [guest NAME] section and tells a running gpupass-pvd. */
+static int pv_apply(struct gp_ctx *ctx, const struct gp_vm_config *cfg,
+		    const struct gp_deploy_opts *o, struct gp_why *why)
+{
+	char conf[GP_VM_PATH_LEN], sock[GP_VM_PATH_LEN], dir[GP_VM_PATH_LEN];
+	int r = pvd_conf_path(ctx, o, conf, sizeof(conf));
+
+	if (r == 0)
+		r = gp_pv_socket_path(ctx, cfg->name, sock, sizeof(sock));
+	if (r < 0) {
+		gp_why_set(why, "VM %s: the PV socket path under %s is too long for a unix "
+			   "socket; use a shorter --state-dir", cfg->name, ctx->state_dir);
+		return r;
+	}
+	snprintf(dir, sizeof(dir), "%s/pv", ctx->state_dir);
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+		r = -errno;
+		gp_why_set(why, "VM %s: cannot create %s: %s", cfg->name, dir, strerror(-r));
+		return r;
+	}
+	r = gp_pvconf_put_guest(conf, cfg->name, sock, cfg->pv_memory_max, cfg->pv_weight);
+	if (r < 0) {
+		gp_why_set(why, "VM %s: cannot write its section into gpupass-pvd's config %s: %s",
+			   cfg->name, conf, strerror(-r));
+		return r;
+	}
+	r = gp_pvd_reload(ctx);
+	if (r < 0)
+		gp_warn(&ctx->log, "VM %s: cannot signal gpupass-pvd to reload: %s", cfg->name,
+			strerror(-r));
+	return 0;
+}
+
+static void pv_remove(struct gp_ctx *ctx, const char *name, const struct gp_deploy_opts *o)
+{
+	char conf[GP_VM_PATH_LEN];
+	int r = pvd_conf_path(ctx, o, conf, sizeof(conf));
+
+	if (r == 0)
+		r = gp_pvconf_remove_guest(conf, name);
+	if (r < 0) {
+		gp_warn(&ctx->log, "VM %s: cannot remove its section from %s: %s", name, conf,
+			strerror(-r));
+		return;
+	}
+	if (gp_pvd_reload(ctx) < 0)
+		gp_warn(&ctx->log, "VM %s: cannot signal gpupass-pvd to reload", name);
+}
+
 int gp_deploy_vm_create(struct gp_ctx *ctx, struct gp_state *st, const struct gp_vm_config *cfg,
 			const struct gp_deploy_opts *opts, struct gp_strv *gpus, struct gp_why *why)
 {
@@ -228,6 +341,11 @@ int gp_deploy_vm_create(struct gp_ctx *ctx, struct gp_state *st, const struct gp
 
 	if (r < 0)
 		return r;
+	if (cfg->passthrough == GP_PT_PV) {
+		r = pv_check_ready(ctx, cfg, why);
+		if (r < 0)
+			return r;
+	}
 	if (gp_state_vm_get(st, cfg->name, &existing) == 0) {
 		gp_why_set(why, "VM %s already exists; pick another name, or change it with "
 			   "gpupass vm set %s", cfg->name, cfg->name);
@@ -241,6 +359,12 @@ int gp_deploy_vm_create(struct gp_ctx *ctx, struct gp_state *st, const struct gp
 	}
 	if (cfg->passthrough == GP_PT_DDA) {
 		r = pick_and_assign(ctx, st, cfg, o, gpus, why);
+		if (r < 0) {
+			(void)gp_state_vm_delete(st, cfg->name);
+			return r;
+		}
+	} else if (cfg->passthrough == GP_PT_PV) {
+		r = pv_apply(ctx, cfg, o, why);
 		if (r < 0) {
 			(void)gp_state_vm_delete(st, cfg->name);
 			return r;
@@ -335,8 +459,21 @@ int gp_deploy_vm_set(struct gp_ctx *ctx, struct gp_state *st, const struct gp_vm
 		return r;
 	gpu_change = old.passthrough != cfg->passthrough || old.gpu_count != cfg->gpu_count ||
 		     strcmp(old.gpu_name, cfg->gpu_name) != 0;
-	if (!gpu_change)
-		return gp_state_vm_update(st, cfg);
+	if (cfg->passthrough == GP_PT_PV && (gpu_change || old.passthrough != GP_PT_PV)) {
+		r = pv_check_ready(ctx, cfg, why);
+		if (r < 0)
+			return r;
+	}
+	if (!gpu_change) {
+		/* Quotas and weight apply to the server's next allocations. */
+		r = gp_state_vm_update(st, cfg);
+		if (r == 0 && cfg->passthrough == GP_PT_PV) {
+			r = pv_apply(ctx, cfg, o, why);
+			if (r < 0)
+				(void)gp_state_vm_update(st, &old);
+		}
+		return r;
+	}
 	if (vm_running(ctx, cfg->name)) {
 		gp_why_set(why, "VM %s is running; its GPUs can only change while it is stopped "
 			   "(gpupass vm stop %s)", cfg->name, cfg->name);
@@ -357,6 +494,12 @@ int gp_deploy_vm_set(struct gp_ctx *ctx, struct gp_state *st, const struct gp_vm
 			(void)gp_state_assign(st, held.v[i], cfg->name);
 	} else {
 		give_back_auto(ctx, st, cfg->name, &held, o);
+		if (cfg->passthrough == GP_PT_PV)
+			r = pv_apply(ctx, cfg, o, why);
+		else if (old.passthrough == GP_PT_PV)
+			pv_remove(ctx, cfg->name, o);
+		if (r < 0)
+			(void)gp_state_vm_update(st, &old);
 	}
 	gp_strv_clear(&held);
 	return r;
@@ -415,6 +558,8 @@ int gp_deploy_vm_delete(struct gp_ctx *ctx, struct gp_state *st, const char *nam
 	}
 	/* GPUs stay on vfio-pci or go back whole: never half-bound. */
 	give_back_auto(ctx, st, name, &held, o);
+	if (cfg.passthrough == GP_PT_PV)
+		pv_remove(ctx, name, o);
 	remove_runtime(ctx, name);
 	gp_strv_clear(&held);
 	return 0;
@@ -691,7 +836,19 @@ static int build(struct gp_ctx *ctx, struct gp_state *st, const char *name,
 			.ncards = cs->n,
 			.paths = paths,
 		};
-		char mig[64], prop[80];
+		char mig[64], prop[80], pvsock[GP_VM_PATH_LEN];
+
+		if (cfg.passthrough == GP_PT_PV) {
+			r = gp_pv_socket_path(ctx, name, pvsock, sizeof(pvsock));
+			if (r < 0) {
+				gp_why_set(why, "VM %s: the PV socket path under %s is too long for "
+					   "a unix socket; use a shorter --state-dir", name,
+					   ctx->state_dir);
+				free(cs);
+				return r;
+			}
+			l.pv_socket = pvsock;
+		}
 
 		/* A DDA VM is never migrated or saved: say so to QEMU rather
 		 * than rely on its default (which 8.1 made "auto"). */

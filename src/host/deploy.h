@@ -25,19 +25,24 @@ struct gp_deploy_opts {
 	const struct gp_kernel_ops *kops; /* NULL: the real kernel */
 	const char *qemu;                 /* NULL: qemu-system-x86_64 on PATH */
 	int start_timeout_ms;             /* 0: 60 s */
+	const char *pvd_conf;             /* NULL: gp_pvconf_default_path() */
 };
 
 /* Checks a configuration without touching anything: a valid name, memory
  * (>= 64 MiB), CPUs (1..288), the kernel/initrd/disk files exist and are
- * readable, a kernel or a disk to boot, gpu-count >= 1 with dda, -ENOTSUP
- * for pv (not wired yet). -EINVAL/-ENOENT/-ENOTSUP with @why. */
+ * readable, a kernel or a disk to boot, gpu-count >= 1 with dda, with pv a
+ * weight of 1..1000 and no gpu-count. -EINVAL/-ENOENT with @why. */
 int gp_deploy_check_config(const struct gp_vm_config *cfg, struct gp_why *why);
 
 /* Creates the VM; with dda, picks cfg->gpu_count DDA-ready GPUs whose name
  * contains cfg->gpu_name (any GPU when empty), dismounts and assigns them.
  * -EEXIST (name taken), -ENOSPC (not enough GPUs: @why says how many match
  * and how many are ready, and why the others are not). The addresses taken
- * are pushed onto @gpus (may be NULL). */
+ * are pushed onto @gpus (may be NULL).
+ * With pv: refused (-ENOSPC, the survey's reason) unless a GPU whose name
+ * contains cfg->gpu_name is PV-ready (OpenCL probe); then the guest's
+ * section goes into gpupass-pvd's config (opts->pvd_conf) and a running
+ * gpupass-pvd is told to reload (SIGHUP, pid from <state_dir>/pvd.pid). */
 int gp_deploy_vm_create(struct gp_ctx *ctx, struct gp_state *st, const struct gp_vm_config *cfg,
 			const struct gp_deploy_opts *opts, struct gp_strv *gpus, struct gp_why *why);
 

@@ -106,6 +106,7 @@ void gp_vm_config_init(struct gp_vm_config *cfg, const char *name)
 	cfg->cpus = 2;
 	cfg->passthrough = GP_PT_NONE;
 	strcpy(cfg->accel, "auto");
+	cfg->pv_weight = 1;
 }
 
 bool gp_vm_name_valid(const char *name)
@@ -266,7 +267,15 @@ static int migrate(struct gp_state *st)
 		if (r < 0)
 			goto err_rollback;
 	}
-	/* Later versions: if (version < 2) { ALTER ... } */
+	if (version < 2) {
+		/* Version 2: the PV partition of a VM. */
+		r = exec(st, "ALTER TABLE vm ADD COLUMN pv_memory_max INTEGER NOT NULL DEFAULT 0 "
+			     "CHECK (pv_memory_max >= 0);"
+			     "ALTER TABLE vm ADD COLUMN pv_weight INTEGER NOT NULL DEFAULT 1 "
+			     "CHECK (pv_weight > 0);");
+		if (r < 0)
+			goto err_rollback;
+	}
 	if (version != GP_STATE_SCHEMA_VERSION) {
 		char sql[64];
 
@@ -606,21 +615,22 @@ static int vm_write(struct gp_state *st, const struct gp_vm_config *c, bool add)
 {
 	static const char ins[] =
 		"INSERT INTO vm(name, memory, cpus, disk, kernel, initrd, append, "
-		"passthrough, gpu_name, gpu_count, accel, extra) "
-		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+		"passthrough, gpu_name, gpu_count, accel, extra, pv_memory_max, pv_weight) "
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
 	static const char upd[] =
 		"UPDATE vm SET memory = ?2, cpus = ?3, disk = ?4, kernel = ?5, "
 		"initrd = ?6, append = ?7, passthrough = ?8, gpu_name = ?9, "
-		"gpu_count = ?10, accel = ?11, extra = ?12 WHERE name = ?1";
+		"gpu_count = ?10, accel = ?11, extra = ?12, pv_memory_max = ?13, "
+		"pv_weight = ?14 WHERE name = ?1";
 	int n = 0, r;
 
 	if (!gp_vm_name_valid(c->name) || c->memory == 0 || c->memory > INT64_MAX ||
-	    c->cpus <= 0 || c->gpu_count < 0)
+	    c->cpus <= 0 || c->gpu_count < 0 || c->pv_memory_max > INT64_MAX || c->pv_weight <= 0)
 		return -EINVAL;
-	r = run(st, add ? ins : upd, &n, "siissssssiss", c->name, (int64_t)c->memory,
+	r = run(st, add ? ins : upd, &n, "siissssssissii", c->name, (int64_t)c->memory,
 		(int64_t)c->cpus, c->disk, c->kernel, c->initrd, c->append,
 		gp_passthrough_name(c->passthrough), c->gpu_name, (int64_t)c->gpu_count,
-		c->accel, c->extra);
+		c->accel, c->extra, (int64_t)c->pv_memory_max, (int64_t)c->pv_weight);
 	return r < 0 ? r : n ? 0 : -ENOENT;
 }
 
@@ -640,7 +650,8 @@ int gp_state_vm_get(struct gp_state *st, const char *name, struct gp_vm_config *
 	sqlite3_stmt *s;
 	int rc, r = prepare(st,
 		"SELECT name, memory, cpus, disk, kernel, initrd, append, passthrough, "
-		"gpu_name, gpu_count, accel, extra FROM vm WHERE name = ?1", &s);
+		"gpu_name, gpu_count, accel, extra, pv_memory_max, pv_weight FROM vm WHERE name = ?1",
+		&s);
 
 	if (r < 0)
 		return r;
@@ -664,6 +675,8 @@ int gp_state_vm_get(struct gp_state *st, const char *name, struct gp_vm_config *
 	c.gpu_count = sqlite3_column_int(s, 9);
 	copy_col(s, 10, c.accel, sizeof(c.accel));
 	copy_col(s, 11, c.extra, sizeof(c.extra));
+	c.pv_memory_max = (uint64_t)sqlite3_column_int64(s, 12);
+	c.pv_weight = sqlite3_column_int(s, 13);
 	sqlite3_finalize(s);
 	*out = c;
 	return 0;

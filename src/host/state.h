@@ -30,7 +30,7 @@ struct gp_why {
 void gp_why_set(struct gp_why *why, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-#define GP_STATE_SCHEMA_VERSION 1
+#define GP_STATE_SCHEMA_VERSION 2 /* 2: vm.pv_memory_max, vm.pv_weight */
 #define GP_STATE_DB_NAME "gpupass.db"
 
 /* Sizes of the fixed fields below. A PCI address "0000:00:02.0" is 12. */
@@ -95,9 +95,13 @@ struct gp_vm_config {
 	int gpu_count;
 	char accel[16]; /* "auto", "kvm", "tcg" */
 	char extra[GP_VM_APPEND_LEN]; /* extra QEMU arguments, space-separated */
+	/* PV partition (passthrough pv): gpupass-pvd's memory_max (bytes,
+	 * 0 = no limit) and weight (1..1000) for this guest. */
+	uint64_t pv_memory_max;
+	int pv_weight;
 };
 
-/* Defaults: 1 GiB, 2 CPUs, no GPU, accel auto. */
+/* Defaults: 1 GiB, 2 CPUs, no GPU, accel auto, PV weight 1, no PV limit. */
 void gp_vm_config_init(struct gp_vm_config *cfg, const char *name);
 
 /* A VM name: 1..63 of [A-Za-z0-9_.-], not starting with '.' or '-'. */

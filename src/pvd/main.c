@@ -35,7 +35,7 @@ static void log_stderr(void *data, enum gp_log_level level, const char *msg)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: gpupass-pvd [--config FILE] [--listen unix:PATH]... [-v]\n"
+		"Usage: gpupass-pvd [--config FILE] [--listen unix:PATH]... [--pidfile FILE] [-v]\n"
 		"\n"
 		"Shares the host's OpenCL devices with PV guests (processes, containers and\n"
 		"VMs running libgpupass-icd.so), with per-guest isolation, memory quotas and\n"
@@ -46,7 +46,10 @@ static void usage(FILE *f)
 		"                       is the guest 'default' with no limits\n"
 		"  -l, --listen ADDR    unix:PATH to listen on (repeatable; replaces the\n"
 		"                       config's [server] listen)\n"
+		"  -p, --pidfile FILE   write the pid there (gpupass vm create/set/delete\n"
+		"                       send SIGHUP to <state-dir>/pvd.pid)\n"
 		"  -v, --verbose        log connections (twice: debug)\n"
+		"SIGHUP re-reads the [guest] sections of --config without dropping guests.\n"
 		"  -h, --help           this help\n");
 }
 
@@ -227,7 +230,7 @@ static struct pvd_guest *guest_by_uid(struct pvd_server *srv, uid_t uid)
 	for (size_t i = 0; i < srv->n_guests; i++) {
 		const struct gp_pvd_guest_cfg *c = srv->guests[i].cfg;
 
-		if (c->socket)
+		if (c->socket || srv->guests[i].removed)
 			continue;
 		if (c->uid >= 0 && (uid_t)c->uid == uid)
 			return &srv->guests[i];
@@ -260,12 +263,157 @@ static void accept_one(struct pvd_server *srv, int lfd, struct pvd_guest *own)
 		gp_err(&srv->log, "cannot start a session: out of resources");
 }
 
+static int guest_listen(struct pvd_guest *g)
+{
+	char *addr;
+	int r;
+
+	if (!g->own.socket)
+		return 0;
+	addr = gp_strdup_printf("unix:%s", g->own.socket);
+	r = addr ? listen_on(addr, 0600, &g->listen_fd) : -ENOMEM;
+	free(addr);
+	if (r == 0)
+		g->ino = ino_of(g->own.socket);
+	return r;
+}
+
+static void guest_unlisten(struct pvd_guest *g)
+{
+	if (g->listen_fd < 0)
+		return;
+	close(g->listen_fd);
+	g->listen_fd = -1;
+	unlink_ours(g->own.socket, g->ino);
+	g->ino = 0;
+}
+
+/* Takes a slot for @c (copied); -ENOSPC when every slot is used. */
+static int guest_add(struct pvd_server *srv, const struct gp_pvd_guest_cfg *c,
+		     struct pvd_guest **out)
+{
+	struct pvd_guest *g;
+
+	if (srv->n_guests >= PVD_MAX_GUESTS)
+		return -ENOSPC;
+	g = &srv->guests[srv->n_guests];
+	g->own = *c;
+	g->own.name = strdup(c->name);
+	g->own.socket = c->socket ? strdup(c->socket) : NULL;
+	if (!g->own.name || (c->socket && !g->own.socket)) {
+		free(g->own.name);
+		free(g->own.socket);
+		memset(&g->own, 0, sizeof(g->own));
+		return -ENOMEM;
+	}
+	g->cfg = &g->own;
+	g->listen_fd = -1;
+	pthread_mutex_init(&g->lock, NULL);
+	/* Published after the slot is whole: session threads read up to it. */
+	__atomic_store_n(&srv->n_guests, srv->n_guests + 1, __ATOMIC_RELEASE);
+	*out = g;
+	return 0;
+}
+
+static struct pvd_guest *guest_by_name(struct pvd_server *srv, const char *name)
+{
+	for (size_t i = 0; i < srv->n_guests; i++)
+		if (strcmp(srv->guests[i].own.name, name) == 0)
+			return &srv->guests[i];
+	return NULL;
+}
+
+static bool same_str(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* SIGHUP: re-reads the [guest] sections. New ones get their sockets,
+ * removed ones stop listening (their live sessions finish), changed limits
+ * and weights apply from the next allocation. [server] is not re-read.
+ * A config that does not parse changes nothing. */
+static void reload(struct pvd_server *srv, const char *path)
+{
+	struct gp_pvd_config ncfg = { 0 };
+	int r;
+
+	if (!path) {
+		gp_warn(&srv->log, "SIGHUP: no --config to reload; nothing changed");
+		return;
+	}
+	r = gp_pvd_config_load(path, &ncfg);
+	if (r < 0) {
+		gp_err(&srv->log, "reload refused, nothing changed: %s",
+		       ncfg.error ? ncfg.error : strerror(-r));
+		gp_pvd_config_clear(&ncfg);
+		return;
+	}
+	for (size_t i = 0; i < srv->n_guests; i++) {
+		struct pvd_guest *g = &srv->guests[i];
+
+		if (!g->removed && !gp_pvd_config_guest(&ncfg, g->own.name)) {
+			g->removed = true;
+			guest_unlisten(g);
+			gp_info(&srv->log, "guest %s removed (its live sessions continue)",
+				g->own.name);
+		}
+	}
+	for (size_t i = 0; i < ncfg.n_guests; i++) {
+		const struct gp_pvd_guest_cfg *c = &ncfg.guests[i];
+		struct pvd_guest *g = guest_by_name(srv, c->name);
+		bool relisten;
+
+		if (!g) {
+			r = guest_add(srv, c, &g);
+			if (r == 0)
+				r = guest_listen(g);
+			if (r < 0) {
+				gp_err(&srv->log, "guest %s: cannot add it: %s", c->name, strerror(-r));
+				if (g)
+					g->removed = true;
+			} else {
+				gp_info(&srv->log, "guest %s added", c->name);
+			}
+			continue;
+		}
+		relisten = g->removed || !same_str(g->own.socket, c->socket);
+		pthread_mutex_lock(&g->lock);
+		g->own.memory_max = c->memory_max;
+		g->own.max_objects = c->max_objects;
+		g->own.uid = c->uid;
+		__atomic_store_n(&g->own.weight, c->weight, __ATOMIC_RELAXED);
+		pthread_mutex_unlock(&g->lock);
+		if (relisten) {
+			char *sock = c->socket ? strdup(c->socket) : NULL;
+
+			guest_unlisten(g);
+			if (c->socket && !sock) {
+				gp_err(&srv->log, "guest %s: out of memory", c->name);
+				g->removed = true;
+				continue;
+			}
+			free(g->own.socket);
+			g->own.socket = sock;
+			g->removed = false;
+			r = guest_listen(g);
+			if (r < 0) {
+				gp_err(&srv->log, "guest %s: cannot listen on %s: %s", c->name,
+				       c->socket, strerror(-r));
+				g->removed = true;
+			}
+		}
+	}
+	gp_pvd_config_clear(&ncfg);
+}
+
+/* 1 on SIGHUP (the caller reloads and calls again), 0 on SIGTERM/SIGINT. */
 static int serve_loop(struct pvd_server *srv, int sigfd)
 {
 	size_t n = srv->n_listen + srv->n_guests + 2;
 	struct pollfd *pfd = calloc(n, sizeof(*pfd));
 	struct pvd_guest **owner = calloc(n, sizeof(*owner));
 	size_t k = 0;
+	int ret = 0;
 
 	if (!pfd || !owner) {
 		free(pfd);
@@ -277,7 +425,7 @@ static int serve_loop(struct pvd_server *srv, int sigfd)
 	for (size_t i = 0; i < srv->n_listen; i++)
 		pfd[k++] = (struct pollfd){ .fd = srv->listen_fds[i], .events = POLLIN };
 	for (size_t i = 0; i < srv->n_guests; i++) {
-		if (srv->guests[i].listen_fd < 0)
+		if (srv->guests[i].listen_fd < 0 || srv->guests[i].removed)
 			continue;
 		owner[k] = &srv->guests[i];
 		pfd[k++] = (struct pollfd){ .fd = srv->guests[i].listen_fd, .events = POLLIN };
@@ -287,8 +435,16 @@ static int serve_loop(struct pvd_server *srv, int sigfd)
 
 		if (r < 0 && errno != EINTR)
 			break;
-		if (pfd[0].revents & POLLIN)
+		if (pfd[0].revents & POLLIN) {
+			struct signalfd_siginfo si;
+
+			if (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si) &&
+			    si.ssi_signo == SIGHUP) {
+				ret = 1;
+				break;
+			}
 			break; /* SIGTERM / SIGINT */
+		}
 		if (pfd[1].revents & POLLIN) {
 			char buf[64];
 
@@ -303,7 +459,7 @@ static int serve_loop(struct pvd_server *srv, int sigfd)
 	}
 	free(pfd);
 	free(owner);
-	return 0;
+	return ret;
 }
 
 int main(int argc, char **argv)
@@ -312,6 +468,7 @@ int main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "pidfile", required_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -322,19 +479,20 @@ int main(int argc, char **argv)
 		.spin_ns = 100000,
 	};
 	struct gp_strv listen = { 0 };
-	const char *config = NULL;
+	const char *config = NULL, *pidfile = NULL;
 	int c, r, verbose = 0, sigfd, rc = 1, stuck;
 	sigset_t mask;
-	ino_t *listen_ino = NULL, *guest_ino = NULL;
+	ino_t *listen_ino = NULL;
 
 	/* Blocked before any thread exists (the OpenCL platforms start
 	 * their own): every thread inherits the mask, signalfd gets them. */
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP); /* reload */
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	while ((c = getopt_long(argc, argv, "c:l:vh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:l:p:vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			config = optarg;
@@ -348,6 +506,9 @@ int main(int argc, char **argv)
 			break;
 		case 'v':
 			verbose++;
+			break;
+		case 'p':
+			pidfile = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -388,33 +549,24 @@ int main(int argc, char **argv)
 			"(install a vendor OpenCL driver or pocl-opencl-icd, check [server] devices)\n");
 		goto out;
 	}
-	srv.n_guests = srv.cfg.n_guests;
-	srv.guests = calloc(srv.n_guests ? srv.n_guests : 1, sizeof(*srv.guests));
+	srv.guests = calloc(PVD_MAX_GUESTS, sizeof(*srv.guests));
 	srv.listen_fds = calloc(srv.cfg.listen.n + 1, sizeof(int));
 	listen_ino = calloc(srv.cfg.listen.n + 1, sizeof(ino_t));
-	guest_ino = calloc(srv.n_guests + 1, sizeof(ino_t));
-	if (!srv.guests || !srv.listen_fds || !listen_ino || !guest_ino || pipe2(srv.wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+	if (!srv.guests || !srv.listen_fds || !listen_ino || pipe2(srv.wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
 		fprintf(stderr, "gpupass-pvd: error: out of memory\n");
 		goto out;
 	}
-	for (size_t i = 0; i < srv.n_guests; i++) {
-		struct pvd_guest *g = &srv.guests[i];
+	for (size_t i = 0; i < srv.cfg.n_guests; i++) {
+		struct pvd_guest *g = NULL;
 
-		g->cfg = &srv.cfg.guests[i];
-		g->listen_fd = -1;
-		pthread_mutex_init(&g->lock, NULL);
-		if (g->cfg->socket) {
-			char *addr = gp_strdup_printf("unix:%s", g->cfg->socket);
-
-			r = addr ? listen_on(addr, 0600, &g->listen_fd) : -ENOMEM;
-			free(addr);
-			if (r == 0)
-				guest_ino[i] = ino_of(g->cfg->socket);
-			if (r < 0) {
-				fprintf(stderr, "gpupass-pvd: error: guest %s: cannot listen on %s: %s\n",
-					g->cfg->name, g->cfg->socket, strerror(-r));
-				goto out;
-			}
+		r = guest_add(&srv, &srv.cfg.guests[i], &g);
+		if (r == 0)
+			r = guest_listen(g);
+		if (r < 0) {
+			fprintf(stderr, "gpupass-pvd: error: guest %s: cannot listen on %s: %s\n",
+				srv.cfg.guests[i].name, srv.cfg.guests[i].socket ? srv.cfg.guests[i].socket : "-",
+				strerror(-r));
+			goto out;
 		}
 	}
 	for (size_t i = 0; i < srv.cfg.listen.n; i++) {
@@ -445,7 +597,20 @@ int main(int argc, char **argv)
 			printf("gpupass-pvd: guest %s listens on unix:%s\n", srv.guests[i].cfg->name,
 			       srv.guests[i].cfg->socket);
 	fflush(stdout);
-	serve_loop(&srv, sigfd);
+	if (pidfile) {
+		FILE *pf = fopen(pidfile, "we");
+
+		if (!pf || fprintf(pf, "%ld\n", (long)getpid()) < 0 || fclose(pf) != 0) {
+			fprintf(stderr, "gpupass-pvd: error: cannot write the pidfile %s\n", pidfile);
+			if (pf)
+				fclose(pf);
+			pidfile = NULL;
+			close(sigfd);
+			goto out;
+		}
+	}
+	while (serve_loop(&srv, sigfd) == 1)
+		reload(&srv, config);
 	__atomic_store_n(&srv.stop, 1, __ATOMIC_RELEASE);
 	stuck = pvd_session_stop_all(&srv, 5000);
 	close(sigfd);
@@ -459,7 +624,9 @@ int main(int argc, char **argv)
 			unlink_ours(srv.cfg.listen.v[i] + 5, listen_ino[i]);
 		for (size_t i = 0; i < srv.n_guests; i++)
 			if (srv.guests[i].listen_fd >= 0)
-				unlink_ours(srv.guests[i].cfg->socket, guest_ino[i]);
+				unlink_ours(srv.guests[i].own.socket, srv.guests[i].ino);
+		if (pidfile)
+			unlink(pidfile);
 		fflush(NULL);
 		_exit(0);
 	}
@@ -469,18 +636,19 @@ out:
 		unlink_ours(srv.cfg.listen.v[i] + 5, listen_ino[i]);
 	}
 	for (size_t i = 0; srv.guests && i < srv.n_guests; i++) {
-		if (srv.guests[i].listen_fd >= 0) {
-			close(srv.guests[i].listen_fd);
-			unlink_ours(srv.guests[i].cfg->socket, guest_ino[i]);
-		}
+		guest_unlisten(&srv.guests[i]);
+		free(srv.guests[i].own.name);
+		free(srv.guests[i].own.socket);
+		pthread_mutex_destroy(&srv.guests[i].lock);
 	}
+	if (pidfile)
+		unlink(pidfile);
 	if (srv.wake_pipe[0] >= 0) {
 		close(srv.wake_pipe[0]);
 		close(srv.wake_pipe[1]);
 	}
 	free(srv.listen_fds);
 	free(listen_ino);
-	free(guest_ino);
 	free(srv.guests);
 	free(srv.devs);
 	free(srv.platform_name);

@@ -30,7 +30,10 @@ struct pvd_dev {
  * Lives as long as the server (event callbacks may still add device time
  * after a session is gone). */
 struct pvd_guest {
-	const struct gp_pvd_guest_cfg *cfg;
+	const struct gp_pvd_guest_cfg *cfg; /* &own */
+	struct gp_pvd_guest_cfg own; /* a copy: reloads update its limits in place */
+	bool removed;  /* its section left the config (SIGHUP): no new sessions */
+	ino_t ino;     /* of its listening socket, to remove only ours */
 	int listen_fd; /* its own socket, or -1 */
 	pthread_mutex_t lock;
 	uint64_t mem_used;  /* under lock */
@@ -44,6 +47,8 @@ struct pvd_guest {
 	uint64_t last_launch_ns; /* atomic: CLOCK_MONOTONIC of the last launch or completion */
 };
 
+#define PVD_MAX_GUESTS 1024
+
 struct pvd_session;
 
 struct pvd_server {
@@ -52,8 +57,10 @@ struct pvd_server {
 	struct pvd_dev *devs;
 	size_t n_devs;
 	char *platform_name; /* the first host platform's name */
-	struct pvd_guest *guests; /* one per cfg.guests[i] */
-	size_t n_guests;
+	/* Fixed slots (PVD_MAX_GUESTS) so that sessions' pointers stay valid
+	 * when a reload adds guests; a removed guest keeps its slot. */
+	struct pvd_guest *guests;
+	size_t n_guests;          /* atomic: slots in use */
 	int *listen_fds;          /* shared sockets from [server] listen */
 	char **listen_paths;
 	size_t n_listen;

@@ -52,7 +52,9 @@ static bool min_other(struct pvd_server *srv, struct pvd_guest *g, uint64_t *out
 	uint64_t now = now_ns();
 	bool any = false;
 
-	for (size_t i = 0; i < srv->n_guests; i++) {
+	size_t n = __atomic_load_n(&srv->n_guests, __ATOMIC_ACQUIRE);
+
+	for (size_t i = 0; i < n; i++) {
 		struct pvd_guest *o = &srv->guests[i];
 		uint64_t v;
 
@@ -73,7 +75,7 @@ void pvd_sched_before_launch(struct pvd_server *srv, struct pvd_guest *g)
 	bool was_idle = !competing(g, now);
 
 	__atomic_store_n(&g->last_launch_ns, now, __ATOMIC_RELAXED);
-	if (srv->n_guests < 2 || !min_other(srv, g, &other))
+	if (__atomic_load_n(&srv->n_guests, __ATOMIC_ACQUIRE) < 2 || !min_other(srv, g, &other))
 		return;
 	mine = __atomic_load_n(&g->vtime_ns, __ATOMIC_RELAXED);
 	if (was_idle && mine < other) {

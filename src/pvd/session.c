@@ -2391,8 +2391,10 @@ static void status_reply(struct pvd_session *s, struct gp_enc *e)
 	struct pvd_server *srv = s->srv;
 
 	gp_enc_i32(e, 0);
-	gp_enc_u32(e, (uint32_t)srv->n_guests);
-	for (size_t i = 0; i < srv->n_guests; i++) {
+	size_t n = __atomic_load_n(&srv->n_guests, __ATOMIC_ACQUIRE);
+
+	gp_enc_u32(e, (uint32_t)n);
+	for (size_t i = 0; i < n; i++) {
 		struct pvd_guest *g = &srv->guests[i];
 
 		pthread_mutex_lock(&g->lock);

@@ -126,7 +126,7 @@ check("missing kernel: exit != 0 naming it", rc != 0 and "/nonexistent/vmlinuz" 
 rc, out, err = gp("vm", "create", "v1", "--disk", "/nonexistent/d.qcow2", root=root, state=st)
 check("missing disk: exit != 0 naming it", rc != 0 and "/nonexistent/d.qcow2" in err, err)
 rc, out, err = gp("vm", "create", "v1", "--kernel", KERNEL, "--gpu-passthrough", "pv", root=root, state=st)
-check("pv refused as not supported yet: exit 1", rc == 1 and "pv" in err and "v1" in err, err)
+check("pv refused (no PV-ready GPU on the fake tree): exit 1", rc == 1 and "PV-ready" in err and "v1" in err, err)
 rc, out, err = gp("vm", "create", "v1", "--kernel", KERNEL, "--gpu-passthrough", "warp", root=root, state=st)
 check("unknown passthrough: exit 2", rc == 2 and "warp" in err, err)
 rc, out, err = gp("vm", "create", "v1", "--kernel", KERNEL, "--gpu-passthrough", "dda",

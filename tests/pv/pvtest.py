@@ -259,6 +259,60 @@ def main():
                 ok(4, "work blocked on a dead guest's user event is aborted and freed")
             finally:
                 srv.stop()
+        elif SCENARIO == "reload":
+            # SIGHUP: guest b is added while guest a holds a live session;
+            # a keeps it, b serves, a's new weight shows; b removed again.
+            a_sock, b_sock = os.path.join(tmp, "a.sock"), os.path.join(tmp, "b.sock")
+            srv = Server(tmp, "[guest a]\nsocket = %s\nweight = 1\n" % a_sock)
+            srv.start([a_sock])
+            env_a = guest_env(tmp, a_sock)
+            p = subprocess.Popen([prog("pv_hold"), "gone"], env=env_a, stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                if p.stdout.readline().strip() != "ready":
+                    fail("pv_hold did not start")
+                held = wait_status(a_sock, "a", lambda g: g["sessions"] == 1, "guest a's session")
+                with open(srv.cfg, "w") as f:
+                    f.write("# by hand\n[guest a]\nsocket = %s\nweight = 5\n\n"
+                            "[guest b]\nsocket = %s\nmemory_max = 64M\n" % (a_sock, b_sock))
+                srv.proc.send_signal(signal.SIGHUP)
+                for _ in range(100):
+                    if os.path.exists(b_sock):
+                        break
+                    time.sleep(0.05)
+                if not os.path.exists(b_sock):
+                    fail("no socket for the added guest b after SIGHUP")
+                ok(1, "SIGHUP: guest b's socket appeared")
+                run([prog("pv_basic")], guest_env(tmp, b_sock))
+                ok(2, "guest b served after the reload")
+                g = status(a_sock)["a"]
+                if not srv.alive() or g["sessions"] != 1 or g["objects"] != held["objects"]:
+                    fail("guest a's live session did not survive the reload: %s" % g)
+                if g["weight"] != 5:
+                    fail("guest a's new weight not applied: %s" % g)
+                ok(3, "guest a kept its session (%d objects), weight now 5" % g["objects"])
+            finally:
+                p.kill()
+                p.wait()
+            run([prog("pv_basic")], env_a)
+            ok(4, "guest a still works after the reload")
+            with open(srv.cfg, "w") as f:
+                f.write("[guest a]\nsocket = %s\n" % a_sock)
+            srv.proc.send_signal(signal.SIGHUP)
+            for _ in range(100):
+                if not os.path.exists(b_sock):
+                    break
+                time.sleep(0.05)
+            if os.path.exists(b_sock):
+                fail("guest b still listens after its section was removed")
+            ok(5, "SIGHUP: removed guest b stopped listening")
+            with open(srv.cfg, "w") as f:
+                f.write("[guest a]\nweight = nonsense\n")
+            srv.proc.send_signal(signal.SIGHUP)
+            time.sleep(0.3)
+            run([prog("pv_basic")], env_a)
+            ok(6, "a config that does not parse changes nothing: a still served")
+            srv.stop()
         elif SCENARIO == "restart":
             srv = Server(tmp, "[server]\nlisten = unix:%s\n[guest default]\n" % sock)
             srv.start([sock])

@@ -120,6 +120,41 @@ static void test_schema(void **state)
 	}
 }
 
+/* A version 1 database (before the PV columns) is migrated: its VMs keep
+ * their settings and get the PV defaults; PV settings then round-trip. */
+static void test_migrate_v1(void **state)
+{
+	struct fx *fx = *state;
+	struct gp_vm_config c;
+	char v[64];
+
+	add_vm(fx->st, "old");
+	gp_state_close(fx->st);
+	fx->st = NULL;
+	assert_int_equal(sql_exec(fx->db, "ALTER TABLE vm DROP COLUMN pv_weight"), SQLITE_OK);
+	assert_int_equal(sql_exec(fx->db, "ALTER TABLE vm DROP COLUMN pv_memory_max"), SQLITE_OK);
+	assert_int_equal(sql_exec(fx->db, "PRAGMA user_version = 1"), SQLITE_OK);
+	assert_int_equal(gp_state_open_path(fx->db, NULL, &fx->st), 0);
+	sql_scalar(fx->db, "PRAGMA user_version", v, sizeof(v));
+	assert_int_equal(atoi(v), 2);
+	assert_int_equal(gp_state_vm_get(fx->st, "old", &c), 0);
+	assert_string_equal(c.kernel, "/boot/vmlinuz");
+	assert_int_equal(c.pv_weight, 1);
+	assert_int_equal(c.pv_memory_max, 0);
+	c.passthrough = GP_PT_PV;
+	c.pv_weight = 1000;
+	c.pv_memory_max = 2ull << 30;
+	assert_int_equal(gp_state_vm_update(fx->st, &c), 0);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(gp_state_vm_get(fx->st, "old", &c), 0);
+	assert_int_equal(c.passthrough, GP_PT_PV);
+	assert_int_equal(c.pv_weight, 1000);
+	assert_int_equal(c.pv_memory_max, 2ull << 30);
+	/* A weight of 0 never reaches the database. */
+	c.pv_weight = 0;
+	assert_int_equal(gp_state_vm_update(fx->st, &c), -EINVAL);
+}
+
 static void test_newer_schema_refused(void **state)
 {
 	struct fx *fx = *state;
@@ -392,6 +427,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_schema, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_migrate_v1, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_garbage_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_vm_crud, setup, teardown),

@@ -131,7 +131,7 @@ static void test_argv(void **state)
 		hostdev("0000:01:00.1", 16 * 1024, false, 0, false),
 	};
 	struct gp_vm_card card = { fns, 2 };
-	struct gp_vm_launch l = { &cfg, "/usr/bin/qemu-system-x86_64", "tcg", &card, 1, &p, NULL };
+	struct gp_vm_launch l = { &cfg, "/usr/bin/qemu-system-x86_64", "tcg", &card, 1, &p, NULL, NULL };
 	struct gp_strv a = { 0 };
 
 	(void)state;
@@ -198,10 +198,21 @@ static void test_argv(void **state)
 	l.vfio_migration_prop = NULL;
 	gp_strv_clear(&a);
 
-	/* No GPU: no vfio, no hole setting. */
+	/* No GPU: no vfio, no hole setting, no PV port. */
 	l.ncards = 0;
 	assert_int_equal(gp_vm_build_argv(&l, &a), 0);
 	assert_null(argv_opt(&a, "-global", "q35-pcihost"));
+	assert_null(argv_opt(&a, "-chardev", "socket,id=gppv"));
+	gp_strv_clear(&a);
+	/* PV: the server's socket (reconnecting, ',' doubled) behind the port
+	 * the guest ICD opens, on the existing virtio-serial bus. */
+	l.pv_socket = "/run/gp,pv/pv/gpu-vm.sock";
+	assert_int_equal(gp_vm_build_argv(&l, &a), 0);
+	assert_non_null(argv_opt(&a, "-chardev",
+				 "socket,id=gppv,path=/run/gp,,pv/pv/gpu-vm.sock,reconnect=1"));
+	assert_non_null(argv_opt(&a, "-device",
+				 "virtserialport,bus=gpvser.0,chardev=gppv,name=org.gpupass.pv.0"));
+	l.pv_socket = NULL;
 	gp_strv_clear(&a);
 
 	/* Bad launches. */
@@ -695,10 +706,23 @@ static void test_deploy_bad_input(void **state)
 	vm_cfg(d, &c, "vm-b", GP_PT_NONE, NULL, 0);
 	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), -EEXIST);
 	assert_why(&w, "vm-b", "already exists");
-	/* PV is not wired yet: refused clearly. */
+	/* PV: bad partition settings, a gpu-count, then no PV-ready GPU (no
+	 * OpenCL platform at all): refused with the survey's reason. */
 	vm_cfg(d, &c, "vm-c", GP_PT_PV, NULL, 1);
-	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), -ENOTSUP);
-	assert_why(&w, "vm-c", "pv is not supported yet");
+	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), -EINVAL);
+	assert_why(&w, "vm-c", "--gpu-count");
+	vm_cfg(d, &c, "vm-c", GP_PT_PV, NULL, 0);
+	c.pv_weight = 0;
+	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), -EINVAL);
+	assert_why(&w, "vm-c", "1 to 1000");
+	c.pv_weight = 1001;
+	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), -EINVAL);
+	assert_why(&w, "vm-c", "1 to 1000");
+	c.pv_weight = 1;
+	setenv("OCL_ICD_VENDORS", "/nonexistent/gp-vendors", 1);
+	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), -ENOSPC);
+	assert_why(&w, "vm-c", "no-opencl-platform");
+	unsetenv("OCL_ICD_VENDORS");
 	/* QEMU missing (GPUPASS_QEMU pointing nowhere). */
 	d->o.qemu = "/nonexistent/qemu-system-x86_64";
 	assert_int_equal(gp_deploy_vm_start(d->ctx, d->st, "vm-a", &d->o, &already, &w), -ENOENT);

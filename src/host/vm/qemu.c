@@ -296,6 +296,11 @@ int gp_vm_build_argv(const struct gp_vm_launch *l, struct gp_strv *a)
 	r |= gp_strv_push(a, "virtio-serial-pci,id=gpvser");
 	r |= gp_strv_push(a, "-device");
 	r |= gp_strv_push(a, "virtserialport,bus=gpvser.0,chardev=gpqga,name=org.qemu.guest_agent.0");
+	if (l->pv_socket) {
+		r |= push_kv(a, "-chardev", "socket,id=gppv,path=", l->pv_socket, ",reconnect=1");
+		r |= gp_strv_push(a, "-device");
+		r |= gp_strv_push(a, "virtserialport,bus=gpvser.0,chardev=gppv,name=" GP_PV_PORT_NAME);
+	}
 	r |= push_kv(a, "-chardev", "file,id=gpcon,path=", p->log, ",append=on");
 	r |= gp_strv_push(a, "-serial");
 	r |= gp_strv_push(a, "chardev:gpcon");

@@ -66,6 +66,9 @@ struct gp_vm_card {
  * to 1 GiB; never below QEMU's default. */
 uint64_t gp_vm_hole64_size(const struct gp_vm_card *cards, size_t ncards);
 
+/* The virtio-serial port name the guest ICD opens by default (src/icd). */
+#define GP_PV_PORT_NAME "org.gpupass.pv.0"
+
 struct gp_vm_launch {
 	const struct gp_vm_config *cfg;
 	const char *qemu;  /* binary */
@@ -77,6 +80,12 @@ struct gp_vm_launch {
 	 * QEMU (gp_vm_qemu_migration_prop), or NULL: then QEMU's own
 	 * default (a migration blocker up to 8.0) is relied on. */
 	const char *vfio_migration_prop;
+	/* PV: gpupass-pvd's listening socket for this guest, or NULL. It
+	 * becomes the chardev of the virtio-serial port org.gpupass.pv.0 that
+	 * the guest ICD finds; reconnect=1 so a VM started before (or kept
+	 * running across a restart of) gpupass-pvd gets the channel when the
+	 * server listens. */
+	const char *pv_socket;
 };
 
 /* Builds the whole command line (argv[0] = qemu). 0, -EINVAL, -ENOMEM. */

@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The [guest NAME] editor of gpupass-pvd's config: other sections and
+ * lines stay byte for byte, odd spacing and look-alike names, garbage. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "host/pvconf.h"
+
+static char path[64];
+
+static void put_file(const char *text, size_t len)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	assert_int_equal(fwrite(text, 1, len, f), len);
+	fclose(f);
+}
+
+static char *get_file(void)
+{
+	static char buf[8192];
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	if (!f)
+		return NULL;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+static int setup(void **state)
+{
+	int fd;
+
+	(void)state;
+	strcpy(path, "/tmp/gp-test-pvconf-XXXXXX");
+	fd = mkstemp(path);
+	if (fd < 0)
+		return -1;
+	close(fd);
+	unlink(path);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	unlink(path);
+	return 0;
+}
+
+static void test_put_remove(void **state)
+{
+	static const char other[] = "; comment\n[server]\nlisten = unix:/x\n\n"
+				    "[guest p10]\nsocket = /p10\n";
+
+	(void)state;
+	/* No file: created with the section alone. */
+	assert_int_equal(gp_pvconf_has_guest(path, "p1"), 0);
+	assert_int_equal(gp_pvconf_remove_guest(path, "p1"), 0);
+	assert_int_equal(gp_pvconf_put_guest(path, "p1", "/s/p1.sock", 0, 1), 0);
+	assert_string_equal(get_file(), "[guest p1]\nsocket = /s/p1.sock\nweight = 1\n");
+	assert_int_equal(gp_pvconf_remove_guest(path, "p1"), 0);
+	assert_string_equal(get_file(), "");
+
+	/* Others intact; a look-alike name (p10) is not ours. */
+	put_file(other, strlen(other));
+	assert_int_equal(gp_pvconf_put_guest(path, "p1", "/s/p1.sock", 2ull << 30, 7), 0);
+	assert_string_equal(get_file(), "; comment\n[server]\nlisten = unix:/x\n\n"
+			    "[guest p10]\nsocket = /p10\n\n"
+			    "[guest p1]\nsocket = /s/p1.sock\nmemory_max = 2147483648\nweight = 7\n");
+	assert_int_equal(gp_pvconf_has_guest(path, "p1"), 1);
+	assert_int_equal(gp_pvconf_has_guest(path, "p"), 0);
+	/* Replaced, not duplicated. */
+	assert_int_equal(gp_pvconf_put_guest(path, "p1", "/s/p1.sock", 0, 9), 0);
+	assert_string_equal(get_file(), "; comment\n[server]\nlisten = unix:/x\n\n"
+			    "[guest p10]\nsocket = /p10\n\n"
+			    "[guest p1]\nsocket = /s/p1.sock\nweight = 9\n");
+	assert_int_equal(gp_pvconf_remove_guest(path, "p1"), 0);
+	assert_string_equal(get_file(), "; comment\n[server]\nlisten = unix:/x\n\n"
+			    "[guest p10]\nsocket = /p10\n\n");
+}
+
+static void test_spacing_and_garbage(void **state)
+{
+	static const char odd[] = "[  guest\t p1 ]\nsocket=/old\n[guest p2]\nweight=2";
+	static const char junk[] = "\x01\xff[\n[guest\n]]]\n[guest p1\nx\0y\n";
+
+	(void)state;
+	/* inih trims the section name: "[  guest\t p1 ]" is p1's. A last line
+	 * without '\n' gets one. */
+	put_file(odd, strlen(odd));
+	assert_int_equal(gp_pvconf_has_guest(path, "p1"), 1);
+	assert_int_equal(gp_pvconf_remove_guest(path, "p1"), 0);
+	assert_string_equal(get_file(), "[guest p2]\nweight=2\n");
+	/* Garbage: no crash, a section never found in it; a NUL byte (not
+	 * text) makes the file off limits, without it put works. */
+	put_file(junk, sizeof(junk) - 1);
+	assert_int_equal(gp_pvconf_has_guest(path, "p1"), -EINVAL);
+	assert_int_equal(gp_pvconf_put_guest(path, "p1", "/s", 0, 1), -EINVAL);
+	assert_memory_equal(get_file(), junk, 26);
+	put_file(junk, 26);
+	assert_int_equal(gp_pvconf_has_guest(path, "p1"), 0);
+	assert_int_equal(gp_pvconf_put_guest(path, "p1", "/s", 0, 1), 0);
+	assert_int_equal(gp_pvconf_has_guest(path, "p1"), 1);
+	assert_int_equal(gp_pvconf_remove_guest(path, "p1"), 0);
+	assert_int_equal(gp_pvconf_has_guest(path, "p1"), 0);
+	/* Bad values are refused and change nothing. */
+	put_file(odd, strlen(odd));
+	assert_int_equal(gp_pvconf_put_guest(path, "p1", "/s\nweight = 1000", 0, 1), -EINVAL);
+	assert_int_equal(gp_pvconf_put_guest(path, "p]1", "/s", 0, 1), -EINVAL);
+	assert_int_equal(gp_pvconf_put_guest(path, "p1", "/s", 0, 0), -EINVAL);
+	assert_int_equal(gp_pvconf_put_guest(path, "p1", "/s", 0, 1001), -EINVAL);
+	assert_string_equal(get_file(), odd);
+	/* A directory where the file should be: an error, not a crash. */
+	assert_true(gp_pvconf_put_guest("/", "p1", "/s", 0, 1) < 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_put_remove, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spacing_and_garbage, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
