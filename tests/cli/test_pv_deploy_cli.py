@@ -123,7 +123,7 @@ alt = os.path.join(TMP, "alt.conf")
 rc, out, err = gp("vm", "create", "p2", "--kernel", KERNEL, "--gpu-passthrough", "pv",
                   "--pvd-config", alt)
 check("create with --pvd-config: written there, not in the default",
-      rc == 0 and "[guest p2]" in open(alt).read() and "p2" not in conf(), err)
+      rc == 0 and "[guest p2]" in open(alt).read() and "[guest p2]" not in conf(), err)
 rc, out, err = gp("vm", "set", "p2", "--gpu-passthrough", "none",
                   env_extra={"GPUPASS_PVD_CONFIG": alt})
 check("set to none: section removed (GPUPASS_PVD_CONFIG)",
