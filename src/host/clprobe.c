@@ -592,25 +592,6 @@ static bool unlocated_gpu(const struct gp_cl_device *d)
 	return gp_cl_device_can_drive_gpu(d) && d->pci_source == GP_CL_PCI_NONE;
 }
 
-static int problemf(struct gp_survey_gpu *gpu, enum gp_problem_code code, const char *fix,
-		    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int problemf(struct gp_survey_gpu *gpu, enum gp_problem_code code, const char *fix,
-		    const char *fmt, ...)
-{
-	va_list ap;
-	char *msg;
-	int r;
-
-	va_start(ap, fmt);
-	r = vasprintf(&msg, fmt, ap);
-	va_end(ap);
-	if (r < 0)
-		return -ENOMEM;
-	r = gp_survey_gpu_add_problem(gpu, GP_METHOD_PV, code, -1, msg, fix);
-	free(msg);
-	return r;
-}
-
 static int checkf(struct gp_survey_gpu *gpu, enum gp_check_status st, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static int checkf(struct gp_survey_gpu *gpu, enum gp_check_status st, const char *fmt, ...)
@@ -645,7 +626,7 @@ static int no_match(struct gp_clprobe *p, const struct gp_pci_dev *dev, struct g
 			"on the PCI bus (cl_khr_pci_bus_info; NVIDIA and AMD drivers through "
 			"cl_nv_device_attribute_query / cl_amd_device_attribute_query): %s. Check "
 			"with `clinfo | grep -i pci`.", icd_hint(dev));
-		r = fix ? problemf(gpu, GP_PROB_OPENCL_NO_PCI_INFO, fix,
+		r = fix ? gp_survey_gpu_add_problemf(gpu, GP_METHOD_PV, GP_PROB_OPENCL_NO_PCI_INFO, fix,
 				   "No host OpenCL device reports %s as its PCI location, and %zu "
 				   "GPU device%s report%s no location at all, so gpupass cannot tell "
 				   "whether %s it: %s.", dev->address, nunloc,
@@ -663,7 +644,7 @@ static int no_match(struct gp_clprobe *p, const struct gp_pci_dev *dev, struct g
 		"driver (%s) is loaded and the device nodes are accessible, then check that "
 		"`clinfo -l` lists a GPU device and `clinfo | grep -i pci` shows %s.",
 		icd_hint(dev), dev->driver, dev->address);
-	r = fix ? problemf(gpu, GP_PROB_NO_OPENCL_DEVICE, fix,
+	r = fix ? gp_survey_gpu_add_problemf(gpu, GP_METHOD_PV, GP_PROB_NO_OPENCL_DEVICE, fix,
 			   "No host OpenCL device drives %s; the host's OpenCL %s: %s.",
 			   dev->address, nseen == 1 ? "device is" : "devices are",
 			   nseen ? seen : "none (the platforms have no devices)") :
@@ -740,7 +721,7 @@ int gp_clprobe_pv_hook(void *data, struct gp_ctx *ctx, const struct gp_pci_dev *
 			"`clinfo -l` lists its platform. The loader reads /etc/OpenCL/vendors/*.icd "
 			"(or the directory or file OCL_ICD_VENDORS names).", icd_hint(dev));
 
-		r = fix ? problemf(gpu, GP_PROB_NO_OPENCL_PLATFORM, fix,
+		r = fix ? gp_survey_gpu_add_problemf(gpu, GP_METHOD_PV, GP_PROB_NO_OPENCL_PLATFORM, fix,
 				   "The host has no OpenCL platform%s: gpupass-pvd runs guests' work "
 				   "on a host platform, so it cannot use %s.",
 				   p->skipped.n ? " (only gpupass's own PV platform, which is "

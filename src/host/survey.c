@@ -183,11 +183,8 @@ int gp_survey_add_host_json(struct gp_survey *s, const char *key, struct json_ob
 	return add_extra(&s->host_extra, key, val);
 }
 
-/* Formats and adds; -ENOMEM. */
-static int problem(struct gp_survey_gpu *gpu, enum gp_method method, enum gp_problem_code code,
-		   const char *fix, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static int problem(struct gp_survey_gpu *gpu, enum gp_method method, enum gp_problem_code code,
-		   const char *fix, const char *fmt, ...)
+int gp_survey_gpu_add_problemf(struct gp_survey_gpu *gpu, enum gp_method method,
+			       enum gp_problem_code code, const char *fix, const char *fmt, ...)
 {
 	va_list ap;
 	char *msg;
@@ -467,7 +464,7 @@ static int check_sysfs(struct gp_survey_gpu *gpu)
 		return check(gpu, "sysfs", GP_CHECK_PASS, "all attributes readable");
 	for (size_t i = 0; i < d->n_errors; i++) {
 		for (int m = 0; m < GP_METHOD__COUNT; m++) {
-			r = problem(gpu, m, GP_PROB_SYSFS_UNREADABLE,
+			r = gp_survey_gpu_add_problemf(gpu, m, GP_PROB_SYSFS_UNREADABLE,
 				    "Check the kernel log (dmesg) for errors on this device; a "
 				    "garbled attribute usually means a driver or hardware fault. "
 				    "Reboot the host, and reseat or replace the card if it persists.",
@@ -488,7 +485,7 @@ static int check_iommu(struct gp_survey *s, struct gp_survey_gpu *gpu)
 	const struct gp_pci_dev *d = gpu->dev;
 
 	if (!s->host.iommu_enabled) {
-		if (problem(gpu, GP_METHOD_DDA, GP_PROB_IOMMU_DISABLED, FIX_IOMMU,
+		if (gp_survey_gpu_add_problemf(gpu, GP_METHOD_DDA, GP_PROB_IOMMU_DISABLED, FIX_IOMMU,
 			    "The IOMMU is off (/sys/kernel/iommu_groups is empty): no device "
 			    "can be assigned to a VM.") < 0)
 			return -ENOMEM;
@@ -504,7 +501,7 @@ static int check_iommu(struct gp_survey *s, struct gp_survey_gpu *gpu)
 				link_broken = true;
 		/* A broken link is reported as sysfs-unreadable already. */
 		if (!link_broken &&
-		    problem(gpu, GP_METHOD_DDA, GP_PROB_NO_IOMMU_GROUP,
+		    gp_survey_gpu_add_problemf(gpu, GP_METHOD_DDA, GP_PROB_NO_IOMMU_GROUP,
 			    "Check that the IOMMU covers this device's PCI segment (dmesg | grep -i "
 			    "-e DMAR -e IOMMU); firmware may exclude it. Update the firmware.",
 			    "%s is in no IOMMU group although the IOMMU is on.", d->address) < 0)
@@ -557,7 +554,7 @@ static int check_group(struct gp_survey *s, struct gp_survey_gpu *gpu)
 			goto out;
 	}
 	if (nshared) {
-		if (problem(gpu, GP_METHOD_DDA, GP_PROB_GROUP_SHARED,
+		if (gp_survey_gpu_add_problemf(gpu, GP_METHOD_DDA, GP_PROB_GROUP_SHARED,
 			    "Move the card to a slot with its own IOMMU group (try another "
 			    "slot, or enable ACS in the firmware setup); otherwise every device "
 			    "listed would have to be taken from the host with it.",
@@ -568,7 +565,7 @@ static int check_group(struct gp_survey *s, struct gp_survey_gpu *gpu)
 			goto out;
 	}
 	if (ncomp) {
-		if (problem(gpu, GP_METHOD_DDA, GP_PROB_GROUP_COMPANION,
+		if (gp_survey_gpu_add_problemf(gpu, GP_METHOD_DDA, GP_PROB_GROUP_COMPANION,
 			    "Nothing to do: these functions are assigned to the VM together "
 			    "with the GPU.",
 			    "Other functions of the same card will be assigned with it: %s.",
@@ -612,7 +609,7 @@ static int check_rmrr(struct gp_ctx *ctx, struct gp_survey_gpu *gpu)
 		char type[32];
 
 		if (sscanf(l, "%llx %llx %31s", &start, &end, type) != 3) {
-			r = problem(gpu, GP_METHOD_DDA, GP_PROB_SYSFS_UNREADABLE,
+			r = gp_survey_gpu_add_problemf(gpu, GP_METHOD_DDA, GP_PROB_SYSFS_UNREADABLE,
 				    "Check the kernel log (dmesg) for IOMMU errors.",
 				    "%s: line \"%.60s\" does not parse", path, l);
 			if (r < 0)
@@ -631,7 +628,7 @@ static int check_rmrr(struct gp_ctx *ctx, struct gp_survey_gpu *gpu)
 		}
 	}
 	if (ndirect) {
-		r = problem(gpu, GP_METHOD_DDA, GP_PROB_RMRR,
+		r = gp_survey_gpu_add_problemf(gpu, GP_METHOD_DDA, GP_PROB_RMRR,
 			    "The firmware reserves memory this device must keep using (an RMRR), "
 			    "which VFIO refuses. Disable the feature that needs it in the firmware "
 			    "setup (often remote management or a shared-memory iGPU mode), or use "
@@ -704,7 +701,7 @@ static int check_acs(struct gp_survey *s, struct gp_survey_gpu *gpu)
 	if (!missing || !ok || !unknown)
 		goto out;
 	if (nmissing) {
-		if (problem(gpu, GP_METHOD_DDA, GP_PROB_NO_ACS,
+		if (gp_survey_gpu_add_problemf(gpu, GP_METHOD_DDA, GP_PROB_NO_ACS,
 			    "Enable ACS (Access Control Services) for PCIe ports in the firmware "
 			    "setup, or move the card to a CPU-attached slot; without ACS, peer "
 			    "devices can reach each other past the IOMMU and groups grow.",
@@ -743,7 +740,7 @@ static int check_reset(struct gp_survey_gpu *gpu)
 			 d->reset_methods.v[i]);
 	}
 	if (d->reset_methods.n == 0 && !d->has_reset_file) {
-		r = problem(gpu, GP_METHOD_DDA, GP_PROB_NO_RESET,
+		r = gp_survey_gpu_add_problemf(gpu, GP_METHOD_DDA, GP_PROB_NO_RESET,
 			    "The GPU keeps its state between VMs: stop one VM fully before another "
 			    "uses it, and expect to reboot the host if a guest leaves it hung. A "
 			    "card in a slot that supports a bus reset (alone on its bus) helps.",
@@ -756,7 +753,7 @@ static int check_reset(struct gp_survey_gpu *gpu)
 			  *methods ? methods : "available (kernel has no reset_method file)");
 	}
 	if (r == 0 && q && (q->flags & GP_QUIRK_RESET_UNRELIABLE)) {
-		r = problem(gpu, GP_METHOD_DDA, GP_PROB_RESET_QUIRK,
+		r = gp_survey_gpu_add_problemf(gpu, GP_METHOD_DDA, GP_PROB_RESET_QUIRK,
 			    "Install the vendor-reset kernel module (it knows how to reset this "
 			    "chip), or reboot the host between VM runs.",
 			    "%s is an %s GPU (%04x:%04x), whose reset is known to be unreliable: %s.",
@@ -779,7 +776,7 @@ static int check_msi(struct gp_survey_gpu *gpu)
 		return check(gpu, "interrupts", GP_CHECK_INFO,
 			     "unknown (full config space is readable by root only)");
 	if (!(c->caps & (GP_PCI_CAP_MSI | GP_PCI_CAP_MSIX))) {
-		if (problem(gpu, GP_METHOD_DDA, GP_PROB_NO_MSI,
+		if (gp_survey_gpu_add_problemf(gpu, GP_METHOD_DDA, GP_PROB_NO_MSI,
 			    "Expect shared legacy interrupts (INTx), which are slower and may "
 			    "conflict with host devices on the same line; prefer a card with MSI.",
 			    "%s has neither MSI nor MSI-X.", d->address) < 0)
@@ -796,7 +793,7 @@ static int check_boot_vga(struct gp_survey_gpu *gpu)
 {
 	if (!gpu->dev->boot_vga)
 		return check(gpu, "boot VGA", GP_CHECK_PASS, "no");
-	if (problem(gpu, GP_METHOD_DDA, GP_PROB_BOOT_VGA,
+	if (gp_survey_gpu_add_problemf(gpu, GP_METHOD_DDA, GP_PROB_BOOT_VGA,
 		    "Make another GPU the primary display in the firmware setup, or run the "
 		    "host headless (boot with video=efifb:off and no display manager); the "
 		    "host console goes dark when this GPU is dismounted.",
@@ -835,7 +832,7 @@ static int check_in_use(struct gp_ctx *ctx, struct gp_survey *s, struct gp_surve
 		list = append(list, "%s%s", i ? ", " : "", gpu->holders.v[i]);
 	if (!list)
 		return -ENOMEM;
-	r = problem(gpu, GP_METHOD_DDA, GP_PROB_IN_USE,
+	r = gp_survey_gpu_add_problemf(gpu, GP_METHOD_DDA, GP_PROB_IN_USE,
 		    "Stop these processes (display manager, compute jobs, nvidia-persistenced) "
 		    "before dismounting the GPU; dismounting would fail or kill their work.",
 		    "Host processes hold the GPU's device nodes: %s.", list);
@@ -855,7 +852,7 @@ static int check_vfio(struct gp_survey *s, struct gp_survey_gpu *gpu)
 	case GP_VFIO_LOADED:
 		return check(gpu, "vfio-pci", GP_CHECK_PASS, "module loaded");
 	case GP_VFIO_AVAILABLE:
-		if (problem(gpu, GP_METHOD_DDA, GP_PROB_VFIO_NOT_LOADED,
+		if (gp_survey_gpu_add_problemf(gpu, GP_METHOD_DDA, GP_PROB_VFIO_NOT_LOADED,
 			    "Nothing needed: gpupass loads it when dismounting (modprobe vfio-pci); "
 			    "to load it at boot, add vfio-pci to /etc/modules.",
 			    "The vfio-pci module is not loaded (it is available for kernel %s).",
@@ -865,7 +862,7 @@ static int check_vfio(struct gp_survey *s, struct gp_survey_gpu *gpu)
 	case GP_VFIO_MISSING:
 		break;
 	}
-	if (problem(gpu, GP_METHOD_DDA, GP_PROB_VFIO_MISSING,
+	if (gp_survey_gpu_add_problemf(gpu, GP_METHOD_DDA, GP_PROB_VFIO_MISSING,
 		    "Install a kernel with VFIO (CONFIG_VFIO_PCI), e.g. the distribution's "
 		    "standard kernel package, and boot it.",
 		    "The vfio-pci module is neither loaded nor installed for kernel %s "
@@ -884,7 +881,7 @@ static int check_bars(struct gp_survey_gpu *gpu)
 	if (gpu->mmio_high > QEMU_HOLE64_DEFAULT) {
 		char want[32];
 
-		if (problem(gpu, GP_METHOD_DDA, GP_PROB_LARGE_BAR,
+		if (gp_survey_gpu_add_problemf(gpu, GP_METHOD_DDA, GP_PROB_LARGE_BAR,
 			    "gpupass sizes the VM's 64-bit MMIO window from the BARs; with other "
 			    "tools, raise it (QEMU: -global q35-pcihost.pci-hole64-size=<size>; "
 			    "libvirt: <pcihole64>), and check the host firmware has 'Above 4G "
@@ -904,7 +901,7 @@ static int check_driver(struct gp_survey_gpu *gpu)
 	const struct gp_pci_dev *d = gpu->dev;
 
 	if (d->driver && strcmp(d->driver, "vfio-pci") == 0) {
-		if (problem(gpu, GP_METHOD_DDA, GP_PROB_ALREADY_DISMOUNTED,
+		if (gp_survey_gpu_add_problemf(gpu, GP_METHOD_DDA, GP_PROB_ALREADY_DISMOUNTED,
 			    "Nothing needed for DDA: it can be given to a VM as it is. To use it on "
 			    "the host again: gpupass mount.",
 			    "%s is already bound to vfio-pci (dismounted from the host).",
@@ -926,13 +923,13 @@ static int check_pv(struct gp_survey_gpu *gpu)
 	const struct gp_pci_dev *d = gpu->dev;
 
 	if (!d->driver)
-		return problem(gpu, GP_METHOD_PV, GP_PROB_NO_HOST_DRIVER,
+		return gp_survey_gpu_add_problemf(gpu, GP_METHOD_PV, GP_PROB_NO_HOST_DRIVER,
 			       "Install and load the GPU's host driver (e.g. amdgpu, i915, nvidia), "
 			       "then run the survey again.",
 			       "%s is bound to no driver: the host cannot run work on it.",
 			       d->address);
 	if (strcmp(d->driver, "vfio-pci") == 0)
-		return problem(gpu, GP_METHOD_PV, GP_PROB_NO_HOST_DRIVER,
+		return gp_survey_gpu_add_problemf(gpu, GP_METHOD_PV, GP_PROB_NO_HOST_DRIVER,
 			       "Give it back to the host first: gpupass mount.",
 			       "%s is bound to vfio-pci (dismounted for DDA): the host cannot "
 			       "share it.", d->address);

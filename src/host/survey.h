@@ -171,6 +171,10 @@ const struct gp_problem *gp_survey_gpu_top_problem(const struct gp_survey_gpu *g
 int gp_survey_gpu_add_problem(struct gp_survey_gpu *gpu, enum gp_method method,
 			      enum gp_problem_code code, int severity,
 			      const char *message, const char *fix);
+/* The same with the code's default severity and a printf-style message. */
+int gp_survey_gpu_add_problemf(struct gp_survey_gpu *gpu, enum gp_method method,
+			       enum gp_problem_code code, const char *fix, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
 
 /* Adds a line to the GPU's checks, as the detail view lists them (for
  * hooks). @name must outlive the survey (a string literal). -ENOMEM. */
