@@ -30,6 +30,52 @@ static bool file_readable(const char *path, bool want_dir_ok)
 	return S_ISREG(sb.st_mode) || S_ISBLK(sb.st_mode) || (want_dir_ok && S_ISDIR(sb.st_mode));
 }
 
+int gp_deploy_check_share(const char *vm, const struct gp_vm_share *sh, struct gp_why *why)
+{
+	struct stat sb;
+
+	if (!gp_vm_share_tag_valid(sh->tag)) {
+		gp_why_set(why, "VM %s: share tag '%s' is not valid; use 1 to %d letters, digits, "
+			   "'_', '.' or '-' (QEMU's 9p mount_tag limit)", vm, sh->tag,
+			   GP_SHARE_TAG_MAX);
+		return -EINVAL;
+	}
+	/* A comma would end QEMU's path= property and start another option. */
+	if (sh->dir[0] != '/' || strchr(sh->dir, ',') || strchr(sh->dir, '\n')) {
+		gp_why_set(why, "VM %s: share %s: '%s' must be an absolute directory path without "
+			   "',' or newlines", vm, sh->tag, sh->dir);
+		return -EINVAL;
+	}
+	if (stat(sh->dir, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
+		gp_why_set(why, "VM %s: share %s: %s is not an existing directory; create it or "
+			   "fix the path", vm, sh->tag, sh->dir);
+		return -ENOENT;
+	}
+	return 0;
+}
+
+static int check_shares(const struct gp_vm_config *c, struct gp_why *why)
+{
+	if (c->nshares > GP_VM_MAX_SHARES) {
+		gp_why_set(why, "VM %s: at most %d --share folders", c->name, GP_VM_MAX_SHARES);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < c->nshares; i++) {
+		int r = gp_deploy_check_share(c->name, &c->shares[i], why);
+
+		if (r < 0)
+			return r;
+		for (size_t j = 0; j < i; j++) {
+			if (strcmp(c->shares[i].tag, c->shares[j].tag) == 0) {
+				gp_why_set(why, "VM %s: share tag '%s' is given twice; each folder "
+					   "needs its own tag", c->name, c->shares[i].tag);
+				return -EINVAL;
+			}
+		}
+	}
+	return 0;
+}
+
 int gp_deploy_check_config(const struct gp_vm_config *c, struct gp_why *why)
 {
 	char sz[32];
@@ -101,7 +147,17 @@ int gp_deploy_check_config(const struct gp_vm_config *c, struct gp_why *why)
 		gp_why_set(why, "VM %s: at most 16 GPUs per VM", c->name);
 		return -EINVAL;
 	}
-	return 0;
+	/* ivshmem-plain maps the region as its BAR2, and a PCI BAR is a power
+	 * of two (PCI Local Bus 3.0 §6.2.5.1). */
+	if (c->passthrough == GP_PT_PV && c->pv_shm &&
+	    (c->pv_shm & (c->pv_shm - 1) || c->pv_shm < GP_VM_PV_SHM_MIN ||
+	     c->pv_shm > GP_VM_PV_SHM_MAX)) {
+		gp_why_set(why, "VM %s: --gpu-shm %s is not a power of two between 1M and 16G "
+			   "(or 0 for none); e.g. --gpu-shm 64M", c->name,
+			   gp_format_size(c->pv_shm, sz, sizeof(sz)));
+		return -EINVAL;
+	}
+	return check_shares(c, why);
 }
 
 static bool gpu_matches(const struct gp_survey_gpu *g, const char *name)
@@ -283,11 +339,69 @@ static int pvd_conf_path(struct gp_ctx *ctx, const struct gp_deploy_opts *o, cha
 	return gp_pvconf_default_path(ctx, buf, len);
 }
 
-/* Writes the [guest NAME] section and tells a running gpupass-pvd. */
-static int pv_apply(struct gp_ctx *ctx, const struct gp_vm_config *cfg,
-		    const struct gp_deploy_opts *o, struct gp_why *why)
+/* Makes sure gpupass-pvd serves this VM's socket: reloads or starts it.
+ * Never fails the caller: the outcome goes to o->pvd_result. */
+static void pv_serve(struct gp_ctx *ctx, const char *name, const char *conf, const char *sock,
+		     const struct gp_deploy_opts *o)
 {
-	char conf[GP_VM_PATH_LEN], sock[GP_VM_PATH_LEN], dir[GP_VM_PATH_LEN];
+	struct gp_pvd_result *res = o->pvd_result, local;
+	struct gp_pvd_ensure e = {
+		.binary = o->pvd,
+		.config = conf,
+		.wait_socket = sock,
+		.timeout_ms = o->pvd_timeout_ms,
+	};
+	pid_t pid;
+
+	if (!res)
+		res = &local;
+	memset(res, 0, sizeof(*res));
+	res->tried = true;
+	if (o->progress && gp_pvd_pid(ctx, &pid) < 0) {
+		char msg[GP_VM_PATH_LEN + 128];
+
+		snprintf(msg, sizeof(msg), "VM %s: gpupass-pvd is not running; starting it "
+			 "(log: %s/" GP_PVD_LOGFILE ")...", name, ctx->state_dir);
+		o->progress(o->progress_data, msg);
+	}
+	res->err = gp_pvd_ensure(ctx, &e, &res->why);
+	res->pid = e.pid;
+	res->started = e.started;
+	snprintf(res->log, sizeof(res->log), "%s", e.log);
+	if (res->err < 0)
+		gp_warn(&ctx->log, "VM %s: %s", name, res->why.msg);
+}
+
+/* The ivshmem file of a pv VM: made (or resized) when it has a region,
+ * removed when not. @path gets it ("" when none). */
+static int pv_shm_apply(struct gp_ctx *ctx, const struct gp_vm_config *cfg, char *path,
+			size_t len, struct gp_why *why)
+{
+	int r = gp_pv_shm_path(ctx, cfg->name, path, len);
+
+	if (r < 0) {
+		gp_why_set(why, "VM %s: the PV region path under %s is too long", cfg->name,
+			   ctx->state_dir);
+		return r;
+	}
+	if (!cfg->pv_shm) {
+		unlink(path);
+		path[0] = '\0';
+		return 0;
+	}
+	r = gp_pv_shm_create(path, cfg->pv_shm);
+	if (r < 0)
+		gp_why_set(why, "VM %s: cannot make its PV shared-memory file %s: %s", cfg->name,
+			   path, strerror(-r));
+	return r;
+}
+
+/* Writes the [guest NAME] section (with the ivshmem file, made here), then
+ * tells a running gpupass-pvd, or with @start starts one. */
+static int pv_apply(struct gp_ctx *ctx, const struct gp_vm_config *cfg,
+		    const struct gp_deploy_opts *o, bool start, struct gp_why *why)
+{
+	char conf[GP_VM_PATH_LEN], sock[GP_VM_PATH_LEN], dir[GP_VM_PATH_LEN], shm[GP_VM_PATH_LEN];
 	int r = pvd_conf_path(ctx, o, conf, sizeof(conf));
 
 	if (r == 0)
@@ -297,17 +411,30 @@ static int pv_apply(struct gp_ctx *ctx, const struct gp_vm_config *cfg,
 			   "socket; use a shorter --state-dir", cfg->name, ctx->state_dir);
 		return r;
 	}
+	if (mkdir(ctx->state_dir, 0755) < 0 && errno != EEXIST) {
+		r = -errno;
+		gp_why_set(why, "VM %s: cannot create %s: %s", cfg->name, ctx->state_dir,
+			   strerror(-r));
+		return r;
+	}
 	snprintf(dir, sizeof(dir), "%s/pv", ctx->state_dir);
 	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
 		r = -errno;
 		gp_why_set(why, "VM %s: cannot create %s: %s", cfg->name, dir, strerror(-r));
 		return r;
 	}
-	r = gp_pvconf_put_guest(conf, cfg->name, sock, cfg->pv_memory_max, cfg->pv_weight);
+	r = pv_shm_apply(ctx, cfg, shm, sizeof(shm), why);
+	if (r < 0)
+		return r;
+	r = gp_pvconf_put_guest(conf, cfg->name, sock, cfg->pv_memory_max, cfg->pv_weight, shm);
 	if (r < 0) {
 		gp_why_set(why, "VM %s: cannot write its section into gpupass-pvd's config %s: %s",
 			   cfg->name, conf, strerror(-r));
 		return r;
+	}
+	if (start) {
+		pv_serve(ctx, cfg->name, conf, sock, o);
+		return 0;
 	}
 	r = gp_pvd_reload(ctx);
 	if (r < 0)
@@ -319,7 +446,11 @@ static int pv_apply(struct gp_ctx *ctx, const struct gp_vm_config *cfg,
 static void pv_remove(struct gp_ctx *ctx, const char *name, const struct gp_deploy_opts *o)
 {
 	char conf[GP_VM_PATH_LEN];
-	int r = pvd_conf_path(ctx, o, conf, sizeof(conf));
+	int r;
+
+	if (gp_pv_shm_path(ctx, name, conf, sizeof(conf)) == 0)
+		unlink(conf);
+	r = pvd_conf_path(ctx, o, conf, sizeof(conf));
 
 	if (r == 0)
 		r = gp_pvconf_remove_guest(conf, name);
@@ -364,8 +495,12 @@ int gp_deploy_vm_create(struct gp_ctx *ctx, struct gp_state *st, const struct gp
 			return r;
 		}
 	} else if (cfg->passthrough == GP_PT_PV) {
-		r = pv_apply(ctx, cfg, o, why);
+		r = pv_apply(ctx, cfg, o, true, why);
 		if (r < 0) {
+			char shm[GP_VM_PATH_LEN];
+
+			if (gp_pv_shm_path(ctx, cfg->name, shm, sizeof(shm)) == 0)
+				unlink(shm);
 			(void)gp_state_vm_delete(st, cfg->name);
 			return r;
 		}
@@ -430,6 +565,18 @@ static int lock_vm_gpus(struct gp_ctx *ctx, struct gp_state *st, const char *vm,
 	return r;
 }
 
+static bool shares_equal(const struct gp_vm_config *a, const struct gp_vm_config *b)
+{
+	if (a->nshares != b->nshares)
+		return false;
+	for (size_t i = 0; i < a->nshares; i++)
+		if (strcmp(a->shares[i].dir, b->shares[i].dir) ||
+		    strcmp(a->shares[i].tag, b->shares[i].tag) ||
+		    a->shares[i].readonly != b->shares[i].readonly)
+			return false;
+	return true;
+}
+
 static int get_vm(struct gp_state *st, const char *name, struct gp_vm_config *cfg,
 		  struct gp_why *why)
 {
@@ -458,7 +605,13 @@ int gp_deploy_vm_set(struct gp_ctx *ctx, struct gp_state *st, const struct gp_vm
 	if (r < 0)
 		return r;
 	gpu_change = old.passthrough != cfg->passthrough || old.gpu_count != cfg->gpu_count ||
-		     strcmp(old.gpu_name, cfg->gpu_name) != 0;
+		     strcmp(old.gpu_name, cfg->gpu_name) != 0 ||
+		     (cfg->passthrough == GP_PT_PV && old.pv_shm != cfg->pv_shm);
+	if (!shares_equal(&old, cfg) && vm_running(ctx, cfg->name)) {
+		gp_why_set(why, "VM %s is running; its shared folders can only change while it is "
+			   "stopped (gpupass vm stop %s)", cfg->name, cfg->name);
+		return -EBUSY;
+	}
 	if (cfg->passthrough == GP_PT_PV && (gpu_change || old.passthrough != GP_PT_PV)) {
 		r = pv_check_ready(ctx, cfg, why);
 		if (r < 0)
@@ -468,7 +621,7 @@ int gp_deploy_vm_set(struct gp_ctx *ctx, struct gp_state *st, const struct gp_vm
 		/* Quotas and weight apply to the server's next allocations. */
 		r = gp_state_vm_update(st, cfg);
 		if (r == 0 && cfg->passthrough == GP_PT_PV) {
-			r = pv_apply(ctx, cfg, o, why);
+			r = pv_apply(ctx, cfg, o, false, why);
 			if (r < 0)
 				(void)gp_state_vm_update(st, &old);
 		}
@@ -495,7 +648,7 @@ int gp_deploy_vm_set(struct gp_ctx *ctx, struct gp_state *st, const struct gp_vm
 	} else {
 		give_back_auto(ctx, st, cfg->name, &held, o);
 		if (cfg->passthrough == GP_PT_PV)
-			r = pv_apply(ctx, cfg, o, why);
+			r = pv_apply(ctx, cfg, o, false, why);
 		else if (old.passthrough == GP_PT_PV)
 			pv_remove(ctx, cfg->name, o);
 		if (r < 0)
@@ -836,10 +989,15 @@ static int build(struct gp_ctx *ctx, struct gp_state *st, const char *name,
 			.ncards = cs->n,
 			.paths = paths,
 		};
-		char mig[64], prop[80], pvsock[GP_VM_PATH_LEN];
+		char mig[64], prop[80], pvsock[GP_VM_PATH_LEN], pvshm[GP_VM_PATH_LEN];
 
 		if (cfg.passthrough == GP_PT_PV) {
 			r = gp_pv_socket_path(ctx, name, pvsock, sizeof(pvsock));
+			if (r == 0 && cfg.pv_shm) {
+				r = gp_pv_shm_path(ctx, name, pvshm, sizeof(pvshm));
+				l.pv_shm_path = pvshm;
+				l.pv_shm_size = cfg.pv_shm;
+			}
 			if (r < 0) {
 				gp_why_set(why, "VM %s: the PV socket path under %s is too long for "
 					   "a unix socket; use a shorter --state-dir", name,
@@ -959,6 +1117,19 @@ int gp_deploy_vm_start(struct gp_ctx *ctx, struct gp_state *st, const char *name
 			r = find_qemu(name, o, qemu, sizeof(qemu), why);
 		if (r < 0)
 			return r;
+	}
+	if (cfg.passthrough == GP_PT_PV) {
+		/* Its region file and its server before QEMU: /run (the state
+		 * directory) does not outlive a reboot, and QEMU's port connects
+		 * at once when the server listens. */
+		char shm[GP_VM_PATH_LEN], conf[GP_VM_PATH_LEN], sock[GP_VM_PATH_LEN];
+
+		r = pv_shm_apply(ctx, &cfg, shm, sizeof(shm), why);
+		if (r < 0)
+			return r;
+		if (pvd_conf_path(ctx, o, conf, sizeof(conf)) == 0 &&
+		    gp_pv_socket_path(ctx, name, sock, sizeof(sock)) == 0)
+			pv_serve(ctx, name, conf, sock, o);
 	}
 	r = retake_claimed(ctx, st, name, o, &taken, why);
 	if (r < 0)

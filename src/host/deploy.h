@@ -20,19 +20,48 @@
 #include "host/state.h"
 #include "host/vm/qemu.h"
 
+/* What vm create / vm start of a pv VM did about gpupass-pvd. Failing to
+ * start it does not fail the VM operation (the VM's port reconnects once
+ * the server listens, the guest ICD reports errors meanwhile): err and
+ * why say what went wrong. */
+struct gp_pvd_result {
+	bool tried;
+	int err;       /* 0 or -errno */
+	pid_t pid;
+	bool started;  /* started now (else it ran and was told to reload) */
+	char log[GP_VM_PATH_LEN];
+	struct gp_why why;
+};
+
 struct gp_deploy_opts {
 	bool force;                       /* as for dismount */
 	const struct gp_kernel_ops *kops; /* NULL: the real kernel */
 	const char *qemu;                 /* NULL: qemu-system-x86_64 on PATH */
 	int start_timeout_ms;             /* 0: 60 s */
 	const char *pvd_conf;             /* NULL: gp_pvconf_default_path() */
+	const char *pvd;                  /* gpupass-pvd binary; NULL: gp_pvd_find() */
+	int pvd_timeout_ms;               /* 0: 60 s */
+	/* Called before a step that can take a while (starting gpupass-pvd),
+	 * with one line for people; may be NULL. */
+	void (*progress)(void *data, const char *msg);
+	void *progress_data;
+	struct gp_pvd_result *pvd_result; /* out, may be NULL */
 };
 
 /* Checks a configuration without touching anything: a valid name, memory
  * (>= 64 MiB), CPUs (1..288), the kernel/initrd/disk files exist and are
  * readable, a kernel or a disk to boot, gpu-count >= 1 with dda, with pv a
- * weight of 1..1000 and no gpu-count. -EINVAL/-ENOENT with @why. */
+ * weight of 1..1000, no gpu-count and a
+ * --gpu-shm of 0 or a power of two; the shares (gp_deploy_check_share, no
+ * tag twice). -EINVAL/-ENOENT with @why. */
 int gp_deploy_check_config(const struct gp_vm_config *cfg, struct gp_why *why);
+/* One --share: a valid tag, an absolute path of an existing directory with
+ * no ',' (QEMU option syntax) or newline. -EINVAL/-ENOENT with @why. */
+int gp_deploy_check_share(const char *vm, const struct gp_vm_share *sh, struct gp_why *why);
+
+/* Limits of --gpu-shm (ivshmem-plain region), besides 0 = none. */
+#define GP_VM_PV_SHM_MIN (1ull << 20)
+#define GP_VM_PV_SHM_MAX (16ull << 30)
 
 /* Creates the VM; with dda, picks cfg->gpu_count DDA-ready GPUs whose name
  * contains cfg->gpu_name (any GPU when empty), dismounts and assigns them.
@@ -41,13 +70,16 @@ int gp_deploy_check_config(const struct gp_vm_config *cfg, struct gp_why *why);
  * are pushed onto @gpus (may be NULL).
  * With pv: refused (-ENOSPC, the survey's reason) unless a GPU whose name
  * contains cfg->gpu_name is PV-ready (OpenCL probe); then the guest's
- * section goes into gpupass-pvd's config (opts->pvd_conf) and a running
- * gpupass-pvd is told to reload (SIGHUP, pid from <state_dir>/pvd.pid). */
+ * section goes into gpupass-pvd's config (opts->pvd_conf), its ivshmem
+ * file <state_dir>/pv/NAME.shm is made (cfg->pv_shm bytes, sparse), and
+ * gpupass-pvd is told to reload, or started when it does not run
+ * (gp_pvd_ensure; opts->pvd_result says how that went). */
 int gp_deploy_vm_create(struct gp_ctx *ctx, struct gp_state *st, const struct gp_vm_config *cfg,
 			const struct gp_deploy_opts *opts, struct gp_strv *gpus, struct gp_why *why);
 
-/* Replaces the settings. GPU settings (passthrough, gpu name/count) only
- * while stopped (-EBUSY); a changed dda request re-picks the GPUs. */
+/* Replaces the settings. GPU settings (passthrough, gpu name/count, the
+ * PV region size) and shares only while stopped (-EBUSY); a changed dda
+ * request re-picks the GPUs. */
 int gp_deploy_vm_set(struct gp_ctx *ctx, struct gp_state *st, const struct gp_vm_config *cfg,
 		     const struct gp_deploy_opts *opts, struct gp_why *why);
 
@@ -74,7 +106,9 @@ int gp_deploy_mount(struct gp_ctx *ctx, struct gp_state *st, const char *query,
 		    const struct gp_deploy_opts *opts, char *addr_out, char *vm_out, bool *did,
 		    struct gp_why *why);
 
-/* Starts QEMU for the VM. *already is set when it was running. A GPU the
+/* Starts QEMU for the VM. *already is set when it was running. A pv VM
+ * gets its ivshmem file (again: /run does not outlive a reboot) and
+ * gpupass-pvd is started when it does not run (opts->pvd_result). A GPU the
  * VM claims that is back on the host (mount, reboot) is dismounted again
  * first, by the same rules as gp_bind_dismount (opts->force for warnings).
  * -ENOENT (no such VM, or QEMU missing), -EPERM/-EACCES (a GPU cannot be

@@ -4,12 +4,18 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -28,6 +34,52 @@ int gp_pv_socket_path(const struct gp_ctx *ctx, const char *vm, char *buf, size_
 	int n = snprintf(buf, len, "%s/pv/%s.sock", ctx->state_dir, vm);
 
 	return n < 0 || (size_t)n >= len || (size_t)n >= UNIX_PATH_MAX ? -ENAMETOOLONG : 0;
+}
+
+int gp_pv_shm_path(const struct gp_ctx *ctx, const char *vm, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s/pv/%s.shm", ctx->state_dir, vm);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+int gp_pv_shm_create(const char *path, uint64_t size)
+{
+	struct stat sb;
+	int fd, r = 0;
+
+	if (size == 0 || size > INT64_MAX)
+		return -EINVAL;
+	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0660);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &sb) < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		r = -EINVAL;
+		goto out;
+	}
+	if ((uint64_t)sb.st_size != size && ftruncate(fd, (off_t)size) < 0) {
+		r = -errno;
+		goto out;
+	}
+	/* The server runs as the user gpupass (gpupass-pvd.service): give
+	 * the group access; QEMU (root) and the server then share it. */
+	if (geteuid() == 0) {
+		struct group gr, *res = NULL;
+		char buf[1024];
+
+		if (getgrnam_r("gpupass", &gr, buf, sizeof(buf), &res) == 0 && res &&
+		    fchown(fd, (uid_t)-1, res->gr_gid) < 0)
+			r = -errno;
+	}
+	if (r == 0 && fchmod(fd, 0660) < 0)
+		r = -errno;
+out:
+	close(fd);
+	return r;
 }
 
 /* Does @line open a section, and is it [guest @vm]? inih trims spaces
@@ -173,7 +225,7 @@ static bool value_ok(const char *s)
 }
 
 int gp_pvconf_put_guest(const char *path, const char *vm, const char *socket,
-			uint64_t memory_max, int weight)
+			uint64_t memory_max, int weight, const char *ivshmem)
 {
 	char *rest = NULL, *text;
 	bool found;
@@ -181,7 +233,7 @@ int gp_pvconf_put_guest(const char *path, const char *vm, const char *socket,
 	int r;
 
 	if (!value_ok(vm) || strpbrk(vm, "[] \t") || !value_ok(socket) || weight < 1 ||
-	    weight > 1000)
+	    weight > 1000 || (ivshmem && *ivshmem && !value_ok(ivshmem)))
 		return -EINVAL;
 	r = read_without(path, vm, &rest, &found);
 	if (r < 0)
@@ -204,6 +256,14 @@ int gp_pvconf_put_guest(const char *path, const char *vm, const char *socket,
 	}
 	{
 		char *t2 = gp_strdup_printf("%sweight = %d\n", text, weight);
+
+		free(text);
+		if (!t2)
+			return -ENOMEM;
+		text = t2;
+	}
+	if (ivshmem && *ivshmem) {
+		char *t2 = gp_strdup_printf("%sivshmem = %s\n", text, ivshmem);
 
 		free(text);
 		if (!t2)
@@ -239,6 +299,35 @@ int gp_pvconf_has_guest(const char *path, const char *vm)
 	return r < 0 ? r : found;
 }
 
+/* Is @pid a live gpupass-pvd? Its comm (the first 15 bytes of the name it
+ * was started as, proc(5)); a zombie is not alive. The server is a real
+ * process of this host even when --root points sysfs at a fake tree, so
+ * /proc is read directly (as for QEMU in vm/qemu.c). */
+static bool is_pvd(pid_t pid)
+{
+	char path[64], buf[512];
+	ssize_t n;
+	char *rp;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	/* "pid (comm) S ...": comm may hold anything, so the last ')'. */
+	rp = strrchr(buf, ')');
+	if (!rp || rp[1] != ' ' || rp[2] == 'Z' || rp[2] == 'X')
+		return false;
+	*rp = '\0';
+	rp = strchr(buf, '(');
+	return rp && strcmp(rp + 1, GP_PVD_BINARY) == 0;
+}
+
 int gp_pvd_pid(const struct gp_ctx *ctx, pid_t *out)
 {
 	char *path = gp_strdup_printf("%s/" GP_PVD_PIDFILE, ctx->state_dir);
@@ -254,7 +343,8 @@ int gp_pvd_pid(const struct gp_ctx *ctx, pid_t *out)
 		return -ESRCH;
 	ok = fscanf(f, "%ld", &pid) == 1;
 	fclose(f);
-	if (!ok || pid <= 1 || (kill((pid_t)pid, 0) < 0 && errno == ESRCH))
+	if (!ok || pid <= 1 || pid > INT_MAX || (kill((pid_t)pid, 0) < 0 && errno == ESRCH) ||
+	    !is_pvd((pid_t)pid))
 		return -ESRCH;
 	*out = (pid_t)pid;
 	return 0;
@@ -269,4 +359,270 @@ int gp_pvd_reload(const struct gp_ctx *ctx)
 	if (kill(pid, SIGHUP) < 0)
 		return errno == ESRCH ? 0 : -errno;
 	return 1;
+}
+
+static bool executable(const char *path)
+{
+	struct stat sb;
+
+	return stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && access(path, X_OK) == 0;
+}
+
+static int on_path(const char *name, char *buf, size_t len)
+{
+	const char *path = getenv("PATH");
+	char *copy, *save = NULL;
+	int r = -ENOENT;
+
+	if (!path)
+		path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+	copy = strdup(path);
+	if (!copy)
+		return -ENOMEM;
+	for (char *d = strtok_r(copy, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+		int n = snprintf(buf, len, "%s/%s", *d ? d : ".", name);
+
+		if (n > 0 && (size_t)n < len && executable(buf)) {
+			r = 0;
+			break;
+		}
+	}
+	free(copy);
+	return r;
+}
+
+int gp_pvd_find(const char *want, char *buf, size_t len)
+{
+	char self[PATH_MAX];
+	ssize_t n;
+
+	if (want && *want) {
+		if (strchr(want, '/')) {
+			int k = snprintf(buf, len, "%s", want);
+
+			return k > 0 && (size_t)k < len && executable(buf) ? 0 : -ENOENT;
+		}
+		return on_path(want, buf, len);
+	}
+	/* Next to gpupass: a build tree, or one installation (bin/ and sbin/
+	 * of one prefix are tried both). */
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n > 0) {
+		char *slash;
+
+		self[n] = '\0';
+		slash = strrchr(self, '/');
+		if (slash) {
+			static const char *const rel[] = { "", "../sbin/" };
+
+			*slash = '\0';
+			for (size_t i = 0; i < GP_ARRAY_SIZE(rel); i++) {
+				int k = snprintf(buf, len, "%s/%s" GP_PVD_BINARY, self, rel[i]);
+
+				if (k > 0 && (size_t)k < len && executable(buf))
+					return 0;
+			}
+		}
+	}
+	return on_path(GP_PVD_BINARY, buf, len);
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+static bool is_socket(const char *path)
+{
+	struct stat sb;
+
+	return path && stat(path, &sb) == 0 && S_ISSOCK(sb.st_mode);
+}
+
+/* The last line of the log, for an error message. */
+static void log_last_line(const char *path, off_t from, char *buf, size_t len)
+{
+	char tail[1024];
+	ssize_t n = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	buf[0] = '\0';
+	if (fd < 0)
+		return;
+	{
+		off_t end = lseek(fd, 0, SEEK_END);
+		off_t at = end - (off_t)sizeof(tail) + 1;
+
+		if (at < from)
+			at = from;
+		if (at >= 0 && lseek(fd, at, SEEK_SET) >= 0)
+			n = read(fd, tail, sizeof(tail) - 1);
+	}
+	close(fd);
+	if (n <= 0)
+		return;
+	tail[n] = '\0';
+	while (n > 0 && (tail[n - 1] == '\n' || tail[n - 1] == '\r'))
+		tail[--n] = '\0';
+	{
+		char *nl = strrchr(tail, '\n');
+
+		snprintf(buf, len, "%s", nl ? nl + 1 : tail);
+	}
+}
+
+static int spawn_pvd(const struct gp_ctx *ctx, struct gp_pvd_ensure *e, const char *bin,
+		     const char *pidfile, int64_t deadline, struct gp_why *why)
+{
+	off_t log_start;
+	pid_t pid;
+	int logfd, r;
+
+	snprintf(e->log, sizeof(e->log), "%s/" GP_PVD_LOGFILE, ctx->state_dir);
+	logfd = open(e->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	if (logfd < 0) {
+		r = -errno;
+		gp_why_set(why, "cannot open the gpupass-pvd log %s: %s", e->log, strerror(-r));
+		return r;
+	}
+	log_start = lseek(logfd, 0, SEEK_END);
+	{
+		time_t t = time(NULL);
+		char when[64];
+
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+		dprintf(logfd, "=== gpupass: starting at %s: %s --config %s --pidfile %s\n", when,
+			bin, e->config, pidfile);
+	}
+	pid = fork();
+	if (pid < 0) {
+		r = -errno;
+		close(logfd);
+		return r;
+	}
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+		/* Its own session: the end of this gpupass command, or a
+		 * terminal's ^C, does not reach the server. */
+		setsid();
+		if (null >= 0)
+			dup2(null, STDIN_FILENO);
+		dup2(logfd, STDOUT_FILENO);
+		dup2(logfd, STDERR_FILENO);
+		signal(SIGPIPE, SIG_DFL);
+		execl(bin, bin, "--config", e->config, "--pidfile", pidfile, (char *)NULL);
+		dprintf(STDERR_FILENO, "gpupass: cannot run %s: %s\n", bin, strerror(errno));
+		_exit(127);
+	}
+	close(logfd);
+	e->pid = pid;
+	for (;;) {
+		pid_t named;
+		int status;
+
+		if (waitpid(pid, &status, WNOHANG) == pid) {
+			char line[1024];
+
+			log_last_line(e->log, log_start, line, sizeof(line));
+			gp_why_set(why, "gpupass-pvd exited while starting (%s %d): %s; see %s",
+				   WIFEXITED(status) ? "status" : "signal",
+				   WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status),
+				   line[0] ? line : "no message", e->log);
+			return -ECHILD;
+		}
+		/* It writes its pidfile once every socket listens. */
+		if (gp_pvd_pid(ctx, &named) == 0 && named == pid &&
+		    (!e->wait_socket || is_socket(e->wait_socket)))
+			return 0;
+		if (mono_ms() > deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			unlink(pidfile);
+			gp_why_set(why, "gpupass-pvd did not listen%s%s within %d s; it was stopped; "
+				   "see %s", e->wait_socket ? " on " : "",
+				   e->wait_socket ? e->wait_socket : "",
+				   e->timeout_ms > 0 ? e->timeout_ms / 1000 : 60, e->log);
+			return -ETIMEDOUT;
+		}
+		sleep_ms(50);
+	}
+}
+
+int gp_pvd_ensure(const struct gp_ctx *ctx, struct gp_pvd_ensure *e, struct gp_why *why)
+{
+	int64_t deadline = mono_ms() + (e->timeout_ms > 0 ? e->timeout_ms : 60000);
+	char bin[PATH_MAX], *pidfile = NULL, *lockpath = NULL;
+	int lockfd = -1, r;
+	pid_t pid;
+
+	e->pid = 0;
+	e->started = false;
+	e->log[0] = '\0';
+	if (!e->config || !*e->config)
+		return -EINVAL;
+	if (mkdir(ctx->state_dir, 0755) < 0 && errno != EEXIST) {
+		r = -errno;
+		gp_why_set(why, "cannot create %s: %s", ctx->state_dir, strerror(-r));
+		return r;
+	}
+	pidfile = gp_strdup_printf("%s/" GP_PVD_PIDFILE, ctx->state_dir);
+	lockpath = gp_strdup_printf("%s/pvd.lock", ctx->state_dir);
+	if (!pidfile || !lockpath) {
+		r = -ENOMEM;
+		goto out;
+	}
+	lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (lockfd < 0 || flock(lockfd, LOCK_EX) < 0) {
+		r = -errno;
+		gp_why_set(why, "cannot lock %s: %s", lockpath, strerror(-r));
+		goto out;
+	}
+	if (gp_pvd_pid(ctx, &pid) == 0) {
+		e->pid = pid;
+		if (kill(pid, SIGHUP) < 0 && errno != ESRCH) {
+			r = -errno;
+			gp_why_set(why, "cannot signal gpupass-pvd (pid %d) to reload: %s", (int)pid,
+				   strerror(-r));
+			goto out;
+		}
+		/* The reload makes the new guest's socket. */
+		while (e->wait_socket && !is_socket(e->wait_socket) && mono_ms() < deadline)
+			sleep_ms(50);
+		r = 0;
+		if (e->wait_socket && !is_socket(e->wait_socket)) {
+			gp_why_set(why, "gpupass-pvd (pid %d) did not listen on %s after a reload; "
+				   "see its log", (int)pid, e->wait_socket);
+			r = -ETIMEDOUT;
+		}
+		goto out;
+	}
+	r = gp_pvd_find(e->binary, bin, sizeof(bin));
+	if (r < 0) {
+		gp_why_set(why, "gpupass-pvd (%s) was not found; install it, or point GPUPASS_PVD "
+			   "at the binary", e->binary && *e->binary ? e->binary : GP_PVD_BINARY);
+		goto out;
+	}
+	/* Not live (gp_pvd_pid said so): a stale pidfile would be taken for
+	 * the new server's. */
+	unlink(pidfile);
+	r = spawn_pvd(ctx, e, bin, pidfile, deadline, why);
+	if (r == 0)
+		e->started = true;
+out:
+	if (lockfd >= 0)
+		close(lockfd);
+	free(pidfile);
+	free(lockpath);
+	return r;
 }

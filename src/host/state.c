@@ -107,6 +107,57 @@ void gp_vm_config_init(struct gp_vm_config *cfg, const char *name)
 	cfg->passthrough = GP_PT_NONE;
 	strcpy(cfg->accel, "auto");
 	cfg->pv_weight = 1;
+	cfg->pv_shm = GP_VM_PV_SHM_DEFAULT;
+}
+
+bool gp_vm_share_tag_valid(const char *tag)
+{
+	size_t n = tag ? strlen(tag) : 0;
+
+	if (n == 0 || n > GP_SHARE_TAG_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = tag[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+int gp_vm_share_parse(const char *spec, struct gp_vm_share *out)
+{
+	struct gp_vm_share sh;
+	const char *c1, *c2;
+	size_t dlen, tlen;
+
+	memset(&sh, 0, sizeof(sh));
+	if (!spec)
+		return -EINVAL;
+	c2 = strrchr(spec, ':');
+	if (!c2)
+		return -EINVAL;
+	/* HOSTDIR:TAG:ro / HOSTDIR:TAG:rw, else HOSTDIR:TAG. */
+	if (strcmp(c2 + 1, "ro") == 0 || strcmp(c2 + 1, "rw") == 0) {
+		sh.readonly = c2[1] == 'r' && c2[2] == 'o';
+		for (c1 = c2; c1 > spec && c1[-1] != ':'; c1--)
+			;
+		if (c1 == spec)
+			return -EINVAL;
+		c1--; /* the colon before TAG */
+	} else {
+		c1 = c2;
+		c2 = spec + strlen(spec);
+	}
+	dlen = (size_t)(c1 - spec);
+	tlen = (size_t)(c2 - c1 - 1);
+	if (dlen == 0 || dlen >= sizeof(sh.dir) || tlen == 0 || tlen >= sizeof(sh.tag))
+		return -EINVAL;
+	memcpy(sh.dir, spec, dlen);
+	memcpy(sh.tag, c1 + 1, tlen);
+	*out = sh;
+	return 0;
 }
 
 bool gp_vm_name_valid(const char *name)
@@ -273,6 +324,22 @@ static int migrate(struct gp_state *st)
 			     "CHECK (pv_memory_max >= 0);"
 			     "ALTER TABLE vm ADD COLUMN pv_weight INTEGER NOT NULL DEFAULT 1 "
 			     "CHECK (pv_weight > 0);");
+		if (r < 0)
+			goto err_rollback;
+	}
+	if (version < 3) {
+		/* Version 3: the PV shared-memory region, and the host folders
+		 * a VM exports (in the order given: pos). The foreign key
+		 * drops them with their VM. */
+		r = exec(st, "ALTER TABLE vm ADD COLUMN pv_shm INTEGER NOT NULL DEFAULT 0 "
+			     "CHECK (pv_shm >= 0);"
+			     "CREATE TABLE share ("
+			     "  vm TEXT NOT NULL REFERENCES vm(name) ON DELETE CASCADE,"
+			     "  pos INTEGER NOT NULL,"
+			     "  dir TEXT NOT NULL,"
+			     "  tag TEXT NOT NULL,"
+			     "  readonly INTEGER NOT NULL DEFAULT 0 CHECK (readonly IN (0, 1)),"
+			     "  PRIMARY KEY (vm, tag));");
 		if (r < 0)
 			goto err_rollback;
 	}
@@ -615,23 +682,70 @@ static int vm_write(struct gp_state *st, const struct gp_vm_config *c, bool add)
 {
 	static const char ins[] =
 		"INSERT INTO vm(name, memory, cpus, disk, kernel, initrd, append, "
-		"passthrough, gpu_name, gpu_count, accel, extra, pv_memory_max, pv_weight) "
-		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+		"passthrough, gpu_name, gpu_count, accel, extra, pv_memory_max, pv_weight, pv_shm) "
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
 	static const char upd[] =
 		"UPDATE vm SET memory = ?2, cpus = ?3, disk = ?4, kernel = ?5, "
 		"initrd = ?6, append = ?7, passthrough = ?8, gpu_name = ?9, "
 		"gpu_count = ?10, accel = ?11, extra = ?12, pv_memory_max = ?13, "
-		"pv_weight = ?14 WHERE name = ?1";
+		"pv_weight = ?14, pv_shm = ?15 WHERE name = ?1";
 	int n = 0, r;
 
 	if (!gp_vm_name_valid(c->name) || c->memory == 0 || c->memory > INT64_MAX ||
-	    c->cpus <= 0 || c->gpu_count < 0 || c->pv_memory_max > INT64_MAX || c->pv_weight <= 0)
+	    c->cpus <= 0 || c->gpu_count < 0 || c->pv_memory_max > INT64_MAX || c->pv_weight <= 0 ||
+	    c->pv_shm > INT64_MAX || c->nshares > GP_VM_MAX_SHARES)
 		return -EINVAL;
-	r = run(st, add ? ins : upd, &n, "siissssssissii", c->name, (int64_t)c->memory,
+	for (size_t i = 0; i < c->nshares; i++)
+		if (c->shares[i].dir[0] != '/' || !gp_vm_share_tag_valid(c->shares[i].tag))
+			return -EINVAL;
+	TX_BEGIN(st);
+	r = run(st, add ? ins : upd, &n, "siissssssissiii", c->name, (int64_t)c->memory,
 		(int64_t)c->cpus, c->disk, c->kernel, c->initrd, c->append,
 		gp_passthrough_name(c->passthrough), c->gpu_name, (int64_t)c->gpu_count,
-		c->accel, c->extra, (int64_t)c->pv_memory_max, (int64_t)c->pv_weight);
-	return r < 0 ? r : n ? 0 : -ENOENT;
+		c->accel, c->extra, (int64_t)c->pv_memory_max, (int64_t)c->pv_weight,
+		(int64_t)c->pv_shm);
+	if (r == 0 && n == 0)
+		r = -ENOENT;
+	if (r == 0)
+		r = run(st, "DELETE FROM share WHERE vm = ?1", NULL, "s", c->name);
+	/* A duplicate tag breaks the primary key: -EEXIST, nothing kept. */
+	for (size_t i = 0; r == 0 && i < c->nshares; i++)
+		r = run(st, "INSERT INTO share(vm, pos, dir, tag, readonly) VALUES (?1, ?2, ?3, ?4, ?5)",
+			NULL, "sissi", c->name, (int64_t)i, c->shares[i].dir, c->shares[i].tag,
+			(int64_t)c->shares[i].readonly);
+	return tx_end(st, r);
+}
+
+static int shares_get(struct gp_state *st, struct gp_vm_config *c)
+{
+	sqlite3_stmt *s;
+	int rc, r = prepare(st, "SELECT dir, tag, readonly FROM share WHERE vm = ?1 ORDER BY pos",
+			    &s);
+
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(s, 1, c->name, -1, SQLITE_TRANSIENT);
+	c->nshares = 0;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct gp_vm_share *sh;
+		const unsigned char *dir = sqlite3_column_text(s, 0);
+		const unsigned char *tag = sqlite3_column_text(s, 1);
+
+		/* Outside data: a row that does not fit is refused, not cut. */
+		if (c->nshares >= GP_VM_MAX_SHARES || !dir || !tag ||
+		    strlen((const char *)dir) >= sizeof(sh->dir) ||
+		    !gp_vm_share_tag_valid((const char *)tag)) {
+			gp_warn(st->log, "state: a share of VM %s is damaged; it is ignored", c->name);
+			continue;
+		}
+		sh = &c->shares[c->nshares++];
+		snprintf(sh->dir, sizeof(sh->dir), "%s", (const char *)dir);
+		snprintf(sh->tag, sizeof(sh->tag), "%s", (const char *)tag);
+		sh->readonly = sqlite3_column_int(s, 2) != 0;
+	}
+	r = rc == SQLITE_DONE ? 0 : sql_errno(st, rc, "shares_get");
+	sqlite3_finalize(s);
+	return r;
 }
 
 int gp_state_vm_add(struct gp_state *st, const struct gp_vm_config *cfg)
@@ -650,7 +764,8 @@ int gp_state_vm_get(struct gp_state *st, const char *name, struct gp_vm_config *
 	sqlite3_stmt *s;
 	int rc, r = prepare(st,
 		"SELECT name, memory, cpus, disk, kernel, initrd, append, passthrough, "
-		"gpu_name, gpu_count, accel, extra, pv_memory_max, pv_weight FROM vm WHERE name = ?1",
+		"gpu_name, gpu_count, accel, extra, pv_memory_max, pv_weight, pv_shm "
+		"FROM vm WHERE name = ?1",
 		&s);
 
 	if (r < 0)
@@ -677,7 +792,11 @@ int gp_state_vm_get(struct gp_state *st, const char *name, struct gp_vm_config *
 	copy_col(s, 11, c.extra, sizeof(c.extra));
 	c.pv_memory_max = (uint64_t)sqlite3_column_int64(s, 12);
 	c.pv_weight = sqlite3_column_int(s, 13);
+	c.pv_shm = (uint64_t)sqlite3_column_int64(s, 14);
 	sqlite3_finalize(s);
+	r = shares_get(st, &c);
+	if (r < 0)
+		return r;
 	*out = c;
 	return 0;
 }

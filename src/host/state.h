@@ -30,7 +30,8 @@ struct gp_why {
 void gp_why_set(struct gp_why *why, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-#define GP_STATE_SCHEMA_VERSION 2 /* 2: vm.pv_memory_max, vm.pv_weight */
+/* 2: vm.pv_memory_max, vm.pv_weight; 3: vm.pv_shm and the share table */
+#define GP_STATE_SCHEMA_VERSION 3
 #define GP_STATE_DB_NAME "gpupass.db"
 
 /* Sizes of the fixed fields below. A PCI address "0000:00:02.0" is 12. */
@@ -82,6 +83,25 @@ int gp_passthrough_parse(const char *s, enum gp_passthrough *out);
 #define GP_VM_PATH_LEN 4096
 #define GP_VM_APPEND_LEN 4096
 
+/* A host folder exported to the guest over virtio-9p (--share
+ * HOSTDIR:TAG[:ro]). The guest mounts it with
+ * `mount -t 9p -o trans=virtio TAG DIR`. */
+#define GP_VM_MAX_SHARES 8
+/* QEMU refuses a 9p mount_tag longer than 31 bytes (hw/9pfs/9p.h
+ * MAX_TAG_LEN 32 with its NUL; measured with QEMU 7.2). */
+#define GP_SHARE_TAG_MAX 31
+struct gp_vm_share {
+	char dir[GP_VM_PATH_LEN]; /* absolute */
+	char tag[GP_SHARE_TAG_MAX + 1];
+	bool readonly;
+};
+
+/* Parses HOSTDIR:TAG[:ro|:rw] (split at the last colons, so HOSTDIR may
+ * hold ':'). Only the syntax: see gp_vm_share_check for the rest. -EINVAL. */
+int gp_vm_share_parse(const char *spec, struct gp_vm_share *out);
+/* A tag: 1..31 of [A-Za-z0-9_.-]. */
+bool gp_vm_share_tag_valid(const char *tag);
+
 struct gp_vm_config {
 	char name[GP_NAME_LEN];
 	uint64_t memory; /* bytes */
@@ -99,9 +119,18 @@ struct gp_vm_config {
 	 * 0 = no limit) and weight (1..1000) for this guest. */
 	uint64_t pv_memory_max;
 	int pv_weight;
+	/* PV: size of the ivshmem-plain region (bytes, a power of two, 0 =
+	 * none) backed by <state_dir>/pv/NAME.shm. */
+	uint64_t pv_shm;
+	size_t nshares;
+	struct gp_vm_share shares[GP_VM_MAX_SHARES];
 };
 
-/* Defaults: 1 GiB, 2 CPUs, no GPU, accel auto, PV weight 1, no PV limit. */
+/* Default --gpu-shm for a new PV VM. */
+#define GP_VM_PV_SHM_DEFAULT (64ull << 20)
+
+/* Defaults: 1 GiB, 2 CPUs, no GPU, accel auto, PV weight 1, no PV limit,
+ * a 64 MiB PV shared-memory region, no shares. */
 void gp_vm_config_init(struct gp_vm_config *cfg, const char *name);
 
 /* A VM name: 1..63 of [A-Za-z0-9_.-], not starting with '.' or '-'. */

@@ -70,21 +70,21 @@ static void test_put_remove(void **state)
 	/* No file: created with the section alone. */
 	assert_int_equal(gp_pvconf_has_guest(path, "p1"), 0);
 	assert_int_equal(gp_pvconf_remove_guest(path, "p1"), 0);
-	assert_int_equal(gp_pvconf_put_guest(path, "p1", "/s/p1.sock", 0, 1), 0);
+	assert_int_equal(gp_pvconf_put_guest(path, "p1", "/s/p1.sock", 0, 1, NULL), 0);
 	assert_string_equal(get_file(), "[guest p1]\nsocket = /s/p1.sock\nweight = 1\n");
 	assert_int_equal(gp_pvconf_remove_guest(path, "p1"), 0);
 	assert_string_equal(get_file(), "");
 
 	/* Others intact; a look-alike name (p10) is not ours. */
 	put_file(other, strlen(other));
-	assert_int_equal(gp_pvconf_put_guest(path, "p1", "/s/p1.sock", 2ull << 30, 7), 0);
+	assert_int_equal(gp_pvconf_put_guest(path, "p1", "/s/p1.sock", 2ull << 30, 7, NULL), 0);
 	assert_string_equal(get_file(), "; comment\n[server]\nlisten = unix:/x\n\n"
 			    "[guest p10]\nsocket = /p10\n\n"
 			    "[guest p1]\nsocket = /s/p1.sock\nmemory_max = 2147483648\nweight = 7\n");
 	assert_int_equal(gp_pvconf_has_guest(path, "p1"), 1);
 	assert_int_equal(gp_pvconf_has_guest(path, "p"), 0);
 	/* Replaced, not duplicated. */
-	assert_int_equal(gp_pvconf_put_guest(path, "p1", "/s/p1.sock", 0, 9), 0);
+	assert_int_equal(gp_pvconf_put_guest(path, "p1", "/s/p1.sock", 0, 9, NULL), 0);
 	assert_string_equal(get_file(), "; comment\n[server]\nlisten = unix:/x\n\n"
 			    "[guest p10]\nsocket = /p10\n\n"
 			    "[guest p1]\nsocket = /s/p1.sock\nweight = 9\n");
@@ -109,23 +109,23 @@ static void test_spacing_and_garbage(void **state)
 	 * text) makes the file off limits, without it put works. */
 	put_file(junk, sizeof(junk) - 1);
 	assert_int_equal(gp_pvconf_has_guest(path, "p1"), -EINVAL);
-	assert_int_equal(gp_pvconf_put_guest(path, "p1", "/s", 0, 1), -EINVAL);
+	assert_int_equal(gp_pvconf_put_guest(path, "p1", "/s", 0, 1, NULL), -EINVAL);
 	assert_memory_equal(get_file(), junk, 26);
 	put_file(junk, 26);
 	assert_int_equal(gp_pvconf_has_guest(path, "p1"), 0);
-	assert_int_equal(gp_pvconf_put_guest(path, "p1", "/s", 0, 1), 0);
+	assert_int_equal(gp_pvconf_put_guest(path, "p1", "/s", 0, 1, NULL), 0);
 	assert_int_equal(gp_pvconf_has_guest(path, "p1"), 1);
 	assert_int_equal(gp_pvconf_remove_guest(path, "p1"), 0);
 	assert_int_equal(gp_pvconf_has_guest(path, "p1"), 0);
 	/* Bad values are refused and change nothing. */
 	put_file(odd, strlen(odd));
-	assert_int_equal(gp_pvconf_put_guest(path, "p1", "/s\nweight = 1000", 0, 1), -EINVAL);
-	assert_int_equal(gp_pvconf_put_guest(path, "p]1", "/s", 0, 1), -EINVAL);
-	assert_int_equal(gp_pvconf_put_guest(path, "p1", "/s", 0, 0), -EINVAL);
-	assert_int_equal(gp_pvconf_put_guest(path, "p1", "/s", 0, 1001), -EINVAL);
+	assert_int_equal(gp_pvconf_put_guest(path, "p1", "/s\nweight = 1000", 0, 1, NULL), -EINVAL);
+	assert_int_equal(gp_pvconf_put_guest(path, "p]1", "/s", 0, 1, NULL), -EINVAL);
+	assert_int_equal(gp_pvconf_put_guest(path, "p1", "/s", 0, 0, NULL), -EINVAL);
+	assert_int_equal(gp_pvconf_put_guest(path, "p1", "/s", 0, 1001, NULL), -EINVAL);
 	assert_string_equal(get_file(), odd);
 	/* A directory where the file should be: an error, not a crash. */
-	assert_true(gp_pvconf_put_guest("/", "p1", "/s", 0, 1) < 0);
+	assert_true(gp_pvconf_put_guest("/", "p1", "/s", 0, 1, NULL) < 0);
 }
 
 int main(void)

@@ -131,12 +131,14 @@ static void test_migrate_v1(void **state)
 	add_vm(fx->st, "old");
 	gp_state_close(fx->st);
 	fx->st = NULL;
+	assert_int_equal(sql_exec(fx->db, "DROP TABLE share"), SQLITE_OK);
+	assert_int_equal(sql_exec(fx->db, "ALTER TABLE vm DROP COLUMN pv_shm"), SQLITE_OK);
 	assert_int_equal(sql_exec(fx->db, "ALTER TABLE vm DROP COLUMN pv_weight"), SQLITE_OK);
 	assert_int_equal(sql_exec(fx->db, "ALTER TABLE vm DROP COLUMN pv_memory_max"), SQLITE_OK);
 	assert_int_equal(sql_exec(fx->db, "PRAGMA user_version = 1"), SQLITE_OK);
 	assert_int_equal(gp_state_open_path(fx->db, NULL, &fx->st), 0);
 	sql_scalar(fx->db, "PRAGMA user_version", v, sizeof(v));
-	assert_int_equal(atoi(v), 2);
+	assert_int_equal(atoi(v), 3);
 	assert_int_equal(gp_state_vm_get(fx->st, "old", &c), 0);
 	assert_string_equal(c.kernel, "/boot/vmlinuz");
 	assert_int_equal(c.pv_weight, 1);
@@ -153,6 +155,121 @@ static void test_migrate_v1(void **state)
 	/* A weight of 0 never reaches the database. */
 	c.pv_weight = 0;
 	assert_int_equal(gp_state_vm_update(fx->st, &c), -EINVAL);
+}
+
+/* A version 2 database (before shares and the PV region) is migrated: its
+ * VMs keep their settings, get no region (they were made without one) and
+ * no shares; shares then round-trip in order, are replaced as a whole,
+ * refuse a tag twice (nothing kept), and go with their VM. */
+static void test_migrate_v2(void **state)
+{
+	struct fx *fx = *state;
+	struct gp_vm_config c, c2;
+	char v[64];
+
+	add_vm(fx->st, "old");
+	assert_int_equal(gp_state_vm_get(fx->st, "old", &c), 0);
+	c.passthrough = GP_PT_PV;
+	c.pv_weight = 5;
+	assert_int_equal(gp_state_vm_update(fx->st, &c), 0);
+	gp_state_close(fx->st);
+	fx->st = NULL;
+	assert_int_equal(sql_exec(fx->db, "DROP TABLE share"), SQLITE_OK);
+	assert_int_equal(sql_exec(fx->db, "ALTER TABLE vm DROP COLUMN pv_shm"), SQLITE_OK);
+	assert_int_equal(sql_exec(fx->db, "PRAGMA user_version = 2"), SQLITE_OK);
+	assert_int_equal(gp_state_open_path(fx->db, NULL, &fx->st), 0);
+	sql_scalar(fx->db, "PRAGMA user_version", v, sizeof(v));
+	assert_int_equal(atoi(v), 3);
+	assert_int_equal(gp_state_vm_get(fx->st, "old", &c), 0);
+	assert_string_equal(c.kernel, "/boot/vmlinuz");
+	assert_int_equal(c.passthrough, GP_PT_PV);
+	assert_int_equal(c.pv_weight, 5);
+	assert_int_equal(c.pv_shm, 0);
+	assert_int_equal(c.nshares, 0);
+
+	c.pv_shm = 128ull << 20;
+	c.nshares = 2;
+	strcpy(c.shares[0].dir, "/srv/b");
+	strcpy(c.shares[0].tag, "zeta");
+	c.shares[0].readonly = true;
+	strcpy(c.shares[1].dir, "/srv/a");
+	strcpy(c.shares[1].tag, "alpha");
+	assert_int_equal(gp_state_vm_update(fx->st, &c), 0);
+	assert_int_equal(gp_state_vm_get(fx->st, "old", &c2), 0);
+	assert_int_equal(c2.pv_shm, 128ull << 20);
+	assert_int_equal(c2.nshares, 2);
+	assert_string_equal(c2.shares[0].tag, "zeta"); /* the order given */
+	assert_string_equal(c2.shares[0].dir, "/srv/b");
+	assert_true(c2.shares[0].readonly);
+	assert_string_equal(c2.shares[1].tag, "alpha");
+	assert_false(c2.shares[1].readonly);
+
+	/* A tag twice: refused, the stored VM unchanged. */
+	strcpy(c.shares[1].tag, "zeta");
+	c.pv_weight = 9;
+	assert_int_equal(gp_state_vm_update(fx->st, &c), -EEXIST);
+	assert_int_equal(gp_state_vm_get(fx->st, "old", &c2), 0);
+	assert_int_equal(c2.pv_weight, 5);
+	assert_int_equal(c2.nshares, 2);
+	assert_string_equal(c2.shares[1].tag, "alpha");
+	/* Bad values never reach the database. */
+	strcpy(c.shares[1].tag, "a b");
+	assert_int_equal(gp_state_vm_update(fx->st, &c), -EINVAL);
+	strcpy(c.shares[1].tag, "ok");
+	strcpy(c.shares[1].dir, "relative");
+	assert_int_equal(gp_state_vm_update(fx->st, &c), -EINVAL);
+	c.nshares = GP_VM_MAX_SHARES + 1;
+	assert_int_equal(gp_state_vm_update(fx->st, &c), -EINVAL);
+
+	/* Replaced as a whole; then gone with the VM. */
+	c.nshares = 1;
+	strcpy(c.shares[0].tag, "only");
+	assert_int_equal(gp_state_vm_update(fx->st, &c), 0);
+	assert_int_equal(gp_state_vm_get(fx->st, "old", &c2), 0);
+	assert_int_equal(c2.nshares, 1);
+	assert_string_equal(c2.shares[0].tag, "only");
+	assert_int_equal(gp_state_vm_delete(fx->st, "old"), 0);
+	sql_scalar(fx->db, "SELECT count(*) FROM share", v, sizeof(v));
+	assert_string_equal(v, "0");
+	/* A damaged row (a tag QEMU would not take) is ignored on read. */
+	add_vm(fx->st, "dmg");
+	assert_int_equal(sql_exec(fx->db, "INSERT INTO share(vm, pos, dir, tag) VALUES "
+				  "('dmg', 0, '/x', 'bad,tag=1')"), SQLITE_OK);
+	assert_int_equal(gp_state_vm_get(fx->st, "dmg", &c2), 0);
+	assert_int_equal(c2.nshares, 0);
+}
+
+static void test_share_parse(void **state)
+{
+	static const char *const bad[] = {
+		"", "/x", "/x:", ":tag", "/x::ro", "tag:ro", "/x:ro", ":", "::", "/x:tag:",
+	};
+	struct gp_vm_share sh;
+
+	(void)state;
+	assert_int_equal(gp_vm_share_parse("/:hostroot:ro", &sh), 0);
+	assert_string_equal(sh.dir, "/");
+	assert_string_equal(sh.tag, "hostroot");
+	assert_true(sh.readonly);
+	assert_int_equal(gp_vm_share_parse("/srv/a:b:data", &sh), 0); /* ':' in the dir */
+	assert_string_equal(sh.dir, "/srv/a:b");
+	assert_string_equal(sh.tag, "data");
+	assert_false(sh.readonly);
+	assert_int_equal(gp_vm_share_parse("/srv:data:rw", &sh), 0);
+	assert_string_equal(sh.tag, "data");
+	assert_false(sh.readonly);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(gp_vm_share_parse(bad[i], &sh), -EINVAL);
+	assert_int_equal(gp_vm_share_parse(NULL, &sh), -EINVAL);
+	/* tags: QEMU's 31 bytes, a plain charset */
+	assert_true(gp_vm_share_tag_valid("a"));
+	assert_true(gp_vm_share_tag_valid("0123456789012345678901234567890"));
+	assert_false(gp_vm_share_tag_valid("01234567890123456789012345678901"));
+	assert_false(gp_vm_share_tag_valid(""));
+	assert_false(gp_vm_share_tag_valid("a,b"));
+	assert_false(gp_vm_share_tag_valid("a b"));
+	assert_false(gp_vm_share_tag_valid("a/b"));
+	assert_int_equal(gp_vm_share_parse("/x:01234567890123456789012345678901", &sh), -EINVAL);
 }
 
 static void test_newer_schema_refused(void **state)
@@ -428,6 +545,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_schema, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_migrate_v1, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_migrate_v2, setup, teardown),
+		cmocka_unit_test(test_share_parse),
 		cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_garbage_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_vm_crud, setup, teardown),

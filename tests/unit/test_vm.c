@@ -25,6 +25,7 @@
 
 #include "fakesys.h"
 #include "host/deploy.h"
+#include "host/pvconf.h"
 #include "host/vm/qemu.h"
 #include "host/vm/qmp.h"
 #include "kmodel.h"
@@ -131,7 +132,7 @@ static void test_argv(void **state)
 		hostdev("0000:01:00.1", 16 * 1024, false, 0, false),
 	};
 	struct gp_vm_card card = { fns, 2 };
-	struct gp_vm_launch l = { &cfg, "/usr/bin/qemu-system-x86_64", "tcg", &card, 1, &p, NULL, NULL };
+	struct gp_vm_launch l = { &cfg, "/usr/bin/qemu-system-x86_64", "tcg", &card, 1, &p, NULL, NULL, NULL, 0 };
 	struct gp_strv a = { 0 };
 
 	(void)state;
@@ -214,6 +215,53 @@ static void test_argv(void **state)
 				 "virtserialport,bus=gpvser.0,chardev=gppv,name=org.gpupass.pv.0"));
 	l.pv_socket = NULL;
 	gp_strv_clear(&a);
+
+	/* PV region: a shared file backend and ivshmem-plain, ',' doubled. */
+	l.pv_shm_path = "/run/gp,x/pv/gpu-vm.shm";
+	l.pv_shm_size = 64 * MiB;
+	assert_int_equal(gp_vm_build_argv(&l, &a), 0);
+	assert_non_null(argv_opt(&a, "-object", "memory-backend-file,id=gpupass-shm,share=on,"
+				 "mem-path=/run/gp,,x/pv/gpu-vm.shm,size=67108864"));
+	assert_non_null(argv_opt(&a, "-device", "ivshmem-plain,memdev=gpupass-shm"));
+	gp_strv_clear(&a);
+	/* not a power of two (a BAR): refused */
+	l.pv_shm_size = 3 * MiB;
+	assert_int_equal(gp_vm_build_argv(&l, &a), -EINVAL);
+	gp_strv_clear(&a);
+	l.pv_shm_path = NULL;
+	assert_int_equal(gp_vm_build_argv(&l, &a), 0);
+	assert_null(argv_opt(&a, "-object", "memory-backend-file"));
+	assert_null(argv_opt(&a, "-device", "ivshmem-plain"));
+	gp_strv_clear(&a);
+
+	/* Shares: one fsdev + virtio-9p-pci each, in order. */
+	cfg.nshares = 2;
+	strcpy(cfg.shares[0].dir, "/");
+	strcpy(cfg.shares[0].tag, "hostroot");
+	cfg.shares[0].readonly = true;
+	strcpy(cfg.shares[1].dir, "/srv/data dir");
+	strcpy(cfg.shares[1].tag, "data");
+	assert_int_equal(gp_vm_build_argv(&l, &a), 0);
+	assert_non_null(argv_opt(&a, "-fsdev", "local,id=gpshare0,path=/,security_model=none,"
+				 "readonly=on,multidevs=remap"));
+	assert_non_null(argv_opt(&a, "-device", "virtio-9p-pci,fsdev=gpshare0,mount_tag=hostroot"));
+	assert_non_null(argv_opt(&a, "-fsdev", "local,id=gpshare1,path=/srv/data dir,"
+				 "security_model=none,readonly=off,multidevs=remap"));
+	assert_non_null(argv_opt(&a, "-device", "virtio-9p-pci,fsdev=gpshare1,mount_tag=data"));
+	gp_strv_clear(&a);
+	/* A comma (another QEMU property), a relative path, a bad tag: refused
+	 * even when the checks before were skipped. */
+	strcpy(cfg.shares[1].dir, "/srv/x,readonly=off");
+	assert_int_equal(gp_vm_build_argv(&l, &a), -EINVAL);
+	gp_strv_clear(&a);
+	strcpy(cfg.shares[1].dir, "srv");
+	assert_int_equal(gp_vm_build_argv(&l, &a), -EINVAL);
+	gp_strv_clear(&a);
+	strcpy(cfg.shares[1].dir, "/srv");
+	strcpy(cfg.shares[1].tag, "a,b");
+	assert_int_equal(gp_vm_build_argv(&l, &a), -EINVAL);
+	gp_strv_clear(&a);
+	cfg.nshares = 0;
 
 	/* Bad launches. */
 	l.accel = "hvf";
@@ -458,7 +506,9 @@ static void test_real_qemu(void **state)
 	enum gp_vm_run_state rs;
 	char dir[64] = "/tmp/gp-qemu-XXXXXX";
 	size_t n = 0;
-	bool forced = false, found_host = false, found_vser = false;
+	bool forced = false, found_host = false, found_vser = false, found_9p = false;
+	bool found_ivshmem = false;
+	char shm[128];
 	pid_t pid, pid2;
 
 	(void)state;
@@ -470,11 +520,20 @@ static void test_real_qemu(void **state)
 	cfg.memory = 64 * MiB;
 	cfg.cpus = 1;
 	strcpy(cfg.extra, "-S"); /* paused: no guest code runs, nothing to boot */
+	/* A read-only share and a PV region: QEMU takes the argv as built. */
+	cfg.nshares = 1;
+	snprintf(cfg.shares[0].dir, sizeof(cfg.shares[0].dir), "%s", dir);
+	strcpy(cfg.shares[0].tag, "hostdir");
+	cfg.shares[0].readonly = true;
+	snprintf(shm, sizeof(shm), "%s/tq.shm", dir);
+	assert_int_equal(gp_pv_shm_create(shm, 1 * MiB), 0);
 	assert_int_equal(gp_vm_paths_get(ctx, "tq", &p), 0);
 	l.cfg = &cfg;
 	l.qemu = qemu;
 	l.accel = "tcg";
 	l.paths = &p;
+	l.pv_shm_path = shm;
+	l.pv_shm_size = 1 * MiB;
 	assert_int_equal(gp_vm_build_argv(&l, &a), 0);
 	assert_int_equal(gp_vm_spawn(ctx, &p, &a, 30000, &pid, &why), 0);
 	assert_int_equal(gp_vm_pid(&p, &pid2), 0);
@@ -488,9 +547,14 @@ static void test_real_qemu(void **state)
 	for (size_t i = 0; i < n; i++) {
 		found_host |= devs[i].vendor_id == 0x8086 && devs[i].device_id == 0x29c0;
 		found_vser |= strcmp(devs[i].qdev_id, "gpvser") == 0 && devs[i].vendor_id == 0x1af4;
+		/* virtio 9p transitional 1af4:1009; ivshmem 1af4:1110 */
+		found_9p |= devs[i].vendor_id == 0x1af4 && devs[i].device_id == 0x1009;
+		found_ivshmem |= devs[i].vendor_id == 0x1af4 && devs[i].device_id == 0x1110;
 	}
 	assert_true(found_host);
 	assert_true(found_vser);
+	assert_true(found_9p);
+	assert_true(found_ivshmem);
 	free(devs);
 	json_object_put(ret);
 	/* An unknown command is an error reply, not a broken connection. */

@@ -301,6 +301,36 @@ int gp_vm_build_argv(const struct gp_vm_launch *l, struct gp_strv *a)
 		r |= gp_strv_push(a, "-device");
 		r |= gp_strv_push(a, "virtserialport,bus=gpvser.0,chardev=gppv,name=" GP_PV_PORT_NAME);
 	}
+	if (l->pv_shm_path) {
+		char post[64];
+
+		if (l->pv_shm_size == 0 || (l->pv_shm_size & (l->pv_shm_size - 1)))
+			return -EINVAL;
+		snprintf(post, sizeof(post), ",size=%llu", (unsigned long long)l->pv_shm_size);
+		r |= push_kv(a, "-object", "memory-backend-file,id=" GP_PV_SHM_ID ",share=on,mem-path=",
+			     l->pv_shm_path, post);
+		r |= gp_strv_push(a, "-device");
+		r |= gp_strv_push(a, "ivshmem-plain,memdev=" GP_PV_SHM_ID);
+	}
+	if (c->nshares > GP_VM_MAX_SHARES)
+		return -EINVAL;
+	for (size_t i = 0; i < c->nshares; i++) {
+		const struct gp_vm_share *sh = &c->shares[i];
+		char pre[64], post[64];
+
+		/* Checked before (gp_deploy_check_share); again here, as a comma
+		 * in the path would start another QEMU property. */
+		if (!gp_vm_share_tag_valid(sh->tag) || sh->dir[0] != '/' || strchr(sh->dir, ','))
+			return -EINVAL;
+		snprintf(pre, sizeof(pre), "local,id=gpshare%zu,path=", i);
+		/* multidevs=remap: a folder spanning file systems (/) keeps
+		 * inode numbers unique in the guest. */
+		snprintf(post, sizeof(post), ",security_model=none,readonly=%s,multidevs=remap",
+			 sh->readonly ? "on" : "off");
+		r |= push_kv(a, "-fsdev", pre, sh->dir, post);
+		r |= gp_strv_push(a, "-device");
+		r |= gp_strv_push_printf(a, "virtio-9p-pci,fsdev=gpshare%zu,mount_tag=%s", i, sh->tag);
+	}
 	r |= push_kv(a, "-chardev", "file,id=gpcon,path=", p->log, ",append=on");
 	r |= gp_strv_push(a, "-serial");
 	r |= gp_strv_push(a, "chardev:gpcon");

@@ -86,9 +86,20 @@ struct gp_vm_launch {
 	 * running across a restart of) gpupass-pvd gets the channel when the
 	 * server listens. */
 	const char *pv_socket;
+	/* PV: the host file of this guest's ivshmem-plain region and its
+	 * size (a power of two), or NULL. It becomes the memory backend
+	 * "gpupass-shm" (share=on: gpupass-pvd maps the same file). */
+	const char *pv_shm_path;
+	uint64_t pv_shm_size;
 };
 
-/* Builds the whole command line (argv[0] = qemu). 0, -EINVAL, -ENOMEM. */
+/* The QEMU id of the PV shared-memory backend (src/icd finds the device
+ * by its PCI ids; the server by the path in [guest NAME] ivshmem). */
+#define GP_PV_SHM_ID "gpupass-shm"
+
+/* Builds the whole command line (argv[0] = qemu), with cfg->shares as
+ * virtio-9p exports (security_model=none: QEMU's own rights, no uid
+ * mapping). 0, -EINVAL (also a share path with ',' or a bad tag), -ENOMEM. */
 int gp_vm_build_argv(const struct gp_vm_launch *l, struct gp_strv *argv);
 
 /* The qdev id gpupass gives card @c function @f ("gpu0f1"). */
