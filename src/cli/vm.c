@@ -24,8 +24,11 @@ static void vm_usage(FILE *f)
 		"  create NAME [--memory 4G] [--cpus 2] [--disk FILE | --kernel K [--initrd I]\n"
 		"         [--append ARGS]] [--gpu-passthrough dda|pv|none] [--gpu-name NAME]\n"
 		"         [--gpu-count N] [--gpu-memory-max SIZE] [--gpu-weight 1..1000]\n"
-		"         [--accel auto|kvm|tcg] [--qemu-arg ARG]... [--force]\n"
-		"  set NAME [same options]     change it (GPU settings only while stopped)\n"
+		"         [--gpu-shm SIZE] [--share HOSTDIR:TAG[:ro]]... [--accel auto|kvm|tcg]\n"
+		"         [--qemu-arg ARG]... [--force]\n"
+		"  set NAME [same options]     change it (GPU settings, --gpu-shm and shares\n"
+		"                              only while stopped; --share replaces the list,\n"
+		"                              --share none removes every share)\n"
 		"  list [--json]               every VM, its state and GPUs\n"
 		"  show NAME [--json]          one VM in full\n"
 		"  delete NAME [--force]       delete it (--force: turn it off first); GPUs that\n"
@@ -50,13 +53,20 @@ static void vm_usage(FILE *f)
 		"A pv VM needs a PV-ready GPU (gpupass survey); its [guest NAME] section\n"
 		"(socket <state-dir>/pv/NAME.sock, memory_max, weight) is kept in\n"
 		"gpupass-pvd's config: --pvd-config FILE, $GPUPASS_PVD_CONFIG, or\n"
-		"<state-dir>/pvd.conf. A gpupass-pvd started with --pidfile <state-dir>/pvd.pid\n"
-		"is sent SIGHUP to reload it.\n");
+		"<state-dir>/pvd.conf. vm create and vm start of a pv VM send SIGHUP to the\n"
+		"gpupass-pvd named by <state-dir>/pvd.pid, or start one when none runs:\n"
+		"$GPUPASS_PVD, else gpupass-pvd next to gpupass, else on PATH, as\n"
+		"gpupass-pvd --config CONF --pidfile <state-dir>/pvd.pid, log <state-dir>/pvd.log.\n"
+		"--gpu-shm SIZE: the pv VM's ivshmem region for bulk data (default 64M, a\n"
+		"power of two, 0 = none), file <state-dir>/pv/NAME.shm.\n"
+		"--share HOSTDIR:TAG[:ro]: export a host folder over virtio-9p (any method; at\n"
+		"most 8); in the guest: mount -t 9p -o trans=virtio,version=9p2000.L TAG DIR.\n");
 }
 
 enum {
 	OPT_MEMORY = 1000, OPT_CPUS, OPT_DISK, OPT_KERNEL, OPT_INITRD, OPT_APPEND, OPT_PT,
 	OPT_GPU_NAME, OPT_GPU_COUNT, OPT_GPU_MEMORY_MAX, OPT_GPU_WEIGHT, OPT_PVD_CONFIG, OPT_ACCEL, OPT_QEMU_ARG, OPT_FORCE, OPT_JSON, OPT_ALL,
+	OPT_GPU_SHM, OPT_SHARE,
 	OPT_TIMEOUT, OPT_LINES, OPT_AGENT_TIMEOUT, OPT_HELP,
 };
 
@@ -73,6 +83,8 @@ static const struct option vm_opts[] = {
 	{ "gpu-memory-max", required_argument, NULL, OPT_GPU_MEMORY_MAX },
 	{ "gpu-weight", required_argument, NULL, OPT_GPU_WEIGHT },
 	{ "pvd-config", required_argument, NULL, OPT_PVD_CONFIG },
+	{ "gpu-shm", required_argument, NULL, OPT_GPU_SHM },
+	{ "share", required_argument, NULL, OPT_SHARE },
 	{ "accel", required_argument, NULL, OPT_ACCEL },
 	{ "qemu-arg", required_argument, NULL, OPT_QEMU_ARG },
 	{ "force", no_argument, NULL, OPT_FORCE },
@@ -92,8 +104,9 @@ struct vm_args {
 	bool has_timeout;
 	/* which config fields were given (for vm set) */
 	const char *memory, *cpus, *disk, *kernel, *initrd, *append, *pt, *gpu_name, *gpu_count,
-		*accel, *gpu_memory_max, *gpu_weight, *pvd_config;
+		*accel, *gpu_memory_max, *gpu_weight, *pvd_config, *gpu_shm;
 	struct gp_strv qemu_args;
+	struct gp_strv shares;
 };
 
 static bool set_str(char *dst, size_t len, const char *src)
@@ -141,6 +154,11 @@ static int parse_args(struct cli *cli, int argc, char **argv, struct vm_args *a)
 		case OPT_ACCEL: a->accel = optarg; break;
 		case OPT_QEMU_ARG:
 			if (gp_strv_push(&a->qemu_args, optarg) < 0)
+				return -1;
+			break;
+		case OPT_GPU_SHM: a->gpu_shm = optarg; break;
+		case OPT_SHARE:
+			if (gp_strv_push(&a->shares, optarg) < 0)
 				return -1;
 			break;
 		case OPT_FORCE: a->force = true; break;
@@ -228,6 +246,43 @@ static int apply(struct cli *cli, const struct vm_args *a, struct gp_vm_config *
 		cli_error(cli, "VM %s: an option value is too long", cfg->name);
 		return -1;
 	}
+	if (a->gpu_shm) {
+		uint64_t m;
+
+		if (cfg->passthrough != GP_PT_PV) {
+			cli_error(cli, "VM %s: --gpu-shm is for --gpu-passthrough pv", cfg->name);
+			return -1;
+		}
+		if (gp_parse_size(a->gpu_shm, &m) < 0 || (m && (m & (m - 1) ||
+		    m < GP_VM_PV_SHM_MIN || m > GP_VM_PV_SHM_MAX))) {
+			cli_error(cli, "VM %s: invalid --gpu-shm '%s'; give a power of two between "
+				  "1M and 16G (e.g. 64M), or 0 for none", cfg->name, a->gpu_shm);
+			return -1;
+		}
+		cfg->pv_shm = m;
+	}
+	if (a->shares.n) {
+		bool none = a->shares.n == 1 && strcmp(a->shares.v[0], "none") == 0;
+
+		if (!none && a->shares.n > GP_VM_MAX_SHARES) {
+			cli_error(cli, "VM %s: at most %d --share folders", cfg->name,
+				  GP_VM_MAX_SHARES);
+			return -1;
+		}
+		cfg->nshares = 0;
+		for (size_t i = 0; !none && i < a->shares.n; i++) {
+			struct gp_vm_share *sh = &cfg->shares[cfg->nshares];
+
+			if (gp_vm_share_parse(a->shares.v[i], sh) < 0) {
+				cli_error(cli, "VM %s: --share '%s' is not HOSTDIR:TAG[:ro] (an "
+					  "absolute directory, a tag of 1 to %d letters, digits, "
+					  "'_', '.' or '-')", cfg->name, a->shares.v[i],
+					  GP_SHARE_TAG_MAX);
+				return -1;
+			}
+			cfg->nshares++;
+		}
+	}
 	/* A dda request without a count means one GPU. */
 	if (cfg->passthrough == GP_PT_DDA && cfg->gpu_count == 0 && !a->gpu_count)
 		cfg->gpu_count = 1;
@@ -256,15 +311,51 @@ static int apply(struct cli *cli, const struct vm_args *a, struct gp_vm_config *
 	return 0;
 }
 
-static struct gp_deploy_opts deploy_opts(const struct vm_args *a)
+static void progress(void *data, const char *msg)
+{
+	(void)data;
+	printf("%s\n", msg);
+	fflush(stdout);
+}
+
+static struct gp_deploy_opts deploy_opts(const struct vm_args *a, struct gp_pvd_result *res)
 {
 	struct gp_deploy_opts o = {
 		.force = a->force,
 		.qemu = getenv("GPUPASS_QEMU"),
 		.pvd_conf = a->pvd_config ? a->pvd_config : getenv("GPUPASS_PVD_CONFIG"),
+		.pvd = getenv("GPUPASS_PVD"),
+		.progress = progress,
+		.pvd_result = res,
 	};
 
 	return o;
+}
+
+/* What happened to gpupass-pvd: one line on stdout, or a warning with the
+ * way out on stderr (the VM itself is fine: its port reconnects). */
+static void report_pvd(struct gp_ctx *ctx, const char *vm, const struct gp_deploy_opts *o,
+		       const struct gp_pvd_result *res)
+{
+	char conf[GP_VM_PATH_LEN];
+
+	if (!res->tried)
+		return;
+	if (res->err == 0) {
+		if (res->started)
+			printf("gpupass-pvd started (pid %d), serving VM %s; log %s\n", (int)res->pid,
+			       vm, res->log);
+		else
+			printf("gpupass-pvd (pid %d) reloaded, serving VM %s\n", (int)res->pid, vm);
+		return;
+	}
+	if (!o->pvd_conf || !*o->pvd_conf)
+		(void)gp_pvconf_default_path(ctx, conf, sizeof(conf));
+	else
+		snprintf(conf, sizeof(conf), "%s", o->pvd_conf);
+	fprintf(stderr, "gpupass: warning: VM %s uses PV but %s; the VM's port connects once "
+		"gpupass-pvd listens: start it with gpupass-pvd --config %s --pidfile "
+		"%s/" GP_PVD_PIDFILE "\n", vm, res->why.msg, conf, ctx->state_dir);
 }
 
 static struct json_object *jstr(const char *s)
@@ -308,7 +399,24 @@ static struct json_object *vm_json(struct gp_ctx *ctx, struct gp_state *st,
 		json_object_object_add(pv, "memory_max", c->pv_memory_max ?
 				       json_object_new_int64((int64_t)c->pv_memory_max) : NULL);
 		json_object_object_add(pv, "weight", json_object_new_int(c->pv_weight));
+		json_object_object_add(pv, "shm_size", json_object_new_int64((int64_t)c->pv_shm));
+		json_object_object_add(pv, "shm_file", c->pv_shm && gp_pv_shm_path(ctx, c->name, sock,
+					sizeof(sock)) == 0 ? json_object_new_string(sock) : NULL);
 		json_object_object_add(o, "pv", pv);
+	}
+	{
+		struct json_object *sh = json_object_new_array();
+
+		for (size_t i = 0; i < c->nshares; i++) {
+			struct json_object *e = json_object_new_object();
+
+			json_object_object_add(e, "dir", json_object_new_string(c->shares[i].dir));
+			json_object_object_add(e, "tag", json_object_new_string(c->shares[i].tag));
+			json_object_object_add(e, "readonly",
+					       json_object_new_boolean(c->shares[i].readonly));
+			json_object_array_add(sh, e);
+		}
+		json_object_object_add(o, "shares", sh);
 	}
 	(void)gp_state_vm_gpus(st, c->name, &gpus);
 	for (size_t i = 0; i < gpus.n; i++) {
@@ -349,7 +457,8 @@ static int vm_create_set(struct cli *cli, struct gp_ctx *ctx, struct gp_state *s
 			 struct vm_args *a, bool create)
 {
 	struct gp_vm_config *cfg = malloc(sizeof(*cfg));
-	struct gp_deploy_opts o = deploy_opts(a);
+	struct gp_pvd_result res = { 0 };
+	struct gp_deploy_opts o = deploy_opts(a, &res);
 	struct gp_strv gpus = { 0 };
 	struct gp_why why = { "" };
 	int r;
@@ -379,6 +488,7 @@ static int vm_create_set(struct cli *cli, struct gp_ctx *ctx, struct gp_state *s
 		for (size_t i = 0; i < gpus.n; i++)
 			printf("%s%s", i ? ", " : " with GPU ", gpus.v[i]);
 		printf("\n");
+		report_pvd(ctx, cfg->name, &o, &res);
 		r = GP_EXIT_OK;
 	}
 	gp_strv_clear(&gpus);
@@ -491,12 +601,21 @@ static int vm_show(struct cli *cli, struct gp_ctx *ctx, struct gp_state *st, str
 			       gp_format_size(cfg->pv_memory_max, sz, sizeof(sz)) : "no limit");
 			printf("gpu-weight:      %d\n", cfg->pv_weight);
 			printf("pv-socket:       %s\n", sock ? sock : "(path too long)");
+			if (cfg->pv_shm)
+				printf("gpu-shm:         %s (%s)\n",
+				       gp_format_size(cfg->pv_shm, sz, sizeof(sz)),
+				       json_object_get_string(json_object_object_get(pv, "shm_file")));
+			else
+				printf("gpu-shm:         none (bulk data inline over the port)\n");
 		} else {
 			printf("gpu-count:       %d\n", cfg->gpu_count);
 		}
 		printf("accel:           %s\n", cfg->accel);
 		if (cfg->extra[0])
 			printf("qemu-args:       %s\n", cfg->extra);
+		for (size_t i = 0; i < cfg->nshares; i++)
+			printf("share:           %s as %s (%s)\n", cfg->shares[i].dir,
+			       cfg->shares[i].tag, cfg->shares[i].readonly ? "read-only" : "read-write");
 		for (size_t i = 0; i < json_object_array_length(g); i++) {
 			struct json_object *e = json_object_array_get_idx(g, i);
 
@@ -724,7 +843,7 @@ int cmd_vm(struct cli *cli, int argc, char **argv)
 	} else if (strcmp(sub, "show") == 0 || strcmp(sub, "status") == 0) {
 		r = vm_show(cli, ctx, st, &a, strcmp(sub, "status") == 0);
 	} else if (strcmp(sub, "delete") == 0) {
-		struct gp_deploy_opts o = deploy_opts(&a);
+		struct gp_deploy_opts o = deploy_opts(&a, NULL);
 		struct gp_why why = { "" };
 
 		r = gp_deploy_vm_delete(ctx, st, a.name, &o, &why);
@@ -735,7 +854,8 @@ int cmd_vm(struct cli *cli, int argc, char **argv)
 			r = GP_EXIT_OK;
 		}
 	} else if (strcmp(sub, "start") == 0) {
-		struct gp_deploy_opts o = deploy_opts(&a);
+		struct gp_pvd_result res = { 0 };
+		struct gp_deploy_opts o = deploy_opts(&a, &res);
 		struct gp_why why = { "" };
 		bool already = false;
 
@@ -745,27 +865,8 @@ int cmd_vm(struct cli *cli, int argc, char **argv)
 		if (r < 0) {
 			r = fail(cli, &why, r);
 		} else {
-			struct gp_vm_config *cfg = malloc(sizeof(*cfg));
-			pid_t pvd;
-
 			printf(already ? "VM %s is already running\n" : "VM %s started\n", a.name);
-			/* The VM runs without the server (its port reconnects, the
-			 * ICD reports errors meanwhile), so this is a notice. */
-			if (cfg && gp_state_vm_get(st, a.name, cfg) == 0 &&
-			    cfg->passthrough == GP_PT_PV && gp_pvd_pid(ctx, &pvd) < 0) {
-				char conf[GP_VM_PATH_LEN];
-
-				if (!o.pvd_conf || !*o.pvd_conf)
-					(void)gp_pvconf_default_path(ctx, conf, sizeof(conf));
-				else
-					snprintf(conf, sizeof(conf), "%s", o.pvd_conf);
-				fprintf(stderr, "gpupass: VM %s uses PV but gpupass-pvd is not running "
-					"(no live pid in %s/" GP_PVD_PIDFILE "); start it with: "
-					"gpupass-pvd --config %s --pidfile %s/" GP_PVD_PIDFILE
-					" (the guest connects once it listens)\n", a.name,
-					ctx->state_dir, conf, ctx->state_dir);
-			}
-			free(cfg);
+			report_pvd(ctx, a.name, &o, &res);
 			r = GP_EXIT_OK;
 		}
 	} else if (strcmp(sub, "stop") == 0) {
@@ -791,5 +892,6 @@ int cmd_vm(struct cli *cli, int argc, char **argv)
 	gp_state_close(st);
 out_args:
 	gp_strv_clear(&a.qemu_args);
+	gp_strv_clear(&a.shares);
 	return r;
 }

@@ -3,19 +3,31 @@
 """`gpupass vm create|set|show|delete --gpu-passthrough pv` on a fake tree,
 with the fake GPU ICD as the host's OpenCL: the PV-ready check, the
 [guest NAME] section in gpupass-pvd's config (other sections intact), the
-state database, and refusals that change nothing.
+ivshmem file, gpupass-pvd started or reloaded (tests/cli/fake-pvd.py as the
+server), --share for every method, the state database, and refusals that
+change nothing. Real QEMU (paused, -S) for the argv of vm start.
 
-Usage: test_pv_deploy_cli.py GPUPASS GP-MKFIXTURE FAKEGPU-ICD. Prints TAP.
+Usage: test_pv_deploy_cli.py GPUPASS GP-MKFIXTURE FAKEGPU-ICD FAKE-PVD.
+Prints TAP.
 """
 import json
 import os
 import shutil
+import signal
+import stat
 import subprocess
 import sys
 import tempfile
+import time
 
-GPUPASS, MKFIXTURE, FAKEGPU_ICD = sys.argv[1], sys.argv[2], sys.argv[3]
+GPUPASS, MKFIXTURE, FAKEGPU_ICD, FAKE_PVD_SRC = sys.argv[1:5]
 TMP = tempfile.mkdtemp(prefix="gp-pvdeploy-cli-")
+os.mkdir(os.path.join(TMP, "bin"))
+# Named gpupass-pvd: gpupass only signals a process of that name.
+FAKE_PVD = os.path.join(TMP, "bin", "gpupass-pvd")
+shutil.copy(FAKE_PVD_SRC, FAKE_PVD)
+os.chmod(FAKE_PVD, 0o755)
+RECORD = os.path.join(TMP, "pvd.record")
 results = []
 FAKE_VENDORS = os.path.join(TMP, "vendors-fake")
 os.mkdir(FAKE_VENDORS)
@@ -39,6 +51,7 @@ def gp(*args, cl=None, env_extra=None):
     for k in ("GPUPASS_ROOT", "GPUPASS_STATE_DIR", "GPUPASS_PVD_CONFIG", "FAKEGPU_PCI"):
         env.pop(k, None)
     env.update(READY if cl is None else cl)
+    env.update({"GPUPASS_PVD": FAKE_PVD, "FAKEPVD_RECORD": RECORD})
     env.update(env_extra or {})
     p = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
     return p.returncode, p.stdout, p.stderr
@@ -54,6 +67,46 @@ def conf():
             return f.read()
     except FileNotFoundError:
         return None
+
+
+def record():
+    try:
+        with open(RECORD) as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def pvd_pid():
+    try:
+        with open(os.path.join(ST, "pvd.pid")) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return 0
+
+
+def stop_pvd():
+    pid = pvd_pid()
+    if pid:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        for _ in range(100):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        os.unlink(os.path.join(ST, "pvd.pid"))
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
 
 
 def vm_names():
@@ -89,28 +142,55 @@ rc, out, err = gp("vm", "create", "p1", "--kernel", KERNEL, "--gpu-passthrough",
 check("no GPU matches the name: exit 1, 0 match", rc == 1 and "0 match" in err, err)
 check("refusals left no VM", vm_names() == [], vm_names())
 check("refusals left the config as it was", conf() == OTHER, conf())
+check("refusals started no gpupass-pvd", record() == [] and pvd_pid() == 0, record())
 
 # Create: section added, other sections intact.
 rc, out, err = gp("vm", "create", "p1", "--kernel", KERNEL, "--gpu-passthrough", "pv",
                   "--gpu-name", "T4", "--gpu-memory-max", "2G", "--gpu-weight", "3")
 check("create pv: exit 0", rc == 0, err)
 sock = os.path.join(ST, "pv", "p1.sock")
-want = OTHER + "\n[guest p1]\nsocket = %s\nmemory_max = 2147483648\nweight = 3\n" % sock
-check("config: [guest p1] appended, the rest intact", conf() == want, conf())
+shm = os.path.join(ST, "pv", "p1.shm")
+want = OTHER + ("\n[guest p1]\nsocket = %s\nmemory_max = 2147483648\nweight = 3\n"
+                "ivshmem = %s\n" % (sock, shm))
+check("config: [guest p1] appended with its ivshmem file, the rest intact", conf() == want,
+      conf())
 check("the pv socket directory exists", os.path.isdir(os.path.join(ST, "pv")))
+st_shm = os.stat(shm) if os.path.exists(shm) else None
+check("ivshmem file: 64 MiB (the default), sparse, mode 0660",
+      st_shm and st_shm.st_size == 64 << 20 and st_shm.st_blocks * 512 < (1 << 20)
+      and stat.S_IMODE(st_shm.st_mode) == 0o660, st_shm)
+pid1 = pvd_pid()
+check("gpupass-pvd started: progress line, pid reported, pidfile written",
+      pid1 > 0 and alive(pid1) and "gpupass-pvd is not running; starting it" in out
+      and ("gpupass-pvd started (pid %d)" % pid1) in out
+      and os.path.join(ST, "pvd.log") in out, out + err)
+check("gpupass-pvd given the config and the pidfile, listens on the VM's socket",
+      record()[0] == "argv --config %s --pidfile %s" % (CONF, os.path.join(ST, "pvd.pid"))
+      and "listen " + sock in record() and stat.S_ISSOCK(os.stat(sock).st_mode), record())
+check("its output goes to <state-dir>/pvd.log",
+      "serving (fake)" in open(os.path.join(ST, "pvd.log")).read())
 rc, out, err = gp("vm", "show", "p1", "--json")
 doc = json.loads(out) if rc == 0 else {}
 check("show --json: method pv and its settings",
-      doc.get("gpu_passthrough") == "pv"
-      and doc.get("pv") == {"socket": sock, "memory_max": 2147483648, "weight": 3}, out + err)
+      doc.get("gpu_passthrough") == "pv" and doc.get("shares") == []
+      and doc.get("pv") == {"socket": sock, "memory_max": 2147483648, "weight": 3,
+                            "shm_size": 64 << 20, "shm_file": shm}, out + err)
 rc, out, err = gp("vm", "show", "p1")
 check("show: method and settings",
       rc == 0 and "gpu-passthrough: pv" in out and "gpu-weight:      3" in out
-      and "gpu-memory-max:  2" in out and sock in out, out + err)
+      and "gpu-memory-max:  2" in out and sock in out and "gpu-shm:         64 MiB (%s)" % shm in out,
+      out + err)
 
 # Set: weight changes in place; bad weight changes nothing.
 rc, out, err = gp("vm", "set", "p1", "--gpu-weight", "9")
 check("set --gpu-weight 9: exit 0", rc == 0, err)
+for _ in range(50):
+    if "hup" in record():
+        break
+    time.sleep(0.05)
+check("vm set sends SIGHUP to the running gpupass-pvd (no second one)",
+      record().count("hup") == 1 and sum(l.startswith("argv") for l in record()) == 1
+      and pvd_pid() == pid1, record())
 want9 = want.replace("weight = 3", "weight = 9")
 check("config: the section replaced, the rest intact", conf() == want9, conf())
 rc, out, err = gp("vm", "set", "p1", "--gpu-weight", "1001")
@@ -118,18 +198,42 @@ check("set --gpu-weight 1001: exit 2, nothing changed", rc == 2 and conf() == wa
 rc, out, err = gp("vm", "show", "p1", "--json")
 check("state DB has weight 9", rc == 0 and json.loads(out)["pv"]["weight"] == 9, out + err)
 
-# Another PV VM through --pvd-config elsewhere; then to none removes it.
+# Bad --gpu-shm values: exit 2, nothing changed.
+for val in ("3M", "512K", "32G", "x", "-1"):
+    rc, out, err = gp("vm", "set", "p1", "--gpu-shm", val)
+    check("set --gpu-shm %s: exit 2, config and file unchanged" % val,
+          rc == 2 and val in err and conf() == want9
+          and os.stat(shm).st_size == 64 << 20, err)
+rc, out, err = gp("vm", "create", "n0", "--kernel", KERNEL, "--gpu-shm", "64M")
+check("--gpu-shm without pv: exit 2", rc == 2 and "pv" in err and "n0" not in vm_names(), err)
+rc, out, err = gp("vm", "set", "p1", "--gpu-shm", "16M")
+check("set --gpu-shm 16M (stopped): file resized", rc == 0 and os.stat(shm).st_size == 16 << 20,
+      err)
+rc, out, err = gp("vm", "set", "p1", "--gpu-shm", "0")
+check("set --gpu-shm 0: file and ivshmem line gone",
+      rc == 0 and not os.path.exists(shm) and "ivshmem" not in conf(), err + conf())
+rc, out, err = gp("vm", "set", "p1", "--gpu-shm", "64M")
+check("set --gpu-shm 64M: back", rc == 0 and conf() == want9, err + conf())
+
+# Another PV VM through --pvd-config elsewhere, with no server running:
+# one is started on that config; then to none removes the section.
+stop_pvd()
 alt = os.path.join(TMP, "alt.conf")
 rc, out, err = gp("vm", "create", "p2", "--kernel", KERNEL, "--gpu-passthrough", "pv",
                   "--pvd-config", alt)
 check("create with --pvd-config: written there, not in the default",
       rc == 0 and "[guest p2]" in open(alt).read() and "[guest p2]" not in conf(), err)
+check("gpupass-pvd started on that config",
+      ("argv --config %s --pidfile %s" % (alt, os.path.join(ST, "pvd.pid"))) in record()
+      and pvd_pid() != pid1 and alive(pvd_pid()), record())
 rc, out, err = gp("vm", "set", "p2", "--gpu-passthrough", "none",
                   env_extra={"GPUPASS_PVD_CONFIG": alt})
 check("set to none: section removed (GPUPASS_PVD_CONFIG)",
       rc == 0 and "[guest p2]" not in open(alt).read(), err + open(alt).read())
 
-# SIGHUP to the pid in <state>/pvd.pid.
+# A pidfile naming another program (a pid reused after a reboot) is not
+# signalled: a new server is started.
+stop_pvd()
 sleeper = subprocess.Popen(["/usr/bin/python3", "-c",
                             "import signal,sys,time\n"
                             "signal.signal(signal.SIGHUP, lambda *a: (print('HUP', flush=True), sys.exit(0)))\n"
@@ -138,15 +242,146 @@ sleeper = subprocess.Popen(["/usr/bin/python3", "-c",
 sleeper.stdout.readline()
 with open(os.path.join(ST, "pvd.pid"), "w") as f:
     f.write("%d\n" % sleeper.pid)
-rc, out, err = gp("vm", "set", "p1", "--gpu-memory-max", "1G")
-try:
-    line = sleeper.stdout.readline().strip()
-    sleeper.wait(timeout=10)
-except subprocess.TimeoutExpired:
-    sleeper.kill()
-    line = "timeout"
-check("vm set sends SIGHUP to the pid in pvd.pid", rc == 0 and line == "HUP", line + err)
-os.unlink(os.path.join(ST, "pvd.pid"))
+rc, out, err = gp("vm", "create", "p3", "--kernel", KERNEL, "--gpu-passthrough", "pv",
+                  "--gpu-shm", "0")
+time.sleep(0.2)
+check("stale pidfile (not gpupass-pvd): not signalled, a new server started",
+      rc == 0 and sleeper.poll() is None and pvd_pid() not in (0, sleeper.pid)
+      and "gpupass-pvd started" in out, out + err)
+check("--gpu-shm 0: no ivshmem line, no file",
+      "ivshmem" not in conf().split("[guest p3]")[1]
+      and not os.path.exists(os.path.join(ST, "pv", "p3.shm")), conf())
+sleeper.kill()
+sleeper.wait()
+gp("vm", "delete", "p3")
+
+# A server that cannot start: the VM is created, a warning says why.
+stop_pvd()
+rc, out, err = gp("vm", "create", "p4", "--kernel", KERNEL, "--gpu-passthrough", "pv",
+                  env_extra={"FAKEPVD_MODE": "fail"})
+check("gpupass-pvd exits at start: VM created, warning with its message and the fix",
+      rc == 0 and "p4" in vm_names() and "exited while starting" in err
+      and "unknown key 'bogus'" in err and "gpupass-pvd --config" in err, out + err)
+rc, out, err = gp("vm", "delete", "p4")
+rc, out, err = gp("vm", "create", "p4", "--kernel", KERNEL, "--gpu-passthrough", "pv",
+                  env_extra={"GPUPASS_PVD": os.path.join(TMP, "no-such-pvd")})
+check("no gpupass-pvd binary: VM created, warning says so",
+      rc == 0 and "was not found" in err and "GPUPASS_PVD" in err, out + err)
+rc, out, err = gp("vm", "delete", "p4")
+check("delete p4: its ivshmem file removed",
+      rc == 0 and not os.path.exists(os.path.join(ST, "pv", "p4.shm")), err)
+
+# --share, for every method.
+DATA = os.path.join(TMP, "data")
+os.mkdir(DATA)
+COMMA = os.path.join(TMP, "a,readonly=off")
+os.mkdir(COMMA)
+AFILE = os.path.join(TMP, "afile")
+open(AFILE, "w").close()
+DISK = os.path.join(TMP, "disk.img")
+with open(DISK, "wb") as f:
+    f.truncate(1 << 20)
+before = vm_names()
+conf_before = conf()
+bad_shares = [
+    (["data:ro"], 2, "not HOSTDIR:TAG"),
+    ([DATA], 2, "not HOSTDIR:TAG"),
+    ([DATA + ":"], 2, "not HOSTDIR:TAG"),
+    (["data:tag"], 2, "absolute"),
+    ([DATA + ":a b"], 2, "not valid"),
+    ([DATA + ":" + "t" * 32], 2, "not HOSTDIR:TAG"),
+    ([DATA + ":t,x=1"], 2, "not valid"),
+    ([COMMA + ":c"], 2, "without ','"),
+    ([os.path.join(TMP, "missing") + ":m"], 2, "not an existing directory"),
+    ([AFILE + ":f"], 2, "not an existing directory"),
+    ([DATA + ":d", TMP + ":d:ro"], 2, "given twice"),
+    ([DATA + ":t%d" % i for i in range(9)], 2, "at most 8"),
+]
+for method in ("none", "pv"):
+    for shares, code, msg in bad_shares:
+        argv = ["vm", "create", "s1", "--disk", DISK, "--gpu-passthrough", method]
+        for sh in shares:
+            argv += ["--share", sh]
+        rc, out, err = gp(*argv)
+        check("%s: --share %s: exit %d (%s)" % (method, " ".join(shares)[:60], code, msg),
+              rc == code and msg in err and "s1" in err, err)
+check("bad shares left no VM and the config as it was",
+      vm_names() == before and conf() == conf_before, vm_names())
+rc, out, err = gp("vm", "create", "s1", "--disk", DISK, "--memory", "64M", "--cpus", "1",
+                  "--accel", "tcg", "--qemu-arg", "-S", "--share", DATA + ":data",
+                  "--share", "/:hostroot:ro")
+rc2, out2, err2 = gp("vm", "show", "s1", "--json")
+doc = json.loads(out2) if rc2 == 0 else {}
+check("create none VM with two shares: stored in order",
+      rc == 0 and doc.get("shares") == [{"dir": DATA, "tag": "data", "readonly": False},
+                                         {"dir": "/", "tag": "hostroot", "readonly": True}],
+      err + out2 + err2)
+rc, out, err = gp("vm", "show", "s1")
+check("show: the shares", "share:           %s as data (read-write)" % DATA in out
+      and "share:           / as hostroot (read-only)" in out, out)
+rc, out, err = gp("vm", "create", "s2", "--disk", DISK, "--gpu-passthrough", "dda",
+                  "--share", DATA + ":data")
+check("dda VM with a share: refused for want of a GPU, not for the share",
+      rc == 1 and "s2" not in vm_names() and "share" not in err, err)
+
+
+def cmdline(name):
+    try:
+        with open(os.path.join(ST, "vms", name, "qemu.pid")) as f:
+            pid = int(f.read().strip())
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().decode().split("\0")
+    except (OSError, ValueError):
+        return []
+
+
+if shutil.which("qemu-system-x86_64"):
+    rc, out, err = gp("vm", "start", "s1", "--timeout", "60")
+    cl = cmdline("s1")
+    check("vm start: QEMU runs with both 9p exports",
+          rc == 0 and "local,id=gpshare0,path=%s,security_model=none,readonly=off,"
+          "multidevs=remap" % DATA in cl
+          and "virtio-9p-pci,fsdev=gpshare1,mount_tag=hostroot" in cl
+          and "local,id=gpshare1,path=/,security_model=none,readonly=on,multidevs=remap" in cl,
+          out + err + " ".join(cl))
+    rc, out, err = gp("vm", "set", "s1", "--share", "none")
+    check("set --share while running: exit 1, unchanged",
+          rc == 1 and "running" in err and "s1" in err
+          and len(json.loads(gp("vm", "show", "s1", "--json")[1])["shares"]) == 2, err)
+    rc, out, err = gp("vm", "set", "s1", "--memory", "128M")
+    check("set of another setting while running still works", rc == 0, err)
+    gp("vm", "stop", "s1", "--force")
+    # PV VM: ivshmem region and the server's socket; the region file is
+    # made again at start (the state directory is /run: gone after a reboot).
+    rc, out, err = gp("vm", "create", "p5", "--disk", DISK, "--memory", "64M", "--cpus", "1",
+                      "--accel", "tcg", "--qemu-arg", "-S", "--gpu-passthrough", "pv",
+                      "--gpu-shm", "2M")
+    shm5 = os.path.join(ST, "pv", "p5.shm")
+    os.unlink(shm5)
+    stop_pvd()
+    rc, out, err = gp("vm", "start", "p5", "--timeout", "60")
+    cl = cmdline("p5")
+    check("vm start pv: gpupass-pvd started first, region file made again, QEMU has it",
+          rc == 0 and "gpupass-pvd started" in out and os.path.getsize(shm5) == 2 << 20
+          and "memory-backend-file,id=gpupass-shm,share=on,mem-path=%s,size=2097152" % shm5 in cl
+          and "ivshmem-plain,memdev=gpupass-shm" in cl
+          and "socket,id=gppv,path=%s,reconnect=1" % os.path.join(ST, "pv", "p5.sock") in cl,
+          out + err + " ".join(cl))
+    rc, out, err = gp("vm", "set", "p5", "--gpu-shm", "4M")
+    check("set --gpu-shm while running: exit 1, unchanged",
+          rc == 1 and "running" in err and os.path.getsize(shm5) == 2 << 20, err)
+    rc, out, err = gp("vm", "start", "p5")
+    check("vm start of a running VM: no second server", rc == 0 and "already running" in out
+          and sum(l.startswith("argv") for l in record()) == 6, out + err + str(record()))
+    gp("vm", "stop", "p5", "--force")
+    rc, out, err = gp("vm", "set", "s1", "--share", "none")
+    check("set --share none (stopped): no shares", rc == 0 and json.loads(
+        gp("vm", "show", "s1", "--json")[1])["shares"] == [], err)
+    gp("vm", "delete", "p5")
+    check("delete p5: region file and section gone",
+          not os.path.exists(shm5) and "[guest p5]" not in conf())
+else:
+    print("# qemu-system-x86_64 missing: vm start checks skipped")
 
 # Delete: the section goes, the others stay.
 rc, out, err = gp("vm", "delete", "p1")
@@ -154,6 +389,7 @@ check("delete: exit 0", rc == 0, err)
 check("config: [guest p1] removed, the rest intact", conf() == OTHER + "\n" or conf() == OTHER,
       conf())
 
+stop_pvd()
 shutil.rmtree(TMP, ignore_errors=True)
 print("TAP version 13")
 print("1..%d" % len(results))
