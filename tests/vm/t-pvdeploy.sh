@@ -1,0 +1,103 @@
+# SPDX-License-Identifier: Apache-2.0
+# Runs inside the PV guest VM that tests/vm/pv-deploy made and started
+# through gpupass alone (vm create --gpu-passthrough pv --share /:hostroot:ro,
+# vm start): tests/vm/host-init mounted the share and runs this in a chroot
+# of it. OpenCL goes through libgpupass-icd.so and the port
+# org.gpupass.pv.0 that gpupass wired to the gpupass-pvd it started.
+# GPVM_ARG = SHM: the ivshmem region's size in bytes gpupass was asked for
+# (0: none expected).
+# The results go to the console (the VM's log, `gpupass vm log`): gpupass
+# gives the VM one serial port, so host-init's /dev/ttyS1 is absent and
+# lib.sh echoes each line to the console as well.
+# expect: share port clinfo ivshmem vadd-reduce vadd-reduce-values hold-ready
+{ : >"${GPVM_RESULTS:-/dev/stdout}"; } 2>/dev/null || GPVM_RESULTS=/dev/stdout
+. "$GPVM_SRC/tests/vm/lib.sh"
+
+shm=${GPVM_ARG:-0}
+T=$GPVM_BUILD/tests/pv
+PORT=org.gpupass.pv.0
+
+# host-init mounted the share gpupass exported (under the overlay that is
+# this chroot's root): seen from init's root, outside this chroot.
+if grep -q '^hostroot [^ ]* 9p ro,' /proc/1/mounts; then
+	pass share "$(grep -m1 '^hostroot ' /proc/1/mounts | cut -d' ' -f1-3)"
+else
+	fail share "no read-only 9p mount of the tag hostroot: $(grep 9p /proc/1/mounts | tr '\n' ' ')"
+fi
+
+mkdir -p /tmp/vendors
+echo "$GPVM_BUILD/libgpupass-icd.so" >/tmp/vendors/gpupass.icd
+export OCL_ICD_VENDORS=/tmp/vendors
+
+dev=''
+for d in /sys/class/virtio-ports/*; do
+	[ "$(cat "$d/name" 2>/dev/null)" = "$PORT" ] && dev=/dev/${d##*/}
+done
+if [ -n "$dev" ] && [ -c "$dev" ]; then
+	pass port "$PORT is $dev"
+else
+	fail port "no virtio-serial port named $PORT ($(ls /sys/class/virtio-ports 2>&1))"
+	finish
+fi
+
+# No GPUPASS_SERVER: the ICD finds the port by itself.
+t0=$(now)
+if clinfo >/tmp/clinfo.out 2>&1 && grep -q 'gpupass PV (remote:' /tmp/clinfo.out &&
+	grep -q 'Number of devices  *1' /tmp/clinfo.out; then
+	pass clinfo "$(elapsed "$t0") s, $(grep -m1 'Device Name' /tmp/clinfo.out | sed 's/  */ /g')"
+else
+	fail clinfo "$(tail -3 /tmp/clinfo.out | tr '\n' ' ')"
+fi
+
+# The ivshmem-plain region (1af4:1110, PCI class 0500): its BAR2 is the
+# region, of the size gpupass was given.
+found=''
+for d in /sys/bus/pci/devices/*; do
+	[ "$(cat "$d/vendor")" = 0x1af4 ] && [ "$(cat "$d/device")" = 0x1110 ] && found=$d
+done
+if [ "$shm" = 0 ]; then
+	if [ -z "$found" ]; then
+		pass ivshmem "none asked for, none present"
+	else
+		fail ivshmem "an ivshmem device at ${found##*/} although --gpu-shm 0"
+	fi
+elif [ -n "$found" ]; then
+	# line 3 of resource: BAR2 as "start end flags" in hex
+	bar2=$(sed -n 3p "$found/resource")
+	s=${bar2%% *}
+	e=${bar2#* }
+	e=${e%% *}
+	size=$((e - s + 1))
+	if [ "$size" = "$shm" ]; then
+		pass ivshmem "${found##*/}, BAR2 $size bytes"
+	else
+		fail ivshmem "${found##*/}: BAR2 is $size bytes, want $shm"
+	fi
+else
+	fail ivshmem "no ivshmem-plain device (1af4:1110) in the guest"
+fi
+
+t0=$(now)
+"$T/pv_basic" >/tmp/vadd.out 2>&1
+rc=$?
+if [ $rc -eq 0 ] && ! grep -q '^not ok' /tmp/vadd.out; then
+	pass vadd-reduce "$(elapsed "$t0") s, $(grep -c '^ok' /tmp/vadd.out) checks"
+else
+	fail vadd-reduce "exit $rc: $(grep -m3 '^not ok\|Bail\|gpupass:' /tmp/vadd.out | tr '\n' ' ')"
+fi
+grep -q 'reduction sum: got 209188400, want 209188400' /tmp/vadd.out &&
+	grep -q '^ok .* vadd results wrong: got 0, want 0' /tmp/vadd.out &&
+	pass vadd-reduce-values ||
+	fail vadd-reduce-values "vector add / reduction results not checked"
+
+# Objects held on the server (a 64 MiB buffer, a queue, a program, work
+# waiting on a user event) until the driver stops this VM with gpupass.
+"$T/pv_hold" userwait >/tmp/hold.out 2>&1 </dev/null &
+if wait_for 120 grep -q waiting /tmp/hold.out; then
+	pass hold-ready
+else
+	fail hold-ready "$(cat /tmp/hold.out)"
+	finish
+fi
+sleep 600
+finish
