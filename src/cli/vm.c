@@ -42,9 +42,11 @@ static void vm_usage(FILE *f)
 		"                              (default 30 s); --force turns it off at once\n"
 		"  status NAME [--json]        stopped, starting, running or paused\n"
 		"  log NAME [--lines N]        the serial console and QEMU's messages\n"
-		"  verify NAME [--json] [--agent-timeout SEC]\n"
+		"  verify NAME [--json] [--agent-timeout SEC] [--wait SEC]\n"
 		"                              prove the guest sees its GPUs (QMP query-pci;\n"
-		"                              lspci -nn through qemu-guest-agent if it runs)\n"
+		"                              lspci -nn through qemu-guest-agent if it runs);\n"
+		"                              --wait: ask again each second until it does or\n"
+		"                              SEC pass (the firmware enumerates late)\n"
 		"\n"
 		"--gpu-passthrough also takes DirectDeviceAssignment and ParaVirtualization.\n"
 		"A VM with a DDA GPU is never saved, snapshotted or migrated: on host stop it\n"
@@ -66,7 +68,7 @@ static void vm_usage(FILE *f)
 enum {
 	OPT_MEMORY = 1000, OPT_CPUS, OPT_DISK, OPT_KERNEL, OPT_INITRD, OPT_APPEND, OPT_PT,
 	OPT_GPU_NAME, OPT_GPU_COUNT, OPT_GPU_MEMORY_MAX, OPT_GPU_WEIGHT, OPT_PVD_CONFIG, OPT_ACCEL, OPT_QEMU_ARG, OPT_FORCE, OPT_JSON, OPT_ALL,
-	OPT_GPU_SHM, OPT_SHARE,
+	OPT_GPU_SHM, OPT_SHARE, OPT_WAIT,
 	OPT_TIMEOUT, OPT_LINES, OPT_AGENT_TIMEOUT, OPT_HELP,
 };
 
@@ -85,6 +87,7 @@ static const struct option vm_opts[] = {
 	{ "pvd-config", required_argument, NULL, OPT_PVD_CONFIG },
 	{ "gpu-shm", required_argument, NULL, OPT_GPU_SHM },
 	{ "share", required_argument, NULL, OPT_SHARE },
+	{ "wait", required_argument, NULL, OPT_WAIT },
 	{ "accel", required_argument, NULL, OPT_ACCEL },
 	{ "qemu-arg", required_argument, NULL, OPT_QEMU_ARG },
 	{ "force", no_argument, NULL, OPT_FORCE },
@@ -100,7 +103,7 @@ static const struct option vm_opts[] = {
 struct vm_args {
 	const char *name;
 	bool force, json, all, help;
-	int timeout_s, lines, agent_timeout_s;
+	int timeout_s, lines, agent_timeout_s, wait_s;
 	bool has_timeout;
 	/* which config fields were given (for vm set) */
 	const char *memory, *cpus, *disk, *kernel, *initrd, *append, *pt, *gpu_name, *gpu_count,
@@ -174,6 +177,10 @@ static int parse_args(struct cli *cli, int argc, char **argv, struct vm_args *a)
 				cli_error(cli, "--lines '%s' is not a positive number", optarg);
 				return -1;
 			}
+			break;
+		case OPT_WAIT:
+			if (parse_secs(cli, "--wait", optarg, &a->wait_s) < 0)
+				return -1;
 			break;
 		case OPT_AGENT_TIMEOUT:
 			if (parse_secs(cli, "--agent-timeout", optarg, &a->agent_timeout_s) < 0)
@@ -729,12 +736,29 @@ static int vm_log(struct cli *cli, struct gp_ctx *ctx, struct gp_state *st, stru
 
 static int vm_verify(struct cli *cli, struct gp_ctx *ctx, struct gp_state *st, struct vm_args *a)
 {
+	int64_t deadline = mono_ms() + (int64_t)a->wait_s * 1000;
 	struct gp_verify v;
 	struct gp_why why = { "" };
-	int r = gp_deploy_vm_verify(ctx, st, a->name, a->agent_timeout_s * 1000, &v, &why);
+	int r, tries = 0;
 
-	if (r < 0)
-		return fail(cli, &why, r);
+	/* Right after vm start the guest firmware may not have enumerated
+	 * the root ports yet: --wait asks again until it has. A VM that is
+	 * not running (or stops meanwhile) ends the wait at once. */
+	for (;;) {
+		struct timespec one = { 1, 0 };
+
+		r = gp_deploy_vm_verify(ctx, st, a->name, a->agent_timeout_s * 1000, &v, &why);
+		tries++;
+		if (r < 0)
+			return fail(cli, &why, r);
+		if (v.ok || mono_ms() + 1000 > deadline)
+			break;
+		gp_verify_clear(&v);
+		nanosleep(&one, NULL);
+	}
+	if (a->wait_s && !a->json)
+		printf("(%d quer%s %s)\n", tries, tries == 1 ? "y" : "ies",
+		       v.ok ? "until verified" : "over the whole --wait");
 	if (a->json) {
 		struct json_object *o = json_object_new_object(), *arr = json_object_new_array();
 

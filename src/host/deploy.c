@@ -577,6 +577,26 @@ static bool shares_equal(const struct gp_vm_config *a, const struct gp_vm_config
 	return true;
 }
 
+/* The VM's own lock, <state_dir>/locks/vm.NAME.lock (flock: gone with a
+ * killed process). vm start holds it from its "is it running?" check until
+ * QEMU answers; assign, vm set and vm delete hold it around their check and
+ * what they change, so none slips in between a check and a start. Taken
+ * before any GPU lock: one order, no deadlock. */
+static int lock_vm(struct gp_ctx *ctx, const char *name, struct gp_bind_lock **out,
+		   struct gp_why *why)
+{
+	struct gp_strv key = { 0 };
+	int r = gp_strv_push_printf(&key, "vm.%s", name);
+
+	if (r == 0)
+		r = gp_bind_lock_take(ctx, &key, true, out);
+	if (r < 0)
+		gp_why_set(why, "VM %s: cannot lock it under %s/locks: %s", name, ctx->state_dir,
+			   strerror(-r));
+	gp_strv_clear(&key);
+	return r;
+}
+
 static int get_vm(struct gp_state *st, const char *name, struct gp_vm_config *cfg,
 		  struct gp_why *why)
 {
@@ -590,8 +610,8 @@ static int get_vm(struct gp_state *st, const char *name, struct gp_vm_config *cf
 	return r;
 }
 
-int gp_deploy_vm_set(struct gp_ctx *ctx, struct gp_state *st, const struct gp_vm_config *cfg,
-		     const struct gp_deploy_opts *opts, struct gp_why *why)
+static int vm_set_locked(struct gp_ctx *ctx, struct gp_state *st, const struct gp_vm_config *cfg,
+			 const struct gp_deploy_opts *opts, struct gp_why *why)
 {
 	const struct gp_deploy_opts *o = opts ? opts : &no_opts;
 	struct gp_vm_config old;
@@ -671,8 +691,8 @@ static void remove_runtime(struct gp_ctx *ctx, const char *name)
 	rmdir(p.dir);
 }
 
-int gp_deploy_vm_delete(struct gp_ctx *ctx, struct gp_state *st, const char *name,
-			const struct gp_deploy_opts *opts, struct gp_why *why)
+static int vm_delete_locked(struct gp_ctx *ctx, struct gp_state *st, const char *name,
+			    const struct gp_deploy_opts *opts, struct gp_why *why)
 {
 	const struct gp_deploy_opts *o = opts ? opts : &no_opts;
 	struct gp_vm_config cfg;
@@ -718,9 +738,9 @@ int gp_deploy_vm_delete(struct gp_ctx *ctx, struct gp_state *st, const char *nam
 	return 0;
 }
 
-int gp_deploy_assign(struct gp_ctx *ctx, struct gp_state *st, const char *query,
-		     const char *vm, const struct gp_deploy_opts *opts, char *addr_out,
-		     struct gp_why *why)
+static int assign_locked(struct gp_ctx *ctx, struct gp_state *st, const char *query,
+			 const char *vm, const struct gp_deploy_opts *opts, char *addr_out,
+			 struct gp_why *why)
 {
 	const struct gp_deploy_opts *o = opts ? opts : &no_opts;
 	struct gp_bind_opts bo = { .force = o->force, .kops = o->kops };
@@ -1086,8 +1106,8 @@ static int retake_claimed(struct gp_ctx *ctx, struct gp_state *st, const char *n
 	return r;
 }
 
-int gp_deploy_vm_start(struct gp_ctx *ctx, struct gp_state *st, const char *name,
-		       const struct gp_deploy_opts *opts, bool *already, struct gp_why *why)
+static int vm_start_locked(struct gp_ctx *ctx, struct gp_state *st, const char *name,
+			   const struct gp_deploy_opts *opts, bool *already, struct gp_why *why)
 {
 	const struct gp_deploy_opts *o = opts ? opts : &no_opts;
 	struct gp_strv argv = { 0 };
@@ -1360,5 +1380,56 @@ int gp_deploy_reconcile(struct gp_ctx *ctx, struct gp_state *st,
 		}
 	}
 	gp_strv_clear(&vms);
+	return r;
+}
+
+/* The entry points that check "is the VM running?" run under its lock. */
+
+int gp_deploy_vm_set(struct gp_ctx *ctx, struct gp_state *st, const struct gp_vm_config *cfg,
+		     const struct gp_deploy_opts *opts, struct gp_why *why)
+{
+	struct gp_bind_lock *l = NULL;
+	int r = gp_vm_name_valid(cfg->name) ? lock_vm(ctx, cfg->name, &l, why) : 0;
+
+	if (r == 0)
+		r = vm_set_locked(ctx, st, cfg, opts, why);
+	gp_bind_lock_release(l);
+	return r;
+}
+
+int gp_deploy_vm_delete(struct gp_ctx *ctx, struct gp_state *st, const char *name,
+			const struct gp_deploy_opts *opts, struct gp_why *why)
+{
+	struct gp_bind_lock *l = NULL;
+	int r = gp_vm_name_valid(name) ? lock_vm(ctx, name, &l, why) : 0;
+
+	if (r == 0)
+		r = vm_delete_locked(ctx, st, name, opts, why);
+	gp_bind_lock_release(l);
+	return r;
+}
+
+int gp_deploy_assign(struct gp_ctx *ctx, struct gp_state *st, const char *query,
+		     const char *vm, const struct gp_deploy_opts *opts, char *addr_out,
+		     struct gp_why *why)
+{
+	struct gp_bind_lock *l = NULL;
+	int r = gp_vm_name_valid(vm) ? lock_vm(ctx, vm, &l, why) : 0;
+
+	if (r == 0)
+		r = assign_locked(ctx, st, query, vm, opts, addr_out, why);
+	gp_bind_lock_release(l);
+	return r;
+}
+
+int gp_deploy_vm_start(struct gp_ctx *ctx, struct gp_state *st, const char *name,
+		       const struct gp_deploy_opts *opts, bool *already, struct gp_why *why)
+{
+	struct gp_bind_lock *l = NULL;
+	int r = gp_vm_name_valid(name) ? lock_vm(ctx, name, &l, why) : 0;
+
+	if (r == 0)
+		r = vm_start_locked(ctx, st, name, opts, already, why);
+	gp_bind_lock_release(l);
 	return r;
 }

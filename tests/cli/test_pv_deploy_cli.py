@@ -13,7 +13,9 @@ Prints TAP.
 import json
 import os
 import shutil
+import fcntl
 import signal
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -350,6 +352,54 @@ if shutil.which("qemu-system-x86_64"):
           and len(json.loads(gp("vm", "show", "s1", "--json")[1])["shares"]) == 2, err)
     rc, out, err = gp("vm", "set", "s1", "--memory", "128M")
     check("set of another setting while running still works", rc == 0, err)
+
+    # vm verify --wait: a VM with nothing to prove answers at once; a dda
+    # VM whose GPU never shows is asked again each second until --wait ends.
+    t0 = time.monotonic()
+    rc, out, err = gp("vm", "verify", "s1", "--wait", "5", "--agent-timeout", "0")
+    check("verify --wait 5, nothing assigned: verified at once (one query)",
+          rc == 0 and "(1 query until verified)" in out and time.monotonic() - t0 < 4, out + err)
+    db = sqlite3.connect(os.path.join(ST, "gpupass.db"))
+    db.execute("UPDATE vm SET passthrough = 'dda', gpu_count = 1 WHERE name = 's1'")
+    db.commit()
+    t0 = time.monotonic()
+    rc, out, err = gp("vm", "verify", "s1", "--wait", "3", "--agent-timeout", "0")
+    dt = time.monotonic() - t0
+    check("verify --wait 3, dda VM with no GPU seen: exit 1 after ~3 s, asked again",
+          rc == 1 and "NOT verified" in out and 1.8 <= dt < 8
+          and "queries over the whole --wait" in out, "%.1f s: %s" % (dt, out + err))
+    t0 = time.monotonic()
+    rc, out, err = gp("vm", "verify", "s1", "--agent-timeout", "0")
+    check("verify without --wait: one query", rc == 1 and time.monotonic() - t0 < 3, out + err)
+    db.execute("UPDATE vm SET passthrough = 'none', gpu_count = 0 WHERE name = 's1'")
+    db.commit()
+    db.close()
+    rc, out, err = gp("vm", "verify", "s2x", "--wait", "3")
+    check("verify --wait of a VM that does not exist: exit 2 at once", rc == 2, err)
+
+    # assign, vm set and vm start take the VM's lock, the one vm start holds
+    # from its "running?" check until QEMU answers: while another holds it
+    # they wait, then see the VM as it is.
+    lockf = open(os.path.join(ST, "locks", "vm.s1.lock"), "a+")
+    fcntl.flock(lockf, fcntl.LOCK_EX)
+    base = [GPUPASS, "--root", ROOT, "--state-dir", ST]
+    envl = dict(os.environ, GPUPASS_PVD=FAKE_PVD, FAKEPVD_RECORD=RECORD, **READY)
+    waiting = {name: subprocess.Popen(base + argv, env=envl, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True)
+               for name, argv in (("set", ["vm", "set", "s1", "--share", "none"]),
+                                  ("assign", ["assign", "0000:3b:00.0", "--vm", "s1"]),
+                                  ("start", ["vm", "start", "s1"]))}
+    time.sleep(1.5)
+    check("while the VM's lock is held, vm set / assign / vm start wait",
+          all(p.poll() is None for p in waiting.values()),
+          {k: p.poll() for k, p in waiting.items()})
+    fcntl.flock(lockf, fcntl.LOCK_UN)
+    lockf.close()
+    res = {k: (p.wait(60),) + p.communicate() for k, p in waiting.items()}
+    check("then: vm set refused (running), assign refused (running), start: already",
+          res["set"][0] == 1 and "running" in res["set"][2]
+          and res["assign"][0] == 1 and "is running" in res["assign"][2]
+          and res["start"][0] == 0 and "already running" in res["start"][1], res)
     gp("vm", "stop", "s1", "--force")
     # PV VM: ivshmem region and the server's socket; the region file is
     # made again at start (the state directory is /run: gone after a reboot).
