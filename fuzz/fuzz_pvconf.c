@@ -26,7 +26,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	close(fd);
 	(void)gp_pvconf_has_guest(path, "fz");
-	if (gp_pvconf_put_guest(path, "fz", "/run/gpupass/pv/fz.sock", 1u << 30, 3, NULL) == 0 &&
+	if (gp_pvconf_put_guest(path, "fz", "/run/gpupass/pv/fz.sock", 1u << 30, 3,
+				"/run/gpupass/pv/fz.shm") == 0 &&
 	    gp_pvconf_has_guest(path, "fz") != 1)
 		abort();
 	if (gp_pvconf_remove_guest(path, "fz") == 0 && gp_pvconf_has_guest(path, "fz") != 0)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -93,6 +94,47 @@ static void test_put_remove(void **state)
 			    "[guest p10]\nsocket = /p10\n\n");
 }
 
+/* The ivshmem region's file goes into the section as `ivshmem = FILE`
+ * (the key gpupass-pvd reads), last; "" or NULL leave it out. */
+static void test_ivshmem(void **state)
+{
+	(void)state;
+	assert_int_equal(gp_pvconf_put_guest(path, "p1", "/s/p1.sock", 1ull << 30, 2,
+					     "/s/p1.shm"), 0);
+	assert_string_equal(get_file(), "[guest p1]\nsocket = /s/p1.sock\nmemory_max = 1073741824\n"
+			    "weight = 2\nivshmem = /s/p1.shm\n");
+	assert_int_equal(gp_pvconf_put_guest(path, "p1", "/s/p1.sock", 0, 2, ""), 0);
+	assert_string_equal(get_file(), "[guest p1]\nsocket = /s/p1.sock\nweight = 2\n");
+}
+
+/* The region's file: sparse, of the size asked, resized in place, 0660;
+ * never through a symlink, never a directory; size 0 refused. */
+static void test_shm_file(void **state)
+{
+	char shm[128], link[128];
+	struct stat sb;
+
+	(void)state;
+	snprintf(shm, sizeof(shm), "%s.shm", path);
+	snprintf(link, sizeof(link), "%s.lnk", path);
+	assert_int_equal(gp_pv_shm_create(shm, 64ull << 20), 0);
+	assert_int_equal(stat(shm, &sb), 0);
+	assert_int_equal(sb.st_size, 64ll << 20);
+	assert_true(sb.st_blocks * 512 < (1 << 20)); /* sparse */
+	assert_int_equal(sb.st_mode & 07777, 0660);
+	assert_int_equal(gp_pv_shm_create(shm, 2ull << 20), 0);
+	assert_int_equal(stat(shm, &sb), 0);
+	assert_int_equal(sb.st_size, 2ll << 20);
+	assert_int_equal(gp_pv_shm_create(shm, 0), -EINVAL);
+	assert_int_equal(symlink(shm, link), 0);
+	assert_int_equal(gp_pv_shm_create(link, 1ull << 20), -ELOOP);
+	assert_int_equal(stat(shm, &sb), 0);
+	assert_int_equal(sb.st_size, 2ll << 20);
+	assert_true(gp_pv_shm_create("/tmp", 1ull << 20) < 0);
+	unlink(link);
+	unlink(shm);
+}
+
 static void test_spacing_and_garbage(void **state)
 {
 	static const char odd[] = "[  guest\t p1 ]\nsocket=/old\n[guest p2]\nweight=2";
@@ -123,6 +165,8 @@ static void test_spacing_and_garbage(void **state)
 	assert_int_equal(gp_pvconf_put_guest(path, "p]1", "/s", 0, 1, NULL), -EINVAL);
 	assert_int_equal(gp_pvconf_put_guest(path, "p1", "/s", 0, 0, NULL), -EINVAL);
 	assert_int_equal(gp_pvconf_put_guest(path, "p1", "/s", 0, 1001, NULL), -EINVAL);
+	assert_int_equal(gp_pvconf_put_guest(path, "p1", "/s", 0, 1, "/r.shm\nweight = 9"), -EINVAL);
+	assert_int_equal(gp_pvconf_put_guest(path, "p1", "/s", 0, 1, "/r.shm;x"), -EINVAL);
 	assert_string_equal(get_file(), odd);
 	/* A directory where the file should be: an error, not a crash. */
 	assert_true(gp_pvconf_put_guest("/", "p1", "/s", 0, 1, NULL) < 0);
@@ -133,6 +177,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_put_remove, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_spacing_and_garbage, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ivshmem, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shm_file, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
