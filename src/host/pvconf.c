@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -394,7 +395,7 @@ static int on_path(const char *name, char *buf, size_t len)
 int gp_pvd_find(const char *want, char *buf, size_t len)
 {
 	char self[PATH_MAX];
-	ssize_t n;
+	const char *execfn;
 
 	if (want && *want) {
 		if (strchr(want, '/')) {
@@ -405,13 +406,13 @@ int gp_pvd_find(const char *want, char *buf, size_t len)
 		return on_path(want, buf, len);
 	}
 	/* Next to gpupass: a build tree, or one installation (bin/ and sbin/
-	 * of one prefix are tried both). */
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n > 0) {
-		char *slash;
+	 * of one prefix are tried both). AT_EXECFN is the path this program
+	 * was started by (relative to the working directory, which gpupass
+	 * never changes). */
+	execfn = (const char *)getauxval(AT_EXECFN);
+	if (execfn && realpath(execfn, self)) {
+		char *slash = strrchr(self, '/');
 
-		self[n] = '\0';
-		slash = strrchr(self, '/');
 		if (slash) {
 			static const char *const rel[] = { "", "../sbin/" };
 

@@ -55,7 +55,7 @@ int gp_pvd_reload(const struct gp_ctx *ctx);
 
 /* Which gpupass-pvd to run: @want ($GPUPASS_PVD: a path, or a name looked
  * up on PATH) when given, else the one next to the running gpupass binary
- * (/proc/self/exe: a build tree or one install prefix), else PATH.
+ * (AT_EXECFN: a build tree or one install prefix), else PATH.
  * 0 and the path, -ENOENT. */
 int gp_pvd_find(const char *want, char *buf, size_t len);
 
