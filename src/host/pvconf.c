@@ -597,13 +597,17 @@ int gp_pvd_ensure(const struct gp_ctx *ctx, struct gp_pvd_ensure *e, struct gp_w
 				   strerror(-r));
 			goto out;
 		}
-		/* The reload makes the new guest's socket. */
+		/* The reload makes the new guest's socket at once; a server
+		 * that never does serves another config (10 s is plenty). */
+		if (deadline > mono_ms() + 10000)
+			deadline = mono_ms() + 10000;
 		while (e->wait_socket && !is_socket(e->wait_socket) && mono_ms() < deadline)
 			sleep_ms(50);
 		r = 0;
 		if (e->wait_socket && !is_socket(e->wait_socket)) {
 			gp_why_set(why, "gpupass-pvd (pid %d) did not listen on %s after a reload; "
-				   "see its log", (int)pid, e->wait_socket);
+				   "is it running with another config than %s? see its log", (int)pid,
+				   e->wait_socket, e->config);
 			r = -ETIMEDOUT;
 		}
 		goto out;

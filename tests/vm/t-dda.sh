@@ -84,8 +84,9 @@ info "time vm-start-to-qmp $(elapsed $t0) s"
 GP vm status g1 >$WORK/status 2>&1
 check qmp-up "gpupass vm status g1 after vm start: $(head -n 1 $WORK/status)" \
 	grep -Eq 'running|starting' $WORK/status
+# --wait: vm verify asks again each second until the guest shows it.
 verified() {
-	GP vm verify g1 --json --agent-timeout 1 >$WORK/verify 2>&1 &&
+	GP vm verify g1 --json --agent-timeout 1 --wait 120 >$WORK/verify 2>&1 &&
 	/usr/bin/python3 -c '
 import json, sys
 v = json.load(open(sys.argv[1]))
@@ -94,7 +95,7 @@ ok = v["ok"] and len(d) == 1 and d[0]["ids"] == "1234:1111" and d[0]["in_query_p
 print(d[0]["guest_address"] if ok else "", file=open(sys.argv[2], "w"))
 sys.exit(not ok)' $WORK/verify $WORK/guest-addr
 }
-if wait_for 120 verified; then
+if verified; then
 	pass vm-verify "guest address $(cat $WORK/guest-addr)"
 	info "time vm-start-to-verified $(elapsed $t0) s"
 else
