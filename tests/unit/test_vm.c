@@ -783,6 +783,39 @@ static void test_deploy_bad_input(void **state)
 	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), -EINVAL);
 	assert_why(&w, "vm-c", "1 to 1000");
 	c.pv_weight = 1;
+	/* The region: a power of two (a BAR) from 1M to 16G, or 0. */
+	c.pv_shm = 3 * MiB;
+	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), -EINVAL);
+	assert_why(&w, "vm-c", "power of two");
+	c.pv_shm = 512 * 1024;
+	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), -EINVAL);
+	c.pv_shm = 32 * GiB;
+	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), -EINVAL);
+	c.pv_shm = 64 * MiB;
+	/* Shares: a relative or missing folder, a ',' (QEMU option), a bad
+	 * tag, a tag twice; each refused naming the VM, nothing changed. */
+	c.nshares = 1;
+	strcpy(c.shares[0].dir, "tmp");
+	strcpy(c.shares[0].tag, "t");
+	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), -EINVAL);
+	assert_why(&w, "vm-c", "absolute");
+	strcpy(c.shares[0].dir, "/nonexistent/share");
+	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), -ENOENT);
+	assert_why(&w, "vm-c", "not an existing directory");
+	strcpy(c.shares[0].dir, "/tmp,readonly=off");
+	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), -EINVAL);
+	assert_why(&w, "vm-c", "','");
+	strcpy(c.shares[0].dir, "/tmp");
+	strcpy(c.shares[0].tag, "a=b");
+	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), -EINVAL);
+	assert_why(&w, "vm-c", "tag");
+	c.nshares = 2;
+	strcpy(c.shares[0].tag, "t");
+	strcpy(c.shares[1].dir, "/");
+	strcpy(c.shares[1].tag, "t");
+	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), -EINVAL);
+	assert_why(&w, "vm-c", "twice");
+	c.nshares = 0;
 	setenv("OCL_ICD_VENDORS", "/nonexistent/gp-vendors", 1);
 	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), -ENOSPC);
 	assert_why(&w, "vm-c", "no-opencl-platform");
