@@ -368,7 +368,8 @@ static void pv_serve(struct gp_ctx *ctx, const char *name, const char *conf, con
 	res->pid = e.pid;
 	res->started = e.started;
 	snprintf(res->log, sizeof(res->log), "%s", e.log);
-	if (res->err < 0)
+	/* A caller that asked for the result reports it itself. */
+	if (res->err < 0 && !o->pvd_result)
 		gp_warn(&ctx->log, "VM %s: %s", name, res->why.msg);
 }
 
