@@ -4,6 +4,11 @@
  * gpupass PV, in one process and one run, printed as PV/native ratios.
  * Both platforms come through the real loader: OCL_ICD_VENDORS must name a
  * directory holding the host's .icd and gpupass.icd (bench/pv/run does it).
+ *
+ * PV_BENCH_ONLY=native|pv (bench/pv-vm): one platform only, printed as
+ * "name value" lines for a driver that puts runs of different machines
+ * side by side; PV_BENCH_MAX=MiB caps the transfer sizes, PV_BENCH_QUICK=1
+ * runs a tenth of the round-trip and launch loops (a TCG guest is slow).
  */
 #define CL_TARGET_OPENCL_VERSION 300
 #define CL_USE_DEPRECATED_OPENCL_1_2_APIS
@@ -61,13 +66,15 @@ static int setup(struct env *e, cl_platform_id p, const char *label)
 }
 
 /* Seconds per clGetEventInfo on a completed event. */
+static int quick = 1; /* loop divisor: 10 with PV_BENCH_QUICK */
+
 static double b_roundtrip(struct env *e)
 {
 	size_t one = 1;
 	cl_event ev;
 	cl_int st;
 	double t0;
-	int n = 20000;
+	int n = 20000 / quick;
 
 	clEnqueueNDRangeKernel(e->q, e->empty, 1, NULL, &one, NULL, 0, NULL, &ev);
 	clWaitForEvents(1, &ev);
@@ -82,7 +89,7 @@ static double b_roundtrip(struct env *e)
 static double b_launch_finish(struct env *e)
 {
 	size_t one = 1;
-	int n = 3000;
+	int n = 3000 / quick;
 	double t0;
 
 	for (int i = 0; i < 100; i++) {
@@ -169,6 +176,22 @@ static void row(const char *what, double nat, double pv, const char *unit, doubl
 	printf("%-34s %12.2f %12.2f %8.3fx   %s\n", what, nat * scale, pv * scale, pv / nat, target);
 }
 
+/* PV_BENCH_ONLY: the numbers of one platform, "name value" per line. */
+static int only_one(struct env *e, size_t max)
+{
+	printf("roundtrip_us %.3f\n", b_roundtrip(e) * 1e6);
+	printf("launch_finish_us %.3f\n", b_launch_finish(e) * 1e6);
+	printf("async_us %.3f\n", b_async(e) * 1e6);
+	fflush(stdout);
+	for (size_t s = 4096; s <= max; s *= 4) {
+		printf("write_%zu_gbps %.4f\n", s >> 10, b_bw(e, s, 1) / 1e9);
+		printf("read_%zu_gbps %.4f\n", s >> 10, b_bw(e, s, 0) / 1e9);
+		fflush(stdout);
+	}
+	printf("compute_ms %.3f\n", b_compute(e) * 1e3);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	cl_platform_id plats[8], pn = NULL, pp = NULL;
@@ -183,6 +206,24 @@ int main(int argc, char **argv)
 			pp = plats[i];
 		else if (!pn)
 			pn = plats[i];
+	}
+	{
+		const char *only = getenv("PV_BENCH_ONLY"), *mx = getenv("PV_BENCH_MAX");
+		size_t max = mx ? (size_t)strtoul(mx, NULL, 10) << 20 : 256u << 20;
+
+		if (getenv("PV_BENCH_QUICK"))
+			quick = 10;
+		if (only && (strcmp(only, "pv") == 0 ? pp : pn)) {
+			if (setup(&pv, strcmp(only, "pv") == 0 ? pp : pn, only) < 0) {
+				fprintf(stderr, "pv_bench: OpenCL set-up failed\n");
+				return 1;
+			}
+			return only_one(&pv, max);
+		}
+		if (only) {
+			fprintf(stderr, "pv_bench: PV_BENCH_ONLY=%s: no such platform here\n", only);
+			return 1;
+		}
 	}
 	if (!pn || !pp) {
 		fprintf(stderr, "pv_bench: need both the host platform and gpupass PV "

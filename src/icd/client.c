@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,8 @@ struct gp_icd_conn {
 	bool stream; /* no memfd: every call and all data inline on the stream */
 	bool serial; /* a virtio-serial port */
 	uint8_t *rx;
+	struct gp_ivshmem *ivs; /* stream mode: the VM's region, once the server took it */
+	uint8_t nonce[GP_IVSHMEM_NONCE];
 };
 
 static void conn_dead(struct gp_icd_conn *c, int r)
@@ -120,6 +123,64 @@ static int open_channel(struct gp_icd_conn *c)
 	return r;
 }
 
+/* GPUPASS_DEBUG=1: one line on how big transfers travel. */
+__attribute__((format(printf, 1, 2)))
+static void debug_line(const char *fmt, ...)
+{
+	const char *v = getenv("GPUPASS_DEBUG");
+	va_list ap;
+
+	if (!v || !*v || strcmp(v, "0") == 0)
+		return;
+	fprintf(stderr, "gpupass: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+/* Stream mode in a VM: offers the ivshmem region (1af4:1110, BAR2) in the
+ * HELLO with a fresh nonce written into it. GPUPASS_IVSHMEM=off: none;
+ * =ADDR: that PCI device only. */
+static void region_offer(struct gp_icd_conn *c)
+{
+	const char *want = getenv("GPUPASS_IVSHMEM");
+	int r;
+
+	if (want && strcmp(want, "off") == 0) {
+		debug_line("bulk data inline (GPUPASS_IVSHMEM=off)");
+		return;
+	}
+	r = gp_ivshmem_guest_open(getenv("GPUPASS_SYSROOT"), want && *want ? want : NULL, &c->ivs);
+	if (r == 0)
+		r = gp_ivshmem_stamp(c->ivs, c->nonce);
+	if (r < 0) {
+		gp_ivshmem_free(c->ivs);
+		c->ivs = NULL;
+		debug_line("bulk data inline: no usable ivshmem region (%s%s)", strerror(-r),
+			   r == -EACCES ? "; its resource2 needs read/write access: scripts/guest-setup" : "");
+	}
+}
+
+/* The server's answer (HELLO flags bit 2): it found our nonce in the file
+ * it maps for this VM. Otherwise the region is dropped: data inline. */
+static void region_answer(struct gp_icd_conn *c, uint32_t flags)
+{
+	char sz[32];
+
+	if (!c->ivs)
+		return;
+	snprintf(sz, sizeof(sz), "%llu MiB", (unsigned long long)(gp_ivshmem_size(c->ivs) >> 20));
+	if (flags & 4) {
+		debug_line("bulk data through the ivshmem region at %s (%s)", gp_ivshmem_addr(c->ivs), sz);
+		return;
+	}
+	debug_line("bulk data inline: gpupass-pvd did not take the ivshmem region at %s (%s; see its log)",
+		   gp_ivshmem_addr(c->ivs), sz);
+	gp_ivshmem_free(c->ivs);
+	c->ivs = NULL;
+}
+
 /* Stream mode: the answer to our HELLO is the HELLO reply with our
  * request id; anything before it (replies a dead process on the same
  * port never read) is skipped. */
@@ -163,6 +224,11 @@ static int say_hello(struct gp_icd_conn *c, struct gp_proto_hdr *h)
 	c->probe = 0x6770707650524f42ull ^ (uint64_t)(uintptr_t)c;
 	gp_enc_u64(&e, c->stream ? 0 : (uint64_t)(uintptr_t)&c->probe);
 	gp_enc_u64(&e, c->probe);
+	if (c->ivs) {
+		/* Stream mode: the VM's ivshmem region, proved by the nonce. */
+		gp_enc_u64(&e, gp_ivshmem_size(c->ivs));
+		gp_enc_raw(&e, c->nonce, sizeof(c->nonce));
+	}
 	if (!c->stream)
 		allow_server_reads(c->fd);
 	r = e.err ? e.err : gp_transport_send(c->sock, &q, e.buf, e.len, c->shm ? gp_shm_fd(c->shm) : -1);
@@ -222,6 +288,8 @@ int gp_icd_conn_open(struct gp_icd_conn **out)
 			goto err_free;
 		}
 	}
+	if (c->stream)
+		region_offer(c);
 	r = say_hello(c, &h);
 	if (r < 0) {
 		fprintf(stderr, "gpupass: gpupass-pvd at %s did not answer the hello: %s\n", addr,
@@ -246,6 +314,7 @@ int gp_icd_conn_open(struct gp_icd_conn **out)
 		/* Stream mode: everything inline, whatever the server says. */
 		c->direct = (fl & 1) && !c->stream;
 		c->shared = (fl & 2) && !c->stream && !getenv("GPUPASS_NO_SHARED");
+		region_answer(c, fl);
 	}
 	if (d.err) {
 		fprintf(stderr, "gpupass: gpupass-pvd at %s sent a malformed hello\n", addr);
@@ -265,6 +334,7 @@ int gp_icd_conn_open(struct gp_icd_conn **out)
 
 err_free:
 	free(msg);
+	gp_ivshmem_free(c->ivs);
 	gp_transport_free(c->sock);
 	gp_shm_free(c->shm);
 	free(c->rx);
@@ -324,6 +394,8 @@ void *gp_icd_conn_bulk(struct gp_icd_conn *c, uint64_t *size)
 {
 	uint64_t dummy;
 
+	if (c->ivs) /* stream mode with the VM's ivshmem region */
+		return gp_ivshmem_data(c->ivs, size ? size : &dummy);
 	if (!c->shm) { /* stream mode: no bulk region */
 		if (size)
 			*size = 0;

@@ -126,6 +126,16 @@ static int on_value(void *data, const char *section, const char *name, const cha
 			if (gp_parse_u64(value, 10, &v) < 0 || v < 1 || v > 1000)
 				return fail(st, "guest %s: weight '%s' must be 1..1000", gname, value);
 			g->weight = (uint32_t)v;
+		} else if (strcmp(name, "ivshmem") == 0) {
+			/* The file behind the VM's ivshmem-plain device: absolute,
+			 * as the service's working directory is not the admin's. */
+			if (value[0] != '/' || strlen(value) >= 4096)
+				return fail(st, "guest %s: ivshmem '%s' must be an absolute file path",
+					    gname, value);
+			free(g->ivshmem);
+			g->ivshmem = strdup(value);
+			if (!g->ivshmem)
+				return fail(st, "out of memory");
 		} else {
 			return fail(st, "unknown key '%s' in [guest %s]", name, gname);
 		}
@@ -220,6 +230,7 @@ void gp_pvd_config_clear(struct gp_pvd_config *cfg)
 	for (size_t i = 0; i < cfg->n_guests; i++) {
 		free(cfg->guests[i].name);
 		free(cfg->guests[i].socket);
+		free(cfg->guests[i].ivshmem);
 	}
 	free(cfg->guests);
 	free(cfg->error);

@@ -14,6 +14,7 @@ struct gp_pvd_guest_cfg {
 	uint64_t memory_max; /* bytes; 0 = unlimited */
 	uint32_t max_objects; /* 0 = unlimited */
 	uint32_t weight;     /* >= 1 */
+	char *ivshmem;       /* host file behind the VM's ivshmem region, or NULL */
 };
 
 struct gp_pvd_config {

@@ -300,9 +300,11 @@ static int guest_add(struct pvd_server *srv, const struct gp_pvd_guest_cfg *c,
 	g->own = *c;
 	g->own.name = strdup(c->name);
 	g->own.socket = c->socket ? strdup(c->socket) : NULL;
-	if (!g->own.name || (c->socket && !g->own.socket)) {
+	g->own.ivshmem = c->ivshmem ? strdup(c->ivshmem) : NULL;
+	if (!g->own.name || (c->socket && !g->own.socket) || (c->ivshmem && !g->own.ivshmem)) {
 		free(g->own.name);
 		free(g->own.socket);
+		free(g->own.ivshmem);
 		memset(&g->own, 0, sizeof(g->own));
 		return -ENOMEM;
 	}
@@ -382,6 +384,15 @@ static void reload(struct pvd_server *srv, const char *path)
 		g->own.max_objects = c->max_objects;
 		g->own.uid = c->uid;
 		__atomic_store_n(&g->own.weight, c->weight, __ATOMIC_RELAXED);
+		/* Sessions copy the path under the lock at their hello. */
+		if (!same_str(g->own.ivshmem, c->ivshmem)) {
+			char *iv = c->ivshmem ? strdup(c->ivshmem) : NULL;
+
+			if (iv || !c->ivshmem) {
+				free(g->own.ivshmem);
+				g->own.ivshmem = iv;
+			}
+		}
 		pthread_mutex_unlock(&g->lock);
 		if (relisten) {
 			char *sock = c->socket ? strdup(c->socket) : NULL;
@@ -639,6 +650,7 @@ out:
 		guest_unlisten(&srv.guests[i]);
 		free(srv.guests[i].own.name);
 		free(srv.guests[i].own.socket);
+		free(srv.guests[i].own.ivshmem);
 		pthread_mutex_destroy(&srv.guests[i].lock);
 	}
 	if (pidfile)

@@ -42,6 +42,7 @@ struct pvd_session {
 	struct gp_transport *sock;
 	struct gp_transport *ring;
 	struct gp_shm *shm;
+	struct gp_ivshmem *ivs; /* stream mode: the VM's region, when proved */
 	uint8_t *bulk;
 	uint64_t bulk_size;
 	struct gp_handles *h;
@@ -1118,6 +1119,21 @@ static int direct_copy(struct pvd_session *s, bool from_guest, void *local, uint
 	return 0;
 }
 
+/* Where @size bytes at @boff of the bulk region (the memfd's, or a VM's
+ * ivshmem region) are, or NULL (logged) when they are not all inside it:
+ * the caller ends the session. The bounds are the ones we measured. */
+static uint8_t *bulk_span(struct pvd_session *s, uint64_t boff, uint64_t size)
+{
+	if (!s->bulk || boff > s->bulk_size || size > s->bulk_size - boff) {
+		LOG_S(s, GP_LOG_WARN, "guest %s (pid %d): bulk offset %llu + %llu beyond its %s (%llu bytes)",
+		      s->guest ? s->guest->cfg->name : "?", (int)s->pid, (unsigned long long)boff,
+		      (unsigned long long)size, s->ivs ? "ivshmem region" : "bulk region",
+		      (unsigned long long)s->bulk_size);
+		return NULL;
+	}
+	return s->bulk + boff;
+}
+
 /* A buffer's data through a map: write (guest -> buffer) or read. */
 static cl_int mapped_transfer(struct pvd_session *s, cl_command_queue q, cl_mem m, bool write,
 			      uint64_t off, uint64_t size, uint64_t addr, struct waitlist *w,
@@ -1171,9 +1187,9 @@ static int op_write_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 			goto proto;
 		src = inl;
 	} else if (where == 1) {
-		if (boff > s->bulk_size || size > s->bulk_size - boff)
+		src = bulk_span(s, boff, size);
+		if (!src)
 			goto proto;
-		src = s->bulk + boff;
 	} else if (where != 2 || !s->direct || !blocking) {
 		goto proto;
 	}
@@ -1257,9 +1273,9 @@ static int op_read_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 		if (!dst && size)
 			goto proto;
 	} else if (where == 1) {
-		if (boff > s->bulk_size || size > s->bulk_size - boff)
+		dst = bulk_span(s, boff, size);
+		if (!dst)
 			goto proto;
-		dst = s->bulk + boff;
 	} else if (where != 2 || !s->direct) {
 		goto proto;
 	}
@@ -2470,6 +2486,51 @@ static int resync(struct pvd_session *s)
 	return hello_answer(s, &h, s->rxbuf, -1);
 }
 
+/* Stream mode: takes the guest's ivshmem region as the bulk region when
+ * the guest offered one (@size, @nonce), its config names the file, and
+ * the file's header holds the nonce the guest wrote into its BAR: the same
+ * memory. Otherwise (logged) the session moves data inline. A previous
+ * program's region on the same stream is dropped first. */
+static bool stream_region(struct pvd_session *s, uint64_t size, const uint8_t *nonce)
+{
+	const char *why = NULL;
+	char *path = NULL;
+	int r = 0;
+
+	gp_ivshmem_free(s->ivs);
+	s->ivs = NULL;
+	s->bulk = NULL;
+	s->bulk_size = 0;
+	if (!nonce)
+		return false;
+	pthread_mutex_lock(&s->guest->lock);
+	if (s->guest->cfg->ivshmem)
+		path = strdup(s->guest->cfg->ivshmem);
+	pthread_mutex_unlock(&s->guest->lock);
+	if (!path) {
+		why = "no ivshmem = FILE in its [guest] section";
+	} else if ((r = gp_ivshmem_host_open(path, size, &s->ivs)) < 0) {
+		why = r == -ERANGE ? "the file's size is not the region's" :
+		      r == -EBUSY ? "another session of this guest uses the region" :
+				    strerror(-r);
+	} else if (gp_ivshmem_check(s->ivs, nonce) < 0) {
+		why = "its nonce is not in the file: another device, or another file";
+		gp_ivshmem_free(s->ivs);
+		s->ivs = NULL;
+	}
+	if (why) {
+		LOG_S(s, GP_LOG_INFO, "guest %s: ivshmem region of %llu bytes not used (%s%s%s); data inline",
+		      guest_name(s), (unsigned long long)size, path ? path : "", path ? ": " : "", why);
+		free(path);
+		return false;
+	}
+	s->bulk = gp_ivshmem_data(s->ivs, &s->bulk_size);
+	LOG_S(s, GP_LOG_INFO, "guest %s: ivshmem region %s (%llu bytes) proved by its nonce",
+	      guest_name(s), path, (unsigned long long)size);
+	free(path);
+	return true;
+}
+
 /* HELLO: with a memfd (the shared ring and bulk region), or without one:
  * stream mode, every call and all data inline on the socket. Takes @fd. */
 static int hello_answer(struct pvd_session *s, const struct gp_proto_hdr *hh,
@@ -2481,7 +2542,9 @@ static int hello_answer(struct pvd_session *s, const struct gp_proto_hdr *hh,
 	struct gp_dec d;
 	int r;
 	uint32_t ver;
-	uint64_t bulk, probe_addr, probe_val, seen = 0;
+	uint64_t bulk, probe_addr, probe_val, seen = 0, region_size = 0;
+	const uint8_t *nonce = NULL;
+	bool region = false;
 	char *client;
 
 	rh.opcode = h.opcode;
@@ -2498,6 +2561,11 @@ static int hello_answer(struct pvd_session *s, const struct gp_proto_hdr *hh,
 	probe_addr = gp_dec_u64(&d);
 	probe_val = gp_dec_u64(&d);
 	(void)bulk;
+	/* Stream mode: an ivshmem region offered (u64 size, 32-byte nonce). */
+	if (gp_dec_left(&d) > 0) {
+		region_size = gp_dec_u64(&d);
+		nonce = gp_dec_raw(&d, GP_IVSHMEM_NONCE);
+	}
 	if (gp_dec_finish(&d) < 0) {
 		free(client);
 		r = -EBADMSG;
@@ -2523,6 +2591,7 @@ static int hello_answer(struct pvd_session *s, const struct gp_proto_hdr *hh,
 			s->bulk = gp_shm_bulk(s->shm, &s->bulk_size);
 		} else {
 			s->stream = true;
+			region = stream_region(s, region_size, nonce);
 		}
 		gp_enc_i32(&e, 0);
 		gp_enc_str(&e, s->guest->cfg->name);
@@ -2534,9 +2603,11 @@ static int hello_answer(struct pvd_session *s, const struct gp_proto_hdr *hh,
 		s->direct = !s->stream && s->pid > 0 && probe_addr &&
 			    direct_copy(s, true, &seen, probe_addr, sizeof(seen)) == 0 &&
 			    seen == probe_val;
-		gp_enc_u32(&e, (s->direct ? 1u : 0u) | (srv->shared_ok ? 2u : 0u));
+		gp_enc_u32(&e, (s->direct ? 1u : 0u) | (srv->shared_ok ? 2u : 0u) |
+				   (region ? 4u : 0u));
 		LOG_S(s, GP_LOG_INFO, "guest %s: %s connected (pid %d, uid %d, %s)",
 		      s->guest->cfg->name, client, (int)s->pid, (int)s->uid,
+		      region ? "stream mode, data through its ivshmem region" :
 		      s->stream ? "stream mode, data inline" :
 		      s->direct ? "direct copies" : "shared-memory copies");
 		r = 0;
@@ -2696,6 +2767,7 @@ static void session_free(struct pvd_session *s)
 		gp_transport_free(s->ring);
 	gp_transport_free(s->sock); /* closes the socket: the guest sees it go */
 	gp_shm_free(s->shm);
+	gp_ivshmem_free(s->ivs);
 	gp_handles_free(s->h);
 	gp_enc_free(&s->reply);
 	waker_put(s->waker); /* callbacks still pending keep it */

@@ -12,6 +12,7 @@
 #ifndef GP_TRANSPORT_TRANSPORT_H
 #define GP_TRANSPORT_TRANSPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -119,5 +120,33 @@ int gp_stream_write(int fd, const void *buf, size_t len, int timeout_ms);
  * SYSROOT/dev/vportNpM for the SYSROOT/sys/class/virtio-ports entry whose
  * name file says @name. -ENOENT when there is none. */
 int gp_serial_find(const char *sysroot, const char *name, char *path, size_t cap);
+
+/* ---- ivshmem: a VM's bulk-data region (ivshmem.c) ---- */
+
+struct gp_ivshmem;
+
+#define GP_IVSHMEM_NONCE 32u
+#define GP_IVSHMEM_HDR 4096u /* header page; the data follow */
+/* Region sizes accepted (a power of two, as QEMU requires for the BAR). */
+#define GP_IVSHMEM_MIN (1ull << 20)
+#define GP_IVSHMEM_MAX (16ull << 30)
+
+/* Guest: maps BAR2 (resource2, read/write) of the first 1af4:1110 device
+ * under SYSROOT/sys/bus/pci/devices, or of the device named @want (a PCI
+ * address; NULL: any). -ENOENT: none; -EACCES: one, but not ours to map. */
+int gp_ivshmem_guest_open(const char *sysroot, const char *want, struct gp_ivshmem **out);
+/* Guest: writes a fresh random nonce into the header, and to @nonce. */
+int gp_ivshmem_stamp(struct gp_ivshmem *iv, uint8_t nonce[GP_IVSHMEM_NONCE]);
+/* Host: maps the file behind a guest's region; its size must be @size
+ * (-ERANGE otherwise) and no other session may hold it (-EBUSY). */
+int gp_ivshmem_host_open(const char *path, uint64_t size, struct gp_ivshmem **out);
+/* Host: 0 if the region's header holds @nonce, else -EKEYREJECTED. */
+int gp_ivshmem_check(const struct gp_ivshmem *iv, const uint8_t nonce[GP_IVSHMEM_NONCE]);
+/* The data area (after the header page) and its size. */
+void *gp_ivshmem_data(const struct gp_ivshmem *iv, uint64_t *size);
+uint64_t gp_ivshmem_size(const struct gp_ivshmem *iv);
+/* Guest: the PCI address of the device mapped ("" on the host). */
+const char *gp_ivshmem_addr(const struct gp_ivshmem *iv);
+void gp_ivshmem_free(struct gp_ivshmem *iv);
 
 #endif

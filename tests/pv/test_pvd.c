@@ -56,6 +56,7 @@ static void test_config(void **state)
 	assert_int_equal(gp_pvd_config_parse(
 		"[server]\nlisten = unix:/run/a.sock\nlisten = unix:/run/b.sock\ndevices = pocl, all\n"
 		"[guest vm1]\nsocket = /run/vm1.sock\nmemory_max = 512M\nmax_objects = 100\nweight = 2\n"
+		"ivshmem = /var/lib/gpupass/vm1.shm\n"
 		"[guest alice]\nuid = 1000\nmemory_max = 2G\n"
 		"[guest default]\n", &c), 0);
 	assert_int_equal(c.listen.n, 2);
@@ -68,7 +69,9 @@ static void test_config(void **state)
 	assert_int_equal(g->memory_max, 512ull << 20);
 	assert_int_equal(g->max_objects, 100);
 	assert_int_equal(g->weight, 2);
+	assert_string_equal(g->ivshmem, "/var/lib/gpupass/vm1.shm");
 	g = gp_pvd_config_guest(&c, "alice");
+	assert_null(g->ivshmem);
 	assert_int_equal(g->uid, 1000);
 	assert_int_equal(g->memory_max, 2ull << 30);
 	assert_int_equal(gp_pvd_config_guest(&c, "default")->weight, 1);
@@ -92,6 +95,10 @@ static void test_config_garbage(void **state)
 		"[nonsense]\na = b\n",
 		"no section = 1\n",
 		"[server\nlisten = unix:/x\n",
+		"[guest x]\nivshmem = relative/file\n",
+		"[guest x]\nivshmem =\n",
+		"[guest x]\nivshmem = ~/x\n",
+		"[server]\nivshmem = /x\n",
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
