@@ -255,6 +255,13 @@ static cl_int remote_info(uint32_t sel, uint64_t id, uint64_t aux, cl_uint param
 	return CL_SUCCESS;
 }
 
+static void enc_ids(struct gp_enc *e, cl_uint n, const uint64_t *ids)
+{
+	gp_enc_u32(e, n);
+	for (cl_uint i = 0; i < n; i++)
+		gp_enc_u64(e, ids[i]);
+}
+
 static void enc_waitlist(struct gp_enc *e, cl_uint n, const cl_event *ev)
 {
 	gp_enc_u32(e, n);
@@ -2870,34 +2877,49 @@ static cl_int CL_API_CALL icd_EnqueueWaitForEvents(cl_command_queue q, cl_uint n
 
 /* ---- events ---- */
 
-/* Waits for events by bounded waits on the server, taking the connection
- * only for each of them: the application's other threads get it in
- * between, and one of them may set the user event this one waits for.
- * Usually the first answer says done: one round trip. The bound grows
- * from WAIT_POLL_MIN_US to WAIT_POLL_MAX_US, so a long wait costs a few
- * hundred wake-ups a second while another thread's call waits at most
- * WAIT_POLL_MAX_US for the connection. */
+/* Waits for events by bounded waits on the server (the server answers
+ * "not done" after the bound): the application's other threads get the
+ * connection in between, and one of them may set the user event this one
+ * waits for. Usually the first answer says done: one round trip.
+ * A poll takes the connection only when no other thread wants it
+ * (gp_icd_call_sync_yield). While nobody else asks, the bound grows from
+ * WAIT_POLL_MIN_US to WAIT_POLL_MAX_US: a long wait costs a few hundred
+ * wake-ups a second. Once another thread asked for the connection during
+ * a poll, that thread waited for our bound, and so would its next call:
+ * for WAIT_POLL_BUSY_NS after the last time one asked, the polls become
+ * bare checks (bound 0) WAIT_POLL_NAP_US apart, the connection free in
+ * between. */
 #define WAIT_POLL_MIN_US 500u
 #define WAIT_POLL_MAX_US 4000u
+#define WAIT_POLL_NAP_US 250u
+#define WAIT_POLL_BUSY_NS 20000000ll
+
+static long long mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
 
 static cl_int wait_ids(cl_uint n, const uint64_t *ids)
 {
 	cl_int err, first = CL_SUCCESS;
 	uint32_t us = WAIT_POLL_MIN_US;
+	long long asked_at = 0;
 
 	for (;;) {
 		struct gp_icd_call k;
 		uint32_t done = 0;
+		bool asked;
 
 		if (n > 16)
 			gp_icd_call_begin_heap(G.conn, &k);
 		else
 			gp_icd_call_begin(G.conn, &k);
-		gp_enc_u32(&k.e, n);
-		for (cl_uint i = 0; i < n; i++)
-			gp_enc_u64(&k.e, ids[i]);
+		enc_ids(&k.e, n, ids);
 		gp_enc_u32(&k.e, us);
-		err = gp_icd_call_sync(&k, GP_OP_WAIT_POLL, DEAD);
+		err = gp_icd_call_sync_yield(&k, GP_OP_WAIT_POLL, DEAD, &asked);
 		if (err != DEAD && !k.d.err && k.d.len >= 8) {
 			done = gp_dec_u32(&k.d);
 		} else if (err != DEAD) {
@@ -2911,9 +2933,17 @@ static cl_int wait_ids(cl_uint n, const uint64_t *ids)
 			first = err;
 		if (done || err == DEAD)
 			break;
-		sched_yield(); /* let a waiting thread take the connection */
-		if (us < WAIT_POLL_MAX_US)
-			us *= 2;
+		if (asked)
+			asked_at = mono_ns();
+		if (asked_at && mono_ns() - asked_at < WAIT_POLL_BUSY_NS) {
+			struct timespec nap = { 0, WAIT_POLL_NAP_US * 1000L };
+
+			us = 0;
+			nanosleep(&nap, NULL);
+		} else {
+			us = us < WAIT_POLL_MIN_US ? WAIT_POLL_MIN_US
+			     : us < WAIT_POLL_MAX_US ? us * 2 : us;
+		}
 	}
 	return first;
 }

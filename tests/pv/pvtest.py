@@ -165,6 +165,7 @@ def main():
                     ok(1, "compiled and linked programs released")
                 elif SCENARIO == "wait":
                     run([prog("pv_wait")], env)
+                    run([prog("pv_icd_wait")], env)
                     wait_status(sock, "default", lambda g: g["objects"] == 0 and g["sessions"] == 0,
                                 "objects released after the waits")
                     ok(1, "waits from several threads: no deadlock, everything released")
