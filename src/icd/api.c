@@ -191,6 +191,61 @@ static void post_release(uint64_t id)
 	gp_icd_call_end(&k);
 }
 
+/* The last reference to a server object is gone: the server releases
+ * it (posted), and the stand-in stops passing is() before it is freed. */
+static void obj_drop(void *o)
+{
+	struct hdr *h = o;
+
+	post_release(h->id);
+	h->kind = GP_KIND_NONE;
+}
+
+static void context_free(void *o);
+static void queue_free(void *o);
+static void mem_free(void *o);
+static void program_free(void *o);
+static void kernel_free(void *o);
+static void event_free(void *o);
+static void sampler_free(void *o);
+
+/* Per kind of object: the error for a handle that is not one of that
+ * kind (the CL_INVALID_* each entry point names, OpenCL 3.0 ch. 5), and
+ * what its last release does besides obj_drop(). */
+static const struct kind_ops {
+	cl_int invalid;
+	void (*free)(void *o);
+} kinds[GP_KIND_MAX + 1] = {
+	[GP_KIND_PLATFORM] = { CL_INVALID_PLATFORM, NULL },
+	[GP_KIND_DEVICE] = { CL_INVALID_DEVICE, NULL },
+	[GP_KIND_CONTEXT] = { CL_INVALID_CONTEXT, context_free },
+	[GP_KIND_QUEUE] = { CL_INVALID_COMMAND_QUEUE, queue_free },
+	[GP_KIND_MEM] = { CL_INVALID_MEM_OBJECT, mem_free },
+	[GP_KIND_PROGRAM] = { CL_INVALID_PROGRAM, program_free },
+	[GP_KIND_KERNEL] = { CL_INVALID_KERNEL, kernel_free },
+	[GP_KIND_EVENT] = { CL_INVALID_EVENT, event_free },
+	[GP_KIND_SAMPLER] = { CL_INVALID_SAMPLER, sampler_free },
+};
+
+/* clRetain*: one more reference, counted here only. */
+static cl_int obj_retain(void *o, uint32_t kind)
+{
+	if (!is(o, kind))
+		return kinds[kind].invalid;
+	retain(o);
+	return CL_SUCCESS;
+}
+
+/* clRelease*: the last reference frees the stand-in (kinds[].free). */
+static cl_int obj_release(void *o, uint32_t kind)
+{
+	if (!is(o, kind))
+		return kinds[kind].invalid;
+	if (unref(o))
+		kinds[kind].free(o);
+	return CL_SUCCESS;
+}
+
 static cl_int put_info(const void *src, size_t n, size_t size, void *val, size_t *ret)
 {
 	if (val) {
@@ -282,6 +337,39 @@ static cl_int check_waitlist(cl_context ctx, cl_uint n, const cl_event *ev)
 	return CL_SUCCESS;
 }
 
+static cl_int with_event(cl_command_queue q, cl_command_type type, cl_event *event,
+			 cl_event *out, uint64_t *id);
+
+/* The start of a clEnqueue* after its own checks: the wait list's checks,
+ * then the event the application asked for (@ev, NULL if none; @id is
+ * its id on the wire, 0 if none). Finish with done_event(). */
+static cl_int enq_begin(cl_command_queue q, cl_uint nw, const cl_event *wl, cl_command_type type,
+			cl_event *event, cl_event *ev, uint64_t *id)
+{
+	cl_int err = check_waitlist(q->ctx, nw, wl);
+
+	*ev = NULL;
+	*id = 0;
+	return err == CL_SUCCESS ? with_event(q, type, event, ev, id) : err;
+}
+
+static void touch(cl_command_queue q);
+
+/* The end of a pipelined enqueue's message (wait list, event id), then
+ * posted: no round trip (errors come with the next synchronising call). */
+static cl_int enq_post(struct gp_icd_call *k, cl_command_queue q, uint16_t op, cl_uint nw,
+		       const cl_event *wl, uint64_t id)
+{
+	cl_int err;
+
+	enc_waitlist(&k->e, nw, wl);
+	gp_enc_u64(&k->e, id);
+	touch(q);
+	err = gp_icd_call_post(k, op, DEAD);
+	gp_icd_call_end(k);
+	return err;
+}
+
 /* A new event for an enqueue on @q when the application asked for one. */
 static cl_event event_new(cl_command_queue q, cl_context ctx, cl_command_type type)
 {
@@ -304,9 +392,11 @@ static cl_int CL_API_CALL icd_ReleaseProgram(cl_program p);
 static cl_int CL_API_CALL icd_ReleaseMemObject(cl_mem m);
 static cl_int CL_API_CALL icd_ReleaseKernel(cl_kernel k);
 
-static void event_free(cl_event ev)
+static void event_free(void *o)
 {
-	post_release(ev->h.id);
+	cl_event ev = o;
+
+	obj_drop(ev);
 	if (ev->q)
 		icd_ReleaseCommandQueue(ev->q);
 	icd_ReleaseContext(ev->ctx);
@@ -621,29 +711,27 @@ static cl_context CL_API_CALL icd_CreateContextFromType(const cl_context_propert
 
 static cl_int CL_API_CALL icd_RetainContext(cl_context ctx)
 {
-	if (!is(ctx, GP_KIND_CONTEXT))
-		return CL_INVALID_CONTEXT;
-	retain(ctx);
-	return CL_SUCCESS;
+	return obj_retain(ctx, GP_KIND_CONTEXT);
+}
+
+static void context_free(void *o)
+{
+	cl_context ctx = o;
+
+	/* Destructor callbacks run in reverse order of registration. */
+	for (struct ctx_cb *c = ctx->dtor, *n; c; c = n) {
+		n = c->next;
+		c->fn(ctx, c->data);
+		free(c);
+	}
+	obj_drop(ctx);
+	free(ctx->devs);
+	free(ctx);
 }
 
 static cl_int CL_API_CALL icd_ReleaseContext(cl_context ctx)
 {
-	if (!is(ctx, GP_KIND_CONTEXT))
-		return CL_INVALID_CONTEXT;
-	if (unref(ctx)) {
-		/* Destructor callbacks run in reverse order of registration. */
-		for (struct ctx_cb *c = ctx->dtor, *n; c; c = n) {
-			n = c->next;
-			c->fn(ctx, c->data);
-			free(c);
-		}
-		post_release(ctx->h.id);
-		ctx->h.kind = GP_KIND_NONE;
-		free(ctx->devs);
-		free(ctx);
-	}
-	return CL_SUCCESS;
+	return obj_release(ctx, GP_KIND_CONTEXT);
 }
 
 static cl_int CL_API_CALL icd_SetContextDestructorCallback(cl_context ctx,
@@ -768,27 +856,25 @@ static cl_command_queue CL_API_CALL icd_CreateCommandQueueWithProperties(cl_cont
 
 static cl_int CL_API_CALL icd_RetainCommandQueue(cl_command_queue q)
 {
-	if (!is(q, GP_KIND_QUEUE))
-		return CL_INVALID_COMMAND_QUEUE;
-	retain(q);
-	return CL_SUCCESS;
+	return obj_retain(q, GP_KIND_QUEUE);
 }
 
 static cl_int CL_API_CALL icd_Flush(cl_command_queue q);
 
+static void queue_free(void *o)
+{
+	cl_command_queue q = o;
+
+	/* clReleaseCommandQueue flushes (OpenCL 3.0, 5.1); the server's
+	 * release does the same on the host queue. */
+	obj_drop(q);
+	icd_ReleaseContext(q->ctx);
+	free(q);
+}
+
 static cl_int CL_API_CALL icd_ReleaseCommandQueue(cl_command_queue q)
 {
-	if (!is(q, GP_KIND_QUEUE))
-		return CL_INVALID_COMMAND_QUEUE;
-	if (unref(q)) {
-		/* clReleaseCommandQueue flushes (OpenCL 3.0, 5.1); the server's
-		 * release does the same on the host queue. */
-		post_release(q->h.id);
-		q->h.kind = GP_KIND_NONE;
-		icd_ReleaseContext(q->ctx);
-		free(q);
-	}
-	return CL_SUCCESS;
+	return obj_release(q, GP_KIND_QUEUE);
 }
 
 static cl_int CL_API_CALL icd_GetCommandQueueInfo(cl_command_queue q, cl_command_queue_info param,
@@ -1055,41 +1141,39 @@ static cl_mem CL_API_CALL icd_CreateSubBuffer(cl_mem parent, cl_mem_flags flags,
 
 static cl_int CL_API_CALL icd_RetainMemObject(cl_mem m)
 {
-	if (!is(m, GP_KIND_MEM))
-		return CL_INVALID_MEM_OBJECT;
-	retain(m);
-	return CL_SUCCESS;
+	return obj_retain(m, GP_KIND_MEM);
+}
+
+static void mem_free(void *o)
+{
+	cl_mem m = o;
+
+	for (struct mem_cb *c = m->dtor, *n; c; c = n) {
+		n = c->next;
+		c->fn(m, c->data);
+		free(c);
+	}
+	obj_drop(m);
+	for (struct mapping *p = m->maps, *n; p; p = n) {
+		n = p->next;
+		if (p->owned)
+			free(p->ptr);
+		free(p);
+	}
+	if (m->shared_len)
+		munmap(m->shared, m->shared_len);
+	if (m->parent)
+		icd_ReleaseMemObject(m->parent);
+	if (m->image && m->desc.buffer)
+		icd_ReleaseMemObject(m->desc.buffer);
+	icd_ReleaseContext(m->ctx);
+	pthread_mutex_destroy(&m->lock);
+	free(m);
 }
 
 static cl_int CL_API_CALL icd_ReleaseMemObject(cl_mem m)
 {
-	if (!is(m, GP_KIND_MEM))
-		return CL_INVALID_MEM_OBJECT;
-	if (unref(m)) {
-		for (struct mem_cb *c = m->dtor, *n; c; c = n) {
-			n = c->next;
-			c->fn(m, c->data);
-			free(c);
-		}
-		post_release(m->h.id);
-		m->h.kind = GP_KIND_NONE;
-		for (struct mapping *p = m->maps, *n; p; p = n) {
-			n = p->next;
-			if (p->owned)
-				free(p->ptr);
-			free(p);
-		}
-		if (m->shared_len)
-			munmap(m->shared, m->shared_len);
-		if (m->parent)
-			icd_ReleaseMemObject(m->parent);
-		if (m->image && m->desc.buffer)
-			icd_ReleaseMemObject(m->desc.buffer);
-		icd_ReleaseContext(m->ctx);
-		pthread_mutex_destroy(&m->lock);
-		free(m);
-	}
-	return CL_SUCCESS;
+	return obj_release(m, GP_KIND_MEM);
 }
 
 static cl_int CL_API_CALL icd_SetMemObjectDestructorCallback(cl_mem m,
@@ -1576,11 +1660,7 @@ static cl_int post_copy(cl_command_queue q, cl_mem s, cl_mem d, size_t so, size_
 	gp_enc_u64(&k.e, so);
 	gp_enc_u64(&k.e, dof);
 	gp_enc_u64(&k.e, size);
-	enc_waitlist(&k.e, nw, wl);
-	gp_enc_u64(&k.e, id);
-	touch(q);
-	err = gp_icd_call_post(&k, GP_OP_COPY_BUFFER, DEAD);
-	gp_icd_call_end(&k);
+	err = enq_post(&k, q, GP_OP_COPY_BUFFER, nw, wl, id);
 	return err;
 }
 
@@ -1602,9 +1682,7 @@ static cl_int CL_API_CALL icd_EnqueueCopyBuffer(cl_command_queue q, cl_mem s, cl
 		return CL_INVALID_VALUE;
 	if (s == d && ((so <= dof && dof < so + size) || (dof <= so && so < dof + size)))
 		return CL_MEM_COPY_OVERLAP;
-	err = check_waitlist(q->ctx, nw, wl);
-	if (err == CL_SUCCESS)
-		err = with_event(q, CL_COMMAND_COPY_BUFFER, event, &ev, &id);
+	err = enq_begin(q, nw, wl, CL_COMMAND_COPY_BUFFER, event, &ev, &id);
 	if (err != CL_SUCCESS)
 		return err;
 	return done_event(post_copy(q, s, d, so, dof, size, nw, wl, id), ev, event);
@@ -1630,9 +1708,7 @@ static cl_int CL_API_CALL icd_EnqueueCopyBufferRect(cl_command_queue q, cl_mem s
 	if (err == CL_SUCCESS)
 		err = rect_params(dor, so, reg, &drp, &dsp, &srp, &ssp, d->size);
 	if (err == CL_SUCCESS)
-		err = check_waitlist(q->ctx, nw, wl);
-	if (err == CL_SUCCESS)
-		err = with_event(q, CL_COMMAND_COPY_BUFFER_RECT, event, &ev, &id);
+		err = enq_begin(q, nw, wl, CL_COMMAND_COPY_BUFFER_RECT, event, &ev, &id);
 	if (err != CL_SUCCESS)
 		return err;
 	for (size_t z = 0; z < reg[2] && err == CL_SUCCESS; z++) {
@@ -1665,9 +1741,7 @@ static cl_int CL_API_CALL icd_EnqueueFillBuffer(cl_command_queue q, cl_mem m, co
 	if (!pat || psize == 0 || psize > 128 || (psize & (psize - 1)) || off % psize ||
 	    size % psize || off > m->size || size > m->size - off)
 		return CL_INVALID_VALUE;
-	err = check_waitlist(q->ctx, nw, wl);
-	if (err == CL_SUCCESS)
-		err = with_event(q, CL_COMMAND_FILL_BUFFER, event, &ev, &id);
+	err = enq_begin(q, nw, wl, CL_COMMAND_FILL_BUFFER, event, &ev, &id);
 	if (err != CL_SUCCESS)
 		return err;
 	gp_icd_call_begin_heap(G.conn, &k);
@@ -1676,12 +1750,7 @@ static cl_int CL_API_CALL icd_EnqueueFillBuffer(cl_command_queue q, cl_mem m, co
 	gp_enc_blob(&k.e, pat, psize);
 	gp_enc_u64(&k.e, off);
 	gp_enc_u64(&k.e, size);
-	enc_waitlist(&k.e, nw, wl);
-	gp_enc_u64(&k.e, id);
-	touch(q);
-	err = gp_icd_call_post(&k, GP_OP_FILL_BUFFER, DEAD);
-	gp_icd_call_end(&k);
-	return done_event(err, ev, event);
+	return done_event(enq_post(&k, q, GP_OP_FILL_BUFFER, nw, wl, id), ev, event);
 }
 
 static cl_int post_marker(cl_command_queue q, uint16_t op, cl_uint nw, const cl_event *wl,
@@ -1692,11 +1761,7 @@ static cl_int post_marker(cl_command_queue q, uint16_t op, cl_uint nw, const cl_
 
 	gp_icd_call_begin_heap(G.conn, &k);
 	gp_enc_u64(&k.e, q->h.id);
-	enc_waitlist(&k.e, nw, wl);
-	gp_enc_u64(&k.e, id);
-	touch(q);
-	err = gp_icd_call_post(&k, op, DEAD);
-	gp_icd_call_end(&k);
+	err = enq_post(&k, q, op, nw, wl, id);
 	return err;
 }
 
@@ -1853,9 +1918,7 @@ static cl_int CL_API_CALL icd_EnqueueMigrateMemObjects(cl_command_queue q, cl_ui
 	for (cl_uint i = 0; i < n; i++)
 		if (!is(mems[i], GP_KIND_MEM))
 			return CL_INVALID_MEM_OBJECT;
-	err = check_waitlist(q->ctx, nw, wl);
-	if (err == CL_SUCCESS)
-		err = with_event(q, CL_COMMAND_MIGRATE_MEM_OBJECTS, event, &ev, &id);
+	err = enq_begin(q, nw, wl, CL_COMMAND_MIGRATE_MEM_OBJECTS, event, &ev, &id);
 	if (err != CL_SUCCESS)
 		return err;
 	/* Data lives on the host device already: a migration is an ordering
@@ -1954,23 +2017,21 @@ static cl_sampler CL_API_CALL icd_CreateSamplerWithProperties(cl_context ctx,
 
 static cl_int CL_API_CALL icd_RetainSampler(cl_sampler s)
 {
-	if (!is(s, GP_KIND_SAMPLER))
-		return CL_INVALID_SAMPLER;
-	retain(s);
-	return CL_SUCCESS;
+	return obj_retain(s, GP_KIND_SAMPLER);
+}
+
+static void sampler_free(void *o)
+{
+	cl_sampler s = o;
+
+	obj_drop(s);
+	icd_ReleaseContext(s->ctx);
+	free(s);
 }
 
 static cl_int CL_API_CALL icd_ReleaseSampler(cl_sampler s)
 {
-	if (!is(s, GP_KIND_SAMPLER))
-		return CL_INVALID_SAMPLER;
-	if (unref(s)) {
-		post_release(s->h.id);
-		s->h.kind = GP_KIND_NONE;
-		icd_ReleaseContext(s->ctx);
-		free(s);
-	}
-	return CL_SUCCESS;
+	return obj_release(s, GP_KIND_SAMPLER);
 }
 
 static cl_int CL_API_CALL icd_GetSamplerInfo(cl_sampler s, cl_sampler_info p, size_t size,
@@ -2228,23 +2289,21 @@ static cl_program CL_API_CALL icd_CreateProgramWithIL(cl_context ctx, const void
 
 static cl_int CL_API_CALL icd_RetainProgram(cl_program p)
 {
-	if (!is(p, GP_KIND_PROGRAM))
-		return CL_INVALID_PROGRAM;
-	retain(p);
-	return CL_SUCCESS;
+	return obj_retain(p, GP_KIND_PROGRAM);
+}
+
+static void program_free(void *o)
+{
+	cl_program p = o;
+
+	obj_drop(p);
+	icd_ReleaseContext(p->ctx);
+	program_drop(p);
 }
 
 static cl_int CL_API_CALL icd_ReleaseProgram(cl_program p)
 {
-	if (!is(p, GP_KIND_PROGRAM))
-		return CL_INVALID_PROGRAM;
-	if (unref(p)) {
-		post_release(p->h.id);
-		p->h.kind = GP_KIND_NONE;
-		icd_ReleaseContext(p->ctx);
-		program_drop(p);
-	}
-	return CL_SUCCESS;
+	return obj_release(p, GP_KIND_PROGRAM);
 }
 
 static cl_int CL_API_CALL icd_BuildProgram(cl_program p, cl_uint n, const cl_device_id *devs,
@@ -2559,25 +2618,23 @@ static cl_int CL_API_CALL icd_CreateKernelsInProgram(cl_program p, cl_uint num, 
 
 static cl_int CL_API_CALL icd_RetainKernel(cl_kernel k)
 {
-	if (!is(k, GP_KIND_KERNEL))
-		return CL_INVALID_KERNEL;
-	retain(k);
-	return CL_SUCCESS;
+	return obj_retain(k, GP_KIND_KERNEL);
+}
+
+static void kernel_free(void *o)
+{
+	cl_kernel k = o;
+
+	obj_drop(k);
+	icd_ReleaseProgram(k->prog);
+	free(k->quals);
+	free(k->is_sampler);
+	free(k);
 }
 
 static cl_int CL_API_CALL icd_ReleaseKernel(cl_kernel k)
 {
-	if (!is(k, GP_KIND_KERNEL))
-		return CL_INVALID_KERNEL;
-	if (unref(k)) {
-		post_release(k->h.id);
-		k->h.kind = GP_KIND_NONE;
-		icd_ReleaseProgram(k->prog);
-		free(k->quals);
-		free(k->is_sampler);
-		free(k);
-	}
-	return CL_SUCCESS;
+	return obj_release(k, GP_KIND_KERNEL);
 }
 
 static cl_int CL_API_CALL icd_SetKernelArg(cl_kernel kn, cl_uint idx, size_t size, const void *v)
@@ -2778,9 +2835,7 @@ static cl_int CL_API_CALL icd_EnqueueNDRangeKernel(cl_command_queue q, cl_kernel
 		return CL_INVALID_WORK_DIMENSION;
 	if (!glob)
 		return CL_INVALID_GLOBAL_WORK_SIZE;
-	err = check_waitlist(q->ctx, nw, wl);
-	if (err == CL_SUCCESS)
-		err = with_event(q, CL_COMMAND_NDRANGE_KERNEL, event, &ev, &id);
+	err = enq_begin(q, nw, wl, CL_COMMAND_NDRANGE_KERNEL, event, &ev, &id);
 	if (err != CL_SUCCESS)
 		return err;
 	if (nw > 16)
@@ -2798,12 +2853,7 @@ static cl_int CL_API_CALL icd_EnqueueNDRangeKernel(cl_command_queue q, cl_kernel
 		gp_enc_u64(&k.e, i < dim ? glob[i] : 1);
 	for (cl_uint i = 0; i < 3; i++)
 		gp_enc_u64(&k.e, loc && i < dim ? loc[i] : 1);
-	enc_waitlist(&k.e, nw, wl);
-	gp_enc_u64(&k.e, id);
-	touch(q);
-	err = gp_icd_call_post(&k, GP_OP_ENQUEUE_NDRANGE, DEAD);
-	gp_icd_call_end(&k);
-	return done_event(err, ev, event);
+	return done_event(enq_post(&k, q, GP_OP_ENQUEUE_NDRANGE, nw, wl, id), ev, event);
 }
 
 static cl_int CL_API_CALL icd_EnqueueTask(cl_command_queue q, cl_kernel k, cl_uint nw,
@@ -2836,9 +2886,7 @@ static cl_int marker_like(cl_command_queue q, uint16_t op, cl_command_type type,
 
 	if (!is(q, GP_KIND_QUEUE))
 		return CL_INVALID_COMMAND_QUEUE;
-	err = check_waitlist(q->ctx, nw, wl);
-	if (err == CL_SUCCESS)
-		err = with_event(q, type, event, &ev, &id);
+	err = enq_begin(q, nw, wl, type, event, &ev, &id);
 	if (err != CL_SUCCESS)
 		return err;
 	return done_event(post_marker(q, op, nw, wl, id), ev, event);
@@ -3003,21 +3051,12 @@ static cl_int CL_API_CALL icd_GetEventProfilingInfo(cl_event ev, cl_profiling_in
 
 static cl_int CL_API_CALL icd_RetainEvent(cl_event ev)
 {
-	if (!is(ev, GP_KIND_EVENT))
-		return CL_INVALID_EVENT;
-	retain(ev);
-	return CL_SUCCESS;
+	return obj_retain(ev, GP_KIND_EVENT);
 }
 
 static cl_int CL_API_CALL icd_ReleaseEvent(cl_event ev)
 {
-	if (!is(ev, GP_KIND_EVENT))
-		return CL_INVALID_EVENT;
-	if (unref(ev)) {
-		ev->h.kind = GP_KIND_NONE;
-		event_free(ev);
-	}
-	return CL_SUCCESS;
+	return obj_release(ev, GP_KIND_EVENT);
 }
 
 static cl_event CL_API_CALL icd_CreateUserEvent(cl_context ctx, cl_int *errp)
@@ -3505,10 +3544,7 @@ static cl_int image_rw(bool write, cl_command_queue q, cl_mem m, cl_bool b, cons
 				  (sp && rp && sp < rp * r[1])))
 		err = CL_INVALID_VALUE;
 	if (err == CL_SUCCESS)
-		err = check_waitlist(q->ctx, nw, wl);
-	if (err == CL_SUCCESS)
-		err = with_event(q, write ? CL_COMMAND_WRITE_IMAGE : CL_COMMAND_READ_IMAGE, event, &ev,
-				 &id);
+		err = enq_begin(q, nw, wl, write ? CL_COMMAND_WRITE_IMAGE : CL_COMMAND_READ_IMAGE, event, &ev, &id);
 	if (err != CL_SUCCESS)
 		return err;
 	return done_event(image_xfer(write, q, m, o, r, rp, sp, p, nw, wl, id, b), ev, event);
@@ -3548,9 +3584,7 @@ static cl_int post_image_copy(uint32_t kind, cl_command_queue q, cl_mem s, cl_me
 		return CL_INVALID_CONTEXT;
 	if (!so || !dor || !r)
 		return CL_INVALID_VALUE;
-	err = check_waitlist(q->ctx, nw, wl);
-	if (err == CL_SUCCESS)
-		err = with_event(q, type, event, &ev, &id);
+	err = enq_begin(q, nw, wl, type, event, &ev, &id);
 	if (err != CL_SUCCESS)
 		return err;
 	gp_icd_call_begin_heap(G.conn, &k);
@@ -3564,12 +3598,7 @@ static cl_int post_image_copy(uint32_t kind, cl_command_queue q, cl_mem s, cl_me
 		gp_enc_u64(&k.e, dor[i]);
 	for (int i = 0; i < 3; i++)
 		gp_enc_u64(&k.e, r[i]);
-	enc_waitlist(&k.e, nw, wl);
-	gp_enc_u64(&k.e, id);
-	touch(q);
-	err = gp_icd_call_post(&k, GP_OP_COPY_IMAGE, DEAD);
-	gp_icd_call_end(&k);
-	return done_event(err, ev, event);
+	return done_event(enq_post(&k, q, GP_OP_COPY_IMAGE, nw, wl, id), ev, event);
 }
 
 static cl_int CL_API_CALL icd_EnqueueCopyImage(cl_command_queue q, cl_mem s, cl_mem d,
@@ -3609,9 +3638,7 @@ static cl_int CL_API_CALL icd_EnqueueFillImage(cl_command_queue q, cl_mem m, con
 	if (err == CL_SUCCESS && (!c || !o || !r))
 		err = CL_INVALID_VALUE;
 	if (err == CL_SUCCESS)
-		err = check_waitlist(q->ctx, nw, wl);
-	if (err == CL_SUCCESS)
-		err = with_event(q, CL_COMMAND_FILL_IMAGE, event, &ev, &id);
+		err = enq_begin(q, nw, wl, CL_COMMAND_FILL_IMAGE, event, &ev, &id);
 	if (err != CL_SUCCESS)
 		return err;
 	gp_icd_call_begin_heap(G.conn, &k);
@@ -3623,12 +3650,7 @@ static cl_int CL_API_CALL icd_EnqueueFillImage(cl_command_queue q, cl_mem m, con
 		gp_enc_u64(&k.e, o[i]);
 	for (int i = 0; i < 3; i++)
 		gp_enc_u64(&k.e, r[i]);
-	enc_waitlist(&k.e, nw, wl);
-	gp_enc_u64(&k.e, id);
-	touch(q);
-	err = gp_icd_call_post(&k, GP_OP_FILL_IMAGE, DEAD);
-	gp_icd_call_end(&k);
-	return done_event(err, ev, event);
+	return done_event(enq_post(&k, q, GP_OP_FILL_IMAGE, nw, wl, id), ev, event);
 }
 
 /* Image maps: the region is read into host memory (the application's own
