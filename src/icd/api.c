@@ -50,12 +50,16 @@ struct _cl_context {
 	cl_device_id *devs;
 	cl_context_properties props[8];
 	size_t nprops; /* entries in props including the final 0; 0 if none given */
-	struct ctx_cb *dtor;
+	struct dtor_cb *dtor;
 };
 
-struct ctx_cb {
-	struct ctx_cb *next;
-	void (CL_CALLBACK *fn)(cl_context, void *);
+/* Destructor callbacks of a context or memory object, newest first (they
+ * run in reverse order of registration: OpenCL 3.0, 5.4.1 and 5.14).
+ * @fn is stored as a generic function pointer and called as its own
+ * type again (C17 6.3.2.3p8). */
+struct dtor_cb {
+	struct dtor_cb *next;
+	void (*fn)(void);
 	void *data;
 };
 
@@ -79,12 +83,6 @@ struct mapping {
 	size_t org[3], reg[3], rp, sp; /* region and the pitches handed out */
 };
 
-struct mem_cb {
-	struct mem_cb *next;
-	void (CL_CALLBACK *fn)(cl_mem, void *);
-	void *data;
-};
-
 struct _cl_mem {
 	struct hdr h;
 	cl_context ctx;
@@ -96,7 +94,7 @@ struct _cl_mem {
 	pthread_mutex_t lock;
 	struct mapping *maps;
 	cl_uint nmaps;
-	struct mem_cb *dtor;
+	struct dtor_cb *dtor;
 	uint8_t *shared;   /* the buffer's memory, shared with the server, or NULL */
 	size_t shared_len; /* our mapping's length (0 for sub-buffers) */
 	bool image;
@@ -246,6 +244,22 @@ static cl_int obj_release(void *o, uint32_t kind)
 	return CL_SUCCESS;
 }
 
+static cl_int dtor_push(struct dtor_cb **list, void (*fn)(void), void *data)
+{
+	struct dtor_cb *c;
+
+	if (!fn)
+		return CL_INVALID_VALUE;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return CL_OUT_OF_HOST_MEMORY;
+	c->fn = fn;
+	c->data = data;
+	c->next = *list;
+	*list = c;
+	return CL_SUCCESS;
+}
+
 static cl_int put_info(const void *src, size_t n, size_t size, void *val, size_t *ret)
 {
 	if (val) {
@@ -308,6 +322,16 @@ static cl_int remote_info(uint32_t sel, uint64_t id, uint64_t aux, cl_uint param
 	if (ret)
 		*ret = (size_t)total;
 	return CL_SUCCESS;
+}
+
+/* A call whose message carries @n ids (a wait list): the encoder on the
+ * stack holds a few hundred bytes, a longer list goes on the heap. */
+static void call_begin(struct gp_icd_call *k, cl_uint n)
+{
+	if (n > 16)
+		gp_icd_call_begin_heap(G.conn, k);
+	else
+		gp_icd_call_begin(G.conn, k);
 }
 
 static void enc_ids(struct gp_enc *e, cl_uint n, const uint64_t *ids)
@@ -718,10 +742,9 @@ static void context_free(void *o)
 {
 	cl_context ctx = o;
 
-	/* Destructor callbacks run in reverse order of registration. */
-	for (struct ctx_cb *c = ctx->dtor, *n; c; c = n) {
+	for (struct dtor_cb *c = ctx->dtor, *n; c; c = n) {
 		n = c->next;
-		c->fn(ctx, c->data);
+		((void (CL_CALLBACK *)(cl_context, void *))c->fn)(ctx, c->data);
 		free(c);
 	}
 	obj_drop(ctx);
@@ -738,20 +761,9 @@ static cl_int CL_API_CALL icd_SetContextDestructorCallback(cl_context ctx,
 							   void (CL_CALLBACK *fn)(cl_context, void *),
 							   void *data)
 {
-	struct ctx_cb *c;
-
 	if (!is(ctx, GP_KIND_CONTEXT))
 		return CL_INVALID_CONTEXT;
-	if (!fn)
-		return CL_INVALID_VALUE;
-	c = calloc(1, sizeof(*c));
-	if (!c)
-		return CL_OUT_OF_HOST_MEMORY;
-	c->fn = fn;
-	c->data = data;
-	c->next = ctx->dtor;
-	ctx->dtor = c;
-	return CL_SUCCESS;
+	return dtor_push(&ctx->dtor, (void (*)(void))fn, data);
 }
 
 static cl_int CL_API_CALL icd_GetContextInfo(cl_context ctx, cl_context_info param, size_t size,
@@ -973,6 +985,30 @@ static cl_int image_xfer(bool write, cl_command_queue q, cl_mem m, const size_t 
 			 const size_t *reg, size_t rp, size_t sp, void *ptr, cl_uint nw,
 			 const cl_event *wl, uint64_t evid, bool blocking);
 
+static cl_mem mem_new(cl_int *errp)
+{
+	cl_mem m = obj_new(sizeof(*m), GP_KIND_MEM);
+
+	if (!m) {
+		set_err(errp, CL_OUT_OF_HOST_MEMORY);
+		return NULL;
+	}
+	pthread_mutex_init(&m->lock, NULL);
+	return m;
+}
+
+/* One access mode, one host access mode, USE_HOST_PTR alone of the host
+ * pointer flags, nothing unknown (OpenCL 3.0, table 12). */
+static bool mem_flags_ok(cl_mem_flags flags)
+{
+	return popcount64(flags & MEM_ACCESS) <= 1 && popcount64(flags & MEM_HOST) <= 1 &&
+	       !((flags & CL_MEM_USE_HOST_PTR) &&
+		 (flags & (CL_MEM_COPY_HOST_PTR | CL_MEM_ALLOC_HOST_PTR))) &&
+	       !(flags & ~(cl_mem_flags)(MEM_ACCESS | MEM_HOST | CL_MEM_USE_HOST_PTR |
+					 CL_MEM_COPY_HOST_PTR | CL_MEM_ALLOC_HOST_PTR |
+					 CL_MEM_KERNEL_READ_AND_WRITE));
+}
+
 static cl_mem buffer_make(cl_context ctx, cl_mem_flags flags, size_t size, void *host_ptr,
 			  cl_int *errp)
 {
@@ -986,11 +1022,7 @@ static cl_mem buffer_make(cl_context ctx, cl_mem_flags flags, size_t size, void 
 	}
 	if (flags == 0)
 		flags = CL_MEM_READ_WRITE;
-	if (popcount64(flags & MEM_ACCESS) > 1 || popcount64(flags & MEM_HOST) > 1 ||
-	    ((flags & CL_MEM_USE_HOST_PTR) && (flags & (CL_MEM_COPY_HOST_PTR | CL_MEM_ALLOC_HOST_PTR))) ||
-	    (flags & ~(cl_mem_flags)(MEM_ACCESS | MEM_HOST | CL_MEM_USE_HOST_PTR |
-				     CL_MEM_COPY_HOST_PTR | CL_MEM_ALLOC_HOST_PTR |
-				     CL_MEM_KERNEL_READ_AND_WRITE))) {
+	if (!mem_flags_ok(flags)) {
 		set_err(errp, CL_INVALID_VALUE);
 		return NULL;
 	}
@@ -1002,12 +1034,9 @@ static cl_mem buffer_make(cl_context ctx, cl_mem_flags flags, size_t size, void 
 		set_err(errp, CL_INVALID_HOST_PTR);
 		return NULL;
 	}
-	m = obj_new(sizeof(*m), GP_KIND_MEM);
-	if (!m) {
-		set_err(errp, CL_OUT_OF_HOST_MEMORY);
+	m = mem_new(errp);
+	if (!m)
 		return NULL;
-	}
-	pthread_mutex_init(&m->lock, NULL);
 	m->ctx = ctx;
 	m->flags = flags;
 	m->size = size;
@@ -1101,12 +1130,9 @@ static cl_mem CL_API_CALL icd_CreateSubBuffer(cl_mem parent, cl_mem_flags flags,
 		set_err(errp, CL_INVALID_VALUE);
 		return NULL;
 	}
-	m = obj_new(sizeof(*m), GP_KIND_MEM);
-	if (!m) {
-		set_err(errp, CL_OUT_OF_HOST_MEMORY);
+	m = mem_new(errp);
+	if (!m)
 		return NULL;
-	}
-	pthread_mutex_init(&m->lock, NULL);
 	gp_icd_call_begin(G.conn, &k);
 	gp_enc_u64(&k.e, m->h.id);
 	gp_enc_u64(&k.e, parent->h.id);
@@ -1148,9 +1174,9 @@ static void mem_free(void *o)
 {
 	cl_mem m = o;
 
-	for (struct mem_cb *c = m->dtor, *n; c; c = n) {
+	for (struct dtor_cb *c = m->dtor, *n; c; c = n) {
 		n = c->next;
-		c->fn(m, c->data);
+		((void (CL_CALLBACK *)(cl_mem, void *))c->fn)(m, c->data);
 		free(c);
 	}
 	obj_drop(m);
@@ -1180,20 +1206,9 @@ static cl_int CL_API_CALL icd_SetMemObjectDestructorCallback(cl_mem m,
 							     void (CL_CALLBACK *fn)(cl_mem, void *),
 							     void *data)
 {
-	struct mem_cb *c;
-
 	if (!is(m, GP_KIND_MEM))
 		return CL_INVALID_MEM_OBJECT;
-	if (!fn)
-		return CL_INVALID_VALUE;
-	c = calloc(1, sizeof(*c));
-	if (!c)
-		return CL_OUT_OF_HOST_MEMORY;
-	c->fn = fn;
-	c->data = data;
-	c->next = m->dtor;
-	m->dtor = c;
-	return CL_SUCCESS;
+	return dtor_push(&m->dtor, (void (*)(void))fn, data);
 }
 
 static cl_int CL_API_CALL icd_GetMemObjectInfo(cl_mem m, cl_mem_info param, size_t size,
@@ -1397,7 +1412,7 @@ static cl_int read_data(cl_command_queue q, cl_mem m, size_t off, size_t size, v
 		const void *p;
 		size_t n = 0;
 
-		gp_icd_call_begin(G.conn, &k);
+		call_begin(&k, nw);
 		gp_enc_u64(&k.e, q->h.id);
 		gp_enc_u64(&k.e, m->h.id);
 		gp_enc_u64(&k.e, off);
@@ -1406,18 +1421,6 @@ static cl_int read_data(cl_command_queue q, cl_mem m, size_t off, size_t size, v
 		gp_enc_u64(&k.e, 0);
 		enc_waitlist(&k.e, nw, wl);
 		gp_enc_u64(&k.e, evid);
-		if (k.e.err) {
-			gp_icd_call_end(&k);
-			gp_icd_call_begin_heap(G.conn, &k);
-			gp_enc_u64(&k.e, q->h.id);
-			gp_enc_u64(&k.e, m->h.id);
-			gp_enc_u64(&k.e, off);
-			gp_enc_u64(&k.e, size);
-			gp_enc_u32(&k.e, 0);
-			gp_enc_u64(&k.e, 0);
-			enc_waitlist(&k.e, nw, wl);
-			gp_enc_u64(&k.e, evid);
-		}
 		err = gp_icd_call_sync(&k, GP_OP_READ_BUFFER, DEAD);
 		if (err == CL_SUCCESS) {
 			p = gp_dec_blob(&k.d, INLINE_MAX, &n);
@@ -1765,6 +1768,18 @@ static cl_int post_marker(cl_command_queue q, uint16_t op, cl_uint nw, const cl_
 	return err;
 }
 
+/* The start of a map after its own checks: the wait list, then the
+ * record of the mapping. */
+static cl_int map_new(cl_command_queue q, cl_uint nw, const cl_event *wl, struct mapping **mp)
+{
+	cl_int err = check_waitlist(q->ctx, nw, wl);
+
+	if (err != CL_SUCCESS)
+		return err;
+	*mp = calloc(1, sizeof(**mp));
+	return *mp ? CL_SUCCESS : CL_OUT_OF_HOST_MEMORY;
+}
+
 /* Map: the data comes to host memory (the application's own pointer with
  * USE_HOST_PTR), unmap sends back what a writable map may have changed. */
 static void *CL_API_CALL icd_EnqueueMapBuffer(cl_command_queue q, cl_mem m, cl_bool blocking,
@@ -1796,14 +1811,9 @@ static void *CL_API_CALL icd_EnqueueMapBuffer(cl_command_queue q, cl_mem m, cl_b
 		set_err(errp, CL_INVALID_VALUE);
 		return NULL;
 	}
-	err = check_waitlist(q->ctx, nw, wl);
+	err = map_new(q, nw, wl, &mp);
 	if (err != CL_SUCCESS) {
 		set_err(errp, err);
-		return NULL;
-	}
-	mp = calloc(1, sizeof(*mp));
-	if (!mp) {
-		set_err(errp, CL_OUT_OF_HOST_MEMORY);
 		return NULL;
 	}
 	if (m->shared) {
@@ -2838,10 +2848,7 @@ static cl_int CL_API_CALL icd_EnqueueNDRangeKernel(cl_command_queue q, cl_kernel
 	err = enq_begin(q, nw, wl, CL_COMMAND_NDRANGE_KERNEL, event, &ev, &id);
 	if (err != CL_SUCCESS)
 		return err;
-	if (nw > 16)
-		gp_icd_call_begin_heap(G.conn, &k);
-	else
-		gp_icd_call_begin(G.conn, &k);
+	call_begin(&k, nw);
 	gp_enc_u64(&k.e, q->h.id);
 	gp_enc_u64(&k.e, kn->h.id);
 	gp_enc_u32(&k.e, dim);
@@ -2961,10 +2968,7 @@ static cl_int wait_ids(cl_uint n, const uint64_t *ids)
 		uint32_t done = 0;
 		bool asked;
 
-		if (n > 16)
-			gp_icd_call_begin_heap(G.conn, &k);
-		else
-			gp_icd_call_begin(G.conn, &k);
+		call_begin(&k, n);
 		enc_ids(&k.e, n, ids);
 		gp_enc_u32(&k.e, us);
 		err = gp_icd_call_sync_yield(&k, GP_OP_WAIT_POLL, DEAD, &asked);
@@ -3344,11 +3348,7 @@ static cl_mem image_make(cl_context ctx, cl_mem_flags flags, const cl_image_form
 	}
 	if (flags == 0)
 		flags = CL_MEM_READ_WRITE;
-	if (popcount64(flags & MEM_ACCESS) > 1 || popcount64(flags & MEM_HOST) > 1 ||
-	    ((flags & CL_MEM_USE_HOST_PTR) && (flags & (CL_MEM_COPY_HOST_PTR | CL_MEM_ALLOC_HOST_PTR))) ||
-	    (flags & ~(cl_mem_flags)(MEM_ACCESS | MEM_HOST | CL_MEM_USE_HOST_PTR |
-				     CL_MEM_COPY_HOST_PTR | CL_MEM_ALLOC_HOST_PTR |
-				     CL_MEM_KERNEL_READ_AND_WRITE))) {
+	if (!mem_flags_ok(flags)) {
 		set_err(errp, CL_INVALID_VALUE);
 		return NULL;
 	}
@@ -3370,12 +3370,9 @@ static cl_mem image_make(cl_context ctx, cl_mem_flags flags, const cl_image_form
 		set_err(errp, CL_INVALID_HOST_PTR);
 		return NULL;
 	}
-	m = obj_new(sizeof(*m), GP_KIND_MEM);
-	if (!m) {
-		set_err(errp, CL_OUT_OF_HOST_MEMORY);
+	m = mem_new(errp);
+	if (!m)
 		return NULL;
-	}
-	pthread_mutex_init(&m->lock, NULL);
 	m->ctx = ctx;
 	m->flags = flags;
 	m->image = true;
@@ -3680,14 +3677,9 @@ static void *CL_API_CALL icd_EnqueueMapImage(cl_command_queue q, cl_mem m, cl_bo
 	     ((f & CL_MAP_WRITE_INVALIDATE_REGION) && (f & (CL_MAP_READ | CL_MAP_WRITE)))))
 		err = CL_INVALID_VALUE;
 	if (err == CL_SUCCESS)
-		err = check_waitlist(q->ctx, nw, wl);
+		err = map_new(q, nw, wl, &mp);
 	if (err != CL_SUCCESS) {
 		set_err(errp, err);
-		return NULL;
-	}
-	mp = calloc(1, sizeof(*mp));
-	if (!mp) {
-		set_err(errp, CL_OUT_OF_HOST_MEMORY);
 		return NULL;
 	}
 	if (m->host_ptr) {
