@@ -334,6 +334,13 @@ static void call_begin(struct gp_icd_call *k, cl_uint n)
 		gp_icd_call_begin(G.conn, k);
 }
 
+static void enc_devices(struct gp_enc *e, cl_uint n, const cl_device_id *devs)
+{
+	gp_enc_u32(e, n);
+	for (cl_uint i = 0; i < n; i++)
+		gp_enc_u64(e, devs[i]->h.id);
+}
+
 static void enc_ids(struct gp_enc *e, cl_uint n, const uint64_t *ids)
 {
 	gp_enc_u32(e, n);
@@ -678,9 +685,7 @@ static cl_context context_make(const cl_context_properties *props, cl_uint n,
 	ctx->nprops = np;
 	gp_icd_call_begin(G.conn, &k);
 	gp_enc_u64(&k.e, ctx->h.id);
-	gp_enc_u32(&k.e, n);
-	for (cl_uint i = 0; i < n; i++)
-		gp_enc_u64(&k.e, devs[i]->h.id);
+	enc_devices(&k.e, n, devs);
 	err = gp_icd_call_sync(&k, GP_OP_CREATE_CONTEXT, CL_DEVICE_NOT_AVAILABLE);
 	gp_icd_call_end(&k);
 	if (err != CL_SUCCESS) {
@@ -997,16 +1002,22 @@ static cl_mem mem_new(cl_int *errp)
 	return m;
 }
 
-/* One access mode, one host access mode, USE_HOST_PTR alone of the host
- * pointer flags, nothing unknown (OpenCL 3.0, table 12). */
-static bool mem_flags_ok(cl_mem_flags flags)
+/* The context and flags of a new buffer or image: no flags mean
+ * READ_WRITE; one access mode, one host access mode, USE_HOST_PTR alone
+ * of the host pointer flags, nothing unknown (OpenCL 3.0, table 12). */
+static cl_int mem_create_check(cl_context ctx, cl_mem_flags *flags)
 {
-	return popcount64(flags & MEM_ACCESS) <= 1 && popcount64(flags & MEM_HOST) <= 1 &&
-	       !((flags & CL_MEM_USE_HOST_PTR) &&
-		 (flags & (CL_MEM_COPY_HOST_PTR | CL_MEM_ALLOC_HOST_PTR))) &&
-	       !(flags & ~(cl_mem_flags)(MEM_ACCESS | MEM_HOST | CL_MEM_USE_HOST_PTR |
-					 CL_MEM_COPY_HOST_PTR | CL_MEM_ALLOC_HOST_PTR |
-					 CL_MEM_KERNEL_READ_AND_WRITE));
+	cl_mem_flags f = *flags ? *flags : CL_MEM_READ_WRITE;
+
+	if (!is(ctx, GP_KIND_CONTEXT))
+		return CL_INVALID_CONTEXT;
+	if (popcount64(f & MEM_ACCESS) > 1 || popcount64(f & MEM_HOST) > 1 ||
+	    ((f & CL_MEM_USE_HOST_PTR) && (f & (CL_MEM_COPY_HOST_PTR | CL_MEM_ALLOC_HOST_PTR))) ||
+	    (f & ~(cl_mem_flags)(MEM_ACCESS | MEM_HOST | CL_MEM_USE_HOST_PTR | CL_MEM_COPY_HOST_PTR |
+				 CL_MEM_ALLOC_HOST_PTR | CL_MEM_KERNEL_READ_AND_WRITE)))
+		return CL_INVALID_VALUE;
+	*flags = f;
+	return CL_SUCCESS;
 }
 
 static cl_mem buffer_make(cl_context ctx, cl_mem_flags flags, size_t size, void *host_ptr,
@@ -1016,14 +1027,9 @@ static cl_mem buffer_make(cl_context ctx, cl_mem_flags flags, size_t size, void 
 	cl_mem m;
 	cl_int err;
 
-	if (!is(ctx, GP_KIND_CONTEXT)) {
-		set_err(errp, CL_INVALID_CONTEXT);
-		return NULL;
-	}
-	if (flags == 0)
-		flags = CL_MEM_READ_WRITE;
-	if (!mem_flags_ok(flags)) {
-		set_err(errp, CL_INVALID_VALUE);
+	err = mem_create_check(ctx, &flags);
+	if (err != CL_SUCCESS) {
+		set_err(errp, err);
 		return NULL;
 	}
 	if (size == 0) {
@@ -1650,6 +1656,21 @@ static cl_int CL_API_CALL icd_EnqueueWriteBufferRect(cl_command_queue q, cl_mem 
 	return rect_rw(true, q, m, bo, ho, reg, brp, bsp, hrp, hsp, (void *)(uintptr_t)ptr, nw, wl, ev);
 }
 
+/* The handles of a copy between two memory objects: a queue, a source and
+ * a destination of the kinds the call takes (image or buffer), all three
+ * of one context. */
+static cl_int copy_check(cl_command_queue q, cl_mem s, bool s_image, cl_mem d, bool d_image)
+{
+	if (!is(q, GP_KIND_QUEUE))
+		return CL_INVALID_COMMAND_QUEUE;
+	if (!is(s, GP_KIND_MEM) || !is(d, GP_KIND_MEM) || s->image != s_image ||
+	    d->image != d_image)
+		return CL_INVALID_MEM_OBJECT;
+	if (s->ctx != q->ctx || d->ctx != q->ctx)
+		return CL_INVALID_CONTEXT;
+	return CL_SUCCESS;
+}
+
 static cl_int post_copy(cl_command_queue q, cl_mem s, cl_mem d, size_t so, size_t dof, size_t size,
 			cl_uint nw, const cl_event *wl, uint64_t id)
 {
@@ -1675,12 +1696,9 @@ static cl_int CL_API_CALL icd_EnqueueCopyBuffer(cl_command_queue q, cl_mem s, cl
 	uint64_t id;
 	cl_int err;
 
-	if (!is(q, GP_KIND_QUEUE))
-		return CL_INVALID_COMMAND_QUEUE;
-	if (!is(s, GP_KIND_MEM) || !is(d, GP_KIND_MEM) || s->image || d->image)
-		return CL_INVALID_MEM_OBJECT;
-	if (s->ctx != q->ctx || d->ctx != q->ctx)
-		return CL_INVALID_CONTEXT;
+	err = copy_check(q, s, false, d, false);
+	if (err != CL_SUCCESS)
+		return err;
 	if (size == 0 || so > s->size || size > s->size - so || dof > d->size || size > d->size - dof)
 		return CL_INVALID_VALUE;
 	if (s == d && ((so <= dof && dof < so + size) || (dof <= so && so < dof + size)))
@@ -1701,12 +1719,9 @@ static cl_int CL_API_CALL icd_EnqueueCopyBufferRect(cl_command_queue q, cl_mem s
 	uint64_t id;
 	cl_int err;
 
-	if (!is(q, GP_KIND_QUEUE))
-		return CL_INVALID_COMMAND_QUEUE;
-	if (!is(s, GP_KIND_MEM) || !is(d, GP_KIND_MEM) || s->image || d->image)
-		return CL_INVALID_MEM_OBJECT;
-	if (s->ctx != q->ctx || d->ctx != q->ctx)
-		return CL_INVALID_CONTEXT;
+	err = copy_check(q, s, false, d, false);
+	if (err != CL_SUCCESS)
+		return err;
 	err = rect_params(so, dor, reg, &srp, &ssp, &drp, &dsp, s->size);
 	if (err == CL_SUCCESS)
 		err = rect_params(dor, so, reg, &drp, &dsp, &srp, &ssp, d->size);
@@ -1778,6 +1793,18 @@ static cl_int map_new(cl_command_queue q, cl_uint nw, const cl_event *wl, struct
 		return err;
 	*mp = calloc(1, sizeof(**mp));
 	return *mp ? CL_SUCCESS : CL_OUT_OF_HOST_MEMORY;
+}
+
+/* A map that succeeded: recorded on the object, its pointer returned. */
+static void *map_add(cl_mem m, struct mapping *mp, cl_int *errp)
+{
+	pthread_mutex_lock(&m->lock);
+	mp->next = m->maps;
+	m->maps = mp;
+	m->nmaps++;
+	pthread_mutex_unlock(&m->lock);
+	set_err(errp, CL_SUCCESS);
+	return mp->ptr;
 }
 
 /* Map: the data comes to host memory (the application's own pointer with
@@ -1853,13 +1880,7 @@ static void *CL_API_CALL icd_EnqueueMapBuffer(cl_command_queue q, cl_mem m, cl_b
 	mp->off = off;
 	mp->size = size;
 	mp->flags = flags;
-	pthread_mutex_lock(&m->lock);
-	mp->next = m->maps;
-	m->maps = mp;
-	m->nmaps++;
-	pthread_mutex_unlock(&m->lock);
-	set_err(errp, CL_SUCCESS);
-	return ptr;
+	return map_add(m, mp, errp);
 }
 
 static cl_int CL_API_CALL icd_EnqueueUnmapMemObject(cl_command_queue q, cl_mem m, void *ptr,
@@ -2107,6 +2128,19 @@ static void program_drop(cl_program p)
 	free(p);
 }
 
+/* The end of a clCreateProgram* / clLinkProgram: the new program holds
+ * its context, or is dropped when the server refused it. */
+static cl_program program_done(cl_program p, cl_int err, cl_int *errp)
+{
+	set_err(errp, err);
+	if (err != CL_SUCCESS) {
+		program_drop(p);
+		return NULL;
+	}
+	retain(p->ctx);
+	return p;
+}
+
 static cl_program CL_API_CALL icd_CreateProgramWithSource(cl_context ctx, cl_uint n,
 							  const char **strs, const size_t *lens,
 							  cl_int *errp)
@@ -2159,14 +2193,7 @@ static cl_program CL_API_CALL icd_CreateProgramWithSource(cl_context ctx, cl_uin
 	err = gp_icd_call_sync(&k, GP_OP_CREATE_PROGRAM_SOURCE, DEAD);
 	gp_icd_call_end(&k);
 	free(src);
-	if (err != CL_SUCCESS) {
-		program_drop(p);
-		set_err(errp, err);
-		return NULL;
-	}
-	retain(ctx);
-	set_err(errp, CL_SUCCESS);
-	return p;
+	return program_done(p, err, errp);
 }
 
 static cl_program CL_API_CALL icd_CreateProgramWithBinary(cl_context ctx, cl_uint n,
@@ -2232,14 +2259,7 @@ static cl_program CL_API_CALL icd_CreateProgramWithBinary(cl_context ctx, cl_uin
 			status[i] = gp_dec_i32(&k.d);
 	}
 	gp_icd_call_end(&k);
-	if (err != CL_SUCCESS) {
-		program_drop(p);
-		set_err(errp, err);
-		return NULL;
-	}
-	retain(ctx);
-	set_err(errp, CL_SUCCESS);
-	return p;
+	return program_done(p, err, errp);
 }
 
 static cl_program CL_API_CALL icd_CreateProgramWithBuiltInKernels(cl_context ctx, cl_uint n,
@@ -2273,20 +2293,11 @@ static cl_program CL_API_CALL icd_CreateProgramWithBuiltInKernels(cl_context ctx
 	gp_icd_call_begin_heap(G.conn, &k);
 	gp_enc_u64(&k.e, p->h.id);
 	gp_enc_u64(&k.e, ctx->h.id);
-	gp_enc_u32(&k.e, n);
-	for (cl_uint i = 0; i < n; i++)
-		gp_enc_u64(&k.e, d[i]->h.id);
+	enc_devices(&k.e, n, d);
 	gp_enc_str(&k.e, names);
 	err = k.e.err ? CL_INVALID_VALUE : gp_icd_call_sync(&k, GP_OP_CREATE_PROGRAM_BUILTIN, DEAD);
 	gp_icd_call_end(&k);
-	if (err != CL_SUCCESS) {
-		program_drop(p);
-		set_err(errp, err);
-		return NULL;
-	}
-	retain(ctx);
-	set_err(errp, CL_SUCCESS);
-	return p;
+	return program_done(p, err, errp);
 }
 
 static cl_program CL_API_CALL icd_CreateProgramWithIL(cl_context ctx, const void *il, size_t len,
@@ -2332,9 +2343,7 @@ static cl_int CL_API_CALL icd_BuildProgram(cl_program p, cl_uint n, const cl_dev
 			return CL_INVALID_DEVICE;
 	gp_icd_call_begin_heap(G.conn, &k);
 	gp_enc_u64(&k.e, p->h.id);
-	gp_enc_u32(&k.e, n);
-	for (cl_uint i = 0; i < n; i++)
-		gp_enc_u64(&k.e, devs[i]->h.id);
+	enc_devices(&k.e, n, devs);
 	gp_enc_str(&k.e, opts);
 	err = gp_icd_call_sync(&k, GP_OP_BUILD_PROGRAM, DEAD);
 	gp_icd_call_end(&k);
@@ -2367,9 +2376,7 @@ static cl_int CL_API_CALL icd_CompileProgram(cl_program p, cl_uint n, const cl_d
 	}
 	gp_icd_call_begin_heap(G.conn, &k);
 	gp_enc_u64(&k.e, p->h.id);
-	gp_enc_u32(&k.e, n);
-	for (cl_uint i = 0; i < n; i++)
-		gp_enc_u64(&k.e, d[i]->h.id);
+	enc_devices(&k.e, n, d);
 	gp_enc_str(&k.e, opts);
 	gp_enc_u32(&k.e, nh);
 	for (cl_uint i = 0; i < nh; i++) {
@@ -2420,9 +2427,7 @@ static cl_program CL_API_CALL icd_LinkProgram(cl_context ctx, cl_uint n, const c
 	gp_icd_call_begin_heap(G.conn, &k);
 	gp_enc_u64(&k.e, p->h.id);
 	gp_enc_u64(&k.e, ctx->h.id);
-	gp_enc_u32(&k.e, n);
-	for (cl_uint i = 0; i < n; i++)
-		gp_enc_u64(&k.e, d[i]->h.id);
+	enc_devices(&k.e, n, d);
 	gp_enc_str(&k.e, opts);
 	gp_enc_u32(&k.e, np);
 	for (cl_uint i = 0; i < np; i++)
@@ -3342,14 +3347,9 @@ static cl_mem image_make(cl_context ctx, cl_mem_flags flags, const cl_image_form
 	size_t reg[3];
 	cl_int err;
 
-	if (!is(ctx, GP_KIND_CONTEXT)) {
-		set_err(errp, CL_INVALID_CONTEXT);
-		return NULL;
-	}
-	if (flags == 0)
-		flags = CL_MEM_READ_WRITE;
-	if (!mem_flags_ok(flags)) {
-		set_err(errp, CL_INVALID_VALUE);
+	err = mem_create_check(ctx, &flags);
+	if (err != CL_SUCCESS) {
+		set_err(errp, err);
 		return NULL;
 	}
 	if (!fmt) {
@@ -3572,13 +3572,9 @@ static cl_int post_image_copy(uint32_t kind, cl_command_queue q, cl_mem s, cl_me
 	uint64_t id;
 	cl_int err;
 
-	if (!is(q, GP_KIND_QUEUE))
-		return CL_INVALID_COMMAND_QUEUE;
-	if (!is(s, GP_KIND_MEM) || !is(d, GP_KIND_MEM) || s->image != (kind != 2) ||
-	    d->image != (kind != 1))
-		return CL_INVALID_MEM_OBJECT;
-	if (s->ctx != q->ctx || d->ctx != q->ctx)
-		return CL_INVALID_CONTEXT;
+	err = copy_check(q, s, kind != 2, d, kind != 1);
+	if (err != CL_SUCCESS)
+		return err;
 	if (!so || !dor || !r)
 		return CL_INVALID_VALUE;
 	err = enq_begin(q, nw, wl, type, event, &ev, &id);
@@ -3723,13 +3719,7 @@ static void *CL_API_CALL icd_EnqueueMapImage(cl_command_queue q, cl_mem m, cl_bo
 	memcpy(mp->reg, r, sizeof(mp->reg));
 	mp->rp = hrow;
 	mp->sp = hslice;
-	pthread_mutex_lock(&m->lock);
-	mp->next = m->maps;
-	m->maps = mp;
-	m->nmaps++;
-	pthread_mutex_unlock(&m->lock);
-	set_err(errp, CL_SUCCESS);
-	return ptr;
+	return map_add(m, mp, errp);
 }
 
 /* ---- not forwarded: pipes, SVM, GL/EGL sharing, timers ----
