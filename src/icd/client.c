@@ -445,36 +445,38 @@ cl_int gp_icd_call_post(struct gp_icd_call *k, uint16_t op, cl_int dead_err)
 	return r < 0 ? dead_err : CL_SUCCESS;
 }
 
-cl_int gp_icd_call_sync(struct gp_icd_call *k, uint16_t op, cl_int dead_err)
-{
-	int r;
-
-	gp_dec_init(&k->d, NULL, 0);
-	if (k->e.err)
-		return CL_OUT_OF_HOST_MEMORY;
-	gp_icd_conn_lock(k->c);
-	k->locked = true;
-	r = gp_icd_send_locked(k, op, true);
-	if (r < 0)
-		return dead_err;
-	return gp_icd_collect_locked(k, dead_err);
-}
-
-cl_int gp_icd_call_sync_yield(struct gp_icd_call *k, uint16_t op, cl_int dead_err, bool *asked)
+/* A request and its reply, the connection held in between; a poller
+ * (@asked not NULL) takes it only when no other thread wants it, and
+ * learns whether one asked for it meanwhile. */
+static cl_int call_sync(struct gp_icd_call *k, uint16_t op, cl_int dead_err, bool *asked)
 {
 	cl_int err;
 
-	*asked = false;
 	gp_dec_init(&k->d, NULL, 0);
 	if (k->e.err)
 		return CL_OUT_OF_HOST_MEMORY;
-	conn_lock_yield(k->c);
+	if (asked)
+		conn_lock_yield(k->c);
+	else
+		gp_icd_conn_lock(k->c);
 	k->locked = true;
 	if (gp_icd_send_locked(k, op, true) < 0)
 		return dead_err;
 	err = gp_icd_collect_locked(k, dead_err);
-	*asked = __atomic_load_n(&k->c->want, __ATOMIC_SEQ_CST) != 0;
+	if (asked)
+		*asked = __atomic_load_n(&k->c->want, __ATOMIC_SEQ_CST) != 0;
 	return err;
+}
+
+cl_int gp_icd_call_sync(struct gp_icd_call *k, uint16_t op, cl_int dead_err)
+{
+	return call_sync(k, op, dead_err, NULL);
+}
+
+cl_int gp_icd_call_sync_yield(struct gp_icd_call *k, uint16_t op, cl_int dead_err, bool *asked)
+{
+	*asked = false;
+	return call_sync(k, op, dead_err, asked);
 }
 
 void gp_icd_call_end(struct gp_icd_call *k)
