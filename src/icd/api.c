@@ -11,6 +11,7 @@
  * The process-wide state (one platform, one connection) is the one global
  * of this library: the cl_khr_icd entry point has no context argument.
  */
+#include <endian.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -332,6 +333,19 @@ static void call_begin(struct gp_icd_call *k, cl_uint n)
 		gp_icd_call_begin_heap(G.conn, k);
 	else
 		gp_icd_call_begin(G.conn, k);
+}
+
+/* @n u64 fields at once: one reservation instead of one a field (the
+ * launch path, where the encoder's per-field checks showed in callgrind). */
+static void enc_u64s(struct gp_enc *e, const uint64_t *v, size_t n)
+{
+	uint8_t *p = gp_enc_reserve(e, n * 8);
+
+	for (size_t i = 0; p && i < n; i++) {
+		uint64_t le = htole64(v[i]);
+
+		memcpy(p + 8 * i, &le, 8);
+	}
 }
 
 static void enc_devices(struct gp_enc *e, cl_uint n, const cl_device_id *devs)
@@ -2836,8 +2850,8 @@ static cl_int CL_API_CALL icd_EnqueueNDRangeKernel(cl_command_queue q, cl_kernel
 						   cl_event *event)
 {
 	struct gp_icd_call k;
+	uint64_t id, sizes[9];
 	cl_event ev;
-	uint64_t id;
 	cl_int err;
 
 	if (!is(q, GP_KIND_QUEUE))
@@ -2859,12 +2873,12 @@ static cl_int CL_API_CALL icd_EnqueueNDRangeKernel(cl_command_queue q, cl_kernel
 	gp_enc_u32(&k.e, dim);
 	gp_enc_u32(&k.e, off != NULL);
 	gp_enc_u32(&k.e, loc != NULL);
-	for (cl_uint i = 0; i < 3; i++)
-		gp_enc_u64(&k.e, off && i < dim ? off[i] : 0);
-	for (cl_uint i = 0; i < 3; i++)
-		gp_enc_u64(&k.e, i < dim ? glob[i] : 1);
-	for (cl_uint i = 0; i < 3; i++)
-		gp_enc_u64(&k.e, loc && i < dim ? loc[i] : 1);
+	for (cl_uint i = 0; i < 3; i++) {
+		sizes[i] = off && i < dim ? off[i] : 0;
+		sizes[3 + i] = i < dim ? glob[i] : 1;
+		sizes[6 + i] = loc && i < dim ? loc[i] : 1;
+	}
+	enc_u64s(&k.e, sizes, 9);
 	return done_event(enq_post(&k, q, GP_OP_ENQUEUE_NDRANGE, nw, wl, id), ev, event);
 }
 

@@ -153,6 +153,7 @@ def main():
                 if SCENARIO == "basic":
                     run([prog("pv_basic")], env)
                     run([prog("pv_icd_objects")], env)
+                    run([prog("pv_icd_launch")], env)
                     g = wait_status(sock, "default", lambda g: g["objects"] == 0 and g["sessions"] == 0,
                                     "objects released after the program ended")
                     if g["calls"] < 50 or g["device_time_ns"] <= 0:
