@@ -11,6 +11,7 @@
  * The process-wide state (one platform, one connection) is the one global
  * of this library: the cl_khr_icd entry point has no context argument.
  */
+#include <endian.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,12 +51,16 @@ struct _cl_context {
 	cl_device_id *devs;
 	cl_context_properties props[8];
 	size_t nprops; /* entries in props including the final 0; 0 if none given */
-	struct ctx_cb *dtor;
+	struct dtor_cb *dtor;
 };
 
-struct ctx_cb {
-	struct ctx_cb *next;
-	void (CL_CALLBACK *fn)(cl_context, void *);
+/* Destructor callbacks of a context or memory object, newest first (they
+ * run in reverse order of registration: OpenCL 3.0, 5.4.1 and 5.14).
+ * @fn is stored as a generic function pointer and called as its own
+ * type again (C17 6.3.2.3p8). */
+struct dtor_cb {
+	struct dtor_cb *next;
+	void (*fn)(void);
 	void *data;
 };
 
@@ -79,12 +84,6 @@ struct mapping {
 	size_t org[3], reg[3], rp, sp; /* region and the pitches handed out */
 };
 
-struct mem_cb {
-	struct mem_cb *next;
-	void (CL_CALLBACK *fn)(cl_mem, void *);
-	void *data;
-};
-
 struct _cl_mem {
 	struct hdr h;
 	cl_context ctx;
@@ -96,7 +95,7 @@ struct _cl_mem {
 	pthread_mutex_t lock;
 	struct mapping *maps;
 	cl_uint nmaps;
-	struct mem_cb *dtor;
+	struct dtor_cb *dtor;
 	uint8_t *shared;   /* the buffer's memory, shared with the server, or NULL */
 	size_t shared_len; /* our mapping's length (0 for sub-buffers) */
 	bool image;
@@ -191,6 +190,77 @@ static void post_release(uint64_t id)
 	gp_icd_call_end(&k);
 }
 
+/* The last reference to a server object is gone: the server releases
+ * it (posted), and the stand-in stops passing is() before it is freed. */
+static void obj_drop(void *o)
+{
+	struct hdr *h = o;
+
+	post_release(h->id);
+	h->kind = GP_KIND_NONE;
+}
+
+static void context_free(void *o);
+static void queue_free(void *o);
+static void mem_free(void *o);
+static void program_free(void *o);
+static void kernel_free(void *o);
+static void event_free(void *o);
+static void sampler_free(void *o);
+
+/* Per kind of object: the error for a handle that is not one of that
+ * kind (the CL_INVALID_* each entry point names, OpenCL 3.0 ch. 5), and
+ * what its last release does besides obj_drop(). */
+static const struct kind_ops {
+	cl_int invalid;
+	void (*free)(void *o);
+} kinds[GP_KIND_MAX + 1] = {
+	[GP_KIND_PLATFORM] = { CL_INVALID_PLATFORM, NULL },
+	[GP_KIND_DEVICE] = { CL_INVALID_DEVICE, NULL },
+	[GP_KIND_CONTEXT] = { CL_INVALID_CONTEXT, context_free },
+	[GP_KIND_QUEUE] = { CL_INVALID_COMMAND_QUEUE, queue_free },
+	[GP_KIND_MEM] = { CL_INVALID_MEM_OBJECT, mem_free },
+	[GP_KIND_PROGRAM] = { CL_INVALID_PROGRAM, program_free },
+	[GP_KIND_KERNEL] = { CL_INVALID_KERNEL, kernel_free },
+	[GP_KIND_EVENT] = { CL_INVALID_EVENT, event_free },
+	[GP_KIND_SAMPLER] = { CL_INVALID_SAMPLER, sampler_free },
+};
+
+/* clRetain*: one more reference, counted here only. */
+static cl_int obj_retain(void *o, uint32_t kind)
+{
+	if (!is(o, kind))
+		return kinds[kind].invalid;
+	retain(o);
+	return CL_SUCCESS;
+}
+
+/* clRelease*: the last reference frees the stand-in (kinds[].free). */
+static cl_int obj_release(void *o, uint32_t kind)
+{
+	if (!is(o, kind))
+		return kinds[kind].invalid;
+	if (unref(o))
+		kinds[kind].free(o);
+	return CL_SUCCESS;
+}
+
+static cl_int dtor_push(struct dtor_cb **list, void (*fn)(void), void *data)
+{
+	struct dtor_cb *c;
+
+	if (!fn)
+		return CL_INVALID_VALUE;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return CL_OUT_OF_HOST_MEMORY;
+	c->fn = fn;
+	c->data = data;
+	c->next = *list;
+	*list = c;
+	return CL_SUCCESS;
+}
+
 static cl_int put_info(const void *src, size_t n, size_t size, void *val, size_t *ret)
 {
 	if (val) {
@@ -255,6 +325,43 @@ static cl_int remote_info(uint32_t sel, uint64_t id, uint64_t aux, cl_uint param
 	return CL_SUCCESS;
 }
 
+/* A call whose message carries @n ids (a wait list): the encoder on the
+ * stack holds a few hundred bytes, a longer list goes on the heap. */
+static void call_begin(struct gp_icd_call *k, cl_uint n)
+{
+	if (n > 16)
+		gp_icd_call_begin_heap(G.conn, k);
+	else
+		gp_icd_call_begin(G.conn, k);
+}
+
+/* @n u64 fields at once: one reservation instead of one a field (the
+ * launch path, where the encoder's per-field checks showed in callgrind). */
+static void enc_u64s(struct gp_enc *e, const uint64_t *v, size_t n)
+{
+	uint8_t *p = gp_enc_reserve(e, n * 8);
+
+	for (size_t i = 0; p && i < n; i++) {
+		uint64_t le = htole64(v[i]);
+
+		memcpy(p + 8 * i, &le, 8);
+	}
+}
+
+static void enc_devices(struct gp_enc *e, cl_uint n, const cl_device_id *devs)
+{
+	gp_enc_u32(e, n);
+	for (cl_uint i = 0; i < n; i++)
+		gp_enc_u64(e, devs[i]->h.id);
+}
+
+static void enc_ids(struct gp_enc *e, cl_uint n, const uint64_t *ids)
+{
+	gp_enc_u32(e, n);
+	for (cl_uint i = 0; i < n; i++)
+		gp_enc_u64(e, ids[i]);
+}
+
 static void enc_waitlist(struct gp_enc *e, cl_uint n, const cl_event *ev)
 {
 	gp_enc_u32(e, n);
@@ -273,6 +380,39 @@ static cl_int check_waitlist(cl_context ctx, cl_uint n, const cl_event *ev)
 			return CL_INVALID_CONTEXT;
 	}
 	return CL_SUCCESS;
+}
+
+static cl_int with_event(cl_command_queue q, cl_command_type type, cl_event *event,
+			 cl_event *out, uint64_t *id);
+
+/* The start of a clEnqueue* after its own checks: the wait list's checks,
+ * then the event the application asked for (@ev, NULL if none; @id is
+ * its id on the wire, 0 if none). Finish with done_event(). */
+static cl_int enq_begin(cl_command_queue q, cl_uint nw, const cl_event *wl, cl_command_type type,
+			cl_event *event, cl_event *ev, uint64_t *id)
+{
+	cl_int err = check_waitlist(q->ctx, nw, wl);
+
+	*ev = NULL;
+	*id = 0;
+	return err == CL_SUCCESS ? with_event(q, type, event, ev, id) : err;
+}
+
+static void touch(cl_command_queue q);
+
+/* The end of a pipelined enqueue's message (wait list, event id), then
+ * posted: no round trip (errors come with the next synchronising call). */
+static cl_int enq_post(struct gp_icd_call *k, cl_command_queue q, uint16_t op, cl_uint nw,
+		       const cl_event *wl, uint64_t id)
+{
+	cl_int err;
+
+	enc_waitlist(&k->e, nw, wl);
+	gp_enc_u64(&k->e, id);
+	touch(q);
+	err = gp_icd_call_post(k, op, DEAD);
+	gp_icd_call_end(k);
+	return err;
 }
 
 /* A new event for an enqueue on @q when the application asked for one. */
@@ -297,9 +437,11 @@ static cl_int CL_API_CALL icd_ReleaseProgram(cl_program p);
 static cl_int CL_API_CALL icd_ReleaseMemObject(cl_mem m);
 static cl_int CL_API_CALL icd_ReleaseKernel(cl_kernel k);
 
-static void event_free(cl_event ev)
+static void event_free(void *o)
 {
-	post_release(ev->h.id);
+	cl_event ev = o;
+
+	obj_drop(ev);
 	if (ev->q)
 		icd_ReleaseCommandQueue(ev->q);
 	icd_ReleaseContext(ev->ctx);
@@ -557,9 +699,7 @@ static cl_context context_make(const cl_context_properties *props, cl_uint n,
 	ctx->nprops = np;
 	gp_icd_call_begin(G.conn, &k);
 	gp_enc_u64(&k.e, ctx->h.id);
-	gp_enc_u32(&k.e, n);
-	for (cl_uint i = 0; i < n; i++)
-		gp_enc_u64(&k.e, devs[i]->h.id);
+	enc_devices(&k.e, n, devs);
 	err = gp_icd_call_sync(&k, GP_OP_CREATE_CONTEXT, CL_DEVICE_NOT_AVAILABLE);
 	gp_icd_call_end(&k);
 	if (err != CL_SUCCESS) {
@@ -614,49 +754,35 @@ static cl_context CL_API_CALL icd_CreateContextFromType(const cl_context_propert
 
 static cl_int CL_API_CALL icd_RetainContext(cl_context ctx)
 {
-	if (!is(ctx, GP_KIND_CONTEXT))
-		return CL_INVALID_CONTEXT;
-	retain(ctx);
-	return CL_SUCCESS;
+	return obj_retain(ctx, GP_KIND_CONTEXT);
+}
+
+static void context_free(void *o)
+{
+	cl_context ctx = o;
+
+	for (struct dtor_cb *c = ctx->dtor, *n; c; c = n) {
+		n = c->next;
+		((void (CL_CALLBACK *)(cl_context, void *))c->fn)(ctx, c->data);
+		free(c);
+	}
+	obj_drop(ctx);
+	free(ctx->devs);
+	free(ctx);
 }
 
 static cl_int CL_API_CALL icd_ReleaseContext(cl_context ctx)
 {
-	if (!is(ctx, GP_KIND_CONTEXT))
-		return CL_INVALID_CONTEXT;
-	if (unref(ctx)) {
-		/* Destructor callbacks run in reverse order of registration. */
-		for (struct ctx_cb *c = ctx->dtor, *n; c; c = n) {
-			n = c->next;
-			c->fn(ctx, c->data);
-			free(c);
-		}
-		post_release(ctx->h.id);
-		ctx->h.kind = GP_KIND_NONE;
-		free(ctx->devs);
-		free(ctx);
-	}
-	return CL_SUCCESS;
+	return obj_release(ctx, GP_KIND_CONTEXT);
 }
 
 static cl_int CL_API_CALL icd_SetContextDestructorCallback(cl_context ctx,
 							   void (CL_CALLBACK *fn)(cl_context, void *),
 							   void *data)
 {
-	struct ctx_cb *c;
-
 	if (!is(ctx, GP_KIND_CONTEXT))
 		return CL_INVALID_CONTEXT;
-	if (!fn)
-		return CL_INVALID_VALUE;
-	c = calloc(1, sizeof(*c));
-	if (!c)
-		return CL_OUT_OF_HOST_MEMORY;
-	c->fn = fn;
-	c->data = data;
-	c->next = ctx->dtor;
-	ctx->dtor = c;
-	return CL_SUCCESS;
+	return dtor_push(&ctx->dtor, (void (*)(void))fn, data);
 }
 
 static cl_int CL_API_CALL icd_GetContextInfo(cl_context ctx, cl_context_info param, size_t size,
@@ -761,27 +887,25 @@ static cl_command_queue CL_API_CALL icd_CreateCommandQueueWithProperties(cl_cont
 
 static cl_int CL_API_CALL icd_RetainCommandQueue(cl_command_queue q)
 {
-	if (!is(q, GP_KIND_QUEUE))
-		return CL_INVALID_COMMAND_QUEUE;
-	retain(q);
-	return CL_SUCCESS;
+	return obj_retain(q, GP_KIND_QUEUE);
 }
 
 static cl_int CL_API_CALL icd_Flush(cl_command_queue q);
 
+static void queue_free(void *o)
+{
+	cl_command_queue q = o;
+
+	/* clReleaseCommandQueue flushes (OpenCL 3.0, 5.1); the server's
+	 * release does the same on the host queue. */
+	obj_drop(q);
+	icd_ReleaseContext(q->ctx);
+	free(q);
+}
+
 static cl_int CL_API_CALL icd_ReleaseCommandQueue(cl_command_queue q)
 {
-	if (!is(q, GP_KIND_QUEUE))
-		return CL_INVALID_COMMAND_QUEUE;
-	if (unref(q)) {
-		/* clReleaseCommandQueue flushes (OpenCL 3.0, 5.1); the server's
-		 * release does the same on the host queue. */
-		post_release(q->h.id);
-		q->h.kind = GP_KIND_NONE;
-		icd_ReleaseContext(q->ctx);
-		free(q);
-	}
-	return CL_SUCCESS;
+	return obj_release(q, GP_KIND_QUEUE);
 }
 
 static cl_int CL_API_CALL icd_GetCommandQueueInfo(cl_command_queue q, cl_command_queue_info param,
@@ -880,6 +1004,36 @@ static cl_int image_xfer(bool write, cl_command_queue q, cl_mem m, const size_t 
 			 const size_t *reg, size_t rp, size_t sp, void *ptr, cl_uint nw,
 			 const cl_event *wl, uint64_t evid, bool blocking);
 
+static cl_mem mem_new(cl_int *errp)
+{
+	cl_mem m = obj_new(sizeof(*m), GP_KIND_MEM);
+
+	if (!m) {
+		set_err(errp, CL_OUT_OF_HOST_MEMORY);
+		return NULL;
+	}
+	pthread_mutex_init(&m->lock, NULL);
+	return m;
+}
+
+/* The context and flags of a new buffer or image: no flags mean
+ * READ_WRITE; one access mode, one host access mode, USE_HOST_PTR alone
+ * of the host pointer flags, nothing unknown (OpenCL 3.0, table 12). */
+static cl_int mem_create_check(cl_context ctx, cl_mem_flags *flags)
+{
+	cl_mem_flags f = *flags ? *flags : CL_MEM_READ_WRITE;
+
+	if (!is(ctx, GP_KIND_CONTEXT))
+		return CL_INVALID_CONTEXT;
+	if (popcount64(f & MEM_ACCESS) > 1 || popcount64(f & MEM_HOST) > 1 ||
+	    ((f & CL_MEM_USE_HOST_PTR) && (f & (CL_MEM_COPY_HOST_PTR | CL_MEM_ALLOC_HOST_PTR))) ||
+	    (f & ~(cl_mem_flags)(MEM_ACCESS | MEM_HOST | CL_MEM_USE_HOST_PTR | CL_MEM_COPY_HOST_PTR |
+				 CL_MEM_ALLOC_HOST_PTR | CL_MEM_KERNEL_READ_AND_WRITE)))
+		return CL_INVALID_VALUE;
+	*flags = f;
+	return CL_SUCCESS;
+}
+
 static cl_mem buffer_make(cl_context ctx, cl_mem_flags flags, size_t size, void *host_ptr,
 			  cl_int *errp)
 {
@@ -887,18 +1041,9 @@ static cl_mem buffer_make(cl_context ctx, cl_mem_flags flags, size_t size, void 
 	cl_mem m;
 	cl_int err;
 
-	if (!is(ctx, GP_KIND_CONTEXT)) {
-		set_err(errp, CL_INVALID_CONTEXT);
-		return NULL;
-	}
-	if (flags == 0)
-		flags = CL_MEM_READ_WRITE;
-	if (popcount64(flags & MEM_ACCESS) > 1 || popcount64(flags & MEM_HOST) > 1 ||
-	    ((flags & CL_MEM_USE_HOST_PTR) && (flags & (CL_MEM_COPY_HOST_PTR | CL_MEM_ALLOC_HOST_PTR))) ||
-	    (flags & ~(cl_mem_flags)(MEM_ACCESS | MEM_HOST | CL_MEM_USE_HOST_PTR |
-				     CL_MEM_COPY_HOST_PTR | CL_MEM_ALLOC_HOST_PTR |
-				     CL_MEM_KERNEL_READ_AND_WRITE))) {
-		set_err(errp, CL_INVALID_VALUE);
+	err = mem_create_check(ctx, &flags);
+	if (err != CL_SUCCESS) {
+		set_err(errp, err);
 		return NULL;
 	}
 	if (size == 0) {
@@ -909,12 +1054,9 @@ static cl_mem buffer_make(cl_context ctx, cl_mem_flags flags, size_t size, void 
 		set_err(errp, CL_INVALID_HOST_PTR);
 		return NULL;
 	}
-	m = obj_new(sizeof(*m), GP_KIND_MEM);
-	if (!m) {
-		set_err(errp, CL_OUT_OF_HOST_MEMORY);
+	m = mem_new(errp);
+	if (!m)
 		return NULL;
-	}
-	pthread_mutex_init(&m->lock, NULL);
 	m->ctx = ctx;
 	m->flags = flags;
 	m->size = size;
@@ -1008,12 +1150,9 @@ static cl_mem CL_API_CALL icd_CreateSubBuffer(cl_mem parent, cl_mem_flags flags,
 		set_err(errp, CL_INVALID_VALUE);
 		return NULL;
 	}
-	m = obj_new(sizeof(*m), GP_KIND_MEM);
-	if (!m) {
-		set_err(errp, CL_OUT_OF_HOST_MEMORY);
+	m = mem_new(errp);
+	if (!m)
 		return NULL;
-	}
-	pthread_mutex_init(&m->lock, NULL);
 	gp_icd_call_begin(G.conn, &k);
 	gp_enc_u64(&k.e, m->h.id);
 	gp_enc_u64(&k.e, parent->h.id);
@@ -1048,61 +1187,48 @@ static cl_mem CL_API_CALL icd_CreateSubBuffer(cl_mem parent, cl_mem_flags flags,
 
 static cl_int CL_API_CALL icd_RetainMemObject(cl_mem m)
 {
-	if (!is(m, GP_KIND_MEM))
-		return CL_INVALID_MEM_OBJECT;
-	retain(m);
-	return CL_SUCCESS;
+	return obj_retain(m, GP_KIND_MEM);
+}
+
+static void mem_free(void *o)
+{
+	cl_mem m = o;
+
+	for (struct dtor_cb *c = m->dtor, *n; c; c = n) {
+		n = c->next;
+		((void (CL_CALLBACK *)(cl_mem, void *))c->fn)(m, c->data);
+		free(c);
+	}
+	obj_drop(m);
+	for (struct mapping *p = m->maps, *n; p; p = n) {
+		n = p->next;
+		if (p->owned)
+			free(p->ptr);
+		free(p);
+	}
+	if (m->shared_len)
+		munmap(m->shared, m->shared_len);
+	if (m->parent)
+		icd_ReleaseMemObject(m->parent);
+	if (m->image && m->desc.buffer)
+		icd_ReleaseMemObject(m->desc.buffer);
+	icd_ReleaseContext(m->ctx);
+	pthread_mutex_destroy(&m->lock);
+	free(m);
 }
 
 static cl_int CL_API_CALL icd_ReleaseMemObject(cl_mem m)
 {
-	if (!is(m, GP_KIND_MEM))
-		return CL_INVALID_MEM_OBJECT;
-	if (unref(m)) {
-		for (struct mem_cb *c = m->dtor, *n; c; c = n) {
-			n = c->next;
-			c->fn(m, c->data);
-			free(c);
-		}
-		post_release(m->h.id);
-		m->h.kind = GP_KIND_NONE;
-		for (struct mapping *p = m->maps, *n; p; p = n) {
-			n = p->next;
-			if (p->owned)
-				free(p->ptr);
-			free(p);
-		}
-		if (m->shared_len)
-			munmap(m->shared, m->shared_len);
-		if (m->parent)
-			icd_ReleaseMemObject(m->parent);
-		if (m->image && m->desc.buffer)
-			icd_ReleaseMemObject(m->desc.buffer);
-		icd_ReleaseContext(m->ctx);
-		pthread_mutex_destroy(&m->lock);
-		free(m);
-	}
-	return CL_SUCCESS;
+	return obj_release(m, GP_KIND_MEM);
 }
 
 static cl_int CL_API_CALL icd_SetMemObjectDestructorCallback(cl_mem m,
 							     void (CL_CALLBACK *fn)(cl_mem, void *),
 							     void *data)
 {
-	struct mem_cb *c;
-
 	if (!is(m, GP_KIND_MEM))
 		return CL_INVALID_MEM_OBJECT;
-	if (!fn)
-		return CL_INVALID_VALUE;
-	c = calloc(1, sizeof(*c));
-	if (!c)
-		return CL_OUT_OF_HOST_MEMORY;
-	c->fn = fn;
-	c->data = data;
-	c->next = m->dtor;
-	m->dtor = c;
-	return CL_SUCCESS;
+	return dtor_push(&m->dtor, (void (*)(void))fn, data);
 }
 
 static cl_int CL_API_CALL icd_GetMemObjectInfo(cl_mem m, cl_mem_info param, size_t size,
@@ -1306,7 +1432,7 @@ static cl_int read_data(cl_command_queue q, cl_mem m, size_t off, size_t size, v
 		const void *p;
 		size_t n = 0;
 
-		gp_icd_call_begin(G.conn, &k);
+		call_begin(&k, nw);
 		gp_enc_u64(&k.e, q->h.id);
 		gp_enc_u64(&k.e, m->h.id);
 		gp_enc_u64(&k.e, off);
@@ -1315,18 +1441,6 @@ static cl_int read_data(cl_command_queue q, cl_mem m, size_t off, size_t size, v
 		gp_enc_u64(&k.e, 0);
 		enc_waitlist(&k.e, nw, wl);
 		gp_enc_u64(&k.e, evid);
-		if (k.e.err) {
-			gp_icd_call_end(&k);
-			gp_icd_call_begin_heap(G.conn, &k);
-			gp_enc_u64(&k.e, q->h.id);
-			gp_enc_u64(&k.e, m->h.id);
-			gp_enc_u64(&k.e, off);
-			gp_enc_u64(&k.e, size);
-			gp_enc_u32(&k.e, 0);
-			gp_enc_u64(&k.e, 0);
-			enc_waitlist(&k.e, nw, wl);
-			gp_enc_u64(&k.e, evid);
-		}
 		err = gp_icd_call_sync(&k, GP_OP_READ_BUFFER, DEAD);
 		if (err == CL_SUCCESS) {
 			p = gp_dec_blob(&k.d, INLINE_MAX, &n);
@@ -1556,6 +1670,21 @@ static cl_int CL_API_CALL icd_EnqueueWriteBufferRect(cl_command_queue q, cl_mem 
 	return rect_rw(true, q, m, bo, ho, reg, brp, bsp, hrp, hsp, (void *)(uintptr_t)ptr, nw, wl, ev);
 }
 
+/* The handles of a copy between two memory objects: a queue, a source and
+ * a destination of the kinds the call takes (image or buffer), all three
+ * of one context. */
+static cl_int copy_check(cl_command_queue q, cl_mem s, bool s_image, cl_mem d, bool d_image)
+{
+	if (!is(q, GP_KIND_QUEUE))
+		return CL_INVALID_COMMAND_QUEUE;
+	if (!is(s, GP_KIND_MEM) || !is(d, GP_KIND_MEM) || s->image != s_image ||
+	    d->image != d_image)
+		return CL_INVALID_MEM_OBJECT;
+	if (s->ctx != q->ctx || d->ctx != q->ctx)
+		return CL_INVALID_CONTEXT;
+	return CL_SUCCESS;
+}
+
 static cl_int post_copy(cl_command_queue q, cl_mem s, cl_mem d, size_t so, size_t dof, size_t size,
 			cl_uint nw, const cl_event *wl, uint64_t id)
 {
@@ -1569,11 +1698,7 @@ static cl_int post_copy(cl_command_queue q, cl_mem s, cl_mem d, size_t so, size_
 	gp_enc_u64(&k.e, so);
 	gp_enc_u64(&k.e, dof);
 	gp_enc_u64(&k.e, size);
-	enc_waitlist(&k.e, nw, wl);
-	gp_enc_u64(&k.e, id);
-	touch(q);
-	err = gp_icd_call_post(&k, GP_OP_COPY_BUFFER, DEAD);
-	gp_icd_call_end(&k);
+	err = enq_post(&k, q, GP_OP_COPY_BUFFER, nw, wl, id);
 	return err;
 }
 
@@ -1585,19 +1710,14 @@ static cl_int CL_API_CALL icd_EnqueueCopyBuffer(cl_command_queue q, cl_mem s, cl
 	uint64_t id;
 	cl_int err;
 
-	if (!is(q, GP_KIND_QUEUE))
-		return CL_INVALID_COMMAND_QUEUE;
-	if (!is(s, GP_KIND_MEM) || !is(d, GP_KIND_MEM) || s->image || d->image)
-		return CL_INVALID_MEM_OBJECT;
-	if (s->ctx != q->ctx || d->ctx != q->ctx)
-		return CL_INVALID_CONTEXT;
+	err = copy_check(q, s, false, d, false);
+	if (err != CL_SUCCESS)
+		return err;
 	if (size == 0 || so > s->size || size > s->size - so || dof > d->size || size > d->size - dof)
 		return CL_INVALID_VALUE;
 	if (s == d && ((so <= dof && dof < so + size) || (dof <= so && so < dof + size)))
 		return CL_MEM_COPY_OVERLAP;
-	err = check_waitlist(q->ctx, nw, wl);
-	if (err == CL_SUCCESS)
-		err = with_event(q, CL_COMMAND_COPY_BUFFER, event, &ev, &id);
+	err = enq_begin(q, nw, wl, CL_COMMAND_COPY_BUFFER, event, &ev, &id);
 	if (err != CL_SUCCESS)
 		return err;
 	return done_event(post_copy(q, s, d, so, dof, size, nw, wl, id), ev, event);
@@ -1613,19 +1733,14 @@ static cl_int CL_API_CALL icd_EnqueueCopyBufferRect(cl_command_queue q, cl_mem s
 	uint64_t id;
 	cl_int err;
 
-	if (!is(q, GP_KIND_QUEUE))
-		return CL_INVALID_COMMAND_QUEUE;
-	if (!is(s, GP_KIND_MEM) || !is(d, GP_KIND_MEM) || s->image || d->image)
-		return CL_INVALID_MEM_OBJECT;
-	if (s->ctx != q->ctx || d->ctx != q->ctx)
-		return CL_INVALID_CONTEXT;
+	err = copy_check(q, s, false, d, false);
+	if (err != CL_SUCCESS)
+		return err;
 	err = rect_params(so, dor, reg, &srp, &ssp, &drp, &dsp, s->size);
 	if (err == CL_SUCCESS)
 		err = rect_params(dor, so, reg, &drp, &dsp, &srp, &ssp, d->size);
 	if (err == CL_SUCCESS)
-		err = check_waitlist(q->ctx, nw, wl);
-	if (err == CL_SUCCESS)
-		err = with_event(q, CL_COMMAND_COPY_BUFFER_RECT, event, &ev, &id);
+		err = enq_begin(q, nw, wl, CL_COMMAND_COPY_BUFFER_RECT, event, &ev, &id);
 	if (err != CL_SUCCESS)
 		return err;
 	for (size_t z = 0; z < reg[2] && err == CL_SUCCESS; z++) {
@@ -1658,9 +1773,7 @@ static cl_int CL_API_CALL icd_EnqueueFillBuffer(cl_command_queue q, cl_mem m, co
 	if (!pat || psize == 0 || psize > 128 || (psize & (psize - 1)) || off % psize ||
 	    size % psize || off > m->size || size > m->size - off)
 		return CL_INVALID_VALUE;
-	err = check_waitlist(q->ctx, nw, wl);
-	if (err == CL_SUCCESS)
-		err = with_event(q, CL_COMMAND_FILL_BUFFER, event, &ev, &id);
+	err = enq_begin(q, nw, wl, CL_COMMAND_FILL_BUFFER, event, &ev, &id);
 	if (err != CL_SUCCESS)
 		return err;
 	gp_icd_call_begin_heap(G.conn, &k);
@@ -1669,12 +1782,7 @@ static cl_int CL_API_CALL icd_EnqueueFillBuffer(cl_command_queue q, cl_mem m, co
 	gp_enc_blob(&k.e, pat, psize);
 	gp_enc_u64(&k.e, off);
 	gp_enc_u64(&k.e, size);
-	enc_waitlist(&k.e, nw, wl);
-	gp_enc_u64(&k.e, id);
-	touch(q);
-	err = gp_icd_call_post(&k, GP_OP_FILL_BUFFER, DEAD);
-	gp_icd_call_end(&k);
-	return done_event(err, ev, event);
+	return done_event(enq_post(&k, q, GP_OP_FILL_BUFFER, nw, wl, id), ev, event);
 }
 
 static cl_int post_marker(cl_command_queue q, uint16_t op, cl_uint nw, const cl_event *wl,
@@ -1685,12 +1793,32 @@ static cl_int post_marker(cl_command_queue q, uint16_t op, cl_uint nw, const cl_
 
 	gp_icd_call_begin_heap(G.conn, &k);
 	gp_enc_u64(&k.e, q->h.id);
-	enc_waitlist(&k.e, nw, wl);
-	gp_enc_u64(&k.e, id);
-	touch(q);
-	err = gp_icd_call_post(&k, op, DEAD);
-	gp_icd_call_end(&k);
+	err = enq_post(&k, q, op, nw, wl, id);
 	return err;
+}
+
+/* The start of a map after its own checks: the wait list, then the
+ * record of the mapping. */
+static cl_int map_new(cl_command_queue q, cl_uint nw, const cl_event *wl, struct mapping **mp)
+{
+	cl_int err = check_waitlist(q->ctx, nw, wl);
+
+	if (err != CL_SUCCESS)
+		return err;
+	*mp = calloc(1, sizeof(**mp));
+	return *mp ? CL_SUCCESS : CL_OUT_OF_HOST_MEMORY;
+}
+
+/* A map that succeeded: recorded on the object, its pointer returned. */
+static void *map_add(cl_mem m, struct mapping *mp, cl_int *errp)
+{
+	pthread_mutex_lock(&m->lock);
+	mp->next = m->maps;
+	m->maps = mp;
+	m->nmaps++;
+	pthread_mutex_unlock(&m->lock);
+	set_err(errp, CL_SUCCESS);
+	return mp->ptr;
 }
 
 /* Map: the data comes to host memory (the application's own pointer with
@@ -1724,14 +1852,9 @@ static void *CL_API_CALL icd_EnqueueMapBuffer(cl_command_queue q, cl_mem m, cl_b
 		set_err(errp, CL_INVALID_VALUE);
 		return NULL;
 	}
-	err = check_waitlist(q->ctx, nw, wl);
+	err = map_new(q, nw, wl, &mp);
 	if (err != CL_SUCCESS) {
 		set_err(errp, err);
-		return NULL;
-	}
-	mp = calloc(1, sizeof(*mp));
-	if (!mp) {
-		set_err(errp, CL_OUT_OF_HOST_MEMORY);
 		return NULL;
 	}
 	if (m->shared) {
@@ -1771,13 +1894,7 @@ static void *CL_API_CALL icd_EnqueueMapBuffer(cl_command_queue q, cl_mem m, cl_b
 	mp->off = off;
 	mp->size = size;
 	mp->flags = flags;
-	pthread_mutex_lock(&m->lock);
-	mp->next = m->maps;
-	m->maps = mp;
-	m->nmaps++;
-	pthread_mutex_unlock(&m->lock);
-	set_err(errp, CL_SUCCESS);
-	return ptr;
+	return map_add(m, mp, errp);
 }
 
 static cl_int CL_API_CALL icd_EnqueueUnmapMemObject(cl_command_queue q, cl_mem m, void *ptr,
@@ -1846,9 +1963,7 @@ static cl_int CL_API_CALL icd_EnqueueMigrateMemObjects(cl_command_queue q, cl_ui
 	for (cl_uint i = 0; i < n; i++)
 		if (!is(mems[i], GP_KIND_MEM))
 			return CL_INVALID_MEM_OBJECT;
-	err = check_waitlist(q->ctx, nw, wl);
-	if (err == CL_SUCCESS)
-		err = with_event(q, CL_COMMAND_MIGRATE_MEM_OBJECTS, event, &ev, &id);
+	err = enq_begin(q, nw, wl, CL_COMMAND_MIGRATE_MEM_OBJECTS, event, &ev, &id);
 	if (err != CL_SUCCESS)
 		return err;
 	/* Data lives on the host device already: a migration is an ordering
@@ -1947,23 +2062,21 @@ static cl_sampler CL_API_CALL icd_CreateSamplerWithProperties(cl_context ctx,
 
 static cl_int CL_API_CALL icd_RetainSampler(cl_sampler s)
 {
-	if (!is(s, GP_KIND_SAMPLER))
-		return CL_INVALID_SAMPLER;
-	retain(s);
-	return CL_SUCCESS;
+	return obj_retain(s, GP_KIND_SAMPLER);
+}
+
+static void sampler_free(void *o)
+{
+	cl_sampler s = o;
+
+	obj_drop(s);
+	icd_ReleaseContext(s->ctx);
+	free(s);
 }
 
 static cl_int CL_API_CALL icd_ReleaseSampler(cl_sampler s)
 {
-	if (!is(s, GP_KIND_SAMPLER))
-		return CL_INVALID_SAMPLER;
-	if (unref(s)) {
-		post_release(s->h.id);
-		s->h.kind = GP_KIND_NONE;
-		icd_ReleaseContext(s->ctx);
-		free(s);
-	}
-	return CL_SUCCESS;
+	return obj_release(s, GP_KIND_SAMPLER);
 }
 
 static cl_int CL_API_CALL icd_GetSamplerInfo(cl_sampler s, cl_sampler_info p, size_t size,
@@ -2029,6 +2142,19 @@ static void program_drop(cl_program p)
 	free(p);
 }
 
+/* The end of a clCreateProgram* / clLinkProgram: the new program holds
+ * its context, or is dropped when the server refused it. */
+static cl_program program_done(cl_program p, cl_int err, cl_int *errp)
+{
+	set_err(errp, err);
+	if (err != CL_SUCCESS) {
+		program_drop(p);
+		return NULL;
+	}
+	retain(p->ctx);
+	return p;
+}
+
 static cl_program CL_API_CALL icd_CreateProgramWithSource(cl_context ctx, cl_uint n,
 							  const char **strs, const size_t *lens,
 							  cl_int *errp)
@@ -2081,14 +2207,7 @@ static cl_program CL_API_CALL icd_CreateProgramWithSource(cl_context ctx, cl_uin
 	err = gp_icd_call_sync(&k, GP_OP_CREATE_PROGRAM_SOURCE, DEAD);
 	gp_icd_call_end(&k);
 	free(src);
-	if (err != CL_SUCCESS) {
-		program_drop(p);
-		set_err(errp, err);
-		return NULL;
-	}
-	retain(ctx);
-	set_err(errp, CL_SUCCESS);
-	return p;
+	return program_done(p, err, errp);
 }
 
 static cl_program CL_API_CALL icd_CreateProgramWithBinary(cl_context ctx, cl_uint n,
@@ -2154,14 +2273,7 @@ static cl_program CL_API_CALL icd_CreateProgramWithBinary(cl_context ctx, cl_uin
 			status[i] = gp_dec_i32(&k.d);
 	}
 	gp_icd_call_end(&k);
-	if (err != CL_SUCCESS) {
-		program_drop(p);
-		set_err(errp, err);
-		return NULL;
-	}
-	retain(ctx);
-	set_err(errp, CL_SUCCESS);
-	return p;
+	return program_done(p, err, errp);
 }
 
 static cl_program CL_API_CALL icd_CreateProgramWithBuiltInKernels(cl_context ctx, cl_uint n,
@@ -2195,20 +2307,11 @@ static cl_program CL_API_CALL icd_CreateProgramWithBuiltInKernels(cl_context ctx
 	gp_icd_call_begin_heap(G.conn, &k);
 	gp_enc_u64(&k.e, p->h.id);
 	gp_enc_u64(&k.e, ctx->h.id);
-	gp_enc_u32(&k.e, n);
-	for (cl_uint i = 0; i < n; i++)
-		gp_enc_u64(&k.e, d[i]->h.id);
+	enc_devices(&k.e, n, d);
 	gp_enc_str(&k.e, names);
 	err = k.e.err ? CL_INVALID_VALUE : gp_icd_call_sync(&k, GP_OP_CREATE_PROGRAM_BUILTIN, DEAD);
 	gp_icd_call_end(&k);
-	if (err != CL_SUCCESS) {
-		program_drop(p);
-		set_err(errp, err);
-		return NULL;
-	}
-	retain(ctx);
-	set_err(errp, CL_SUCCESS);
-	return p;
+	return program_done(p, err, errp);
 }
 
 static cl_program CL_API_CALL icd_CreateProgramWithIL(cl_context ctx, const void *il, size_t len,
@@ -2221,23 +2324,21 @@ static cl_program CL_API_CALL icd_CreateProgramWithIL(cl_context ctx, const void
 
 static cl_int CL_API_CALL icd_RetainProgram(cl_program p)
 {
-	if (!is(p, GP_KIND_PROGRAM))
-		return CL_INVALID_PROGRAM;
-	retain(p);
-	return CL_SUCCESS;
+	return obj_retain(p, GP_KIND_PROGRAM);
+}
+
+static void program_free(void *o)
+{
+	cl_program p = o;
+
+	obj_drop(p);
+	icd_ReleaseContext(p->ctx);
+	program_drop(p);
 }
 
 static cl_int CL_API_CALL icd_ReleaseProgram(cl_program p)
 {
-	if (!is(p, GP_KIND_PROGRAM))
-		return CL_INVALID_PROGRAM;
-	if (unref(p)) {
-		post_release(p->h.id);
-		p->h.kind = GP_KIND_NONE;
-		icd_ReleaseContext(p->ctx);
-		program_drop(p);
-	}
-	return CL_SUCCESS;
+	return obj_release(p, GP_KIND_PROGRAM);
 }
 
 static cl_int CL_API_CALL icd_BuildProgram(cl_program p, cl_uint n, const cl_device_id *devs,
@@ -2256,9 +2357,7 @@ static cl_int CL_API_CALL icd_BuildProgram(cl_program p, cl_uint n, const cl_dev
 			return CL_INVALID_DEVICE;
 	gp_icd_call_begin_heap(G.conn, &k);
 	gp_enc_u64(&k.e, p->h.id);
-	gp_enc_u32(&k.e, n);
-	for (cl_uint i = 0; i < n; i++)
-		gp_enc_u64(&k.e, devs[i]->h.id);
+	enc_devices(&k.e, n, devs);
 	gp_enc_str(&k.e, opts);
 	err = gp_icd_call_sync(&k, GP_OP_BUILD_PROGRAM, DEAD);
 	gp_icd_call_end(&k);
@@ -2291,9 +2390,7 @@ static cl_int CL_API_CALL icd_CompileProgram(cl_program p, cl_uint n, const cl_d
 	}
 	gp_icd_call_begin_heap(G.conn, &k);
 	gp_enc_u64(&k.e, p->h.id);
-	gp_enc_u32(&k.e, n);
-	for (cl_uint i = 0; i < n; i++)
-		gp_enc_u64(&k.e, d[i]->h.id);
+	enc_devices(&k.e, n, d);
 	gp_enc_str(&k.e, opts);
 	gp_enc_u32(&k.e, nh);
 	for (cl_uint i = 0; i < nh; i++) {
@@ -2344,9 +2441,7 @@ static cl_program CL_API_CALL icd_LinkProgram(cl_context ctx, cl_uint n, const c
 	gp_icd_call_begin_heap(G.conn, &k);
 	gp_enc_u64(&k.e, p->h.id);
 	gp_enc_u64(&k.e, ctx->h.id);
-	gp_enc_u32(&k.e, n);
-	for (cl_uint i = 0; i < n; i++)
-		gp_enc_u64(&k.e, d[i]->h.id);
+	enc_devices(&k.e, n, d);
 	gp_enc_str(&k.e, opts);
 	gp_enc_u32(&k.e, np);
 	for (cl_uint i = 0; i < np; i++)
@@ -2552,25 +2647,23 @@ static cl_int CL_API_CALL icd_CreateKernelsInProgram(cl_program p, cl_uint num, 
 
 static cl_int CL_API_CALL icd_RetainKernel(cl_kernel k)
 {
-	if (!is(k, GP_KIND_KERNEL))
-		return CL_INVALID_KERNEL;
-	retain(k);
-	return CL_SUCCESS;
+	return obj_retain(k, GP_KIND_KERNEL);
+}
+
+static void kernel_free(void *o)
+{
+	cl_kernel k = o;
+
+	obj_drop(k);
+	icd_ReleaseProgram(k->prog);
+	free(k->quals);
+	free(k->is_sampler);
+	free(k);
 }
 
 static cl_int CL_API_CALL icd_ReleaseKernel(cl_kernel k)
 {
-	if (!is(k, GP_KIND_KERNEL))
-		return CL_INVALID_KERNEL;
-	if (unref(k)) {
-		post_release(k->h.id);
-		k->h.kind = GP_KIND_NONE;
-		icd_ReleaseProgram(k->prog);
-		free(k->quals);
-		free(k->is_sampler);
-		free(k);
-	}
-	return CL_SUCCESS;
+	return obj_release(k, GP_KIND_KERNEL);
 }
 
 static cl_int CL_API_CALL icd_SetKernelArg(cl_kernel kn, cl_uint idx, size_t size, const void *v)
@@ -2757,8 +2850,8 @@ static cl_int CL_API_CALL icd_EnqueueNDRangeKernel(cl_command_queue q, cl_kernel
 						   cl_event *event)
 {
 	struct gp_icd_call k;
+	uint64_t id, sizes[9];
 	cl_event ev;
-	uint64_t id;
 	cl_int err;
 
 	if (!is(q, GP_KIND_QUEUE))
@@ -2771,32 +2864,22 @@ static cl_int CL_API_CALL icd_EnqueueNDRangeKernel(cl_command_queue q, cl_kernel
 		return CL_INVALID_WORK_DIMENSION;
 	if (!glob)
 		return CL_INVALID_GLOBAL_WORK_SIZE;
-	err = check_waitlist(q->ctx, nw, wl);
-	if (err == CL_SUCCESS)
-		err = with_event(q, CL_COMMAND_NDRANGE_KERNEL, event, &ev, &id);
+	err = enq_begin(q, nw, wl, CL_COMMAND_NDRANGE_KERNEL, event, &ev, &id);
 	if (err != CL_SUCCESS)
 		return err;
-	if (nw > 16)
-		gp_icd_call_begin_heap(G.conn, &k);
-	else
-		gp_icd_call_begin(G.conn, &k);
+	call_begin(&k, nw);
 	gp_enc_u64(&k.e, q->h.id);
 	gp_enc_u64(&k.e, kn->h.id);
 	gp_enc_u32(&k.e, dim);
 	gp_enc_u32(&k.e, off != NULL);
 	gp_enc_u32(&k.e, loc != NULL);
-	for (cl_uint i = 0; i < 3; i++)
-		gp_enc_u64(&k.e, off && i < dim ? off[i] : 0);
-	for (cl_uint i = 0; i < 3; i++)
-		gp_enc_u64(&k.e, i < dim ? glob[i] : 1);
-	for (cl_uint i = 0; i < 3; i++)
-		gp_enc_u64(&k.e, loc && i < dim ? loc[i] : 1);
-	enc_waitlist(&k.e, nw, wl);
-	gp_enc_u64(&k.e, id);
-	touch(q);
-	err = gp_icd_call_post(&k, GP_OP_ENQUEUE_NDRANGE, DEAD);
-	gp_icd_call_end(&k);
-	return done_event(err, ev, event);
+	for (cl_uint i = 0; i < 3; i++) {
+		sizes[i] = off && i < dim ? off[i] : 0;
+		sizes[3 + i] = i < dim ? glob[i] : 1;
+		sizes[6 + i] = loc && i < dim ? loc[i] : 1;
+	}
+	enc_u64s(&k.e, sizes, 9);
+	return done_event(enq_post(&k, q, GP_OP_ENQUEUE_NDRANGE, nw, wl, id), ev, event);
 }
 
 static cl_int CL_API_CALL icd_EnqueueTask(cl_command_queue q, cl_kernel k, cl_uint nw,
@@ -2829,9 +2912,7 @@ static cl_int marker_like(cl_command_queue q, uint16_t op, cl_command_type type,
 
 	if (!is(q, GP_KIND_QUEUE))
 		return CL_INVALID_COMMAND_QUEUE;
-	err = check_waitlist(q->ctx, nw, wl);
-	if (err == CL_SUCCESS)
-		err = with_event(q, type, event, &ev, &id);
+	err = enq_begin(q, nw, wl, type, event, &ev, &id);
 	if (err != CL_SUCCESS)
 		return err;
 	return done_event(post_marker(q, op, nw, wl, id), ev, event);
@@ -2870,34 +2951,46 @@ static cl_int CL_API_CALL icd_EnqueueWaitForEvents(cl_command_queue q, cl_uint n
 
 /* ---- events ---- */
 
-/* Waits for events by bounded waits on the server, taking the connection
- * only for each of them: the application's other threads get it in
- * between, and one of them may set the user event this one waits for.
- * Usually the first answer says done: one round trip. The bound grows
- * from WAIT_POLL_MIN_US to WAIT_POLL_MAX_US, so a long wait costs a few
- * hundred wake-ups a second while another thread's call waits at most
- * WAIT_POLL_MAX_US for the connection. */
+/* Waits for events by bounded waits on the server (the server answers
+ * "not done" after the bound): the application's other threads get the
+ * connection in between, and one of them may set the user event this one
+ * waits for. Usually the first answer says done: one round trip.
+ * A poll takes the connection only when no other thread wants it
+ * (gp_icd_call_sync_yield). While nobody else asks, the bound grows from
+ * WAIT_POLL_MIN_US to WAIT_POLL_MAX_US: a long wait costs a few hundred
+ * wake-ups a second. Once another thread asked for the connection during
+ * a poll, that thread waited for our bound, and so would its next call:
+ * for WAIT_POLL_BUSY_NS after the last time one asked, the polls become
+ * bare checks (bound 0) WAIT_POLL_NAP_US apart, the connection free in
+ * between. */
 #define WAIT_POLL_MIN_US 500u
 #define WAIT_POLL_MAX_US 4000u
+#define WAIT_POLL_NAP_US 250u
+#define WAIT_POLL_BUSY_NS 20000000ll
+
+static long long mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
 
 static cl_int wait_ids(cl_uint n, const uint64_t *ids)
 {
 	cl_int err, first = CL_SUCCESS;
 	uint32_t us = WAIT_POLL_MIN_US;
+	long long asked_at = 0;
 
 	for (;;) {
 		struct gp_icd_call k;
 		uint32_t done = 0;
+		bool asked;
 
-		if (n > 16)
-			gp_icd_call_begin_heap(G.conn, &k);
-		else
-			gp_icd_call_begin(G.conn, &k);
-		gp_enc_u32(&k.e, n);
-		for (cl_uint i = 0; i < n; i++)
-			gp_enc_u64(&k.e, ids[i]);
+		call_begin(&k, n);
+		enc_ids(&k.e, n, ids);
 		gp_enc_u32(&k.e, us);
-		err = gp_icd_call_sync(&k, GP_OP_WAIT_POLL, DEAD);
+		err = gp_icd_call_sync_yield(&k, GP_OP_WAIT_POLL, DEAD, &asked);
 		if (err != DEAD && !k.d.err && k.d.len >= 8) {
 			done = gp_dec_u32(&k.d);
 		} else if (err != DEAD) {
@@ -2911,9 +3004,17 @@ static cl_int wait_ids(cl_uint n, const uint64_t *ids)
 			first = err;
 		if (done || err == DEAD)
 			break;
-		sched_yield(); /* let a waiting thread take the connection */
-		if (us < WAIT_POLL_MAX_US)
-			us *= 2;
+		if (asked)
+			asked_at = mono_ns();
+		if (asked_at && mono_ns() - asked_at < WAIT_POLL_BUSY_NS) {
+			struct timespec nap = { 0, WAIT_POLL_NAP_US * 1000L };
+
+			us = 0;
+			nanosleep(&nap, NULL);
+		} else {
+			us = us < WAIT_POLL_MIN_US ? WAIT_POLL_MIN_US
+			     : us < WAIT_POLL_MAX_US ? us * 2 : us;
+		}
 	}
 	return first;
 }
@@ -2973,21 +3074,12 @@ static cl_int CL_API_CALL icd_GetEventProfilingInfo(cl_event ev, cl_profiling_in
 
 static cl_int CL_API_CALL icd_RetainEvent(cl_event ev)
 {
-	if (!is(ev, GP_KIND_EVENT))
-		return CL_INVALID_EVENT;
-	retain(ev);
-	return CL_SUCCESS;
+	return obj_retain(ev, GP_KIND_EVENT);
 }
 
 static cl_int CL_API_CALL icd_ReleaseEvent(cl_event ev)
 {
-	if (!is(ev, GP_KIND_EVENT))
-		return CL_INVALID_EVENT;
-	if (unref(ev)) {
-		ev->h.kind = GP_KIND_NONE;
-		event_free(ev);
-	}
-	return CL_SUCCESS;
+	return obj_release(ev, GP_KIND_EVENT);
 }
 
 static cl_event CL_API_CALL icd_CreateUserEvent(cl_context ctx, cl_int *errp)
@@ -3269,18 +3361,9 @@ static cl_mem image_make(cl_context ctx, cl_mem_flags flags, const cl_image_form
 	size_t reg[3];
 	cl_int err;
 
-	if (!is(ctx, GP_KIND_CONTEXT)) {
-		set_err(errp, CL_INVALID_CONTEXT);
-		return NULL;
-	}
-	if (flags == 0)
-		flags = CL_MEM_READ_WRITE;
-	if (popcount64(flags & MEM_ACCESS) > 1 || popcount64(flags & MEM_HOST) > 1 ||
-	    ((flags & CL_MEM_USE_HOST_PTR) && (flags & (CL_MEM_COPY_HOST_PTR | CL_MEM_ALLOC_HOST_PTR))) ||
-	    (flags & ~(cl_mem_flags)(MEM_ACCESS | MEM_HOST | CL_MEM_USE_HOST_PTR |
-				     CL_MEM_COPY_HOST_PTR | CL_MEM_ALLOC_HOST_PTR |
-				     CL_MEM_KERNEL_READ_AND_WRITE))) {
-		set_err(errp, CL_INVALID_VALUE);
+	err = mem_create_check(ctx, &flags);
+	if (err != CL_SUCCESS) {
+		set_err(errp, err);
 		return NULL;
 	}
 	if (!fmt) {
@@ -3301,12 +3384,9 @@ static cl_mem image_make(cl_context ctx, cl_mem_flags flags, const cl_image_form
 		set_err(errp, CL_INVALID_HOST_PTR);
 		return NULL;
 	}
-	m = obj_new(sizeof(*m), GP_KIND_MEM);
-	if (!m) {
-		set_err(errp, CL_OUT_OF_HOST_MEMORY);
+	m = mem_new(errp);
+	if (!m)
 		return NULL;
-	}
-	pthread_mutex_init(&m->lock, NULL);
 	m->ctx = ctx;
 	m->flags = flags;
 	m->image = true;
@@ -3475,10 +3555,7 @@ static cl_int image_rw(bool write, cl_command_queue q, cl_mem m, cl_bool b, cons
 				  (sp && rp && sp < rp * r[1])))
 		err = CL_INVALID_VALUE;
 	if (err == CL_SUCCESS)
-		err = check_waitlist(q->ctx, nw, wl);
-	if (err == CL_SUCCESS)
-		err = with_event(q, write ? CL_COMMAND_WRITE_IMAGE : CL_COMMAND_READ_IMAGE, event, &ev,
-				 &id);
+		err = enq_begin(q, nw, wl, write ? CL_COMMAND_WRITE_IMAGE : CL_COMMAND_READ_IMAGE, event, &ev, &id);
 	if (err != CL_SUCCESS)
 		return err;
 	return done_event(image_xfer(write, q, m, o, r, rp, sp, p, nw, wl, id, b), ev, event);
@@ -3509,18 +3586,12 @@ static cl_int post_image_copy(uint32_t kind, cl_command_queue q, cl_mem s, cl_me
 	uint64_t id;
 	cl_int err;
 
-	if (!is(q, GP_KIND_QUEUE))
-		return CL_INVALID_COMMAND_QUEUE;
-	if (!is(s, GP_KIND_MEM) || !is(d, GP_KIND_MEM) || s->image != (kind != 2) ||
-	    d->image != (kind != 1))
-		return CL_INVALID_MEM_OBJECT;
-	if (s->ctx != q->ctx || d->ctx != q->ctx)
-		return CL_INVALID_CONTEXT;
+	err = copy_check(q, s, kind != 2, d, kind != 1);
+	if (err != CL_SUCCESS)
+		return err;
 	if (!so || !dor || !r)
 		return CL_INVALID_VALUE;
-	err = check_waitlist(q->ctx, nw, wl);
-	if (err == CL_SUCCESS)
-		err = with_event(q, type, event, &ev, &id);
+	err = enq_begin(q, nw, wl, type, event, &ev, &id);
 	if (err != CL_SUCCESS)
 		return err;
 	gp_icd_call_begin_heap(G.conn, &k);
@@ -3534,12 +3605,7 @@ static cl_int post_image_copy(uint32_t kind, cl_command_queue q, cl_mem s, cl_me
 		gp_enc_u64(&k.e, dor[i]);
 	for (int i = 0; i < 3; i++)
 		gp_enc_u64(&k.e, r[i]);
-	enc_waitlist(&k.e, nw, wl);
-	gp_enc_u64(&k.e, id);
-	touch(q);
-	err = gp_icd_call_post(&k, GP_OP_COPY_IMAGE, DEAD);
-	gp_icd_call_end(&k);
-	return done_event(err, ev, event);
+	return done_event(enq_post(&k, q, GP_OP_COPY_IMAGE, nw, wl, id), ev, event);
 }
 
 static cl_int CL_API_CALL icd_EnqueueCopyImage(cl_command_queue q, cl_mem s, cl_mem d,
@@ -3579,9 +3645,7 @@ static cl_int CL_API_CALL icd_EnqueueFillImage(cl_command_queue q, cl_mem m, con
 	if (err == CL_SUCCESS && (!c || !o || !r))
 		err = CL_INVALID_VALUE;
 	if (err == CL_SUCCESS)
-		err = check_waitlist(q->ctx, nw, wl);
-	if (err == CL_SUCCESS)
-		err = with_event(q, CL_COMMAND_FILL_IMAGE, event, &ev, &id);
+		err = enq_begin(q, nw, wl, CL_COMMAND_FILL_IMAGE, event, &ev, &id);
 	if (err != CL_SUCCESS)
 		return err;
 	gp_icd_call_begin_heap(G.conn, &k);
@@ -3593,12 +3657,7 @@ static cl_int CL_API_CALL icd_EnqueueFillImage(cl_command_queue q, cl_mem m, con
 		gp_enc_u64(&k.e, o[i]);
 	for (int i = 0; i < 3; i++)
 		gp_enc_u64(&k.e, r[i]);
-	enc_waitlist(&k.e, nw, wl);
-	gp_enc_u64(&k.e, id);
-	touch(q);
-	err = gp_icd_call_post(&k, GP_OP_FILL_IMAGE, DEAD);
-	gp_icd_call_end(&k);
-	return done_event(err, ev, event);
+	return done_event(enq_post(&k, q, GP_OP_FILL_IMAGE, nw, wl, id), ev, event);
 }
 
 /* Image maps: the region is read into host memory (the application's own
@@ -3628,14 +3687,9 @@ static void *CL_API_CALL icd_EnqueueMapImage(cl_command_queue q, cl_mem m, cl_bo
 	     ((f & CL_MAP_WRITE_INVALIDATE_REGION) && (f & (CL_MAP_READ | CL_MAP_WRITE)))))
 		err = CL_INVALID_VALUE;
 	if (err == CL_SUCCESS)
-		err = check_waitlist(q->ctx, nw, wl);
+		err = map_new(q, nw, wl, &mp);
 	if (err != CL_SUCCESS) {
 		set_err(errp, err);
-		return NULL;
-	}
-	mp = calloc(1, sizeof(*mp));
-	if (!mp) {
-		set_err(errp, CL_OUT_OF_HOST_MEMORY);
 		return NULL;
 	}
 	if (m->host_ptr) {
@@ -3679,13 +3733,7 @@ static void *CL_API_CALL icd_EnqueueMapImage(cl_command_queue q, cl_mem m, cl_bo
 	memcpy(mp->reg, r, sizeof(mp->reg));
 	mp->rp = hrow;
 	mp->sp = hslice;
-	pthread_mutex_lock(&m->lock);
-	mp->next = m->maps;
-	m->maps = mp;
-	m->nmaps++;
-	pthread_mutex_unlock(&m->lock);
-	set_err(errp, CL_SUCCESS);
-	return ptr;
+	return map_add(m, mp, errp);
 }
 
 /* ---- not forwarded: pipes, SVM, GL/EGL sharing, timers ----

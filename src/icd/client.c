@@ -6,9 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <poll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "client.h"
@@ -23,7 +26,13 @@
 #define FIRST_ID 0x10000ull
 
 struct gp_icd_conn {
+	/* Held from a request to its reply. Threads that only poll for
+	 * completion (gp_icd_call_sync_yield) take it only when no other
+	 * thread wants it: @want counts the others, and pollers sleep on it
+	 * (a futex) while it is not 0. */
 	pthread_mutex_t lock;
+	uint32_t want;    /* atomic: threads on their way into @lock for a call */
+	uint32_t yielders; /* atomic: pollers asleep on @want */
 	struct gp_transport *sock;
 	struct gp_transport *ring;
 	struct gp_shm *shm;
@@ -404,9 +413,45 @@ void *gp_icd_conn_bulk(struct gp_icd_conn *c, uint64_t *size)
 	return gp_shm_bulk(c->shm, size ? size : &dummy);
 }
 
+static void futex_wait(uint32_t *addr, uint32_t val)
+{
+	syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+static void futex_wake_all(uint32_t *addr)
+{
+	syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+/* A call's way into the connection: pollers let it go first. Both sides
+ * use sequentially consistent atomics (a store, then a load of the
+ * other's counter), so either the caller sees the sleeping poller and
+ * wakes it, or the poller sees @want at 0 and does not sleep. */
 void gp_icd_conn_lock(struct gp_icd_conn *c)
 {
+	__atomic_add_fetch(&c->want, 1, __ATOMIC_SEQ_CST);
 	pthread_mutex_lock(&c->lock);
+	if (__atomic_sub_fetch(&c->want, 1, __ATOMIC_SEQ_CST) == 0 &&
+	    __atomic_load_n(&c->yielders, __ATOMIC_SEQ_CST))
+		futex_wake_all(&c->want);
+}
+
+/* A poller's way in: waits until no other thread wants the connection,
+ * and lets go again if one came while it waited for the lock. */
+static void conn_lock_yield(struct gp_icd_conn *c)
+{
+	for (;;) {
+		uint32_t v;
+
+		__atomic_add_fetch(&c->yielders, 1, __ATOMIC_SEQ_CST);
+		while ((v = __atomic_load_n(&c->want, __ATOMIC_SEQ_CST)) != 0)
+			futex_wait(&c->want, v);
+		__atomic_sub_fetch(&c->yielders, 1, __ATOMIC_SEQ_CST);
+		pthread_mutex_lock(&c->lock);
+		if (__atomic_load_n(&c->want, __ATOMIC_SEQ_CST) == 0)
+			return;
+		pthread_mutex_unlock(&c->lock);
+	}
 }
 
 void gp_icd_conn_unlock(struct gp_icd_conn *c)
@@ -466,25 +511,44 @@ cl_int gp_icd_call_post(struct gp_icd_call *k, uint16_t op, cl_int dead_err)
 
 	if (k->e.err)
 		return CL_OUT_OF_HOST_MEMORY;
-	pthread_mutex_lock(&k->c->lock);
+	gp_icd_conn_lock(k->c);
 	r = gp_icd_send_locked(k, op, false);
 	pthread_mutex_unlock(&k->c->lock);
 	return r < 0 ? dead_err : CL_SUCCESS;
 }
 
-cl_int gp_icd_call_sync(struct gp_icd_call *k, uint16_t op, cl_int dead_err)
+/* A request and its reply, the connection held in between; a poller
+ * (@asked not NULL) takes it only when no other thread wants it, and
+ * learns whether one asked for it meanwhile. */
+static cl_int call_sync(struct gp_icd_call *k, uint16_t op, cl_int dead_err, bool *asked)
 {
-	int r;
+	cl_int err;
 
 	gp_dec_init(&k->d, NULL, 0);
 	if (k->e.err)
 		return CL_OUT_OF_HOST_MEMORY;
-	pthread_mutex_lock(&k->c->lock);
+	if (asked)
+		conn_lock_yield(k->c);
+	else
+		gp_icd_conn_lock(k->c);
 	k->locked = true;
-	r = gp_icd_send_locked(k, op, true);
-	if (r < 0)
+	if (gp_icd_send_locked(k, op, true) < 0)
 		return dead_err;
-	return gp_icd_collect_locked(k, dead_err);
+	err = gp_icd_collect_locked(k, dead_err);
+	if (asked)
+		*asked = __atomic_load_n(&k->c->want, __ATOMIC_SEQ_CST) != 0;
+	return err;
+}
+
+cl_int gp_icd_call_sync(struct gp_icd_call *k, uint16_t op, cl_int dead_err)
+{
+	return call_sync(k, op, dead_err, NULL);
+}
+
+cl_int gp_icd_call_sync_yield(struct gp_icd_call *k, uint16_t op, cl_int dead_err, bool *asked)
+{
+	*asked = false;
+	return call_sync(k, op, dead_err, asked);
 }
 
 void gp_icd_call_end(struct gp_icd_call *k)

@@ -57,6 +57,11 @@ cl_int gp_icd_call_post(struct gp_icd_call *k, uint16_t op, cl_int dead_err);
 /* Sends and waits; returns the reply's OpenCL error (the i32 that starts
  * every reply) or @dead_err. */
 cl_int gp_icd_call_sync(struct gp_icd_call *k, uint16_t op, cl_int dead_err);
+/* The same for a call that only polls (a bounded wait): it takes the
+ * connection only when no other thread of the process wants it, and sets
+ * @asked when one asked for it while the call ran, so that the poller
+ * can make its next poll short. */
+cl_int gp_icd_call_sync_yield(struct gp_icd_call *k, uint16_t op, cl_int dead_err, bool *asked);
 void gp_icd_call_end(struct gp_icd_call *k);
 
 /* The connection lock, for sequences that must not interleave (chunked

@@ -1,23 +1,41 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "proto.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* Little-endian fields (PROTOCOL.md). Whole-word copies with a byte-order
+ * conversion: the compiler makes each one load or store (plus a byte swap
+ * on a big-endian host); a byte loop cost ~70 instructions a field, a
+ * tenth of a pipelined enqueue's cost on each side. */
 static void put_le(uint8_t *p, uint64_t v, unsigned n)
 {
-	for (unsigned i = 0; i < n; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
+	uint64_t v64 = htole64(v);
+	uint32_t v32 = htole32((uint32_t)v);
+	uint16_t v16 = htole16((uint16_t)v);
+
+	switch (n) {
+	case 8: memcpy(p, &v64, 8); break;
+	case 4: memcpy(p, &v32, 4); break;
+	case 2: memcpy(p, &v16, 2); break;
+	default: p[0] = (uint8_t)v; break;
+	}
 }
 
 static uint64_t get_le(const uint8_t *p, unsigned n)
 {
-	uint64_t v = 0;
+	uint64_t v64;
+	uint32_t v32;
+	uint16_t v16;
 
-	for (unsigned i = 0; i < n; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
+	switch (n) {
+	case 8: memcpy(&v64, p, 8); return le64toh(v64);
+	case 4: memcpy(&v32, p, 4); return le32toh(v32);
+	case 2: memcpy(&v16, p, 2); return le16toh(v16);
+	default: return p[0];
+	}
 }
 
 void gp_proto_hdr_pack(const struct gp_proto_hdr *h, uint8_t out[GP_PROTO_HDR_SIZE])

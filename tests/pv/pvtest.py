@@ -152,6 +152,8 @@ def main():
             try:
                 if SCENARIO == "basic":
                     run([prog("pv_basic")], env)
+                    run([prog("pv_icd_objects")], env)
+                    run([prog("pv_icd_launch")], env)
                     g = wait_status(sock, "default", lambda g: g["objects"] == 0 and g["sessions"] == 0,
                                     "objects released after the program ended")
                     if g["calls"] < 50 or g["device_time_ns"] <= 0:
@@ -165,6 +167,7 @@ def main():
                     ok(1, "compiled and linked programs released")
                 elif SCENARIO == "wait":
                     run([prog("pv_wait")], env)
+                    run([prog("pv_icd_wait")], env)
                     wait_status(sock, "default", lambda g: g["objects"] == 0 and g["sessions"] == 0,
                                 "objects released after the waits")
                     ok(1, "waits from several threads: no deadlock, everything released")
