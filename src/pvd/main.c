@@ -17,6 +17,7 @@
 #include "common/util.h"
 #include "pvd.h"
 #include <CL/cl_ext.h>
+#include "transport/addr.h"
 #include "transport/transport.h"
 
 #define DEFAULT_LISTEN "unix:/run/gpupass/pv.sock"
@@ -214,7 +215,7 @@ static int listen_on(const char *addr, mode_t mode, int *fd)
 	int r;
 
 	if (strncmp(addr, "unix:", 5) != 0)
-		return -EAFNOSUPPORT;
+		return pvd_channel_listen(addr, fd);
 	r = mkdir_parent(path);
 	if (r == 0)
 		r = gp_unix_listen(path, fd);
@@ -248,6 +249,8 @@ static void accept_one(struct pvd_server *srv, int lfd, struct pvd_guest *own)
 	char why[160] = "";
 	int fd;
 
+	if (!g && pvd_channel_accept(srv, lfd))
+		return;
 	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 	if (fd < 0)
 		return;
@@ -381,6 +384,10 @@ static void reload(struct pvd_server *srv, const char *path)
 		g->own.memory_max = c->memory_max;
 		g->own.max_objects = c->max_objects;
 		g->own.uid = c->uid;
+		g->own.cid = c->cid;
+		g->own.has_peer_sha256 = c->has_peer_sha256;
+		memcpy(g->own.peer_sha256, c->peer_sha256, sizeof(c->peer_sha256));
+		memcpy(g->own.token, c->token, sizeof(c->token));
 		__atomic_store_n(&g->own.weight, c->weight, __ATOMIC_RELAXED);
 		pthread_mutex_unlock(&g->lock);
 		if (relisten) {
@@ -498,8 +505,9 @@ int main(int argc, char **argv)
 			config = optarg;
 			break;
 		case 'l':
-			if (strncmp(optarg, "unix:", 5) != 0 || !optarg[5]) {
-				fprintf(stderr, "gpupass-pvd: --listen %s: only unix:PATH is supported\n", optarg);
+			if (gp_addr_parse(optarg, true, &(struct gp_addr){ 0 }) < 0) {
+				fprintf(stderr, "gpupass-pvd: --listen %s: expected unix:PATH, vsock:PORT, "
+					"vsock:CID:PORT or tcp:HOST:PORT\n", optarg);
 				return 2;
 			}
 			gp_strv_push(&listen, optarg);
@@ -535,6 +543,10 @@ int main(int argc, char **argv)
 		gp_strv_clear(&srv.cfg.listen);
 		srv.cfg.listen = listen;
 		listen = (struct gp_strv){ 0 };
+		if (gp_pvd_config_check(&srv.cfg) < 0) {
+			fprintf(stderr, "gpupass-pvd: error: --listen: %s\n", srv.cfg.error);
+			goto out;
+		}
 	}
 	if (srv.cfg.listen.n == 0 && srv.cfg.n_guests && config) {
 		bool own = false;
@@ -543,6 +555,14 @@ int main(int argc, char **argv)
 			own |= srv.cfg.guests[i].socket != NULL;
 		if (!own)
 			gp_strv_push(&srv.cfg.listen, DEFAULT_LISTEN);
+	}
+	{
+		char why[512] = "";
+
+		if (pvd_channels_init(&srv, why, sizeof(why)) < 0) {
+			fprintf(stderr, "gpupass-pvd: error: TLS credentials of [server]: %s\n", why);
+			goto out;
+		}
 	}
 	if (backend_open(&srv) < 0) {
 		fprintf(stderr, "gpupass-pvd: error: no host OpenCL device to share "
@@ -571,7 +591,7 @@ int main(int argc, char **argv)
 	}
 	for (size_t i = 0; i < srv.cfg.listen.n; i++) {
 		r = listen_on(srv.cfg.listen.v[i], 0666, &srv.listen_fds[i]);
-		if (r == 0)
+		if (r == 0 && strncmp(srv.cfg.listen.v[i], "unix:", 5) == 0)
 			listen_ino[i] = ino_of(srv.cfg.listen.v[i] + 5);
 		if (r < 0) {
 			fprintf(stderr, "gpupass-pvd: error: cannot listen on %s: %s "
@@ -613,6 +633,8 @@ int main(int argc, char **argv)
 		reload(&srv, config);
 	__atomic_store_n(&srv.stop, 1, __ATOMIC_RELEASE);
 	stuck = pvd_session_stop_all(&srv, 5000);
+	if (!stuck)
+		pvd_channels_free(&srv, 5000);
 	close(sigfd);
 	rc = 0;
 	if (stuck) {
@@ -631,6 +653,7 @@ int main(int argc, char **argv)
 		_exit(0);
 	}
 out:
+	pvd_channels_free(&srv, 0);
 	for (size_t i = 0; i < srv.n_listen; i++) {
 		close(srv.listen_fds[i]);
 		unlink_ours(srv.cfg.listen.v[i] + 5, listen_ino[i]);

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Unix stream sockets with SCM_RIGHTS, and the full-read/write loops. */
+/* Unix stream sockets with SCM_RIGHTS. */
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -16,76 +16,6 @@ struct unix_transport {
 	int fd;
 	int intr; /* set by interrupt() */
 };
-
-static int wait_fd(int fd, short events, int timeout_ms)
-{
-	struct pollfd p = { .fd = fd, .events = events };
-	int r;
-
-	do {
-		r = poll(&p, 1, timeout_ms);
-	} while (r < 0 && errno == EINTR);
-	if (r < 0)
-		return -errno;
-	if (r == 0)
-		return -ETIMEDOUT;
-	if ((p.revents & (POLLERR | POLLNVAL)) ||
-	    ((p.revents & POLLHUP) && !(p.revents & POLLIN)))
-		return -EPIPE;
-	return 0;
-}
-
-int gp_fd_write_all(int fd, const void *buf, size_t len, int timeout_ms)
-{
-	const char *p = buf;
-	ssize_t n;
-	int r;
-
-	while (len > 0) {
-		n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN) {
-				r = wait_fd(fd, POLLOUT, timeout_ms);
-				if (r < 0)
-					return r;
-				continue;
-			}
-			return errno == ECONNRESET ? -EPIPE : -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-int gp_fd_read_all(int fd, void *buf, size_t len, int timeout_ms)
-{
-	char *p = buf;
-	ssize_t n;
-	int r;
-
-	while (len > 0) {
-		n = recv(fd, p, len, MSG_DONTWAIT);
-		if (n == 0)
-			return -EPIPE;
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN) {
-				r = wait_fd(fd, POLLIN, timeout_ms);
-				if (r < 0)
-					return r;
-				continue;
-			}
-			return errno == ECONNRESET ? -EPIPE : -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
 
 static int make_addr(const char *path, struct sockaddr_un *sa)
 {
@@ -185,11 +115,11 @@ static int unix_send(struct gp_transport *t, const struct gp_proto_hdr *h,
 	if (n < 0)
 		return (errno == ECONNRESET || errno == EPIPE) ? -EPIPE : -errno;
 	if ((size_t)n < sizeof(hdr)) {
-		r = gp_fd_write_all(u->fd, hdr + n, sizeof(hdr) - (size_t)n, 5000);
+		r = gp_stream_write(u->fd, hdr + n, sizeof(hdr) - (size_t)n, 5000);
 		if (r < 0)
 			return r;
 	}
-	return gp_fd_write_all(u->fd, payload, len, 5000);
+	return gp_stream_write(u->fd, payload, len, 5000);
 }
 
 static int unix_recv(struct gp_transport *t, struct gp_proto_hdr *h, void *buf,
@@ -212,7 +142,7 @@ static int unix_recv(struct gp_transport *t, struct gp_proto_hdr *h, void *buf,
 		*fd = -1;
 	if (__atomic_load_n(&u->intr, __ATOMIC_ACQUIRE))
 		return -EINTR;
-	r = wait_fd(u->fd, POLLIN, timeout_ms);
+	r = gp_fd_wait(u->fd, POLLIN, timeout_ms);
 	if (r < 0)
 		return r;
 	do {
@@ -239,11 +169,11 @@ static int unix_recv(struct gp_transport *t, struct gp_proto_hdr *h, void *buf,
 	}
 	r = 0;
 	if ((size_t)n < sizeof(hdr))
-		r = gp_fd_read_all(u->fd, hdr + n, sizeof(hdr) - (size_t)n, 5000);
+		r = gp_stream_read(u->fd, hdr + n, sizeof(hdr) - (size_t)n, 5000);
 	if (r == 0)
 		r = gp_proto_hdr_unpack(hdr, sizeof(hdr), cap, h);
 	if (r == 0)
-		r = gp_fd_read_all(u->fd, buf, h->len, 5000);
+		r = gp_stream_read(u->fd, buf, h->len, 5000);
 	if (r < 0) {
 		if (got_fd >= 0)
 			close(got_fd);
