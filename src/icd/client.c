@@ -104,6 +104,8 @@ static int open_channel(struct gp_icd_conn *c)
 	if (r < 0) {
 		fprintf(stderr, "gpupass: cannot reach gpupass-pvd at %s: %s (%s)\n", c->server, why,
 			r == -EINVAL || r == -EAFNOSUPPORT ? "check GPUPASS_SERVER" :
+			r == -EACCES || r == -EPROTO ?
+			"check GPUPASS_TLS_CA, GPUPASS_TLS_CERT and GPUPASS_TLS_KEY" :
 			strncmp(c->server, "serial:", 7) == 0 ?
 			"is the VM's virtio-serial port there and gpupass-pvd running on the host?" :
 			"start gpupass-pvd, or set GPUPASS_SERVER");

@@ -263,7 +263,9 @@ static void *tcp_main(void *arg)
 		goto out_tls;
 	}
 	r = gp_tls_relay(t, sv[1]);
-	if (r < 0)
+	/* -EPIPE: a client that ended without a TLS goodbye (a program that
+	 * exits does), the usual way. */
+	if (r < 0 && r != -EPIPE)
 		gp_info(&srv->log, "tcp client %s: connection ended: %s", c->peer, strerror(-r));
 out_tls:
 	gp_tls_free(t);

@@ -24,6 +24,7 @@ struct gp_tls_creds {
 struct gp_tls {
 	gnutls_session_t s; /* NULL: plain TCP */
 	int fd;
+	int last_err; /* the last GnuTLS error of a read, for messages */
 };
 
 /* Relay buffer: a TLS record carries at most 16 KiB (RFC 8446 5.1). */
@@ -214,6 +215,9 @@ static int handshake(struct gp_tls *t, int timeout_ms, char *why, size_t cap)
 		}
 		break;
 	}
+	/* Tell the peer why (a TLS 1.3 client learns only from this alert
+	 * that we wanted its certificate); best effort. */
+	gnutls_alert_send_appropriate(t->s, r);
 	if (r == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
 		gnutls_datum_t txt = { NULL, 0 };
 		unsigned st = gnutls_session_get_verify_cert_status(t->s);
@@ -338,6 +342,7 @@ static ssize_t read_some(struct gp_tls *t, void *buf, size_t len, int64_t deadli
 		}
 		if (!t->s)
 			return errno == ECONNRESET ? -EPIPE : -errno;
+		t->last_err = (int)n;
 		/* A peer that drops the connection without close_notify, or
 		 * sends records that do not decrypt. */
 		return n == GNUTLS_E_PREMATURE_TERMINATION ? -EPIPE : -EPROTO;
@@ -416,6 +421,26 @@ int gp_tls_connect(struct gp_tls_creds *creds, int fd, const char *host, const c
 		gp_tls_free(t);
 		return r;
 	}
+	r = gp_tls_read(t, pre, mlen, timeout_ms);
+	if (r == 0 && memcmp(pre, GP_TLS_AUTH_ACK, mlen) != 0)
+		r = -EPROTO;
+	if (r < 0) {
+		if (t->s && t->last_err == GNUTLS_E_FATAL_ALERT_RECEIVED) {
+			if (why && cap)
+				snprintf(why, cap, "the server refused the TLS connection: %s "
+					 "(does it want a client certificate it knows: GPUPASS_TLS_CERT, "
+					 "GPUPASS_TLS_KEY?)",
+					 gnutls_alert_get_name(gnutls_alert_get(t->s)));
+			r = -EACCES;
+		} else if (why && cap) {
+			snprintf(why, cap, "the server did not acknowledge the connection: %s",
+				 r == -EPROTO ? "not a gpupass-pvd" :
+				 r == -EPIPE ? "it closed it (a client certificate or token it does "
+					       "not accept?)" : strerror(-r));
+		}
+		gp_tls_free(t);
+		return r;
+	}
 	*out = t;
 	return 0;
 }
@@ -440,7 +465,7 @@ int gp_tls_recv_auth(struct gp_tls *t, char token[GP_TLS_TOKEN_MAX + 1], int tim
 	token[tlen] = '\0';
 	if (strlen(token) != tlen)
 		return -EBADMSG; /* a NUL inside */
-	return 0;
+	return write_all(t, GP_TLS_AUTH_ACK, mlen, timeout_ms);
 }
 
 int gp_tls_peer_sha256(struct gp_tls *t, uint8_t out[32])

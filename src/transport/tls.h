@@ -25,6 +25,10 @@
 #include <stdint.h>
 
 #define GP_TLS_AUTH_MAGIC "GPPVAUTH"
+/* The server's answer to the preamble: in TLS 1.3 the client's handshake
+ * ends before the server has checked the client's certificate, so the
+ * client waits for this to tell "refused" from "connected". */
+#define GP_TLS_AUTH_ACK "GPPVOKAY"
 #define GP_TLS_TOKEN_MAX 256
 
 struct gp_tls_creds;
@@ -48,11 +52,13 @@ void gp_tls_creds_free(struct gp_tls_creds *c);
 int gp_tls_accept(struct gp_tls_creds *creds, int fd, int timeout_ms, struct gp_tls **out,
 		  char *why, size_t cap);
 /* Client side: the handshake, the server's certificate checked against
- * the CA and @host; then the preamble with @token (NULL: none). */
+ * the CA and @host; then the preamble with @token (NULL: none), and the
+ * server's GP_TLS_AUTH_ACK (-EACCES with the TLS alert in @why when the
+ * server refused our certificate). */
 int gp_tls_connect(struct gp_tls_creds *creds, int fd, const char *host, const char *token,
 		   int timeout_ms, struct gp_tls **out, char *why, size_t cap);
-/* Reads the client's preamble: @token gets up to GP_TLS_TOKEN_MAX bytes,
- * NUL-terminated. -EBADMSG if it is not one. */
+/* Reads the client's preamble and answers GP_TLS_AUTH_ACK: @token gets
+ * up to GP_TLS_TOKEN_MAX bytes, NUL-terminated. -EBADMSG if it is not one. */
 int gp_tls_recv_auth(struct gp_tls *t, char token[GP_TLS_TOKEN_MAX + 1], int timeout_ms);
 /* SHA-256 of the peer's certificate (DER). -ENOENT when it sent none. */
 int gp_tls_peer_sha256(struct gp_tls *t, uint8_t out[32]);
