@@ -250,7 +250,9 @@ int gp_tls_accept(struct gp_tls_creds *creds, int fd, int timeout_ms, struct gp_
 			*out = t;
 		return r;
 	}
-	r = gnutls_init(&t->s, GNUTLS_SERVER | GNUTLS_NONBLOCK);
+	/* NO_SIGNAL: a peer that hung up is an error, not a SIGPIPE (in the
+	 * ICD that would kill the guest's program). */
+	r = gnutls_init(&t->s, GNUTLS_SERVER | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL);
 	if (r < 0) {
 		say(why, cap, "TLS init", r);
 		t->s = NULL;
@@ -385,7 +387,7 @@ int gp_tls_connect(struct gp_tls_creds *creds, int fd, const char *host, const c
 	if (r < 0)
 		return r;
 	if (creds) {
-		r = gnutls_init(&t->s, GNUTLS_CLIENT | GNUTLS_NONBLOCK);
+		r = gnutls_init(&t->s, GNUTLS_CLIENT | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL);
 		if (r < 0) {
 			t->s = NULL;
 			gp_tls_free(t);
