@@ -36,7 +36,7 @@ static void log_stderr(void *data, enum gp_log_level level, const char *msg)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: gpupass-pvd [--config FILE] [--listen unix:PATH]... [--pidfile FILE] [-v]\n"
+		"Usage: gpupass-pvd [--config FILE] [--listen ADDRESS]... [--pidfile FILE] [-v]\n"
 		"\n"
 		"Shares the host's OpenCL devices with PV guests (processes, containers and\n"
 		"VMs running libgpupass-icd.so), with per-guest isolation, memory quotas and\n"
@@ -45,8 +45,9 @@ static void usage(FILE *f)
 		"  -c, --config FILE    INI configuration (see gpupass-pvd(8)); without it:\n"
 		"                       listen on " DEFAULT_LISTEN ", every local user\n"
 		"                       is the guest 'default' with no limits\n"
-		"  -l, --listen ADDR    unix:PATH to listen on (repeatable; replaces the\n"
-		"                       config's [server] listen)\n"
+		"  -l, --listen ADDR    unix:PATH, vsock:PORT, vsock:CID:PORT or tcp:HOST:PORT\n"
+		"                       to listen on (repeatable; replaces the config's\n"
+		"                       [server] listen; plain TCP only on loopback)\n"
 		"  -p, --pidfile FILE   write the pid there (gpupass vm create/set/delete\n"
 		"                       send SIGHUP to <state-dir>/pvd.pid)\n"
 		"  -v, --verbose        log connections (twice: debug)\n"

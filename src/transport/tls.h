@@ -11,7 +11,7 @@
  *
  * Right after the handshake the client sends an authentication preamble
  * (GP_TLS_AUTH_MAGIC, a u16 LE length, the token bytes: possibly none);
- * see PROTOCOL.md "TCP channels".
+ * see src/proto/PROTOCOL.md "vsock and TCP channels".
  *
  * Functions return 0 or -errno; where a reason helps a person (a
  * certificate that does not verify, a file that does not load) it goes to
