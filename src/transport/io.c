@@ -6,10 +6,11 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "transport.h"
+#include "fdt.h"
 
 int gp_fd_wait(int fd, short events, int timeout_ms)
 {
@@ -93,5 +94,47 @@ int gp_stream_write(int fd, const void *buf, size_t len, int timeout_ms)
 		p += n;
 		len -= (size_t)n;
 	}
+	return 0;
+}
+
+int gp_fd_transport_new(const struct gp_transport_ops *ops, int fd, struct gp_transport **out)
+{
+	struct gp_fd_transport *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return -ENOMEM;
+	f->base.ops = ops;
+	f->fd = fd;
+	*out = &f->base;
+	return 0;
+}
+
+void gp_fd_transport_interrupt(struct gp_transport *t)
+{
+	struct gp_fd_transport *f = (struct gp_fd_transport *)t;
+
+	__atomic_store_n(&f->intr, 1, __ATOMIC_RELEASE);
+	shutdown(f->fd, SHUT_RDWR);
+}
+
+void gp_fd_transport_free(struct gp_transport *t)
+{
+	struct gp_fd_transport *f = (struct gp_fd_transport *)t;
+
+	close(f->fd);
+	free(f);
+}
+
+int gp_frame_hdr(const struct gp_proto_hdr *h, size_t len, uint8_t out[GP_PROTO_HDR_SIZE])
+{
+	struct gp_proto_hdr hh = *h;
+
+	if (len > GP_PROTO_MAX_PAYLOAD)
+		return -EMSGSIZE;
+	hh.magic = GP_PROTO_MAGIC;
+	hh.version = GP_PROTO_VERSION;
+	hh.len = (uint32_t)len;
+	hh.reserved = 0;
+	gp_proto_hdr_pack(&hh, out);
 	return 0;
 }

@@ -22,32 +22,20 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "transport.h"
-
-struct stream_transport {
-	struct gp_transport base;
-	int fd;
-	int intr; /* set by interrupt() */
-};
+#include "fdt.h"
 
 static int stream_send(struct gp_transport *t, const struct gp_proto_hdr *h,
 		       const void *payload, size_t len, int fd)
 {
-	struct stream_transport *s = (struct stream_transport *)t;
-	struct gp_proto_hdr hh = *h;
+	struct gp_fd_transport *s = (struct gp_fd_transport *)t;
 	uint8_t hdr[GP_PROTO_HDR_SIZE];
 	int r;
 
 	if (fd >= 0)
 		return -EOPNOTSUPP; /* a byte stream cannot carry descriptors */
-	if (len > GP_PROTO_MAX_PAYLOAD)
-		return -EMSGSIZE;
-	hh.magic = GP_PROTO_MAGIC;
-	hh.version = GP_PROTO_VERSION;
-	hh.len = (uint32_t)len;
-	hh.reserved = 0;
-	gp_proto_hdr_pack(&hh, hdr);
-	r = gp_stream_write(s->fd, hdr, sizeof(hdr), 5000);
+	r = gp_frame_hdr(h, len, hdr);
+	if (r == 0)
+		r = gp_stream_write(s->fd, hdr, sizeof(hdr), 5000);
 	if (r == 0 && len)
 		r = gp_stream_write(s->fd, payload, len, 5000);
 	return r;
@@ -56,7 +44,7 @@ static int stream_send(struct gp_transport *t, const struct gp_proto_hdr *h,
 static int stream_recv(struct gp_transport *t, struct gp_proto_hdr *h, void *buf,
 		       size_t cap, int *fd, int timeout_ms)
 {
-	struct stream_transport *s = (struct stream_transport *)t;
+	struct gp_fd_transport *s = (struct gp_fd_transport *)t;
 	uint8_t hdr[GP_PROTO_HDR_SIZE];
 	int r;
 
@@ -78,46 +66,21 @@ static int stream_recv(struct gp_transport *t, struct gp_proto_hdr *h, void *buf
 	return r;
 }
 
-static void stream_interrupt(struct gp_transport *t)
-{
-	struct stream_transport *s = (struct stream_transport *)t;
-
-	__atomic_store_n(&s->intr, 1, __ATOMIC_RELEASE);
-	/* Sockets wake up at once; a character device at its next poll
-	 * timeout (callers wait in bounded steps). */
-	shutdown(s->fd, SHUT_RDWR);
-}
-
-static void stream_free(struct gp_transport *t)
-{
-	struct stream_transport *s = (struct stream_transport *)t;
-
-	close(s->fd);
-	free(s);
-}
-
 static const struct gp_transport_ops stream_ops = {
 	.name = "stream",
 	.send = stream_send,
 	.recv = stream_recv,
-	.interrupt = stream_interrupt,
-	.free = stream_free,
+	.interrupt = gp_fd_transport_interrupt,
+	.free = gp_fd_transport_free,
 };
 
 int gp_transport_stream_new(int fd, struct gp_transport **out)
 {
-	struct stream_transport *s;
 	int fl = fcntl(fd, F_GETFL);
 
 	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
 		return -errno;
-	s = calloc(1, sizeof(*s));
-	if (!s)
-		return -ENOMEM;
-	s->base.ops = &stream_ops;
-	s->fd = fd;
-	*out = &s->base;
-	return 0;
+	return gp_fd_transport_new(&stream_ops, fd, out);
 }
 
 int gp_stream_find(int fd, uint16_t opcode, uint8_t hdr[GP_PROTO_HDR_SIZE], int timeout_ms)

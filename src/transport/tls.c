@@ -508,7 +508,9 @@ int gp_tls_relay(struct gp_tls *t, int plain_fd)
 			r = -errno;
 			break;
 		}
-		if (pending || p[0].revents) {
+		/* Until GnuTLS has nothing more: records it already took off
+		 * the socket do not make the socket readable again. */
+		while (r == 0 && (pending || p[0].revents)) {
 			n = read_some(t, buf, RELAY_BUF, 0);
 			if (n == 0) {
 				r = 1; /* orderly close by the network side */
@@ -518,6 +520,8 @@ int gp_tls_relay(struct gp_tls *t, int plain_fd)
 				r = gp_stream_write(plain_fd, buf, (size_t)n, WRITE_TIMEOUT_MS);
 			else if (n != -ETIMEDOUT)
 				r = (int)n;
+			else
+				break;
 		}
 		if (r == 0 && (p[1].revents & ~POLLOUT)) {
 			n = read(plain_fd, buf, RELAY_BUF);

@@ -9,13 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "transport.h"
-
-struct unix_transport {
-	struct gp_transport base;
-	int fd;
-	int intr; /* set by interrupt() */
-};
+#include "fdt.h"
 
 static int make_addr(const char *path, struct sockaddr_un *sa)
 {
@@ -77,8 +71,7 @@ int gp_unix_connect(const char *path, int *out_fd)
 static int unix_send(struct gp_transport *t, const struct gp_proto_hdr *h,
 		     const void *payload, size_t len, int fd)
 {
-	struct unix_transport *u = (struct unix_transport *)t;
-	struct gp_proto_hdr hh = *h;
+	struct gp_fd_transport *u = (struct gp_fd_transport *)t;
 	uint8_t hdr[GP_PROTO_HDR_SIZE];
 	union {
 		char buf[CMSG_SPACE(sizeof(int))];
@@ -89,13 +82,9 @@ static int unix_send(struct gp_transport *t, const struct gp_proto_hdr *h,
 	ssize_t n;
 	int r;
 
-	if (len > GP_PROTO_MAX_PAYLOAD)
-		return -EMSGSIZE;
-	hh.magic = GP_PROTO_MAGIC;
-	hh.version = GP_PROTO_VERSION;
-	hh.len = (uint32_t)len;
-	hh.reserved = 0;
-	gp_proto_hdr_pack(&hh, hdr);
+	r = gp_frame_hdr(h, len, hdr);
+	if (r < 0)
+		return r;
 	/* The descriptor rides with the header's bytes. */
 	if (fd >= 0) {
 		struct cmsghdr *c;
@@ -125,7 +114,7 @@ static int unix_send(struct gp_transport *t, const struct gp_proto_hdr *h,
 static int unix_recv(struct gp_transport *t, struct gp_proto_hdr *h, void *buf,
 		     size_t cap, int *fd, int timeout_ms)
 {
-	struct unix_transport *u = (struct unix_transport *)t;
+	struct gp_fd_transport *u = (struct gp_fd_transport *)t;
 	uint8_t hdr[GP_PROTO_HDR_SIZE];
 	union {
 		char buf[CMSG_SPACE(sizeof(int) * 4)];
@@ -184,38 +173,15 @@ static int unix_recv(struct gp_transport *t, struct gp_proto_hdr *h, void *buf,
 	return 0;
 }
 
-static void unix_interrupt(struct gp_transport *t)
-{
-	struct unix_transport *u = (struct unix_transport *)t;
-
-	__atomic_store_n(&u->intr, 1, __ATOMIC_RELEASE);
-	shutdown(u->fd, SHUT_RDWR);
-}
-
-static void unix_free(struct gp_transport *t)
-{
-	struct unix_transport *u = (struct unix_transport *)t;
-
-	close(u->fd);
-	free(u);
-}
-
 static const struct gp_transport_ops unix_ops = {
 	.name = "unix",
 	.send = unix_send,
 	.recv = unix_recv,
-	.interrupt = unix_interrupt,
-	.free = unix_free,
+	.interrupt = gp_fd_transport_interrupt,
+	.free = gp_fd_transport_free,
 };
 
 int gp_transport_unix_new(int fd, struct gp_transport **out)
 {
-	struct unix_transport *u = calloc(1, sizeof(*u));
-
-	if (!u)
-		return -ENOMEM;
-	u->base.ops = &unix_ops;
-	u->fd = fd;
-	*out = &u->base;
-	return 0;
+	return gp_fd_transport_new(&unix_ops, fd, out);
 }
