@@ -32,7 +32,7 @@
 
 /* A client that does not complete its handshake and preamble in this time
  * is dropped (one thread per connection must not be held for ever). */
-#define TCP_SETUP_MS 10000
+#define TCP_SETUP_MS PVD_TCP_SETUP_MS
 
 struct pvd_channels {
 	struct gp_tls_creds *creds; /* NULL: no tls_cert (plain TCP on loopback) */
@@ -40,12 +40,14 @@ struct pvd_channels {
 	pthread_mutex_t lock;
 	pthread_cond_t done;
 	int relays;                 /* under lock: TCP threads alive */
+	struct tcp_conn *conns;     /* under lock: their sockets, for shutdown */
 };
 
 struct tcp_conn {
 	struct pvd_server *srv;
-	int fd;
+	int fd; /* open while on the list */
 	char peer[64];
+	struct tcp_conn *next, **pprev;
 };
 
 int pvd_channels_init(struct pvd_server *srv, char *why, size_t cap)
@@ -81,10 +83,13 @@ void pvd_channels_free(struct pvd_server *srv, int timeout_ms)
 	if (!ch)
 		return;
 	/* The sessions are gone by now, so every relay sees its plaintext
-	 * end close; wait for them to finish their TLS goodbye. */
+	 * end close; clients still in their handshake or preamble are cut
+	 * off. Then wait for the threads to finish. */
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_sec += timeout_ms / 1000;
 	pthread_mutex_lock(&ch->lock);
+	for (struct tcp_conn *c = ch->conns; c; c = c->next)
+		shutdown(c->fd, SHUT_RDWR);
 	while (ch->relays > 0 &&
 	       pthread_cond_timedwait(&ch->done, &ch->lock, &until) != ETIMEDOUT)
 		;
@@ -195,6 +200,18 @@ static struct pvd_guest *guest_by_tls(struct pvd_server *srv, const uint8_t *fp,
 	return vouched ? def : NULL;
 }
 
+static void conn_unlist(struct pvd_channels *ch, struct tcp_conn *c)
+{
+	pthread_mutex_lock(&ch->lock);
+	if (c->pprev) {
+		*c->pprev = c->next;
+		if (c->next)
+			c->next->pprev = c->pprev;
+		c->pprev = NULL;
+	}
+	pthread_mutex_unlock(&ch->lock);
+}
+
 static void relay_done(struct pvd_channels *ch)
 {
 	pthread_mutex_lock(&ch->lock);
@@ -250,6 +267,8 @@ static void *tcp_main(void *arg)
 		gp_info(&srv->log, "tcp client %s (certificate %s...): guest %s", c->peer, fptext,
 			g->own.name);
 	}
+	if (__atomic_load_n(&srv->stop, __ATOMIC_ACQUIRE))
+		goto out_tls; /* the server is going away: no new sessions */
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
 		gp_err(&srv->log, "tcp client %s: socketpair: %s", c->peer, strerror(errno));
 		goto out_tls;
@@ -270,8 +289,10 @@ static void *tcp_main(void *arg)
 	if (r < 0 && r != -EPIPE)
 		gp_info(&srv->log, "tcp client %s: connection ended: %s", c->peer, strerror(-r));
 out_tls:
+	conn_unlist(ch, c); /* before its socket closes */
 	gp_tls_free(t);
 out: /* gp_tls_accept took c->fd, also on failure */
+	conn_unlist(ch, c);
 	free(c);
 	relay_done(ch);
 	return NULL;
@@ -302,6 +323,11 @@ static void accept_tcp(struct pvd_server *srv, int lfd)
 		snprintf(c->peer, sizeof(c->peer), "?");
 	pthread_mutex_lock(&ch->lock);
 	ch->relays++;
+	c->next = ch->conns;
+	if (c->next)
+		c->next->pprev = &c->next;
+	c->pprev = &ch->conns;
+	ch->conns = c;
 	pthread_mutex_unlock(&ch->lock);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -309,6 +335,7 @@ static void accept_tcp(struct pvd_server *srv, int lfd)
 	pthread_attr_destroy(&attr);
 	if (r != 0) {
 		gp_err(&srv->log, "tcp client %s: cannot start its thread: %s", c->peer, strerror(r));
+		conn_unlist(ch, c);
 		close(fd);
 		free(c);
 		relay_done(ch);

@@ -635,7 +635,7 @@ int main(int argc, char **argv)
 	__atomic_store_n(&srv.stop, 1, __ATOMIC_RELEASE);
 	stuck = pvd_session_stop_all(&srv, 5000);
 	if (!stuck)
-		pvd_channels_free(&srv, 5000);
+		pvd_channels_free(&srv, PVD_TCP_SETUP_MS + 1000);
 	close(sigfd);
 	rc = 0;
 	if (stuck) {

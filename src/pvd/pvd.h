@@ -85,7 +85,9 @@ int pvd_session_stop_all(struct pvd_server *srv, int timeout_ms);
 
 /* vsock and TCP(+TLS) listeners (channels.c). _init loads the TLS
  * credentials of [server] (@why says what failed); _free waits up to
- * @timeout_ms for the TCP relays once the sessions are gone. */
+ * @timeout_ms for the TCP relays once the sessions are gone (a client in
+ * its handshake may take PVD_TCP_SETUP_MS). */
+#define PVD_TCP_SETUP_MS 10000
 int pvd_channels_init(struct pvd_server *srv, char *why, size_t cap);
 void pvd_channels_free(struct pvd_server *srv, int timeout_ms);
 /* Listens on a vsock: or tcp: address; -EAFNOSUPPORT for other kinds. */
