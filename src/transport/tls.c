@@ -417,16 +417,14 @@ int gp_tls_connect(struct gp_tls_creds *creds, int fd, const char *host, const c
 	if (tlen)
 		memcpy(pre + mlen + 2, token, tlen);
 	r = write_all(t, pre, mlen + 2 + tlen, timeout_ms);
-	if (r < 0) {
-		if (why && cap)
-			snprintf(why, cap, "sending the token: %s", strerror(-r));
-		gp_tls_free(t);
-		return r;
-	}
-	r = gp_tls_read(t, pre, mlen, timeout_ms);
+	if (r == 0)
+		r = gp_tls_read(t, pre, mlen, timeout_ms);
 	if (r == 0 && memcmp(pre, GP_TLS_AUTH_ACK, mlen) != 0)
 		r = -EPROTO;
 	if (r < 0) {
+		/* Under TLS 1.3 a server that refuses our certificate says so
+		 * after our handshake has ended: in an alert, or, if it closed
+		 * before we wrote, by a reset that loses the alert. */
 		if (t->s && t->last_err == GNUTLS_E_FATAL_ALERT_RECEIVED) {
 			if (why && cap)
 				snprintf(why, cap, "the server refused the TLS connection: %s "
@@ -434,11 +432,15 @@ int gp_tls_connect(struct gp_tls_creds *creds, int fd, const char *host, const c
 					 "GPUPASS_TLS_KEY?)",
 					 gnutls_alert_get_name(gnutls_alert_get(t->s)));
 			r = -EACCES;
+		} else if (r == -EPIPE) {
+			if (why && cap)
+				snprintf(why, cap, "the server closed the connection after the TLS "
+					 "handshake (does it want a client certificate it knows: "
+					 "GPUPASS_TLS_CERT, GPUPASS_TLS_KEY?)");
+			r = -EACCES;
 		} else if (why && cap) {
 			snprintf(why, cap, "the server did not acknowledge the connection: %s",
-				 r == -EPROTO ? "not a gpupass-pvd" :
-				 r == -EPIPE ? "it closed it (a client certificate or token it does "
-					       "not accept?)" : strerror(-r));
+				 r == -EPROTO ? "not a gpupass-pvd" : strerror(-r));
 		}
 		gp_tls_free(t);
 		return r;
