@@ -20,6 +20,7 @@ Usage: pv_tls.py BUILD_DIR TEST_BIN_DIR SCENARIO
 import os
 import re
 import socket
+import faulthandler
 import ssl
 import struct
 import subprocess
@@ -131,8 +132,9 @@ def tls_client(port, d):
 
 
 def drained(sock):
-    """True when the server closed the connection (EOF or reset) in 10 s."""
-    sock.settimeout(10)
+    """True when the server closed the connection (EOF or reset) in 20 s:
+    a handshake that stalls is cut off after the server's 10 s limit."""
+    sock.settimeout(20)
     try:
         while sock.recv(4096):
             pass
@@ -266,6 +268,8 @@ def scenario_plain(tmp):
 
 
 def main():
+    # a hang shows where it is, before meson's timeout kills us silently
+    faulthandler.dump_traceback_later(240, exit=True)
     with tempfile.TemporaryDirectory(prefix="gpupass-tls-") as tmp:
         if SCENARIO == "tls":
             scenario_tls(tmp)
