@@ -158,6 +158,7 @@ def scenario_tls(tmp):
     c1 = dict(TLS_CA=tmp + "/ca.crt", TLS_CERT=tmp + "/client1.crt", TLS_KEY=tmp + "/client1.key")
     c2 = dict(TLS_CA=tmp + "/ca.crt", TLS_CERT=tmp + "/client2.crt", TLS_KEY=tmp + "/client2.key",
               TOKEN=TOKEN2)
+    hold = None
     try:
         t0 = time.time()
         p = run([prog("pv_basic")], tcp_env(tmp, port, **c1))
@@ -234,6 +235,9 @@ def scenario_tls(tmp):
         run([prog("pv_basic")], tcp_env(tmp, port, **c1))
         emit(True, "after the garbage: the running program was untouched, a new one is served")
     finally:
+        if hold and hold.poll() is None:
+            hold.kill()  # never left behind, also when a check failed
+            hold.wait()
         srv.stop()
 
 
