@@ -610,9 +610,17 @@ int main(int argc, char **argv)
 	printf("gpupass-pvd: serving %zu device(s) of %s to %zu guest section(s)%s\n",
 	       srv.n_devs, srv.platform_name ? srv.platform_name : "?", srv.n_guests,
 	       srv.shared_ok ? ", buffers shared in place" : "");
-	for (size_t i = 0; i < srv.cfg.listen.n; i++)
-		printf("gpupass-pvd: listening on %s (guests connect with GPUPASS_SERVER=%s)\n",
-		       srv.cfg.listen.v[i], srv.cfg.listen.v[i]);
+	for (size_t i = 0; i < srv.cfg.listen.n; i++) {
+		const char *a = srv.cfg.listen.v[i];
+
+		/* A vsock or tcp listen address is not what a guest dials
+		 * (vsock:2:PORT from a VM, tcp:THIS-HOST:PORT): see the man page. */
+		if (strncmp(a, "unix:", 5) == 0)
+			printf("gpupass-pvd: listening on %s (guests connect with GPUPASS_SERVER=%s)\n", a, a);
+		else
+			printf("gpupass-pvd: listening on %s%s\n", a,
+			       strncmp(a, "tcp:", 4) == 0 && srv.cfg.tls_cert ? " (TLS)" : "");
+	}
 	for (size_t i = 0; i < srv.n_guests; i++)
 		if (srv.guests[i].cfg->socket)
 			printf("gpupass-pvd: guest %s listens on unix:%s\n", srv.guests[i].cfg->name,
