@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "transport/channel.h"
 #include "transport/transport.h"
 
 #define DEFAULT_SERVER "unix:/run/gpupass/pv.sock"
@@ -94,36 +95,37 @@ static int pick_server(const char *addr, char **out)
 	return *out ? 0 : -ENOMEM;
 }
 
-/* Opens the channel: @c->fd and @c->sock; @c->stream for channels that
- * carry everything inline (no memfd). */
+/* Opens the channel (any kind, transport/channel.h): @c->fd and @c->sock;
+ * @c->stream for channels that carry everything inline (no memfd). */
 static int open_channel(struct gp_icd_conn *c)
 {
-	const char *addr = c->server;
-	char path[512];
+	const char *tls = getenv("GPUPASS_TLS");
+	struct gp_dial_opts o = {
+		.sysroot = getenv("GPUPASS_SYSROOT"),
+		.tls_ca = getenv("GPUPASS_TLS_CA"),
+		.tls_cert = getenv("GPUPASS_TLS_CERT"),
+		.tls_key = getenv("GPUPASS_TLS_KEY"),
+		.token = getenv("GPUPASS_TOKEN"),
+		.tls_off = tls && strcmp(tls, "off") == 0,
+	};
+	struct gp_channel ch;
+	char why[512];
 	int r;
 
-	if (strncmp(addr, "unix:", 5) == 0 || strncmp(addr, "unix-stream:", 12) == 0) {
-		c->stream = addr[4] == '-';
-		r = gp_unix_connect(strchr(addr, ':') + 1, &c->fd);
-	} else if (strncmp(addr, "serial:", 7) == 0) {
-		c->stream = true;
-		c->serial = true;
-		r = gp_serial_find(getenv("GPUPASS_SYSROOT"), addr + 7, path, sizeof(path));
-		if (r == 0) {
-			c->fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-			r = c->fd < 0 ? -errno : 0;
-		}
-	} else {
-		fprintf(stderr, "gpupass: GPUPASS_SERVER=%s: expected unix:PATH, unix-stream:PATH "
-			"or serial:NAME\n", addr);
-		return -EAFNOSUPPORT;
-	}
+	r = gp_channel_dial(c->server, &o, &ch, why, sizeof(why));
 	if (r < 0) {
-		fprintf(stderr, "gpupass: cannot reach gpupass-pvd at %s: %s (%s)\n", addr, strerror(-r),
-			c->serial ? "is the VM's virtio-serial port there and gpupass-pvd running on the host?"
-				  : "start gpupass-pvd, or set GPUPASS_SERVER");
+		fprintf(stderr, "gpupass: cannot reach gpupass-pvd at %s: %s (%s)\n", c->server, why,
+			r == -EINVAL || r == -EAFNOSUPPORT ? "check GPUPASS_SERVER" :
+			r == -EACCES || r == -EPROTO ?
+			"check GPUPASS_TLS_CA, GPUPASS_TLS_CERT and GPUPASS_TLS_KEY" :
+			strncmp(c->server, "serial:", 7) == 0 ?
+			"is the VM's virtio-serial port there and gpupass-pvd running on the host?" :
+			"start gpupass-pvd, or set GPUPASS_SERVER");
 		return r;
 	}
+	c->fd = ch.fd;
+	c->stream = ch.stream;
+	c->serial = ch.serial;
 	r = c->stream ? gp_transport_stream_new(c->fd, &c->sock) : gp_transport_unix_new(c->fd, &c->sock);
 	if (r < 0) {
 		close(c->fd);

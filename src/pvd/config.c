@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "config.h"
+#include "transport/addr.h"
+#include "transport/tls.h"
 
 struct parse_state {
 	struct gp_pvd_config *cfg;
@@ -38,6 +40,7 @@ static struct gp_pvd_guest_cfg *guest_get(struct gp_pvd_config *cfg, const char 
 	if (!g->name)
 		return NULL;
 	g->uid = -1;
+	g->cid = -1;
 	g->weight = 1;
 	cfg->n_guests++;
 	return g;
@@ -73,9 +76,23 @@ static int on_value(void *data, const char *section, const char *name, const cha
 		return 1;
 	if (strcmp(section, "server") == 0) {
 		if (strcmp(name, "listen") == 0) {
-			if (strncmp(value, "unix:", 5) != 0 || !value[5])
-				return fail(st, "listen = %s: only unix:PATH is supported", value);
+			struct gp_addr a;
+
+			if (gp_addr_parse(value, true, &a) < 0)
+				return fail(st, "listen = %s: expected unix:PATH, vsock:PORT, vsock:CID:PORT "
+					    "or tcp:HOST:PORT", value);
 			if (gp_strv_push(&cfg->listen, value) < 0)
+				return fail(st, "out of memory");
+		} else if (strcmp(name, "tls_cert") == 0 || strcmp(name, "tls_key") == 0 ||
+			   strcmp(name, "tls_ca") == 0) {
+			char **slot = strcmp(name, "tls_cert") == 0 ? &cfg->tls_cert :
+				      strcmp(name, "tls_key") == 0 ? &cfg->tls_key : &cfg->tls_ca;
+
+			if (!*value)
+				return fail(st, "%s: empty path", name);
+			free(*slot);
+			*slot = strdup(value);
+			if (!*slot)
 				return fail(st, "out of memory");
 		} else if (strcmp(name, "devices") == 0) {
 			char *copy = strdup(value), *tok, *save = NULL;
@@ -113,6 +130,23 @@ static int on_value(void *data, const char *section, const char *name, const cha
 			if (gp_parse_u64(value, 10, &v) < 0 || v > UINT32_MAX)
 				return fail(st, "guest %s: uid '%s' is not a number", gname, value);
 			g->uid = (int64_t)v;
+		} else if (strcmp(name, "cid") == 0) {
+			/* 0..2 are the hypervisor, local and host (vm_sockets.h);
+			 * 1 is what a vsock_loopback peer is, so it is allowed. */
+			if (gp_parse_u64(value, 10, &v) < 0 || v == 0 || v >= UINT32_MAX)
+				return fail(st, "guest %s: cid '%s' is not a vsock CID (1..4294967294)",
+					    gname, value);
+			g->cid = (int64_t)v;
+		} else if (strcmp(name, "tls_peer_sha256") == 0) {
+			if (gp_tls_parse_sha256(value, g->peer_sha256) < 0)
+				return fail(st, "guest %s: tls_peer_sha256 '%s' is not a SHA-256 fingerprint "
+					    "(64 hex digits, ':' between bytes allowed)", gname, value);
+			g->has_peer_sha256 = true;
+		} else if (strcmp(name, "token") == 0) {
+			if (strlen(value) < 16 || strlen(value) >= sizeof(g->token))
+				return fail(st, "guest %s: token must be 16 to %zu characters", gname,
+					    sizeof(g->token) - 1);
+			strcpy(g->token, value);
 		} else if (strcmp(name, "memory_max") == 0) {
 			if (gp_parse_size(value, &v) < 0)
 				return fail(st, "guest %s: memory_max '%s' is not a size (e.g. 512M, 2G)",
@@ -180,6 +214,35 @@ static int declare_sections(struct gp_pvd_config *cfg, const char *text)
 	return 0;
 }
 
+/* Rules across keys, once everything is read. */
+static int check_channels(struct parse_state *st)
+{
+	struct gp_pvd_config *cfg = st->cfg;
+
+	if (!cfg->tls_cert != !cfg->tls_key) {
+		fail(st, "[server] tls_cert and tls_key go together (one of them is missing)");
+		return st->err;
+	}
+	if (cfg->tls_ca && !cfg->tls_cert) {
+		fail(st, "[server] tls_ca needs tls_cert and tls_key");
+		return st->err;
+	}
+	for (size_t i = 0; i < cfg->listen.n; i++) {
+		struct gp_addr a;
+
+		if (gp_addr_parse(cfg->listen.v[i], true, &a) < 0 || a.kind != GP_ADDR_TCP)
+			continue;
+		/* Guests on other machines talk over networks we do not
+		 * control: TLS, or nothing beyond this host. */
+		if (!cfg->tls_cert && !gp_addr_is_loopback(&a)) {
+			fail(st, "listen = %s: plain TCP is only allowed on a loopback address "
+			     "(127.0.0.0/8, ::1); set tls_cert and tls_key in [server]", cfg->listen.v[i]);
+			return st->err;
+		}
+	}
+	return 0;
+}
+
 static int finish(struct parse_state *st, int r)
 {
 	if (r > 0 && !st->err) {
@@ -188,7 +251,7 @@ static int finish(struct parse_state *st, int r)
 	}
 	if (r < 0 && !st->err)
 		return -ENOMEM;
-	return st->err;
+	return st->err ? st->err : check_channels(st);
 }
 
 int gp_pvd_config_load(const char *path, struct gp_pvd_config *cfg)
@@ -223,10 +286,23 @@ int gp_pvd_config_parse(const char *text, struct gp_pvd_config *cfg)
 	return r < 0 ? r : finish(&st, ini_parse_string(text, on_value, &st));
 }
 
+int gp_pvd_config_check(struct gp_pvd_config *cfg)
+{
+	struct parse_state st = { .cfg = cfg, .file = "<config>" };
+
+	free(cfg->error);
+	cfg->error = NULL;
+	return check_channels(&st);
+}
+
 void gp_pvd_config_clear(struct gp_pvd_config *cfg)
 {
 	gp_strv_clear(&cfg->listen);
 	gp_strv_clear(&cfg->devices);
+	free(cfg->tls_cert);
+	free(cfg->tls_key);
+	free(cfg->tls_ca);
+	cfg->tls_cert = cfg->tls_key = cfg->tls_ca = NULL;
 	for (size_t i = 0; i < cfg->n_guests; i++) {
 		free(cfg->guests[i].name);
 		free(cfg->guests[i].socket);

@@ -3,6 +3,7 @@
 #ifndef GP_PVD_CONFIG_H
 #define GP_PVD_CONFIG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "common/util.h"
@@ -15,10 +16,18 @@ struct gp_pvd_guest_cfg {
 	uint32_t max_objects; /* 0 = unlimited */
 	uint32_t weight;     /* >= 1 */
 	char *ivshmem;       /* host file behind the VM's ivshmem region, or NULL */
+	/* Channels (issue 5). Fixed-size: reloads copy them by value
+	 * into the guest slots (ivshmem above is a pointer, swapped under
+	 * the guest's lock). */
+	int64_t cid;         /* vsock: the peer CID that is this guest; -1 */
+	bool has_peer_sha256;
+	uint8_t peer_sha256[32]; /* tcp: SHA-256 of its TLS client certificate */
+	char token[257];     /* tcp: its token ("" = none), GP_TLS_TOKEN_MAX bytes */
 };
 
 struct gp_pvd_config {
-	struct gp_strv listen;  /* "unix:PATH" */
+	struct gp_strv listen;  /* unix:PATH, vsock:[CID:]PORT, tcp:HOST:PORT */
+	char *tls_cert, *tls_key, *tls_ca; /* [server] TLS for tcp: listeners */
 	struct gp_strv devices; /* substrings of device names; empty = all */
 	struct gp_pvd_guest_cfg *guests;
 	size_t n_guests;
@@ -30,6 +39,10 @@ struct gp_pvd_config {
 int gp_pvd_config_load(const char *path, struct gp_pvd_config *cfg);
 /* Same, from a string (tests, embedded defaults). */
 int gp_pvd_config_parse(const char *text, struct gp_pvd_config *cfg);
+/* The rules across keys that _load and _parse check at the end (TLS
+ * keys together, plain TCP only on loopback), again: for a caller that
+ * changed @cfg->listen. -EINVAL with cfg->error set. */
+int gp_pvd_config_check(struct gp_pvd_config *cfg);
 void gp_pvd_config_clear(struct gp_pvd_config *cfg);
 /* The guest section named @name, or NULL. */
 struct gp_pvd_guest_cfg *gp_pvd_config_guest(struct gp_pvd_config *cfg, const char *name);

@@ -17,6 +17,7 @@
 #include "common/util.h"
 #include "pvd.h"
 #include <CL/cl_ext.h>
+#include "transport/addr.h"
 #include "transport/transport.h"
 
 #define DEFAULT_LISTEN "unix:/run/gpupass/pv.sock"
@@ -35,7 +36,7 @@ static void log_stderr(void *data, enum gp_log_level level, const char *msg)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: gpupass-pvd [--config FILE] [--listen unix:PATH]... [--pidfile FILE] [-v]\n"
+		"Usage: gpupass-pvd [--config FILE] [--listen ADDRESS]... [--pidfile FILE] [-v]\n"
 		"\n"
 		"Shares the host's OpenCL devices with PV guests (processes, containers and\n"
 		"VMs running libgpupass-icd.so), with per-guest isolation, memory quotas and\n"
@@ -44,8 +45,9 @@ static void usage(FILE *f)
 		"  -c, --config FILE    INI configuration (see gpupass-pvd(8)); without it:\n"
 		"                       listen on " DEFAULT_LISTEN ", every local user\n"
 		"                       is the guest 'default' with no limits\n"
-		"  -l, --listen ADDR    unix:PATH to listen on (repeatable; replaces the\n"
-		"                       config's [server] listen)\n"
+		"  -l, --listen ADDR    unix:PATH, vsock:PORT, vsock:CID:PORT or tcp:HOST:PORT\n"
+		"                       to listen on (repeatable; replaces the config's\n"
+		"                       [server] listen; plain TCP only on loopback)\n"
 		"  -p, --pidfile FILE   write the pid there (gpupass vm create/set/delete\n"
 		"                       send SIGHUP to <state-dir>/pvd.pid)\n"
 		"  -v, --verbose        log connections (twice: debug)\n"
@@ -214,7 +216,7 @@ static int listen_on(const char *addr, mode_t mode, int *fd)
 	int r;
 
 	if (strncmp(addr, "unix:", 5) != 0)
-		return -EAFNOSUPPORT;
+		return pvd_channel_listen(addr, fd);
 	r = mkdir_parent(path);
 	if (r == 0)
 		r = gp_unix_listen(path, fd);
@@ -248,6 +250,8 @@ static void accept_one(struct pvd_server *srv, int lfd, struct pvd_guest *own)
 	char why[160] = "";
 	int fd;
 
+	if (!g && pvd_channel_accept(srv, lfd))
+		return;
 	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 	if (fd < 0)
 		return;
@@ -383,6 +387,10 @@ static void reload(struct pvd_server *srv, const char *path)
 		g->own.memory_max = c->memory_max;
 		g->own.max_objects = c->max_objects;
 		g->own.uid = c->uid;
+		g->own.cid = c->cid;
+		g->own.has_peer_sha256 = c->has_peer_sha256;
+		memcpy(g->own.peer_sha256, c->peer_sha256, sizeof(c->peer_sha256));
+		memcpy(g->own.token, c->token, sizeof(c->token));
 		__atomic_store_n(&g->own.weight, c->weight, __ATOMIC_RELAXED);
 		/* Sessions copy the path under the lock at their hello. */
 		if (!same_str(g->own.ivshmem, c->ivshmem)) {
@@ -509,8 +517,9 @@ int main(int argc, char **argv)
 			config = optarg;
 			break;
 		case 'l':
-			if (strncmp(optarg, "unix:", 5) != 0 || !optarg[5]) {
-				fprintf(stderr, "gpupass-pvd: --listen %s: only unix:PATH is supported\n", optarg);
+			if (gp_addr_parse(optarg, true, &(struct gp_addr){ 0 }) < 0) {
+				fprintf(stderr, "gpupass-pvd: --listen %s: expected unix:PATH, vsock:PORT, "
+					"vsock:CID:PORT or tcp:HOST:PORT\n", optarg);
 				return 2;
 			}
 			gp_strv_push(&listen, optarg);
@@ -546,6 +555,10 @@ int main(int argc, char **argv)
 		gp_strv_clear(&srv.cfg.listen);
 		srv.cfg.listen = listen;
 		listen = (struct gp_strv){ 0 };
+		if (gp_pvd_config_check(&srv.cfg) < 0) {
+			fprintf(stderr, "gpupass-pvd: error: --listen: %s\n", srv.cfg.error);
+			goto out;
+		}
 	}
 	if (srv.cfg.listen.n == 0 && srv.cfg.n_guests && config) {
 		bool own = false;
@@ -554,6 +567,14 @@ int main(int argc, char **argv)
 			own |= srv.cfg.guests[i].socket != NULL;
 		if (!own)
 			gp_strv_push(&srv.cfg.listen, DEFAULT_LISTEN);
+	}
+	{
+		char why[512] = "";
+
+		if (pvd_channels_init(&srv, why, sizeof(why)) < 0) {
+			fprintf(stderr, "gpupass-pvd: error: TLS credentials of [server]: %s\n", why);
+			goto out;
+		}
 	}
 	if (backend_open(&srv) < 0) {
 		fprintf(stderr, "gpupass-pvd: error: no host OpenCL device to share "
@@ -582,7 +603,7 @@ int main(int argc, char **argv)
 	}
 	for (size_t i = 0; i < srv.cfg.listen.n; i++) {
 		r = listen_on(srv.cfg.listen.v[i], 0666, &srv.listen_fds[i]);
-		if (r == 0)
+		if (r == 0 && strncmp(srv.cfg.listen.v[i], "unix:", 5) == 0)
 			listen_ino[i] = ino_of(srv.cfg.listen.v[i] + 5);
 		if (r < 0) {
 			fprintf(stderr, "gpupass-pvd: error: cannot listen on %s: %s "
@@ -600,9 +621,17 @@ int main(int argc, char **argv)
 	printf("gpupass-pvd: serving %zu device(s) of %s to %zu guest section(s)%s\n",
 	       srv.n_devs, srv.platform_name ? srv.platform_name : "?", srv.n_guests,
 	       srv.shared_ok ? ", buffers shared in place" : "");
-	for (size_t i = 0; i < srv.cfg.listen.n; i++)
-		printf("gpupass-pvd: listening on %s (guests connect with GPUPASS_SERVER=%s)\n",
-		       srv.cfg.listen.v[i], srv.cfg.listen.v[i]);
+	for (size_t i = 0; i < srv.cfg.listen.n; i++) {
+		const char *a = srv.cfg.listen.v[i];
+
+		/* A vsock or tcp listen address is not what a guest dials
+		 * (vsock:2:PORT from a VM, tcp:THIS-HOST:PORT): see the man page. */
+		if (strncmp(a, "unix:", 5) == 0)
+			printf("gpupass-pvd: listening on %s (guests connect with GPUPASS_SERVER=%s)\n", a, a);
+		else
+			printf("gpupass-pvd: listening on %s%s\n", a,
+			       strncmp(a, "tcp:", 4) == 0 && srv.cfg.tls_cert ? " (TLS)" : "");
+	}
 	for (size_t i = 0; i < srv.n_guests; i++)
 		if (srv.guests[i].cfg->socket)
 			printf("gpupass-pvd: guest %s listens on unix:%s\n", srv.guests[i].cfg->name,
@@ -624,6 +653,8 @@ int main(int argc, char **argv)
 		reload(&srv, config);
 	__atomic_store_n(&srv.stop, 1, __ATOMIC_RELEASE);
 	stuck = pvd_session_stop_all(&srv, 5000);
+	if (!stuck)
+		pvd_channels_free(&srv, PVD_TCP_SETUP_MS + 1000);
 	close(sigfd);
 	rc = 0;
 	if (stuck) {
@@ -642,6 +673,7 @@ int main(int argc, char **argv)
 		_exit(0);
 	}
 out:
+	pvd_channels_free(&srv, 0);
 	for (size_t i = 0; i < srv.n_listen; i++) {
 		close(srv.listen_fds[i]);
 		unlink_ours(srv.cfg.listen.v[i] + 5, listen_ino[i]);

@@ -70,6 +70,7 @@ struct pvd_server {
 	int stop;                 /* atomic */
 	uint64_t spin_ns;
 	bool shared_ok; /* devices work in place on host memory (probed) */
+	struct pvd_channels *chan; /* vsock / TCP listeners (channels.c) */
 };
 
 /* Starts a session thread for an accepted connection of @guest (NULL:
@@ -81,6 +82,18 @@ void pvd_session_reap(struct pvd_server *srv, bool all);
 /* Ends every session (server shutdown); returns how many did not end
  * within @timeout_ms (stuck in a device call). */
 int pvd_session_stop_all(struct pvd_server *srv, int timeout_ms);
+
+/* vsock and TCP(+TLS) listeners (channels.c). _init loads the TLS
+ * credentials of [server] (@why says what failed); _free waits up to
+ * @timeout_ms for the TCP relays once the sessions are gone (a client in
+ * its handshake may take PVD_TCP_SETUP_MS). */
+#define PVD_TCP_SETUP_MS 10000
+int pvd_channels_init(struct pvd_server *srv, char *why, size_t cap);
+void pvd_channels_free(struct pvd_server *srv, int timeout_ms);
+/* Listens on a vsock: or tcp: address; -EAFNOSUPPORT for other kinds. */
+int pvd_channel_listen(const char *addr, int *fd);
+/* Accepts on @lfd if it is a vsock or TCP listener (true), else false. */
+bool pvd_channel_accept(struct pvd_server *srv, int lfd);
 
 /* Fair sharing of device time between guests (scheduler.c). */
 void pvd_sched_before_launch(struct pvd_server *srv, struct pvd_guest *g);

@@ -22,127 +22,29 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "transport.h"
-
-struct stream_transport {
-	struct gp_transport base;
-	int fd;
-	int intr; /* set by interrupt() */
-};
-
-static int wait_io(int fd, short events, int timeout_ms)
-{
-	struct pollfd p = { .fd = fd, .events = events };
-	int r;
-
-	do {
-		r = poll(&p, 1, timeout_ms);
-	} while (r < 0 && errno == EINTR);
-	if (r < 0)
-		return -errno;
-	if (r == 0)
-		return -ETIMEDOUT;
-	if (p.revents & events)
-		return 0;
-	/* A virtio port whose host side is closed reports POLLHUP. */
-	return -EPIPE;
-}
-
-/* read()/write() loops (not recv/send: a virtio port is a character
- * device), for descriptors in non-blocking mode. */
-static int rd_all(int fd, void *buf, size_t len, int timeout_ms)
-{
-	char *p = buf;
-	ssize_t n;
-	int r;
-
-	while (len > 0) {
-		n = read(fd, p, len);
-		if (n == 0)
-			return -EPIPE;
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN) {
-				r = wait_io(fd, POLLIN, timeout_ms);
-				if (r < 0)
-					return r;
-				continue;
-			}
-			return errno == ECONNRESET ? -EPIPE : -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static int wr_all(int fd, const void *buf, size_t len, int timeout_ms)
-{
-	const char *p = buf;
-	ssize_t n;
-	int r;
-
-	while (len > 0) {
-		/* send() where it can: a peer that hung up must be -EPIPE,
-		 * not a SIGPIPE that kills the guest program. */
-		n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n < 0 && errno == ENOTSOCK)
-			n = write(fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN) {
-				r = wait_io(fd, POLLOUT, timeout_ms);
-				if (r < 0)
-					return r;
-				continue;
-			}
-			return (errno == ECONNRESET || errno == EPIPE) ? -EPIPE : -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-int gp_stream_write(int fd, const void *buf, size_t len, int timeout_ms)
-{
-	return wr_all(fd, buf, len, timeout_ms);
-}
-
-int gp_stream_read(int fd, void *buf, size_t len, int timeout_ms)
-{
-	return rd_all(fd, buf, len, timeout_ms);
-}
+#include "fdt.h"
 
 static int stream_send(struct gp_transport *t, const struct gp_proto_hdr *h,
 		       const void *payload, size_t len, int fd)
 {
-	struct stream_transport *s = (struct stream_transport *)t;
-	struct gp_proto_hdr hh = *h;
+	struct gp_fd_transport *s = (struct gp_fd_transport *)t;
 	uint8_t hdr[GP_PROTO_HDR_SIZE];
 	int r;
 
 	if (fd >= 0)
 		return -EOPNOTSUPP; /* a byte stream cannot carry descriptors */
-	if (len > GP_PROTO_MAX_PAYLOAD)
-		return -EMSGSIZE;
-	hh.magic = GP_PROTO_MAGIC;
-	hh.version = GP_PROTO_VERSION;
-	hh.len = (uint32_t)len;
-	hh.reserved = 0;
-	gp_proto_hdr_pack(&hh, hdr);
-	r = wr_all(s->fd, hdr, sizeof(hdr), 5000);
+	r = gp_frame_hdr(h, len, hdr);
+	if (r == 0)
+		r = gp_stream_write(s->fd, hdr, sizeof(hdr), 5000);
 	if (r == 0 && len)
-		r = wr_all(s->fd, payload, len, 5000);
+		r = gp_stream_write(s->fd, payload, len, 5000);
 	return r;
 }
 
 static int stream_recv(struct gp_transport *t, struct gp_proto_hdr *h, void *buf,
 		       size_t cap, int *fd, int timeout_ms)
 {
-	struct stream_transport *s = (struct stream_transport *)t;
+	struct gp_fd_transport *s = (struct gp_fd_transport *)t;
 	uint8_t hdr[GP_PROTO_HDR_SIZE];
 	int r;
 
@@ -150,60 +52,35 @@ static int stream_recv(struct gp_transport *t, struct gp_proto_hdr *h, void *buf
 		*fd = -1;
 	if (__atomic_load_n(&s->intr, __ATOMIC_ACQUIRE))
 		return -EINTR;
-	r = wait_io(s->fd, POLLIN, timeout_ms);
+	r = gp_fd_wait(s->fd, POLLIN, timeout_ms);
 	if (r == 0)
-		r = rd_all(s->fd, hdr, sizeof(hdr), 5000);
+		r = gp_stream_read(s->fd, hdr, sizeof(hdr), 5000);
 	if (r == 0)
 		r = gp_proto_hdr_unpack(hdr, sizeof(hdr), cap, h);
 	/* A message that started must finish: a peer that stalls mid-frame
 	 * is treated as broken (the caller resyncs or ends the session). */
 	if (r == 0 && h->len)
-		r = rd_all(s->fd, buf, h->len, 5000);
+		r = gp_stream_read(s->fd, buf, h->len, 5000);
 	if (r < 0 && __atomic_load_n(&s->intr, __ATOMIC_ACQUIRE))
 		return -EINTR;
 	return r;
-}
-
-static void stream_interrupt(struct gp_transport *t)
-{
-	struct stream_transport *s = (struct stream_transport *)t;
-
-	__atomic_store_n(&s->intr, 1, __ATOMIC_RELEASE);
-	/* Sockets wake up at once; a character device at its next poll
-	 * timeout (callers wait in bounded steps). */
-	shutdown(s->fd, SHUT_RDWR);
-}
-
-static void stream_free(struct gp_transport *t)
-{
-	struct stream_transport *s = (struct stream_transport *)t;
-
-	close(s->fd);
-	free(s);
 }
 
 static const struct gp_transport_ops stream_ops = {
 	.name = "stream",
 	.send = stream_send,
 	.recv = stream_recv,
-	.interrupt = stream_interrupt,
-	.free = stream_free,
+	.interrupt = gp_fd_transport_interrupt,
+	.free = gp_fd_transport_free,
 };
 
 int gp_transport_stream_new(int fd, struct gp_transport **out)
 {
-	struct stream_transport *s;
 	int fl = fcntl(fd, F_GETFL);
 
 	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
 		return -errno;
-	s = calloc(1, sizeof(*s));
-	if (!s)
-		return -ENOMEM;
-	s->base.ops = &stream_ops;
-	s->fd = fd;
-	*out = &s->base;
-	return 0;
+	return gp_fd_transport_new(&stream_ops, fd, out);
 }
 
 int gp_stream_find(int fd, uint16_t opcode, uint8_t hdr[GP_PROTO_HDR_SIZE], int timeout_ms)
@@ -227,7 +104,7 @@ int gp_stream_find(int fd, uint16_t opcode, uint8_t hdr[GP_PROTO_HDR_SIZE], int 
 			memmove(win, win + 1, sizeof(win) - 1);
 			have--;
 		}
-		r = rd_all(fd, win + have, 1, timeout_ms);
+		r = gp_stream_read(fd, win + have, 1, timeout_ms);
 		if (r < 0)
 			return r;
 		have++;
@@ -235,7 +112,7 @@ int gp_stream_find(int fd, uint16_t opcode, uint8_t hdr[GP_PROTO_HDR_SIZE], int 
 			break;
 	}
 	memcpy(hdr, win, sizeof(win));
-	return rd_all(fd, hdr + sizeof(win), GP_PROTO_HDR_SIZE - sizeof(win), 5000);
+	return gp_stream_read(fd, hdr + sizeof(win), GP_PROTO_HDR_SIZE - sizeof(win), 5000);
 }
 
 int gp_serial_find(const char *sysroot, const char *name, char *path, size_t cap)

@@ -73,10 +73,9 @@ int gp_unix_connect(const char *path, int *out_fd);
 /* Wraps a connected socket; the transport owns @fd from then on. */
 int gp_transport_unix_new(int fd, struct gp_transport **out);
 
-/* Full-write / full-read loops that wait with poll() (timeout per wait;
- * <0 forever). Exposed for the other stream transports. */
-int gp_fd_write_all(int fd, const void *buf, size_t len, int timeout_ms);
-int gp_fd_read_all(int fd, void *buf, size_t len, int timeout_ms);
+/* Waits with poll() for @events (timeout <0: forever): -ETIMEDOUT, or
+ * -EPIPE when only a hang-up or error came (io.c). */
+int gp_fd_wait(int fd, short events, int timeout_ms);
 
 /* ---- shared memory: command rings + bulk region in one memfd ---- */
 
@@ -113,7 +112,9 @@ int gp_transport_stream_new(int fd, struct gp_transport **out);
  * version, opcode), discarding everything before it, and reads the whole
  * header into @hdr. For resync after a peer died mid-message. */
 int gp_stream_find(int fd, uint16_t opcode, uint8_t hdr[GP_PROTO_HDR_SIZE], int timeout_ms);
-/* read()/write() loops for non-blocking descriptors of any kind. */
+/* The full-read / full-write loops of every transport (io.c): sockets in
+ * either mode, non-blocking character devices; each wait at most
+ * @timeout_ms (<0: forever). -EPIPE when the peer is gone. */
 int gp_stream_read(int fd, void *buf, size_t len, int timeout_ms);
 int gp_stream_write(int fd, const void *buf, size_t len, int timeout_ms);
 /* Finds the virtio-serial port named @name: @path gets

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Unix stream sockets with SCM_RIGHTS, and the full-read/write loops. */
+/* Unix stream sockets with SCM_RIGHTS. */
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -9,83 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "transport.h"
-
-struct unix_transport {
-	struct gp_transport base;
-	int fd;
-	int intr; /* set by interrupt() */
-};
-
-static int wait_fd(int fd, short events, int timeout_ms)
-{
-	struct pollfd p = { .fd = fd, .events = events };
-	int r;
-
-	do {
-		r = poll(&p, 1, timeout_ms);
-	} while (r < 0 && errno == EINTR);
-	if (r < 0)
-		return -errno;
-	if (r == 0)
-		return -ETIMEDOUT;
-	if ((p.revents & (POLLERR | POLLNVAL)) ||
-	    ((p.revents & POLLHUP) && !(p.revents & POLLIN)))
-		return -EPIPE;
-	return 0;
-}
-
-int gp_fd_write_all(int fd, const void *buf, size_t len, int timeout_ms)
-{
-	const char *p = buf;
-	ssize_t n;
-	int r;
-
-	while (len > 0) {
-		n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN) {
-				r = wait_fd(fd, POLLOUT, timeout_ms);
-				if (r < 0)
-					return r;
-				continue;
-			}
-			return errno == ECONNRESET ? -EPIPE : -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-int gp_fd_read_all(int fd, void *buf, size_t len, int timeout_ms)
-{
-	char *p = buf;
-	ssize_t n;
-	int r;
-
-	while (len > 0) {
-		n = recv(fd, p, len, MSG_DONTWAIT);
-		if (n == 0)
-			return -EPIPE;
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN) {
-				r = wait_fd(fd, POLLIN, timeout_ms);
-				if (r < 0)
-					return r;
-				continue;
-			}
-			return errno == ECONNRESET ? -EPIPE : -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
+#include "fdt.h"
 
 static int make_addr(const char *path, struct sockaddr_un *sa)
 {
@@ -147,8 +71,7 @@ int gp_unix_connect(const char *path, int *out_fd)
 static int unix_send(struct gp_transport *t, const struct gp_proto_hdr *h,
 		     const void *payload, size_t len, int fd)
 {
-	struct unix_transport *u = (struct unix_transport *)t;
-	struct gp_proto_hdr hh = *h;
+	struct gp_fd_transport *u = (struct gp_fd_transport *)t;
 	uint8_t hdr[GP_PROTO_HDR_SIZE];
 	union {
 		char buf[CMSG_SPACE(sizeof(int))];
@@ -159,13 +82,9 @@ static int unix_send(struct gp_transport *t, const struct gp_proto_hdr *h,
 	ssize_t n;
 	int r;
 
-	if (len > GP_PROTO_MAX_PAYLOAD)
-		return -EMSGSIZE;
-	hh.magic = GP_PROTO_MAGIC;
-	hh.version = GP_PROTO_VERSION;
-	hh.len = (uint32_t)len;
-	hh.reserved = 0;
-	gp_proto_hdr_pack(&hh, hdr);
+	r = gp_frame_hdr(h, len, hdr);
+	if (r < 0)
+		return r;
 	/* The descriptor rides with the header's bytes. */
 	if (fd >= 0) {
 		struct cmsghdr *c;
@@ -185,17 +104,17 @@ static int unix_send(struct gp_transport *t, const struct gp_proto_hdr *h,
 	if (n < 0)
 		return (errno == ECONNRESET || errno == EPIPE) ? -EPIPE : -errno;
 	if ((size_t)n < sizeof(hdr)) {
-		r = gp_fd_write_all(u->fd, hdr + n, sizeof(hdr) - (size_t)n, 5000);
+		r = gp_stream_write(u->fd, hdr + n, sizeof(hdr) - (size_t)n, 5000);
 		if (r < 0)
 			return r;
 	}
-	return gp_fd_write_all(u->fd, payload, len, 5000);
+	return gp_stream_write(u->fd, payload, len, 5000);
 }
 
 static int unix_recv(struct gp_transport *t, struct gp_proto_hdr *h, void *buf,
 		     size_t cap, int *fd, int timeout_ms)
 {
-	struct unix_transport *u = (struct unix_transport *)t;
+	struct gp_fd_transport *u = (struct gp_fd_transport *)t;
 	uint8_t hdr[GP_PROTO_HDR_SIZE];
 	union {
 		char buf[CMSG_SPACE(sizeof(int) * 4)];
@@ -212,7 +131,7 @@ static int unix_recv(struct gp_transport *t, struct gp_proto_hdr *h, void *buf,
 		*fd = -1;
 	if (__atomic_load_n(&u->intr, __ATOMIC_ACQUIRE))
 		return -EINTR;
-	r = wait_fd(u->fd, POLLIN, timeout_ms);
+	r = gp_fd_wait(u->fd, POLLIN, timeout_ms);
 	if (r < 0)
 		return r;
 	do {
@@ -239,11 +158,11 @@ static int unix_recv(struct gp_transport *t, struct gp_proto_hdr *h, void *buf,
 	}
 	r = 0;
 	if ((size_t)n < sizeof(hdr))
-		r = gp_fd_read_all(u->fd, hdr + n, sizeof(hdr) - (size_t)n, 5000);
+		r = gp_stream_read(u->fd, hdr + n, sizeof(hdr) - (size_t)n, 5000);
 	if (r == 0)
 		r = gp_proto_hdr_unpack(hdr, sizeof(hdr), cap, h);
 	if (r == 0)
-		r = gp_fd_read_all(u->fd, buf, h->len, 5000);
+		r = gp_stream_read(u->fd, buf, h->len, 5000);
 	if (r < 0) {
 		if (got_fd >= 0)
 			close(got_fd);
@@ -254,38 +173,15 @@ static int unix_recv(struct gp_transport *t, struct gp_proto_hdr *h, void *buf,
 	return 0;
 }
 
-static void unix_interrupt(struct gp_transport *t)
-{
-	struct unix_transport *u = (struct unix_transport *)t;
-
-	__atomic_store_n(&u->intr, 1, __ATOMIC_RELEASE);
-	shutdown(u->fd, SHUT_RDWR);
-}
-
-static void unix_free(struct gp_transport *t)
-{
-	struct unix_transport *u = (struct unix_transport *)t;
-
-	close(u->fd);
-	free(u);
-}
-
 static const struct gp_transport_ops unix_ops = {
 	.name = "unix",
 	.send = unix_send,
 	.recv = unix_recv,
-	.interrupt = unix_interrupt,
-	.free = unix_free,
+	.interrupt = gp_fd_transport_interrupt,
+	.free = gp_fd_transport_free,
 };
 
 int gp_transport_unix_new(int fd, struct gp_transport **out)
 {
-	struct unix_transport *u = calloc(1, sizeof(*u));
-
-	if (!u)
-		return -ENOMEM;
-	u->base.ops = &unix_ops;
-	u->fd = fd;
-	*out = &u->base;
-	return 0;
+	return gp_fd_transport_new(&unix_ops, fd, out);
 }

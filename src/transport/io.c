@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The one full-read / full-write loop of every stream transport: unix
+ * sockets (blocking or not), virtio-serial character devices (opened
+ * non-blocking), socketpairs of the TCP relay. Waits go through poll().
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "fdt.h"
+
+int gp_fd_wait(int fd, short events, int timeout_ms)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+	int r;
+
+	do {
+		r = poll(&p, 1, timeout_ms);
+	} while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return -errno;
+	if (r == 0)
+		return -ETIMEDOUT;
+	if (p.revents & events)
+		return 0;
+	/* POLLHUP / POLLERR alone: a socket whose peer is gone, a virtio
+	 * port whose host side is closed. */
+	return -EPIPE;
+}
+
+/* Errors that mean the other end went away. */
+static int gone(int e)
+{
+	return (e == ECONNRESET || e == EPIPE) ? -EPIPE : -e;
+}
+
+int gp_stream_read(int fd, void *buf, size_t len, int timeout_ms)
+{
+	char *p = buf;
+	ssize_t n;
+	int r;
+
+	while (len > 0) {
+		/* recv() with MSG_DONTWAIT whatever the descriptor's mode; a
+		 * virtio port is a character device: read() (non-blocking). */
+		n = recv(fd, p, len, MSG_DONTWAIT);
+		if (n < 0 && errno == ENOTSOCK)
+			n = read(fd, p, len);
+		if (n == 0)
+			return -EPIPE;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				r = gp_fd_wait(fd, POLLIN, timeout_ms);
+				if (r < 0)
+					return r;
+				continue;
+			}
+			return gone(errno);
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int gp_stream_write(int fd, const void *buf, size_t len, int timeout_ms)
+{
+	const char *p = buf;
+	ssize_t n;
+	int r;
+
+	while (len > 0) {
+		/* send() where it can: a peer that hung up must be -EPIPE,
+		 * not a SIGPIPE that kills the guest program. */
+		n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && errno == ENOTSOCK)
+			n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				r = gp_fd_wait(fd, POLLOUT, timeout_ms);
+				if (r < 0)
+					return r;
+				continue;
+			}
+			return gone(errno);
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int gp_fd_transport_new(const struct gp_transport_ops *ops, int fd, struct gp_transport **out)
+{
+	struct gp_fd_transport *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return -ENOMEM;
+	f->base.ops = ops;
+	f->fd = fd;
+	*out = &f->base;
+	return 0;
+}
+
+void gp_fd_transport_interrupt(struct gp_transport *t)
+{
+	struct gp_fd_transport *f = (struct gp_fd_transport *)t;
+
+	__atomic_store_n(&f->intr, 1, __ATOMIC_RELEASE);
+	shutdown(f->fd, SHUT_RDWR);
+}
+
+void gp_fd_transport_free(struct gp_transport *t)
+{
+	struct gp_fd_transport *f = (struct gp_fd_transport *)t;
+
+	close(f->fd);
+	free(f);
+}
+
+int gp_frame_hdr(const struct gp_proto_hdr *h, size_t len, uint8_t out[GP_PROTO_HDR_SIZE])
+{
+	struct gp_proto_hdr hh = *h;
+
+	if (len > GP_PROTO_MAX_PAYLOAD)
+		return -EMSGSIZE;
+	hh.magic = GP_PROTO_MAGIC;
+	hh.version = GP_PROTO_VERSION;
+	hh.len = (uint32_t)len;
+	hh.reserved = 0;
+	gp_proto_hdr_pack(&hh, out);
+	return 0;
+}
