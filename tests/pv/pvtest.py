@@ -54,11 +54,13 @@ class Server:
             f.write(config)
         self.log = open(os.path.join(tmp, "pvd.log"), "a")
         self.proc = None
+        self.extra = []
 
     def start(self, wait_for):
         env = dict(os.environ)
         env.pop("OCL_ICD_VENDORS", None)  # the host platforms, never our ICD
-        self.proc = subprocess.Popen([PVD, "--config", self.cfg, "-v"], stdout=self.log,
+        self.proc = subprocess.Popen([PVD, "--config", self.cfg, "-v", "--state-dir",
+                                      os.path.join(self.tmp, "state")] + self.extra, stdout=self.log,
                                      stderr=self.log, env=env)
         for _ in range(100):
             if all(os.path.exists(p) for p in wait_for):
