@@ -83,7 +83,7 @@ static int worker_spawn(struct pvd_server *srv, size_t slot)
 	snprintf(a_ppid, sizeof(a_ppid), "%d", (int)getpid());
 	snprintf(a_verb, sizeof(a_verb), "%d", srv->verbose > 2 ? 2 : srv->verbose);
 	snprintf(a_spin, sizeof(a_spin), "%" PRIu64, srv->spin_ns);
-	argv = calloc(8 + srv->cfg.devices.n, sizeof(*argv));
+	argv = calloc(9 + srv->cfg.devices.n, sizeof(*argv));
 	if (!argv) {
 		r = -ENOMEM;
 		goto err_close;
@@ -94,9 +94,10 @@ static int worker_spawn(struct pvd_server *srv, size_t slot)
 	argv[3] = a_ppid;
 	argv[4] = a_verb;
 	argv[5] = a_spin;
-	argv[6] = dir;
+	argv[6] = srv->shared_ok ? "1" : "0";
+	argv[7] = dir;
 	for (size_t i = 0; i < srv->cfg.devices.n; i++)
-		argv[7 + i] = srv->cfg.devices.v[i];
+		argv[8 + i] = srv->cfg.devices.v[i];
 	/* A fresh count for the new worker (a retired one took no more). */
 	__atomic_store_n(&g->received, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&g->idle_since_ns, pvd_now_ns(), __ATOMIC_RELAXED);

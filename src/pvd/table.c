@@ -206,9 +206,9 @@ int pvd_worker_args_parse(int argc, char **argv, struct pvd_worker_args *a)
 {
 	uint64_t v;
 
-	/* gpupass-pvd --worker SLOT PPID VERBOSE SPIN_NS DIR [DEVICE...] */
+	/* gpupass-pvd --worker SLOT PPID VERBOSE SPIN_NS SHARED DIR [DEVICE...] */
 	memset(a, 0, sizeof(*a));
-	if (argc < 7 || strcmp(argv[1], PVD_WORKER_ARG) != 0)
+	if (argc < 8 || strcmp(argv[1], PVD_WORKER_ARG) != 0)
 		return -EINVAL;
 	if (parse_u64(argv[2], PVD_MAX_GUESTS - 1, &v) < 0)
 		return -EINVAL;
@@ -222,11 +222,14 @@ int pvd_worker_args_parse(int argc, char **argv, struct pvd_worker_args *a)
 	if (parse_u64(argv[5], 1000000000ull, &v) < 0)
 		return -EINVAL;
 	a->spin_ns = v;
-	a->dir = argv[6];
+	if (parse_u64(argv[6], 1, &v) < 0)
+		return -EINVAL;
+	a->shared_ok = v == 1;
+	a->dir = argv[7];
 	if (a->dir[0] != '/' || strlen(a->dir) >= PATH_MAX)
 		return -EINVAL;
-	a->devices = argv + 7;
-	a->n_devices = (size_t)(argc - 7);
+	a->devices = argv + 8;
+	a->n_devices = (size_t)(argc - 8);
 	return 0;
 }
 

@@ -4,6 +4,7 @@
 #ifndef GP_PVD_TABLE_H
 #define GP_PVD_TABLE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -76,13 +77,16 @@ int pvd_handover_send(int chan, uint32_t slot, uint64_t seq, int fd);
 int pvd_handover_recv(int chan, uint32_t slot, uint64_t *last_seq, int *fd);
 
 /* The hidden worker mode's arguments (outside data: checked):
- * gpupass-pvd --worker SLOT PPID VERBOSE SPIN_NS DIR [DEVICE...] */
+ * gpupass-pvd --worker SLOT PPID VERBOSE SPIN_NS SHARED DIR [DEVICE...]
+ * SHARED: the startup probe found that the devices compute on host memory
+ * in place (1) or not (0): workers do not probe again. */
 #define PVD_WORKER_ARG "--worker"
 struct pvd_worker_args {
 	uint32_t slot;
 	pid_t ppid;
 	int verbose;
 	uint64_t spin_ns;
+	bool shared_ok;
 	const char *dir;
 	char **devices;
 	size_t n_devices;

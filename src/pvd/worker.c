@@ -154,7 +154,9 @@ static int backend_open(struct pvd_server *srv, bool probe_shared)
 			}
 		}
 	}
-	srv->shared_ok = probe_shared && srv->n_devs > 0 && !getenv("GPUPASS_PVD_NO_SHARED");
+	if (!probe_shared)
+		return srv->n_devs ? 0 : -ENODEV;
+	srv->shared_ok = srv->n_devs > 0 && !getenv("GPUPASS_PVD_NO_SHARED");
 	for (size_t i = 0; srv->shared_ok && i < srv->n_devs; i++)
 		srv->shared_ok = probe_in_place(srv->devs[i].device);
 	return srv->n_devs ? 0 : -ENODEV;
@@ -275,6 +277,8 @@ int pvd_worker_main(int argc, char **argv)
 				   .max_level = a.verbose >= 2 ? GP_LOG_DEBUG :
 						a.verbose ? GP_LOG_INFO : GP_LOG_WARN };
 	srv.spin_ns = a.spin_ns;
+	/* Probed once by the supervisor's startup probe on the same devices. */
+	srv.shared_ok = a.shared_ok;
 	for (size_t i = 0; i < a.n_devices; i++)
 		if (gp_strv_push(&srv.cfg.devices, a.devices[i]) < 0)
 			goto out;
@@ -295,7 +299,7 @@ int pvd_worker_main(int argc, char **argv)
 	} else {
 		gp_dbg(&srv.log, "Landlock sandbox (ABI %d): writes only under %s", abi, a.dir);
 	}
-	if (backend_open(&srv, true) < 0) {
+	if (backend_open(&srv, false) < 0) {
 		gp_err(&srv.log, "no host OpenCL device in the worker");
 		goto out;
 	}

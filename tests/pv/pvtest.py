@@ -571,10 +571,10 @@ def workers_run(tmp):
     finally:
         srv.stop()
     # The hidden worker mode with garbage: refused, no crash.
-    for args, want in ((["--worker"], 2), (["--worker", "x", "1", "0", "0", "/tmp"], 2),
-                       (["--worker", "0", "1", "0", "0", "relative"], 2),
-                       (["--worker", "99999", "1", "0", "0", "/tmp"], 2),
-                       (["--worker", "0", str(os.getpid()), "0", "0", "/tmp"], 1)):
+    for args, want in ((["--worker"], 2), (["--worker", "x", "1", "0", "0", "1", "/tmp"], 2),
+                       (["--worker", "0", "1", "0", "0", "1", "relative"], 2),
+                       (["--worker", "99999", "1", "0", "0", "1", "/tmp"], 2),
+                       (["--worker", "0", str(os.getpid()), "0", "0", "1", "/tmp"], 1)):
         p = subprocess.run([PVD] + args, capture_output=True, text=True, timeout=30)
         if p.returncode != want or "Sanitizer" in p.stderr:
             fail("gpupass-pvd %s: exit %d, want %d: %s" % (" ".join(args), p.returncode, want,

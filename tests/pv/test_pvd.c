@@ -274,23 +274,25 @@ static void test_table(void **state)
 static void test_worker_args(void **state)
 {
 	struct pvd_worker_args a;
-	char *good[] = { "gpupass-pvd", "--worker", "5", "1234", "1", "100000", "/var/x", "GPU", NULL };
-	char *bad[][7] = {
-		{ "p", "--worker", "-1", "1", "0", "0", "/d" },
-		{ "p", "--worker", "1024", "1", "0", "0", "/d" },
-		{ "p", "--worker", "1x", "1", "0", "0", "/d" },
-		{ "p", "--worker", "", "1", "0", "0", "/d" },
-		{ "p", "--worker", "1", "0", "0", "0", "/d" },
-		{ "p", "--worker", "1", "99999999999", "0", "0", "/d" },
-		{ "p", "--worker", "1", "1", "3", "0", "/d" },
-		{ "p", "--worker", "1", "1", "0", "+5", "/d" },
-		{ "p", "--worker", "1", "1", "0", "2000000000", "/d" },
-		{ "p", "--worker", "1", "1", "0", "0", "rel" },
-		{ "p", "--nope", "1", "1", "0", "0", "/d" },
+	char *good[] = { "gpupass-pvd", "--worker", "5", "1234", "1", "100000", "1", "/var/x", "GPU", NULL };
+	char *bad[][8] = {
+		{ "p", "--worker", "-1", "1", "0", "0", "0", "/d" },
+		{ "p", "--worker", "1024", "1", "0", "0", "0", "/d" },
+		{ "p", "--worker", "1x", "1", "0", "0", "0", "/d" },
+		{ "p", "--worker", "", "1", "0", "0", "0", "/d" },
+		{ "p", "--worker", "1", "0", "0", "0", "0", "/d" },
+		{ "p", "--worker", "1", "99999999999", "0", "0", "0", "/d" },
+		{ "p", "--worker", "1", "1", "3", "0", "0", "/d" },
+		{ "p", "--worker", "1", "1", "0", "+5", "0", "/d" },
+		{ "p", "--worker", "1", "1", "0", "2000000000", "0", "/d" },
+		{ "p", "--worker", "1", "1", "0", "0", "0", "rel" },
+		{ "p", "--nope", "1", "1", "0", "0", "0", "/d" },
+		{ "p", "--worker", "1", "1", "0", "0", "2", "/d" },
 	};
 
 	(void)state;
-	assert_int_equal(pvd_worker_args_parse(8, good, &a), 0);
+	assert_int_equal(pvd_worker_args_parse(9, good, &a), 0);
+	assert_true(a.shared_ok);
 	assert_int_equal(a.slot, 5);
 	assert_int_equal(a.ppid, 1234);
 	assert_int_equal(a.verbose, 1);
@@ -298,9 +300,9 @@ static void test_worker_args(void **state)
 	assert_string_equal(a.dir, "/var/x");
 	assert_int_equal(a.n_devices, 1);
 	assert_string_equal(a.devices[0], "GPU");
-	assert_int_equal(pvd_worker_args_parse(6, good, &a), -EINVAL);
+	assert_int_equal(pvd_worker_args_parse(7, good, &a), -EINVAL);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		assert_int_equal(pvd_worker_args_parse(7, bad[i], &a), -EINVAL);
+		assert_int_equal(pvd_worker_args_parse(8, bad[i], &a), -EINVAL);
 }
 
 int main(void)
