@@ -381,9 +381,9 @@ static void reload(struct pvd_server *srv, const char *path)
 			}
 			free(sup->socket);
 			sup->socket = sock;
-			/* own_socket is constant for a worker that runs: it only
-			 * changes how a stream's garbage is handled. */
-			g->own_socket = sock != NULL;
+			/* Read by the running worker's new sessions (how a
+			 * stream's garbage is handled). */
+			__atomic_store_n(&g->own_socket, sock != NULL, __ATOMIC_RELAXED);
 			__atomic_store_n(&g->removed, 0, __ATOMIC_RELAXED);
 			r = guest_listen(srv, slot);
 			if (r < 0) {

@@ -2416,7 +2416,7 @@ static int hello_answer(struct pvd_session *s, const struct gp_proto_hdr *hh,
  * the connection across the guest's programs (and reboots). */
 static bool own_socket(const struct pvd_session *s)
 {
-	return s->guest && s->guest->own_socket;
+	return s->guest && __atomic_load_n(&s->guest->own_socket, __ATOMIC_RELAXED);
 }
 
 static int handshake(struct pvd_session *s)

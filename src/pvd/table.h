@@ -21,7 +21,7 @@
  * A slot is never reused: a removed guest keeps it. */
 struct pvd_guest {
 	char name[PVD_NAME_MAX]; /* constant once published */
-	uint32_t own_socket;     /* constant: it has a listening socket of its own */
+	uint32_t own_socket;     /* atomic: it has a listening socket of its own */
 	uint32_t removed;        /* atomic: its section left the config */
 	uint64_t memory_max;     /* atomic: bytes; 0 = unlimited */
 	uint32_t max_objects;    /* atomic: 0 = unlimited */
