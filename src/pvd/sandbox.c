@@ -139,6 +139,10 @@ int pvd_sandbox_enter(const char *private_dir, int *abi)
 		return -errno;
 	for (size_t i = 0; r == 0 && i < sizeof(ro) / sizeof(ro[0]); i++)
 		r = allow(rs, ro[i], FS_EXEC, handled);
+	/* Its own executable, wherever it is installed (sanitizers and
+	 * debuggers' symbolizers read it). */
+	if (r == 0)
+		r = allow(rs, "/proc/self/exe", FS_EXEC, handled);
 	/* An ICD directory named by the environment (the default is under
 	 * /etc/OpenCL). */
 	if (r == 0 && vendors && vendors[0] == '/')

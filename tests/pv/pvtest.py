@@ -61,6 +61,10 @@ class Server:
         env = dict(os.environ)
         env.pop("OCL_ICD_VENDORS", None)  # the host platforms, never our ICD
         env.update(self.env)
+        # PoCL's compiler leaks on a cold cache (see lsan-pocl.supp).
+        supp = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lsan-pocl.supp")
+        env["LSAN_OPTIONS"] = ":".join(filter(None, [env.get("LSAN_OPTIONS"),
+                                                     "suppressions=" + supp]))
         self.proc = subprocess.Popen([PVD, "--config", self.cfg, "-v", "--state-dir",
                                       os.path.join(self.tmp, "state")] + self.extra, stdout=self.log,
                                      stderr=self.log, env=env)
