@@ -466,7 +466,11 @@ def isolation_run(tmp, scenario):
         hb = Holder(env_b)
         hb.vadd("guest b computes before")
         if scenario == "crash":
-            run([prog("pv_isolate"), "crash"], env_a)
+            p = run([prog("pv_isolate"), "crash"], env_a)
+            lines = [l for l in p.stderr.splitlines() if "gpupass" in l]
+            if len(lines) != 1:
+                fail("expected one clear stderr line in the crashed guest, got: %r" % p.stderr)
+            ok(1, "the crashed guest's program says: " + lines[0][:120])
             sig = "SIGSEGV"
         else:
             p = subprocess.run([prog("pv_basic")], env=env_a, capture_output=True, text=True,
