@@ -191,8 +191,15 @@ static int worker_loop(struct pvd_server *srv, struct pvd_guest *g, uint32_t slo
 
 		if (r < 0 && errno != EINTR)
 			return -errno;
-		if (pfd[0].revents & POLLIN)
-			return 0; /* SIGTERM / SIGINT: the server stops */
+		if (pfd[0].revents & POLLIN) {
+			struct signalfd_siginfo si;
+
+			/* SIGTERM / SIGINT: the server stops. SIGHUP is the
+			 * supervisor's (reload): a worker ignores it. */
+			if (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si) &&
+			    si.ssi_signo != SIGHUP)
+				return 0;
+		}
 		if (pfd[1].revents & POLLIN) {
 			char buf[64];
 
@@ -260,6 +267,9 @@ int pvd_worker_main(int argc, char **argv)
 			PVD_WORKER_ARG);
 		return 2;
 	}
+	/* exec of /proc/self/exe names the process "exe": name it for ps
+	 * and top (the arguments say which guest slot). */
+	prctl(PR_SET_NAME, "gpupass-worker", 0, 0, 0);
 	/* Ends with the supervisor, even if it died before this line. */
 	if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != a.ppid)
 		return 1;
