@@ -604,6 +604,48 @@ def workers_run(tmp):
             fail("server died")
     finally:
         srv.stop()
+    # A supervisor killed with -9: its workers end too (PR_SET_PDEATHSIG).
+    srv.start([sock])
+    try:
+        h = Holder(env)
+        h.vadd("a session before the supervisor is killed")
+        kids = children(srv.proc.pid)
+        if len(kids) != 1:
+            fail("expected one worker: %s" % kids)
+        with open("/proc/%d/comm" % kids[0]) as f:
+            comm = f.read().strip()
+        if comm != "gpupass-worker":
+            fail("the worker is named %r" % comm)
+        srv.proc.kill()
+        srv.proc.wait()
+        t0 = time.time()
+        while os.path.exists("/proc/%d" % kids[0]) and time.time() - t0 < 10:
+            with open("/proc/%d/stat" % kids[0]) as f:
+                if f.read().split(") ")[1].startswith("Z"):
+                    break  # a zombie of init: it has ended
+            time.sleep(0.05)
+        alive = os.path.exists("/proc/%d" % kids[0])
+        if alive:
+            with open("/proc/%d/stat" % kids[0]) as f:
+                alive = not f.read().split(") ")[1].startswith("Z")
+        if alive:
+            fail("worker %d outlived its supervisor" % kids[0])
+        ok(1, "worker %d (gpupass-worker) ended %.2f s after its supervisor was killed"
+           % (kids[0], time.time() - t0))
+        h.p.stdin.write("go\n")
+        h.p.stdin.flush()
+        line = h.p.stdout.readline().strip()
+        if line.startswith("ok"):
+            fail("a session still computed with no server")
+        h.p.stdin.write("quit\n")
+        h.p.stdin.flush()
+        h.p.wait(30)
+        ok(1, "the guest's next call failed (%s)" % line)
+    finally:
+        srv.proc = None
+        for p in (sock,):
+            if os.path.exists(p):
+                os.unlink(p)
     # The hidden worker mode with garbage: refused, no crash.
     for args, want in ((["--worker"], 2), (["--worker", "x", "1", "0", "0", "1", "/tmp"], 2),
                        (["--worker", "0", "1", "0", "0", "1", "relative"], 2),
