@@ -116,6 +116,7 @@ int pvd_sandbox_enter(const char *private_dir, int *abi)
 	uint64_t handled;
 	size_t size;
 	const char *vendors = getenv("OCL_ICD_VENDORS");
+	const char *extra = getenv("GPUPASS_PVD_SANDBOX_READ");
 	int rs, r = 0;
 	long v;
 
@@ -143,6 +144,19 @@ int pvd_sandbox_enter(const char *private_dir, int *abi)
 	 * debuggers' symbolizers read it). */
 	if (r == 0)
 		r = allow(rs, "/proc/self/exe", FS_EXEC, handled);
+	/* Paths the administrator adds (a vendor stack installed elsewhere;
+	 * the tests' sanitizer suppressions): read only. */
+	if (r == 0 && extra) {
+		char *list = strdup(extra), *save = NULL;
+
+		if (!list)
+			r = -ENOMEM;
+		for (char *p = list ? strtok_r(list, ":", &save) : NULL; p && r == 0;
+		     p = strtok_r(NULL, ":", &save))
+			if (p[0] == '/')
+				r = allow(rs, p, FS_READ, handled);
+		free(list);
+	}
 	/* An ICD directory named by the environment (the default is under
 	 * /etc/OpenCL). */
 	if (r == 0 && vendors && vendors[0] == '/')

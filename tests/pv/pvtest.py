@@ -64,7 +64,9 @@ class Server:
         # PoCL's compiler leaks on a cold cache (see lsan-pocl.supp).
         supp = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lsan-pocl.supp")
         env["LSAN_OPTIONS"] = ":".join(filter(None, [env.get("LSAN_OPTIONS"),
-                                                     "suppressions=" + supp]))
+                                                     "suppressions=" + supp,
+                                                     "print_suppressions=0"]))
+        env["GPUPASS_PVD_SANDBOX_READ"] = supp  # LSan reads it at the worker's exit
         self.proc = subprocess.Popen([PVD, "--config", self.cfg, "-v", "--state-dir",
                                       os.path.join(self.tmp, "state")] + self.extra, stdout=self.log,
                                      stderr=self.log, env=env)
