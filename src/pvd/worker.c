@@ -279,6 +279,12 @@ int pvd_worker_main(int argc, char **argv)
 		return 1;
 	}
 	close(WORKER_TABLE_FD); /* the mapping stays */
+	/* Not for whatever the OpenCL stack may execute. */
+	if (fcntl(WORKER_CHAN_FD, F_SETFD, FD_CLOEXEC) < 0) {
+		fprintf(stderr, "gpupass-pvd: worker: no hand-over channel from the supervisor\n");
+		pvd_table_unmap(srv.table);
+		return 1;
+	}
 	srv.guests = srv.table->guests;
 	g = &srv.guests[a.slot];
 	memcpy(name, g->name, sizeof(name));
