@@ -65,6 +65,11 @@ struct pvd_handover {
 	uint32_t slot; /* the worker's own slot: anything else is refused */
 	uint64_t seq;  /* 1, 2, ...: the worker counts them in its slot */
 };
+/* Both ends are the same binary (workers are exec'd from /proc/self/exe,
+ * the supervisor's own file even if it was replaced on disk since), so
+ * the layout needs no versioning; the size is fixed all the same. */
+_Static_assert(sizeof(struct pvd_handover) == 16, "hand-over message size");
+
 /* Checks a received hand-over: 0, or -EBADMSG / -EBADF (why it is refused). */
 int pvd_handover_check(const void *buf, size_t len, int fd, uint32_t slot, uint64_t last_seq);
 
