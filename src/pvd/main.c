@@ -104,12 +104,13 @@ static int probe_devices(struct pvd_server *srv)
 	line[got] = '\0';
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
 		unsigned long nd = 0;
-		int shared = 0, off = 0;
+		int shared = 0, abi = 0, off = 0;
 
-		if (sscanf(line, "%lu %d %n", &nd, &shared, &off) >= 2 && nd > 0 && off > 0) {
+		if (sscanf(line, "%lu %d %d %n", &nd, &shared, &abi, &off) >= 3 && nd > 0 && off > 0) {
 			line[strcspn(line, "\n")] = '\0';
 			srv->n_devs = nd;
 			srv->shared_ok = shared == 1;
+			srv->landlock_abi = abi;
 			srv->platform_name = strdup(line + off);
 			r = 0;
 		}
@@ -647,8 +648,14 @@ int main(int argc, char **argv)
 	printf("gpupass-pvd: serving %zu device(s) of %s to %zu guest section(s)%s\n",
 	       srv.n_devs, srv.platform_name ? srv.platform_name : "?", ng,
 	       srv.shared_ok ? ", buffers shared in place" : "");
-	printf("gpupass-pvd: one sandboxed worker process per guest (private files under %s/workers)\n",
-	       srv.state_dir);
+	if (srv.landlock_abi > 0)
+		printf("gpupass-pvd: one worker process per guest, in a Landlock sandbox (ABI %d; "
+		       "private files under %s/workers)\n", srv.landlock_abi, srv.state_dir);
+	else
+		fprintf(stderr, "gpupass-pvd: warning: Landlock is not available (a kernel without "
+			"it, or a seccomp filter refusing landlock_create_ruleset): guests' workers run "
+			"without their file-system sandbox, and guest builds can #include host files "
+			"the server's user may read\n");
 	for (size_t i = 0; i < srv.cfg.listen.n; i++)
 		printf("gpupass-pvd: listening on %s (guests connect with GPUPASS_SERVER=%s)\n",
 		       srv.cfg.listen.v[i], srv.cfg.listen.v[i]);

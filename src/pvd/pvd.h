@@ -51,6 +51,7 @@ struct pvd_server {
 	/* supervisor only */
 	int table_fd;
 	char *state_dir; /* workers' private directories are under it */
+	int landlock_abi; /* from the startup probe; 0: none */
 	int verbose;
 };
 
@@ -112,5 +113,8 @@ void pvd_workers_stop(struct pvd_server *srv, int timeout_ms);
  * -EOPNOTSUPP when the kernel has no Landlock (the caller warns), other
  * -errno on failure. @abi gets the kernel's Landlock ABI version. */
 int pvd_sandbox_enter(const char *private_dir, int *abi);
+/* The kernel's Landlock ABI version, or -EOPNOTSUPP when it cannot be
+ * used (no Landlock, or a seccomp filter refuses it). */
+int pvd_sandbox_abi(void);
 
 #endif

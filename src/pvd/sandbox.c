@@ -97,6 +97,18 @@ static int allow(int ruleset, const char *path, uint64_t access, uint64_t handle
 	return r;
 }
 
+int pvd_sandbox_abi(void)
+{
+	long v = ll_create(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
+
+	if (v > 0)
+		return (int)v;
+	/* No Landlock in the kernel (ENOSYS), disabled at boot (EOPNOTSUPP),
+	 * or refused by a seccomp filter (EPERM: systemd's @system-service
+	 * does not list the landlock calls; the shipped unit adds them). */
+	return errno == ENOSYS || errno == EOPNOTSUPP || errno == EPERM ? -EOPNOTSUPP : -errno;
+}
+
 int pvd_sandbox_enter(const char *private_dir, int *abi)
 {
 	/* Read and execute: libraries, the ICD loader's and drivers' files,
@@ -120,10 +132,10 @@ int pvd_sandbox_enter(const char *private_dir, int *abi)
 	int rs, r = 0;
 	long v;
 
-	v = ll_create(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
+	v = pvd_sandbox_abi();
 	*abi = v > 0 ? (int)v : 0;
-	if (v <= 0)
-		return errno == ENOSYS || errno == EOPNOTSUPP ? -EOPNOTSUPP : -errno;
+	if (v < 0)
+		return (int)v;
 	handled = fs_handled(*abi);
 	attr.handled_access_fs = handled;
 	size = sizeof(uint64_t);

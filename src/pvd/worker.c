@@ -305,8 +305,8 @@ int pvd_worker_main(int argc, char **argv)
 		goto out;
 	r = getenv("GPUPASS_PVD_NO_SANDBOX") ? -ECANCELED : pvd_sandbox_enter(a.dir, &abi);
 	if (r == -EOPNOTSUPP)
-		gp_warn(&srv.log, "Landlock is not available in this kernel: the worker runs "
-			"without its file-system sandbox");
+		/* The supervisor warned once, from its startup probe. */
+		gp_dbg(&srv.log, "no Landlock: running without the file-system sandbox");
 	else if (r == -ECANCELED)
 		gp_warn(&srv.log, "GPUPASS_PVD_NO_SANDBOX is set: no file-system sandbox");
 	else if (r < 0) {
@@ -348,7 +348,8 @@ out:
 
 /* gpupass-pvd --probe-devices [DEVICE...]: the supervisor's startup check
  * that there is something to serve, in a process of its own (the
- * supervisor never initialises OpenCL). Prints one line; exit 0 or 1. */
+ * supervisor never initialises OpenCL). Prints one line, "DEVICES SHARED
+ * LANDLOCK_ABI PLATFORM"; exit 0 or 1. */
 int pvd_probe_main(int argc, char **argv)
 {
 	struct pvd_server srv = { .lock = PTHREAD_MUTEX_INITIALIZER };
@@ -358,7 +359,9 @@ int pvd_probe_main(int argc, char **argv)
 		if (gp_strv_push(&srv.cfg.devices, argv[i]) < 0)
 			goto out;
 	if (backend_open(&srv, true) == 0) {
-		printf("%zu %d %s\n", srv.n_devs, srv.shared_ok ? 1 : 0,
+		int abi = pvd_sandbox_abi();
+
+		printf("%zu %d %d %s\n", srv.n_devs, srv.shared_ok ? 1 : 0, abi > 0 ? abi : 0,
 		       srv.platform_name ? srv.platform_name : "?");
 		rc = 0;
 	}
