@@ -122,24 +122,24 @@ int pvd_channel_listen(const char *text, int *fd)
 /* Guests recognised on shared listeners (no socket of their own). */
 static struct pvd_guest *guest_by_cid(struct pvd_server *srv, uint32_t cid)
 {
-	struct pvd_guest *def = NULL;
-	size_t n = __atomic_load_n(&srv->n_guests, __ATOMIC_ACQUIRE);
+	struct pvd_guest *def = NULL, *found = NULL;
+	size_t n = pvd_n_guests(srv);
 
-	for (size_t i = 0; i < n; i++) {
+	pthread_mutex_lock(&srv->sup_lock);
+	for (size_t i = 0; i < n && !found; i++) {
 		struct pvd_guest *g = &srv->guests[i];
-		int64_t gcid;
+		int64_t gcid = srv->sup[i].cid;
 
-		if (g->removed || g->cfg->socket)
+		if (__atomic_load_n(&g->removed, __ATOMIC_RELAXED) ||
+		    __atomic_load_n(&g->own_socket, __ATOMIC_RELAXED))
 			continue;
-		pthread_mutex_lock(&g->lock);
-		gcid = g->own.cid;
-		pthread_mutex_unlock(&g->lock);
 		if (gcid >= 0 && (uint32_t)gcid == cid)
-			return g;
-		if (strcmp(g->own.name, "default") == 0)
+			found = g;
+		else if (strcmp(g->name, "default") == 0)
 			def = g;
 	}
-	return def;
+	pthread_mutex_unlock(&srv->sup_lock);
+	return found ? found : def;
 }
 
 static void accept_vsock(struct pvd_server *srv, int lfd)
@@ -163,7 +163,7 @@ static void accept_vsock(struct pvd_server *srv, int lfd)
 		gp_warn(&srv->log, "vsock connection from CID %u refused: %s", (unsigned)cid, why);
 	} else {
 		gp_info(&srv->log, "vsock connection from CID %u: guest %s", (unsigned)cid,
-			g->own.name);
+			g->name);
 	}
 	if (pvd_session_start(srv, g, fd, why) < 0)
 		gp_err(&srv->log, "cannot start a session: out of resources");
@@ -175,29 +175,31 @@ static void accept_vsock(struct pvd_server *srv, int lfd)
 static struct pvd_guest *guest_by_tls(struct pvd_server *srv, const uint8_t *fp,
 				      const char *token, bool vouched)
 {
-	struct pvd_guest *def = NULL;
-	size_t n = __atomic_load_n(&srv->n_guests, __ATOMIC_ACQUIRE);
+	struct pvd_guest *def = NULL, *found = NULL;
+	size_t n = pvd_n_guests(srv);
 
-	for (size_t i = 0; i < n; i++) {
+	pthread_mutex_lock(&srv->sup_lock);
+	for (size_t i = 0; i < n && !found; i++) {
 		struct pvd_guest *g = &srv->guests[i];
+		const struct pvd_sup *sup = &srv->sup[i];
 		bool match, any;
 
-		if (g->removed || g->cfg->socket)
+		if (__atomic_load_n(&g->removed, __ATOMIC_RELAXED) ||
+		    __atomic_load_n(&g->own_socket, __ATOMIC_RELAXED))
 			continue;
-		pthread_mutex_lock(&g->lock);
-		any = g->own.has_peer_sha256 || g->own.token[0];
-		match = any && (!g->own.has_peer_sha256 ||
-				(fp && memcmp(fp, g->own.peer_sha256, 32) == 0));
+		any = sup->has_peer_sha256 || sup->token[0];
+		match = any && (!sup->has_peer_sha256 ||
+				(fp && memcmp(fp, sup->peer_sha256, 32) == 0));
 		/* Always compared, so that the time says nothing. */
-		if (!gp_tls_token_equal(token, g->own.token) && g->own.token[0])
+		if (!gp_tls_token_equal(token, sup->token) && sup->token[0])
 			match = false;
-		pthread_mutex_unlock(&g->lock);
 		if (match)
-			return g;
-		if (!any && strcmp(g->own.name, "default") == 0)
+			found = g;
+		else if (!any && strcmp(g->name, "default") == 0)
 			def = g;
 	}
-	return vouched ? def : NULL;
+	pthread_mutex_unlock(&srv->sup_lock);
+	return found ? found : vouched ? def : NULL;
 }
 
 static void conn_unlist(struct pvd_channels *ch, struct tcp_conn *c)
@@ -265,7 +267,7 @@ static void *tcp_main(void *arg)
 		gp_warn(&srv->log, "tcp client %s refused: %s", c->peer, why);
 	} else {
 		gp_info(&srv->log, "tcp client %s (certificate %s...): guest %s", c->peer, fptext,
-			g->own.name);
+			g->name);
 	}
 	if (__atomic_load_n(&srv->stop, __ATOMIC_ACQUIRE))
 		goto out_tls; /* the server is going away: no new sessions */

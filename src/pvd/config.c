@@ -163,8 +163,9 @@ static int on_value(void *data, const char *section, const char *name, const cha
 		} else if (strcmp(name, "ivshmem") == 0) {
 			/* The file behind the VM's ivshmem-plain device: absolute,
 			 * as the service's working directory is not the admin's. */
-			if (value[0] != '/' || strlen(value) >= 4096)
-				return fail(st, "guest %s: ivshmem '%s' must be an absolute file path",
+			if (value[0] != '/' || strlen(value) >= GP_PVD_IVSHMEM_MAX)
+				return fail(st, "guest %s: ivshmem '%s' must be an absolute file path "
+					    "(at most 255 bytes)",
 					    gname, value);
 			free(g->ivshmem);
 			g->ivshmem = strdup(value);

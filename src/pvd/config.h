@@ -8,6 +8,10 @@
 
 #include "common/util.h"
 
+/* Longest [guest] ivshmem path (with its NUL): the shared guest table
+ * of gpupass-pvd holds it (PVD_IVSHMEM_MAX, table.h). */
+#define GP_PVD_IVSHMEM_MAX 256
+
 struct gp_pvd_guest_cfg {
 	char *name;
 	char *socket;        /* its own listening socket, or NULL */
@@ -15,7 +19,8 @@ struct gp_pvd_guest_cfg {
 	uint64_t memory_max; /* bytes; 0 = unlimited */
 	uint32_t max_objects; /* 0 = unlimited */
 	uint32_t weight;     /* >= 1 */
-	char *ivshmem;       /* host file behind the VM's ivshmem region, or NULL */
+	char *ivshmem;       /* host file behind the VM's ivshmem region, or NULL;
+			      * shorter than GP_PVD_IVSHMEM_MAX */
 	/* Channels (issue 5). Fixed-size: reloads copy them by value
 	 * into the guest slots (ivshmem above is a pointer, swapped under
 	 * the guest's lock). */

@@ -12,13 +12,19 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/util.h"
 #include "pvd.h"
 #include <CL/cl_ext.h>
+#include "proto/proto.h"
 #include "transport/addr.h"
 #include "transport/transport.h"
+
+/* How long a worker without connections stays (then its memory returns
+ * to the system; the next connection starts a new one). */
+#define PVD_IDLE_GRACE_S 10
 
 #define DEFAULT_LISTEN "unix:/run/gpupass/pv.sock"
 /* Used when no --config is given: every local user is a guest, no limits. */
@@ -50,125 +56,69 @@ static void usage(FILE *f)
 		"                       [server] listen; plain TCP only on loopback)\n"
 		"  -p, --pidfile FILE   write the pid there (gpupass vm create/set/delete\n"
 		"                       send SIGHUP to <state-dir>/pvd.pid)\n"
+		"  -s, --state-dir DIR  workers' private directories (compiler caches,\n"
+		"                       temporary files) under DIR/workers (default:\n"
+		"                       $XDG_CACHE_HOME/gpupass-pvd)\n"
+		"      --worker-idle S  a guest's worker leaves S seconds after its last\n"
+		"                       connection (default 10)\n"
 		"  -v, --verbose        log connections (twice: debug)\n"
 		"SIGHUP re-reads the [guest] sections of --config without dropping guests.\n"
 		"  -h, --help           this help\n");
 }
 
-/* A platform is ours if it is gpupass itself: never serve it (it would
- * call back into this server). */
-static bool is_gpupass_platform(cl_platform_id p)
+/* Asks a child (exec of this binary, --probe-devices) which devices
+ * there are: the supervisor itself never initialises OpenCL. */
+static int probe_devices(struct pvd_server *srv)
 {
-	char name[256] = "", suffix[64] = "";
+	char line[512] = "", **argv;
+	int pfd[2], status = 0, r = -ENODEV;
+	size_t got = 0;
+	ssize_t n;
+	pid_t pid;
 
-	clGetPlatformInfo(p, CL_PLATFORM_NAME, sizeof(name) - 1, name, NULL);
-	clGetPlatformInfo(p, CL_PLATFORM_ICD_SUFFIX_KHR, sizeof(suffix) - 1, suffix, NULL);
-	return strncmp(name, "gpupass", 7) == 0 || strcmp(suffix, "GPPV") == 0;
-}
-
-static bool device_wanted(const struct pvd_server *srv, cl_device_id d)
-{
-	char name[256] = "";
-
-	if (srv->cfg.devices.n == 0)
-		return true;
-	clGetDeviceInfo(d, CL_DEVICE_NAME, sizeof(name) - 1, name, NULL);
+	argv = calloc(3 + srv->cfg.devices.n, sizeof(*argv));
+	if (!argv || pipe2(pfd, O_CLOEXEC) < 0) {
+		free(argv);
+		return -ENOMEM;
+	}
+	argv[0] = "gpupass-pvd";
+	argv[1] = PVD_PROBE_ARG;
 	for (size_t i = 0; i < srv->cfg.devices.n; i++)
-		if (gp_str_icontains(name, srv->cfg.devices.v[i]))
-			return true;
-	return false;
-}
+		argv[2 + i] = srv->cfg.devices.v[i];
+	pid = fork();
+	if (pid == 0) {
+		sigset_t none;
 
-static bool probe_in_place(cl_device_id dev);
+		if (dup2(pfd[1], 1) < 0)
+			_exit(127);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		execv("/proc/self/exe", argv);
+		_exit(127);
+	}
+	close(pfd[1]);
+	while (pid > 0 && got < sizeof(line) - 1 &&
+	       (n = read(pfd[0], line + got, sizeof(line) - 1 - got)) > 0)
+		got += (size_t)n;
+	close(pfd[0]);
+	free(argv);
+	if (pid < 0 || waitpid(pid, &status, 0) != pid)
+		return -ECHILD;
+	line[got] = '\0';
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+		unsigned long nd = 0;
+		int shared = 0, abi = 0, off = 0;
 
-static int backend_open(struct pvd_server *srv)
-{
-	cl_platform_id plats[16];
-	cl_uint np = 0;
-
-	/* If the loader is pointed at our own ICD, it must not connect here. */
-	setenv("GPUPASS_PVD_SELF", "1", 1);
-	if (clGetPlatformIDs(16, plats, &np) != CL_SUCCESS)
-		np = 0;
-	for (cl_uint i = 0; i < np && i < 16; i++) {
-		cl_device_id devs[64];
-		cl_uint nd = 0;
-
-		if (is_gpupass_platform(plats[i]))
-			continue;
-		if (clGetDeviceIDs(plats[i], CL_DEVICE_TYPE_ALL, 64, devs, &nd) != CL_SUCCESS)
-			continue;
-		for (cl_uint j = 0; j < nd && j < 64; j++) {
-			struct pvd_dev *nv;
-
-			if (!device_wanted(srv, devs[j]))
-				continue;
-			nv = realloc(srv->devs, (srv->n_devs + 1) * sizeof(*nv));
-			if (!nv)
-				return -ENOMEM;
-			srv->devs = nv;
-			nv[srv->n_devs].platform = plats[i];
-			nv[srv->n_devs].device = devs[j];
-			srv->n_devs++;
-			if (!srv->platform_name) {
-				char name[256] = "";
-
-				clGetPlatformInfo(plats[i], CL_PLATFORM_NAME, sizeof(name) - 1, name, NULL);
-				srv->platform_name = strdup(name);
-			}
+		if (sscanf(line, "%lu %d %d %n", &nd, &shared, &abi, &off) >= 3 && nd > 0 && off > 0) {
+			line[strcspn(line, "\n")] = '\0';
+			srv->n_devs = nd;
+			srv->shared_ok = shared == 1;
+			srv->landlock_abi = abi;
+			srv->platform_name = strdup(line + off);
+			r = 0;
 		}
 	}
-	srv->shared_ok = srv->n_devs > 0 && !getenv("GPUPASS_PVD_NO_SHARED");
-	for (size_t i = 0; srv->shared_ok && i < srv->n_devs; i++)
-		srv->shared_ok = probe_in_place(srv->devs[i].device);
-	return srv->n_devs ? 0 : -ENODEV;
-}
-
-/* Shared buffers need a device that computes on host memory in place
- * (USE_HOST_PTR without a private copy), as CPU devices do: check that a
- * kernel sees a host write made without a map, and the host sees the
- * kernel's write, on every device served. */
-static bool probe_in_place(cl_device_id dev)
-{
-	static const char *src = "__kernel void k(__global int *a) { a[get_global_id(0)] += 1; }";
-	size_t n = 1024;
-	bool ok = false;
-	cl_int err;
-	cl_context ctx = clCreateContext(NULL, 1, &dev, NULL, NULL, &err);
-	cl_command_queue q = ctx ? clCreateCommandQueueWithProperties(ctx, dev, NULL, &err) : NULL;
-	cl_program p = q ? clCreateProgramWithSource(ctx, 1, &src, NULL, &err) : NULL;
-	cl_kernel k = NULL;
-	cl_mem m = NULL;
-	int *h = mmap(NULL, n * sizeof(int), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	cl_bool unified = CL_FALSE;
-
-	clGetDeviceInfo(dev, CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof(unified), &unified, NULL);
-	if (h == MAP_FAILED)
-		h = NULL;
-	if (unified && p && h && clBuildProgram(p, 1, &dev, NULL, NULL, NULL) == CL_SUCCESS)
-		k = clCreateKernel(p, "k", &err);
-	if (k)
-		m = clCreateBuffer(ctx, CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR, n * sizeof(int), h, &err);
-	if (m && clSetKernelArg(k, 0, sizeof(m), &m) == CL_SUCCESS &&
-	    clEnqueueNDRangeKernel(q, k, 1, NULL, &n, NULL, 0, NULL, NULL) == CL_SUCCESS &&
-	    clFinish(q) == CL_SUCCESS && h[7] == 1) {
-		h[7] = 41;
-		ok = clEnqueueNDRangeKernel(q, k, 1, NULL, &n, NULL, 0, NULL, NULL) == CL_SUCCESS &&
-		     clFinish(q) == CL_SUCCESS && h[7] == 42 && h[8] == 2;
-	}
-	if (m)
-		clReleaseMemObject(m);
-	if (k)
-		clReleaseKernel(k);
-	if (p)
-		clReleaseProgram(p);
-	if (q)
-		clReleaseCommandQueue(q);
-	if (ctx)
-		clReleaseContext(ctx);
-	if (h)
-		munmap(h, n * sizeof(int));
-	return ok;
+	return r;
 }
 
 static int mkdir_parent(const char *path)
@@ -228,18 +178,37 @@ static int listen_on(const char *addr, mode_t mode, int *fd)
 static struct pvd_guest *guest_by_uid(struct pvd_server *srv, uid_t uid)
 {
 	struct pvd_guest *def = NULL;
+	size_t n = pvd_n_guests(srv);
 
-	for (size_t i = 0; i < srv->n_guests; i++) {
-		const struct gp_pvd_guest_cfg *c = srv->guests[i].cfg;
+	for (size_t i = 0; i < n; i++) {
+		const struct pvd_guest *g = &srv->guests[i];
 
-		if (c->socket || srv->guests[i].removed)
+		if (g->own_socket || g->removed)
 			continue;
-		if (c->uid >= 0 && (uid_t)c->uid == uid)
+		if (srv->sup[i].uid >= 0 && (uid_t)srv->sup[i].uid == uid)
 			return &srv->guests[i];
-		if (strcmp(c->name, "default") == 0)
+		if (strcmp(g->name, "default") == 0)
 			def = &srv->guests[i];
 	}
 	return def;
+}
+
+/* Is the first message on a shared socket a status request? Those are
+ * answered by the supervisor (from the shared table) rather than starting
+ * a worker. Waits briefly for it: guests send their hello right after
+ * connecting. */
+static bool wants_status(int fd)
+{
+	uint8_t hdr[GP_PROTO_HDR_SIZE];
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	struct gp_proto_hdr h;
+
+	if (poll(&p, 1, 100) != 1)
+		return false;
+	if (recv(fd, hdr, sizeof(hdr), MSG_PEEK | MSG_DONTWAIT) != (ssize_t)sizeof(hdr))
+		return false;
+	return gp_proto_hdr_unpack(hdr, sizeof(hdr), GP_PROTO_MAX_PAYLOAD, &h) == 0 &&
+	       h.opcode == GP_OP_STATUS && !(h.flags & GP_PROTO_F_REPLY);
 }
 
 static void accept_one(struct pvd_server *srv, int lfd, struct pvd_guest *own)
@@ -262,70 +231,109 @@ static void accept_one(struct pvd_server *srv, int lfd, struct pvd_guest *own)
 			snprintf(why, sizeof(why),
 				 "no [guest] section has uid = %u and there is no [guest default]",
 				 (unsigned)cr.uid);
+		else if (wants_status(fd))
+			g = NULL;
 	}
 	if (pvd_session_start(srv, g, fd, why) < 0)
 		gp_err(&srv->log, "cannot start a session: out of resources");
 }
 
-static int guest_listen(struct pvd_guest *g)
+static int guest_listen(struct pvd_server *srv, size_t slot)
 {
+	struct pvd_sup *sup = &srv->sup[slot];
 	char *addr;
 	int r;
 
-	if (!g->own.socket)
+	if (!sup->socket)
 		return 0;
-	addr = gp_strdup_printf("unix:%s", g->own.socket);
-	r = addr ? listen_on(addr, 0600, &g->listen_fd) : -ENOMEM;
+	addr = gp_strdup_printf("unix:%s", sup->socket);
+	r = addr ? listen_on(addr, 0600, &sup->listen_fd) : -ENOMEM;
 	free(addr);
 	if (r == 0)
-		g->ino = ino_of(g->own.socket);
+		sup->ino = ino_of(sup->socket);
 	return r;
 }
 
-static void guest_unlisten(struct pvd_guest *g)
+static void guest_unlisten(struct pvd_server *srv, size_t slot)
 {
-	if (g->listen_fd < 0)
+	struct pvd_sup *sup = &srv->sup[slot];
+
+	if (sup->listen_fd < 0)
 		return;
-	close(g->listen_fd);
-	g->listen_fd = -1;
-	unlink_ours(g->own.socket, g->ino);
-	g->ino = 0;
+	close(sup->listen_fd);
+	sup->listen_fd = -1;
+	unlink_ours(sup->socket, sup->ino);
+	sup->ino = 0;
 }
 
-/* Takes a slot for @c (copied); -ENOSPC when every slot is used. */
-static int guest_add(struct pvd_server *srv, const struct gp_pvd_guest_cfg *c,
-		     struct pvd_guest **out)
+/* A section's settings into its slot: limits and the ivshmem file in the
+ * shared table (the worker reads them), identities in sup (the vsock and
+ * TCP listeners read them from their threads). -ENAMETOOLONG: the ivshmem
+ * path does not fit (the config parser refuses those). */
+static int guest_set_config(struct pvd_server *srv, size_t slot, const struct gp_pvd_guest_cfg *c)
 {
-	struct pvd_guest *g;
+	struct pvd_guest *g = &srv->guests[slot];
+	struct pvd_sup *sup = &srv->sup[slot];
 
-	if (srv->n_guests >= PVD_MAX_GUESTS)
+	__atomic_store_n(&g->memory_max, c->memory_max, __ATOMIC_RELAXED);
+	__atomic_store_n(&g->max_objects, c->max_objects, __ATOMIC_RELAXED);
+	__atomic_store_n(&g->weight, c->weight, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&srv->sup_lock);
+	sup->uid = c->uid;
+	sup->cid = c->cid;
+	sup->has_peer_sha256 = c->has_peer_sha256;
+	memcpy(sup->peer_sha256, c->peer_sha256, sizeof(sup->peer_sha256));
+	_Static_assert(sizeof(sup->token) == sizeof(c->token), "token sizes");
+	memcpy(sup->token, c->token, sizeof(sup->token));
+	pthread_mutex_unlock(&srv->sup_lock);
+	return pvd_table_set_ivshmem(g, c->ivshmem);
+}
+
+/* Takes a slot of the shared table for @c; -ENOSPC when every slot is
+ * used, -ENAMETOOLONG for a name the table cannot hold. */
+static int guest_add(struct pvd_server *srv, const struct gp_pvd_guest_cfg *c, size_t *out)
+{
+	size_t n = pvd_n_guests(srv);
+	struct pvd_guest *g;
+	struct pvd_sup *sup;
+	int r;
+
+	if (n >= PVD_MAX_GUESTS)
 		return -ENOSPC;
-	g = &srv->guests[srv->n_guests];
-	g->own = *c;
-	g->own.name = strdup(c->name);
-	g->own.socket = c->socket ? strdup(c->socket) : NULL;
-	g->own.ivshmem = c->ivshmem ? strdup(c->ivshmem) : NULL;
-	if (!g->own.name || (c->socket && !g->own.socket) || (c->ivshmem && !g->own.ivshmem)) {
-		free(g->own.name);
-		free(g->own.socket);
-		free(g->own.ivshmem);
-		memset(&g->own, 0, sizeof(g->own));
+	if (strlen(c->name) >= PVD_NAME_MAX)
+		return -ENAMETOOLONG;
+	g = &srv->guests[n];
+	sup = &srv->sup[n];
+	memset(g, 0, sizeof(*g));
+	memcpy(g->name, c->name, strlen(c->name) + 1);
+	g->own_socket = c->socket != NULL;
+	sup->socket = c->socket ? strdup(c->socket) : NULL;
+	if (c->socket && !sup->socket)
 		return -ENOMEM;
+	r = guest_set_config(srv, n, c);
+	if (r < 0) {
+		free(sup->socket);
+		sup->socket = NULL;
+		return r;
 	}
-	g->cfg = &g->own;
-	g->listen_fd = -1;
-	pthread_mutex_init(&g->lock, NULL);
-	/* Published after the slot is whole: session threads read up to it. */
-	__atomic_store_n(&srv->n_guests, srv->n_guests + 1, __ATOMIC_RELEASE);
-	*out = g;
+	sup->listen_fd = -1;
+	sup->chan = -1;
+	/* Published after the slot is whole: workers read up to it. */
+	__atomic_store_n(&srv->table->n_guests, (uint32_t)(n + 1), __ATOMIC_RELEASE);
+	*out = n;
 	return 0;
 }
 
-static struct pvd_guest *guest_by_name(struct pvd_server *srv, const char *name)
+static struct pvd_guest *guest_by_name(struct pvd_server *srv, const char *name, size_t *slot)
 {
-	for (size_t i = 0; i < srv->n_guests; i++)
-		if (strcmp(srv->guests[i].own.name, name) == 0)
+	size_t n = pvd_n_guests(srv);
+
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(srv->guests[i].name, name) == 0) {
+			*slot = i;
 			return &srv->guests[i];
+		}
+	}
 	return NULL;
 }
 
@@ -336,11 +344,13 @@ static bool same_str(const char *a, const char *b)
 
 /* SIGHUP: re-reads the [guest] sections. New ones get their sockets,
  * removed ones stop listening (their live sessions finish), changed limits
- * and weights apply from the next allocation. [server] is not re-read.
- * A config that does not parse changes nothing. */
+ * and weights apply from the next allocation (the workers read them from
+ * the shared table). [server] is not re-read. A config that does not
+ * parse changes nothing. */
 static void reload(struct pvd_server *srv, const char *path)
 {
 	struct gp_pvd_config ncfg = { 0 };
+	size_t n = pvd_n_guests(srv);
 	int r;
 
 	if (!path) {
@@ -354,71 +364,61 @@ static void reload(struct pvd_server *srv, const char *path)
 		gp_pvd_config_clear(&ncfg);
 		return;
 	}
-	for (size_t i = 0; i < srv->n_guests; i++) {
+	for (size_t i = 0; i < n; i++) {
 		struct pvd_guest *g = &srv->guests[i];
 
-		if (!g->removed && !gp_pvd_config_guest(&ncfg, g->own.name)) {
-			g->removed = true;
-			guest_unlisten(g);
-			gp_info(&srv->log, "guest %s removed (its live sessions continue)",
-				g->own.name);
+		if (!g->removed && !gp_pvd_config_guest(&ncfg, g->name)) {
+			__atomic_store_n(&g->removed, 1, __ATOMIC_RELAXED);
+			guest_unlisten(srv, i);
+			gp_info(&srv->log, "guest %s removed (its live sessions continue)", g->name);
 		}
 	}
 	for (size_t i = 0; i < ncfg.n_guests; i++) {
 		const struct gp_pvd_guest_cfg *c = &ncfg.guests[i];
-		struct pvd_guest *g = guest_by_name(srv, c->name);
+		size_t slot = 0;
+		struct pvd_guest *g = guest_by_name(srv, c->name, &slot);
+		struct pvd_sup *sup;
 		bool relisten;
 
 		if (!g) {
-			r = guest_add(srv, c, &g);
+			r = guest_add(srv, c, &slot);
 			if (r == 0)
-				r = guest_listen(g);
+				r = guest_listen(srv, slot);
 			if (r < 0) {
 				gp_err(&srv->log, "guest %s: cannot add it: %s", c->name, strerror(-r));
-				if (g)
-					g->removed = true;
+				if (slot < pvd_n_guests(srv) && strcmp(srv->guests[slot].name, c->name) == 0)
+					__atomic_store_n(&srv->guests[slot].removed, 1, __ATOMIC_RELAXED);
 			} else {
 				gp_info(&srv->log, "guest %s added", c->name);
 			}
 			continue;
 		}
-		relisten = g->removed || !same_str(g->own.socket, c->socket);
-		pthread_mutex_lock(&g->lock);
-		g->own.memory_max = c->memory_max;
-		g->own.max_objects = c->max_objects;
-		g->own.uid = c->uid;
-		g->own.cid = c->cid;
-		g->own.has_peer_sha256 = c->has_peer_sha256;
-		memcpy(g->own.peer_sha256, c->peer_sha256, sizeof(c->peer_sha256));
-		memcpy(g->own.token, c->token, sizeof(c->token));
-		__atomic_store_n(&g->own.weight, c->weight, __ATOMIC_RELAXED);
-		/* Sessions copy the path under the lock at their hello. */
-		if (!same_str(g->own.ivshmem, c->ivshmem)) {
-			char *iv = c->ivshmem ? strdup(c->ivshmem) : NULL;
-
-			if (iv || !c->ivshmem) {
-				free(g->own.ivshmem);
-				g->own.ivshmem = iv;
-			}
-		}
-		pthread_mutex_unlock(&g->lock);
+		sup = &srv->sup[slot];
+		relisten = g->removed || !same_str(sup->socket, c->socket);
+		r = guest_set_config(srv, slot, c);
+		if (r < 0)
+			gp_err(&srv->log, "guest %s: its ivshmem path is too long; kept the old one",
+			       c->name);
 		if (relisten) {
 			char *sock = c->socket ? strdup(c->socket) : NULL;
 
-			guest_unlisten(g);
+			guest_unlisten(srv, slot);
 			if (c->socket && !sock) {
 				gp_err(&srv->log, "guest %s: out of memory", c->name);
-				g->removed = true;
+				__atomic_store_n(&g->removed, 1, __ATOMIC_RELAXED);
 				continue;
 			}
-			free(g->own.socket);
-			g->own.socket = sock;
-			g->removed = false;
-			r = guest_listen(g);
+			free(sup->socket);
+			sup->socket = sock;
+			/* Read by the running worker's new sessions (how a
+			 * stream's garbage is handled). */
+			__atomic_store_n(&g->own_socket, sock != NULL, __ATOMIC_RELAXED);
+			__atomic_store_n(&g->removed, 0, __ATOMIC_RELAXED);
+			r = guest_listen(srv, slot);
 			if (r < 0) {
 				gp_err(&srv->log, "guest %s: cannot listen on %s: %s", c->name,
 				       c->socket, strerror(-r));
-				g->removed = true;
+				__atomic_store_n(&g->removed, 1, __ATOMIC_RELAXED);
 			}
 		}
 	}
@@ -426,9 +426,10 @@ static void reload(struct pvd_server *srv, const char *path)
 }
 
 /* 1 on SIGHUP (the caller reloads and calls again), 0 on SIGTERM/SIGINT. */
-static int serve_loop(struct pvd_server *srv, int sigfd)
+static int serve_loop(struct pvd_server *srv, int sigfd, uint64_t idle_ns)
 {
-	size_t n = srv->n_listen + srv->n_guests + 2;
+	size_t ng = pvd_n_guests(srv);
+	size_t n = srv->n_listen + ng + 2;
 	struct pollfd *pfd = calloc(n, sizeof(*pfd));
 	struct pvd_guest **owner = calloc(n, sizeof(*owner));
 	size_t k = 0;
@@ -443,27 +444,34 @@ static int serve_loop(struct pvd_server *srv, int sigfd)
 	pfd[k++] = (struct pollfd){ .fd = srv->wake_pipe[0], .events = POLLIN };
 	for (size_t i = 0; i < srv->n_listen; i++)
 		pfd[k++] = (struct pollfd){ .fd = srv->listen_fds[i], .events = POLLIN };
-	for (size_t i = 0; i < srv->n_guests; i++) {
-		if (srv->guests[i].listen_fd < 0 || srv->guests[i].removed)
+	for (size_t i = 0; i < ng; i++) {
+		if (srv->sup[i].listen_fd < 0 || srv->guests[i].removed)
 			continue;
 		owner[k] = &srv->guests[i];
-		pfd[k++] = (struct pollfd){ .fd = srv->guests[i].listen_fd, .events = POLLIN };
+		pfd[k++] = (struct pollfd){ .fd = srv->sup[i].listen_fd, .events = POLLIN };
 	}
 	for (;;) {
 		int r = poll(pfd, k, 1000);
+		bool quit = false;
 
 		if (r < 0 && errno != EINTR)
 			break;
 		if (pfd[0].revents & POLLIN) {
 			struct signalfd_siginfo si;
 
-			if (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si) &&
-			    si.ssi_signo == SIGHUP) {
-				ret = 1;
-				break;
+			if (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+				if (si.ssi_signo == SIGHUP) {
+					ret = 1;
+					quit = true;
+				} else if (si.ssi_signo != SIGCHLD) {
+					quit = true; /* SIGTERM / SIGINT */
+				}
 			}
-			break; /* SIGTERM / SIGINT */
 		}
+		/* Also on the timer: signals of several children merge. */
+		pvd_workers_reap(srv);
+		if (quit)
+			break;
 		if (pfd[1].revents & POLLIN) {
 			char buf[64];
 
@@ -475,10 +483,24 @@ static int serve_loop(struct pvd_server *srv, int sigfd)
 		for (size_t i = 2; i < k; i++)
 			if (pfd[i].revents & POLLIN)
 				accept_one(srv, pfd[i].fd, owner[i]);
+		pvd_workers_idle(srv, idle_ns);
 	}
 	free(pfd);
 	free(owner);
 	return ret;
+}
+
+/* Where workers keep their private directories when --state-dir is not
+ * given: the cache directory (the shipped unit sets XDG_CACHE_HOME). */
+static char *default_state_dir(void)
+{
+	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+
+	if (xdg && xdg[0] == '/')
+		return gp_strdup_printf("%s/gpupass-pvd", xdg);
+	if (geteuid() != 0 && home && home[0] == '/')
+		return gp_strdup_printf("%s/.cache/gpupass-pvd", home);
+	return strdup("/var/cache/gpupass/pvd");
 }
 
 int main(int argc, char **argv)
@@ -488,30 +510,41 @@ int main(int argc, char **argv)
 		{ "listen", required_argument, NULL, 'l' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "pidfile", required_argument, NULL, 'p' },
+		{ "state-dir", required_argument, NULL, 's' },
+		{ "worker-idle", required_argument, NULL, 'i' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct pvd_server srv = {
 		.log = { .fn = log_stderr, .max_level = GP_LOG_WARN },
 		.lock = PTHREAD_MUTEX_INITIALIZER,
+		.sup_lock = PTHREAD_MUTEX_INITIALIZER,
 		.wake_pipe = { -1, -1 },
 		.spin_ns = 100000,
+		.table_fd = -1,
 	};
 	struct gp_strv listen = { 0 };
 	const char *config = NULL, *pidfile = NULL;
 	int c, r, verbose = 0, sigfd, rc = 1, stuck;
+	uint64_t idle_ns = PVD_IDLE_GRACE_S * 1000000000ull;
 	sigset_t mask;
 	ino_t *listen_ino = NULL;
+	size_t ng;
 
-	/* Blocked before any thread exists (the OpenCL platforms start
-	 * their own): every thread inherits the mask, signalfd gets them. */
+	if (argc >= 2 && strcmp(argv[1], PVD_WORKER_ARG) == 0)
+		return pvd_worker_main(argc, argv);
+	if (argc >= 2 && strcmp(argv[1], PVD_PROBE_ARG) == 0)
+		return pvd_probe_main(argc, argv);
+	/* Blocked before any thread exists: every thread inherits the mask,
+	 * signalfd gets them. */
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP); /* reload */
+	sigaddset(&mask, SIGCHLD); /* a worker ended */
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	while ((c = getopt_long(argc, argv, "c:l:p:vh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:l:p:s:vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			config = optarg;
@@ -530,6 +563,27 @@ int main(int argc, char **argv)
 		case 'p':
 			pidfile = optarg;
 			break;
+		case 's':
+			if (optarg[0] != '/') {
+				fprintf(stderr, "gpupass-pvd: --state-dir %s: an absolute path is needed\n", optarg);
+				return 2;
+			}
+			free(srv.state_dir);
+			srv.state_dir = strdup(optarg);
+			break;
+		case 'i': {
+			char *end;
+			unsigned long v;
+
+			errno = 0;
+			v = strtoul(optarg, &end, 10);
+			if (errno || *end || !optarg[0] || optarg[0] == '-' || v > 86400) {
+				fprintf(stderr, "gpupass-pvd: --worker-idle %s: seconds from 0 to 86400\n", optarg);
+				return 2;
+			}
+			idle_ns = v * 1000000000ull;
+			break;
+		}
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -542,7 +596,10 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	srv.verbose = verbose;
 	srv.log.max_level = verbose >= 2 ? GP_LOG_DEBUG : verbose ? GP_LOG_INFO : GP_LOG_WARN;
+	if (!srv.state_dir)
+		srv.state_dir = default_state_dir();
 	r = config ? gp_pvd_config_load(config, &srv.cfg) : gp_pvd_config_parse(embedded_config, &srv.cfg);
 	if (r < 0) {
 		if (srv.cfg.error)
@@ -568,6 +625,10 @@ int main(int argc, char **argv)
 		if (!own)
 			gp_strv_push(&srv.cfg.listen, DEFAULT_LISTEN);
 	}
+	if (!srv.state_dir) {
+		fprintf(stderr, "gpupass-pvd: error: out of memory\n");
+		goto out;
+	}
 	{
 		char why[512] = "";
 
@@ -576,28 +637,35 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
-	if (backend_open(&srv) < 0) {
+	if (probe_devices(&srv) < 0) {
 		fprintf(stderr, "gpupass-pvd: error: no host OpenCL device to share "
 			"(install a vendor OpenCL driver or pocl-opencl-icd, check [server] devices)\n");
 		goto out;
 	}
-	srv.guests = calloc(PVD_MAX_GUESTS, sizeof(*srv.guests));
+	r = pvd_table_create(&srv.table_fd, &srv.table);
+	if (r < 0) {
+		fprintf(stderr, "gpupass-pvd: error: cannot create the shared guest table: %s\n",
+			strerror(-r));
+		goto out;
+	}
+	srv.guests = srv.table->guests;
+	srv.sup = calloc(PVD_MAX_GUESTS, sizeof(*srv.sup));
 	srv.listen_fds = calloc(srv.cfg.listen.n + 1, sizeof(int));
 	listen_ino = calloc(srv.cfg.listen.n + 1, sizeof(ino_t));
-	if (!srv.guests || !srv.listen_fds || !listen_ino || pipe2(srv.wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+	if (!srv.sup || !srv.listen_fds || !listen_ino || pipe2(srv.wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
 		fprintf(stderr, "gpupass-pvd: error: out of memory\n");
 		goto out;
 	}
 	for (size_t i = 0; i < srv.cfg.n_guests; i++) {
-		struct pvd_guest *g = NULL;
+		size_t slot = 0;
 
-		r = guest_add(&srv, &srv.cfg.guests[i], &g);
+		r = guest_add(&srv, &srv.cfg.guests[i], &slot);
 		if (r == 0)
-			r = guest_listen(g);
+			r = guest_listen(&srv, slot);
 		if (r < 0) {
-			fprintf(stderr, "gpupass-pvd: error: guest %s: cannot listen on %s: %s\n",
-				srv.cfg.guests[i].name, srv.cfg.guests[i].socket ? srv.cfg.guests[i].socket : "-",
-				strerror(-r));
+			fprintf(stderr, "gpupass-pvd: error: guest %s: cannot %s: %s\n",
+				srv.cfg.guests[i].name, r == -ENAMETOOLONG ? "use a name this long" :
+				"listen on its socket", strerror(-r));
 			goto out;
 		}
 	}
@@ -618,9 +686,18 @@ int main(int argc, char **argv)
 		fprintf(stderr, "gpupass-pvd: error: signalfd: %s\n", strerror(errno));
 		goto out;
 	}
+	ng = pvd_n_guests(&srv);
 	printf("gpupass-pvd: serving %zu device(s) of %s to %zu guest section(s)%s\n",
-	       srv.n_devs, srv.platform_name ? srv.platform_name : "?", srv.n_guests,
+	       srv.n_devs, srv.platform_name ? srv.platform_name : "?", ng,
 	       srv.shared_ok ? ", buffers shared in place" : "");
+	if (srv.landlock_abi > 0)
+		printf("gpupass-pvd: one worker process per guest, in a Landlock sandbox (ABI %d; "
+		       "private files under %s/workers)\n", srv.landlock_abi, srv.state_dir);
+	else
+		fprintf(stderr, "gpupass-pvd: warning: Landlock is not available (a kernel without "
+			"it, or a seccomp filter refusing landlock_create_ruleset): guests' workers run "
+			"without their file-system sandbox, and guest builds can #include host files "
+			"the server's user may read\n");
 	for (size_t i = 0; i < srv.cfg.listen.n; i++) {
 		const char *a = srv.cfg.listen.v[i];
 
@@ -632,10 +709,10 @@ int main(int argc, char **argv)
 			printf("gpupass-pvd: listening on %s%s\n", a,
 			       strncmp(a, "tcp:", 4) == 0 && srv.cfg.tls_cert ? " (TLS)" : "");
 	}
-	for (size_t i = 0; i < srv.n_guests; i++)
-		if (srv.guests[i].cfg->socket)
-			printf("gpupass-pvd: guest %s listens on unix:%s\n", srv.guests[i].cfg->name,
-			       srv.guests[i].cfg->socket);
+	for (size_t i = 0; i < ng; i++)
+		if (srv.sup[i].socket)
+			printf("gpupass-pvd: guest %s listens on unix:%s\n", srv.guests[i].name,
+			       srv.sup[i].socket);
 	fflush(stdout);
 	if (pidfile) {
 		FILE *pf = fopen(pidfile, "we");
@@ -649,9 +726,10 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
-	while (serve_loop(&srv, sigfd) == 1)
+	while (serve_loop(&srv, sigfd, idle_ns) == 1)
 		reload(&srv, config);
 	__atomic_store_n(&srv.stop, 1, __ATOMIC_RELEASE);
+	pvd_workers_stop(&srv, 8000);
 	stuck = pvd_session_stop_all(&srv, 5000);
 	if (!stuck)
 		pvd_channels_free(&srv, PVD_TCP_SETUP_MS + 1000);
@@ -660,13 +738,12 @@ int main(int argc, char **argv)
 	if (stuck) {
 		/* Their threads still use the server's state: remove the
 		 * sockets and leave without freeing it. */
-		fprintf(stderr, "gpupass-pvd: warning: %d session(s) stuck in a device call; exiting anyway\n",
-			stuck);
+		fprintf(stderr, "gpupass-pvd: warning: %d session(s) stuck; exiting anyway\n", stuck);
 		for (size_t i = 0; i < srv.n_listen; i++)
 			unlink_ours(srv.cfg.listen.v[i] + 5, listen_ino[i]);
-		for (size_t i = 0; i < srv.n_guests; i++)
-			if (srv.guests[i].listen_fd >= 0)
-				unlink_ours(srv.guests[i].own.socket, srv.guests[i].ino);
+		for (size_t i = 0; i < pvd_n_guests(&srv); i++)
+			if (srv.sup[i].listen_fd >= 0)
+				unlink_ours(srv.sup[i].socket, srv.sup[i].ino);
 		if (pidfile)
 			unlink(pidfile);
 		fflush(NULL);
@@ -678,12 +755,11 @@ out:
 		close(srv.listen_fds[i]);
 		unlink_ours(srv.cfg.listen.v[i] + 5, listen_ino[i]);
 	}
-	for (size_t i = 0; srv.guests && i < srv.n_guests; i++) {
-		guest_unlisten(&srv.guests[i]);
-		free(srv.guests[i].own.name);
-		free(srv.guests[i].own.socket);
-		free(srv.guests[i].own.ivshmem);
-		pthread_mutex_destroy(&srv.guests[i].lock);
+	for (size_t i = 0; srv.sup && i < pvd_n_guests(&srv); i++) {
+		guest_unlisten(&srv, i);
+		if (srv.sup[i].chan >= 0)
+			close(srv.sup[i].chan);
+		free(srv.sup[i].socket);
 	}
 	if (pidfile)
 		unlink(pidfile);
@@ -691,10 +767,13 @@ out:
 		close(srv.wake_pipe[0]);
 		close(srv.wake_pipe[1]);
 	}
+	if (srv.table_fd >= 0)
+		close(srv.table_fd);
+	pvd_table_unmap(srv.table);
+	free(srv.sup);
 	free(srv.listen_fds);
 	free(listen_ino);
-	free(srv.guests);
-	free(srv.devs);
+	free(srv.state_dir);
 	free(srv.platform_name);
 	gp_strv_clear(&listen);
 	gp_pvd_config_clear(&srv.cfg);

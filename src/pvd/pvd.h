@@ -20,47 +20,25 @@
 
 #include "common/log.h"
 #include "config.h"
+#include "table.h"
 
 struct pvd_dev {
 	cl_platform_id platform;
 	cl_device_id device;
 };
 
-/* Run-time state of one [guest NAME] section, shared by its sessions.
- * Lives as long as the server (event callbacks may still add device time
- * after a session is gone). */
-struct pvd_guest {
-	const struct gp_pvd_guest_cfg *cfg; /* &own */
-	struct gp_pvd_guest_cfg own; /* a copy: reloads update its limits in place */
-	bool removed;  /* its section left the config (SIGHUP): no new sessions */
-	ino_t ino;     /* of its listening socket, to remove only ours */
-	int listen_fd; /* its own socket, or -1 */
-	pthread_mutex_t lock;
-	uint64_t mem_used;  /* under lock */
-	uint32_t objects;   /* under lock */
-	uint32_t sessions;  /* under lock */
-	time_t since;       /* under lock: when the oldest live session began */
-	uint64_t device_ns; /* atomic: kernel time measured from profiling */
-	uint64_t calls;     /* atomic */
-	uint64_t vtime_ns;  /* atomic: device_ns / weight, for fair sharing */
-	uint32_t busy;      /* atomic: kernels in flight */
-	uint64_t last_launch_ns; /* atomic: CLOCK_MONOTONIC of the last launch or completion */
-};
-
-#define PVD_MAX_GUESTS 1024
-
 struct pvd_session;
+struct pvd_sup;
 
 struct pvd_server {
 	struct gp_log log;
 	struct gp_pvd_config cfg;
-	struct pvd_dev *devs;
+	struct pvd_dev *devs;     /* worker only */
 	size_t n_devs;
-	char *platform_name; /* the first host platform's name */
-	/* Fixed slots (PVD_MAX_GUESTS) so that sessions' pointers stay valid
-	 * when a reload adds guests; a removed guest keeps its slot. */
-	struct pvd_guest *guests;
-	size_t n_guests;          /* atomic: slots in use */
+	char *platform_name;
+	struct pvd_table *table;  /* the shared table */
+	struct pvd_guest *guests; /* table->guests */
+	struct pvd_sup *sup;      /* supervisor only: sockets and workers per slot */
 	int *listen_fds;          /* shared sockets from [server] listen */
 	char **listen_paths;
 	size_t n_listen;
@@ -71,17 +49,39 @@ struct pvd_server {
 	uint64_t spin_ns;
 	bool shared_ok; /* devices work in place on host memory (probed) */
 	struct pvd_channels *chan; /* vsock / TCP listeners (channels.c) */
+	/* supervisor only */
+	int table_fd;
+	char *state_dir; /* workers' private directories are under it */
+	int landlock_abi; /* from the startup probe; 0: none */
+	int verbose;
+	/* Guards sup[] (identities, workers, hand-overs): the vsock and TCP
+	 * listeners identify guests and hand connections over from their
+	 * own threads. */
+	pthread_mutex_t sup_lock;
 };
 
-/* Starts a session thread for an accepted connection of @guest (NULL:
- * refuse it with a reason). Takes @fd. */
+static inline size_t pvd_n_guests(const struct pvd_server *srv)
+{
+	return __atomic_load_n(&srv->table->n_guests, __ATOMIC_ACQUIRE);
+}
+
+/* The supervisor's hand-over of an accepted, identified connection: to
+ * @guest's worker (started when it has none), or, when @guest is NULL,
+ * to a local thread that answers a status request or refuses the hello
+ * with @refusal. Takes @fd. Listeners of every kind call this. */
 int pvd_session_start(struct pvd_server *srv, struct pvd_guest *guest, int fd,
 		      const char *refusal);
+/* Runs a session thread in this process for @fd (session.c): in a worker
+ * for its guest, in the supervisor only with @guest NULL. Takes @fd. */
+int pvd_session_run(struct pvd_server *srv, struct pvd_guest *guest, int fd,
+		    const char *refusal);
 /* Joins and frees sessions that have ended; all of them when @all. */
 void pvd_session_reap(struct pvd_server *srv, bool all);
 /* Ends every session (server shutdown); returns how many did not end
  * within @timeout_ms (stuck in a device call). */
 int pvd_session_stop_all(struct pvd_server *srv, int timeout_ms);
+/* A connection of @g's worker is gone (session.c calls it). */
+void pvd_conn_end(struct pvd_server *srv, struct pvd_guest *g);
 
 /* vsock and TCP(+TLS) listeners (channels.c). _init loads the TLS
  * credentials of [server] (@why says what failed); _free waits up to
@@ -98,5 +98,47 @@ bool pvd_channel_accept(struct pvd_server *srv, int lfd);
 /* Fair sharing of device time between guests (scheduler.c). */
 void pvd_sched_before_launch(struct pvd_server *srv, struct pvd_guest *g);
 void pvd_sched_account(struct pvd_guest *g, uint64_t ns);
+
+/* Worker mode (worker.c): the hidden `gpupass-pvd --worker ...`, and
+ * the startup probe `gpupass-pvd --probe-devices [DEVICE...]`. */
+#define PVD_PROBE_ARG "--probe-devices"
+int pvd_worker_main(int argc, char **argv);
+int pvd_probe_main(int argc, char **argv);
+
+/* The supervisor's side of the workers (supervisor.c). */
+struct pvd_sup {
+	char *socket;   /* its own listening socket, or NULL */
+	int64_t uid;    /* recognised by SO_PEERCRED; -1 */
+	int listen_fd;  /* or -1 */
+	ino_t ino;      /* of its listening socket, to remove only ours */
+	pid_t pid;      /* its current worker, or 0 */
+	pid_t retired;  /* a worker told to leave (idle), not yet reaped */
+	int chan;       /* the current worker's hand-over channel, or -1 */
+	uint64_t sent;  /* hand-overs sent to the current worker */
+	/* Channel identities (issue 5; channels.c), under sup_lock. */
+	int64_t cid;    /* vsock: the peer CID that is this guest; -1 */
+	bool has_peer_sha256;
+	uint8_t peer_sha256[32]; /* tcp: SHA-256 of its TLS client certificate */
+	char token[257];         /* tcp: its token ("" = none) */
+};
+_Static_assert(PVD_IVSHMEM_MAX == GP_PVD_IVSHMEM_MAX, "the table holds every ivshmem path");
+/* SIGCHLD: reaps workers, logs how each ended; a crashed worker's guest
+ * usage is cleared. */
+void pvd_workers_reap(struct pvd_server *srv);
+/* Tells workers idle for @grace_ns to leave. */
+void pvd_workers_idle(struct pvd_server *srv, uint64_t grace_ns);
+/* Server stop: SIGTERM to every worker, waits up to @timeout_ms, then
+ * SIGKILL. */
+void pvd_workers_stop(struct pvd_server *srv, int timeout_ms);
+
+/* Landlock sandbox of a worker (sandbox.c): read/execute the OpenCL
+ * stack's paths, write only @private_dir (and read/write @rw_file, the
+ * guest's ivshmem region file, when not NULL). 0 when enforced, -ENOSYS /
+ * -EOPNOTSUPP when the kernel has no Landlock (the caller warns), other
+ * -errno on failure. @abi gets the kernel's Landlock ABI version. */
+int pvd_sandbox_enter(const char *private_dir, const char *rw_file, int *abi);
+/* The kernel's Landlock ABI version, or -EOPNOTSUPP when it cannot be
+ * used (no Landlock, or a seccomp filter refuses it). */
+int pvd_sandbox_abi(void);
 
 #endif

@@ -34,9 +34,11 @@ void pvd_sched_account(struct pvd_guest *g, uint64_t ns)
 {
 	/* Finishing a kernel is activity too: a guest that waits for its
 	 * results before it launches again still competes. */
+	uint32_t w = __atomic_load_n(&g->weight, __ATOMIC_RELAXED);
+
 	__atomic_store_n(&g->last_launch_ns, now_ns(), __ATOMIC_RELAXED);
 	__atomic_add_fetch(&g->device_ns, ns, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&g->vtime_ns, ns / (g->cfg->weight ? g->cfg->weight : 1), __ATOMIC_RELAXED);
+	__atomic_add_fetch(&g->vtime_ns, ns / (w ? w : 1), __ATOMIC_RELAXED);
 }
 
 static bool competing(struct pvd_guest *g, uint64_t now)
@@ -52,7 +54,7 @@ static bool min_other(struct pvd_server *srv, struct pvd_guest *g, uint64_t *out
 	uint64_t now = now_ns();
 	bool any = false;
 
-	size_t n = __atomic_load_n(&srv->n_guests, __ATOMIC_ACQUIRE);
+	size_t n = pvd_n_guests(srv);
 
 	for (size_t i = 0; i < n; i++) {
 		struct pvd_guest *o = &srv->guests[i];
@@ -75,7 +77,7 @@ void pvd_sched_before_launch(struct pvd_server *srv, struct pvd_guest *g)
 	bool was_idle = !competing(g, now);
 
 	__atomic_store_n(&g->last_launch_ns, now, __ATOMIC_RELAXED);
-	if (__atomic_load_n(&srv->n_guests, __ATOMIC_ACQUIRE) < 2 || !min_other(srv, g, &other))
+	if (pvd_n_guests(srv) < 2 || !min_other(srv, g, &other))
 		return;
 	mine = __atomic_load_n(&g->vtime_ns, __ATOMIC_RELAXED);
 	if (was_idle && mine < other) {

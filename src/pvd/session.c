@@ -103,14 +103,14 @@ static int add_handle(struct pvd_session *s, uint64_t id, uint32_t kind, void *o
 		      uint64_t bytes, cl_int *err)
 {
 	struct pvd_guest *g = s->guest;
+	uint32_t max;
 	int r;
 
 	if (id < FIRST_CLIENT_ID)
 		return -EEXIST;
 	/* max_objects is per guest, over all its sessions. */
-	pthread_mutex_lock(&g->lock);
-	r = g->cfg->max_objects && g->objects >= g->cfg->max_objects ? -ENOSPC : 0;
-	pthread_mutex_unlock(&g->lock);
+	max = __atomic_load_n(&g->max_objects, __ATOMIC_RELAXED);
+	r = max && __atomic_load_n(&g->objects, __ATOMIC_RELAXED) >= max ? -ENOSPC : 0;
 	if (r == 0)
 		r = gp_handles_add(s->h, id, kind, obj, bytes);
 	if (r == -ENOSPC) {
@@ -119,9 +119,7 @@ static int add_handle(struct pvd_session *s, uint64_t id, uint32_t kind, void *o
 	}
 	if (r < 0)
 		return r;
-	pthread_mutex_lock(&g->lock);
-	g->objects++;
-	pthread_mutex_unlock(&g->lock);
+	__atomic_add_fetch(&g->objects, 1, __ATOMIC_RELAXED);
 	*err = CL_SUCCESS;
 	return 0;
 }
@@ -158,33 +156,30 @@ static void drop_handle(struct pvd_session *s, struct gp_handle *e)
 	if (e->kind == GP_KIND_KERNEL)
 		free(e->aux);
 	release_obj(e->kind, e->obj);
-	pthread_mutex_lock(&g->lock);
-	g->objects--;
-	g->mem_used -= e->bytes;
-	pthread_mutex_unlock(&g->lock);
+	__atomic_sub_fetch(&g->objects, 1, __ATOMIC_RELAXED);
+	__atomic_sub_fetch(&g->mem_used, e->bytes, __ATOMIC_RELAXED);
 }
 
 /* Charges @bytes of device memory to the guest, or says it is over quota. */
 static cl_int charge(struct pvd_session *s, uint64_t bytes)
 {
 	struct pvd_guest *g = s->guest;
-	cl_int err = CL_SUCCESS;
+	uint64_t max = __atomic_load_n(&g->memory_max, __ATOMIC_RELAXED);
+	uint64_t used = __atomic_load_n(&g->mem_used, __ATOMIC_RELAXED);
 
-	pthread_mutex_lock(&g->lock);
-	if (g->cfg->memory_max && (bytes > g->cfg->memory_max ||
-				   g->mem_used > g->cfg->memory_max - bytes))
-		err = CL_MEM_OBJECT_ALLOCATION_FAILURE;
-	else
-		g->mem_used += bytes;
-	pthread_mutex_unlock(&g->lock);
-	return err;
+	/* The slot lives in the shared table: a compare-and-swap instead of a
+	 * lock, so that a worker that dies never leaves it locked. */
+	do {
+		if (max && (bytes > max || used > max - bytes))
+			return CL_MEM_OBJECT_ALLOCATION_FAILURE;
+	} while (!__atomic_compare_exchange_n(&g->mem_used, &used, used + bytes, false,
+					      __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+	return CL_SUCCESS;
 }
 
 static void uncharge(struct pvd_session *s, uint64_t bytes)
 {
-	pthread_mutex_lock(&s->guest->lock);
-	s->guest->mem_used -= bytes;
-	pthread_mutex_unlock(&s->guest->lock);
+	__atomic_sub_fetch(&s->guest->mem_used, bytes, __ATOMIC_RELAXED);
 }
 
 /* ---- decoding helpers ---- */
@@ -1126,7 +1121,7 @@ static uint8_t *bulk_span(struct pvd_session *s, uint64_t boff, uint64_t size)
 {
 	if (!s->bulk || boff > s->bulk_size || size > s->bulk_size - boff) {
 		LOG_S(s, GP_LOG_WARN, "guest %s (pid %d): bulk offset %llu + %llu beyond its %s (%llu bytes)",
-		      s->guest ? s->guest->cfg->name : "?", (int)s->pid, (unsigned long long)boff,
+		      s->guest ? s->guest->name : "?", (int)s->pid, (unsigned long long)boff,
 		      (unsigned long long)size, s->ivs ? "ivshmem region" : "bulk region",
 		      (unsigned long long)s->bulk_size);
 		return NULL;
@@ -2273,7 +2268,7 @@ static int send_reply(struct gp_transport *t, const struct gp_proto_hdr *req, st
 
 static const char *guest_name(const struct pvd_session *s)
 {
-	return s->guest ? s->guest->cfg->name : "(refused)";
+	return s->guest ? s->guest->name : "(refused)";
 }
 
 /* Why serve() returned. */
@@ -2407,21 +2402,23 @@ static void status_reply(struct pvd_session *s, struct gp_enc *e)
 	struct pvd_server *srv = s->srv;
 
 	gp_enc_i32(e, 0);
-	size_t n = __atomic_load_n(&srv->n_guests, __ATOMIC_ACQUIRE);
+	size_t n = pvd_n_guests(srv);
 
 	gp_enc_u32(e, (uint32_t)n);
 	for (size_t i = 0; i < n; i++) {
 		struct pvd_guest *g = &srv->guests[i];
+		uint32_t sessions = __atomic_load_n(&g->sessions, __ATOMIC_RELAXED);
 
-		pthread_mutex_lock(&g->lock);
-		gp_enc_str(e, g->cfg->name);
-		gp_enc_u32(e, g->sessions);
-		gp_enc_i64(e, g->sessions ? (int64_t)g->since : 0);
-		gp_enc_u32(e, g->objects);
-		gp_enc_u64(e, g->mem_used);
-		gp_enc_u64(e, g->cfg->memory_max);
-		gp_enc_u32(e, g->cfg->weight);
-		pthread_mutex_unlock(&g->lock);
+		/* Read from the shared table: each worker writes its own
+		 * guest's slot, so the values are each current, not a
+		 * snapshot taken under one lock. */
+		gp_enc_str(e, g->name);
+		gp_enc_u32(e, sessions);
+		gp_enc_i64(e, sessions ? __atomic_load_n(&g->since, __ATOMIC_RELAXED) : 0);
+		gp_enc_u32(e, __atomic_load_n(&g->objects, __ATOMIC_RELAXED));
+		gp_enc_u64(e, __atomic_load_n(&g->mem_used, __ATOMIC_RELAXED));
+		gp_enc_u64(e, __atomic_load_n(&g->memory_max, __ATOMIC_RELAXED));
+		gp_enc_u32(e, __atomic_load_n(&g->weight, __ATOMIC_RELAXED));
 		gp_enc_u64(e, __atomic_load_n(&g->device_ns, __ATOMIC_RELAXED));
 		gp_enc_u64(e, __atomic_load_n(&g->calls, __ATOMIC_RELAXED));
 	}
@@ -2435,7 +2432,7 @@ static int hello_answer(struct pvd_session *s, const struct gp_proto_hdr *hh,
  * the connection across the guest's programs (and reboots). */
 static bool own_socket(const struct pvd_session *s)
 {
-	return s->guest && s->guest->cfg->socket;
+	return s->guest && __atomic_load_n(&s->guest->own_socket, __ATOMIC_RELAXED);
 }
 
 static int handshake(struct pvd_session *s)
@@ -2503,15 +2500,23 @@ static bool stream_region(struct pvd_session *s, uint64_t size, const uint8_t *n
 	s->bulk_size = 0;
 	if (!nonce)
 		return false;
-	pthread_mutex_lock(&s->guest->lock);
-	if (s->guest->cfg->ivshmem)
-		path = strdup(s->guest->cfg->ivshmem);
-	pthread_mutex_unlock(&s->guest->lock);
+	/* The supervisor keeps the path in the shared table (reload). */
+	{
+		char buf[PVD_IVSHMEM_MAX];
+
+		pvd_table_get_ivshmem(s->guest, buf);
+		if (buf[0])
+			path = strdup(buf);
+	}
 	if (!path) {
 		why = "no ivshmem = FILE in its [guest] section";
 	} else if ((r = gp_ivshmem_host_open(path, size, &s->ivs)) < 0) {
+		/* EACCES: the worker's sandbox allows only the file that was
+		 * named when the worker started (see gpupass-pvd(8)). */
 		why = r == -ERANGE ? "the file's size is not the region's" :
 		      r == -EBUSY ? "another session of this guest uses the region" :
+		      r == -EACCES ? "not the file this guest's worker was started with "
+				     "(it takes the new one when it restarts)" :
 				    strerror(-r);
 	} else if (gp_ivshmem_check(s->ivs, nonce) < 0) {
 		why = "its nonce is not in the file: another device, or another file";
@@ -2594,7 +2599,7 @@ static int hello_answer(struct pvd_session *s, const struct gp_proto_hdr *hh,
 			region = stream_region(s, region_size, nonce);
 		}
 		gp_enc_i32(&e, 0);
-		gp_enc_str(&e, s->guest->cfg->name);
+		gp_enc_str(&e, s->guest->name);
 		gp_enc_u32(&e, (uint32_t)srv->n_devs);
 		for (size_t i = 0; i < srv->n_devs; i++)
 			gp_enc_u64(&e, i + 1);
@@ -2606,7 +2611,7 @@ static int hello_answer(struct pvd_session *s, const struct gp_proto_hdr *hh,
 		gp_enc_u32(&e, (s->direct ? 1u : 0u) | (srv->shared_ok ? 2u : 0u) |
 				   (region ? 4u : 0u));
 		LOG_S(s, GP_LOG_INFO, "guest %s: %s connected (pid %d, uid %d, %s)",
-		      s->guest->cfg->name, client, (int)s->pid, (int)s->uid,
+		      s->guest->name, client, (int)s->pid, (int)s->uid,
 		      region ? "stream mode, data through its ivshmem region" :
 		      s->stream ? "stream mode, data inline" :
 		      s->direct ? "direct copies" : "shared-memory copies");
@@ -2655,10 +2660,8 @@ static void *session_main(void *arg)
 	if (r == 0) {
 		/* Counted as connected once the hello succeeded (status queries
 		 * and refused peers are not guests' sessions). */
-		pthread_mutex_lock(&s->guest->lock);
-		if (s->guest->sessions++ == 0)
-			s->guest->since = time(NULL);
-		pthread_mutex_unlock(&s->guest->lock);
+		if (__atomic_fetch_add(&s->guest->sessions, 1, __ATOMIC_RELAXED) == 0)
+			__atomic_store_n(&s->guest->since, (int64_t)time(NULL), __ATOMIC_RELAXED);
 		s->counted = true;
 		r = fresh_handles(s);
 		if (r == 0 && s->stream)
@@ -2697,7 +2700,7 @@ static void *session_main(void *arg)
 	return NULL;
 }
 
-int pvd_session_start(struct pvd_server *srv, struct pvd_guest *guest, int fd,
+int pvd_session_run(struct pvd_server *srv, struct pvd_guest *guest, int fd,
 		      const char *refusal)
 {
 	struct pvd_session *s = calloc(1, sizeof(*s));
@@ -2735,9 +2738,15 @@ int pvd_session_start(struct pvd_server *srv, struct pvd_guest *guest, int fd,
 	pthread_mutex_lock(&srv->lock);
 	s->next = srv->sessions;
 	srv->sessions = s;
+	/* Counted until session_free(): the worker's idle grace starts when
+	 * its last connection is gone. */
+	if (guest)
+		__atomic_add_fetch(&guest->conns, 1, __ATOMIC_RELAXED);
 	r = pthread_create(&s->thread, NULL, session_main, s);
 	if (r != 0) {
 		srv->sessions = s->next;
+		if (guest)
+			pvd_conn_end(srv, guest);
 		pthread_mutex_unlock(&srv->lock);
 		gp_transport_free(s->sock);
 		r = -r;
@@ -2758,11 +2767,10 @@ err_free:
 static void session_free(struct pvd_session *s)
 {
 	pthread_join(s->thread, NULL);
-	if (s->counted) {
-		pthread_mutex_lock(&s->guest->lock);
-		s->guest->sessions--;
-		pthread_mutex_unlock(&s->guest->lock);
-	}
+	if (s->counted)
+		__atomic_sub_fetch(&s->guest->sessions, 1, __ATOMIC_RELAXED);
+	if (s->guest)
+		pvd_conn_end(s->srv, s->guest);
 	if (s->ring != s->sock)
 		gp_transport_free(s->ring);
 	gp_transport_free(s->sock); /* closes the socket: the guest sees it go */

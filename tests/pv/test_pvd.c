@@ -9,10 +9,15 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "proto/proto.h"
 #include "pvd/config.h"
 #include "pvd/handles.h"
+#include "pvd/table.h"
 
 static void test_handles(void **state)
 {
@@ -110,12 +115,212 @@ static void test_config_garbage(void **state)
 	}
 }
 
+/* Sends @len bytes with @nfd descriptors, as a supervisor (or anything
+ * else on the channel) could. */
+static void send_raw(int chan, const void *buf, size_t len, const int *fds, size_t nfd)
+{
+	union {
+		char b[CMSG_SPACE(4 * sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { .iov_base = (void *)(uintptr_t)buf, .iov_len = len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	memset(&u, 0, sizeof(u));
+	if (nfd) {
+		struct cmsghdr *c;
+
+		msg.msg_control = u.b;
+		msg.msg_controllen = CMSG_SPACE(nfd * sizeof(int));
+		c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(nfd * sizeof(int));
+		memcpy(CMSG_DATA(c), fds, nfd * sizeof(int));
+	}
+	assert_int_equal(sendmsg(chan, &msg, 0), (ssize_t)len);
+}
+
+/* The lowest free descriptor: unchanged after a refused message means
+ * whatever it carried was closed. */
+static int next_fd(void)
+{
+	int fd = dup(0);
+
+	close(fd);
+	return fd;
+}
+
+static void test_handover(void **state)
+{
+	int ch[2], conn[2], pip[2], fd = -1, free_fd;
+	uint64_t seq = 0;
+	struct pvd_handover h = { .magic = PVD_HANDOVER_MAGIC, .slot = 3, .seq = 1 };
+	uint8_t junk[64];
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, ch), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, conn), 0);
+	assert_int_equal(pipe(pip), 0);
+	assert_int_equal(pvd_handover_recv(ch[1], 3, &seq, &fd), -EAGAIN);
+	/* a good one */
+	assert_int_equal(pvd_handover_send(ch[0], 3, 1, conn[0]), 0);
+	assert_int_equal(pvd_handover_recv(ch[1], 3, &seq, &fd), 0);
+	assert_int_equal(seq, 1);
+	assert_true(fd >= 0 && fd != conn[0]);
+	/* the received fd is the same connection */
+	assert_int_equal(write(fd, "x", 1), 1);
+	assert_int_equal(read(conn[1], junk, 1), 1);
+	close(fd);
+	free_fd = next_fd();
+	/* wrong slot, replayed or skipped sequence, bad magic */
+	h.seq = 2;
+	h.slot = 4;
+	send_raw(ch[0], &h, sizeof(h), &conn[0], 1);
+	assert_int_equal(pvd_handover_recv(ch[1], 3, &seq, &fd), -EBADMSG);
+	h.slot = 3;
+	h.seq = 1;
+	send_raw(ch[0], &h, sizeof(h), &conn[0], 1);
+	assert_int_equal(pvd_handover_recv(ch[1], 3, &seq, &fd), -EBADMSG);
+	h.seq = 7;
+	send_raw(ch[0], &h, sizeof(h), &conn[0], 1);
+	assert_int_equal(pvd_handover_recv(ch[1], 3, &seq, &fd), -EBADMSG);
+	h.seq = 2;
+	h.magic ^= 1;
+	send_raw(ch[0], &h, sizeof(h), &conn[0], 1);
+	assert_int_equal(pvd_handover_recv(ch[1], 3, &seq, &fd), -EBADMSG);
+	h.magic = PVD_HANDOVER_MAGIC;
+	/* short, long, empty-ish */
+	send_raw(ch[0], &h, sizeof(h) - 1, &conn[0], 1);
+	assert_int_equal(pvd_handover_recv(ch[1], 3, &seq, &fd), -EBADMSG);
+	memset(junk, 0xa5, sizeof(junk));
+	memcpy(junk, &h, sizeof(h));
+	send_raw(ch[0], junk, sizeof(junk), &conn[0], 1);
+	assert_int_equal(pvd_handover_recv(ch[1], 3, &seq, &fd), -EBADMSG);
+	send_raw(ch[0], junk, 1, NULL, 0);
+	assert_int_equal(pvd_handover_recv(ch[1], 3, &seq, &fd), -EBADMSG);
+	/* no fd, a pipe, a datagram socket, a regular file, two fds */
+	send_raw(ch[0], &h, sizeof(h), NULL, 0);
+	assert_int_equal(pvd_handover_recv(ch[1], 3, &seq, &fd), -EBADF);
+	send_raw(ch[0], &h, sizeof(h), &pip[0], 1);
+	assert_int_equal(pvd_handover_recv(ch[1], 3, &seq, &fd), -EBADF);
+	{
+		int dg[2], file = memfd_create("x", 0), two[2] = { conn[0], pip[1] };
+
+		assert_int_equal(socketpair(AF_UNIX, SOCK_DGRAM, 0, dg), 0);
+		send_raw(ch[0], &h, sizeof(h), &dg[0], 1);
+		assert_int_equal(pvd_handover_recv(ch[1], 3, &seq, &fd), -EBADF);
+		send_raw(ch[0], &h, sizeof(h), &file, 1);
+		assert_int_equal(pvd_handover_recv(ch[1], 3, &seq, &fd), -EBADF);
+		send_raw(ch[0], &h, sizeof(h), two, 2);
+		assert_int_equal(pvd_handover_recv(ch[1], 3, &seq, &fd), -EBADMSG);
+		close(dg[0]);
+		close(dg[1]);
+		close(file);
+	}
+	/* nothing received was kept: every refused descriptor was closed */
+	assert_int_equal(next_fd(), free_fd);
+	assert_int_equal(seq, 1);
+	/* and the channel still works */
+	assert_int_equal(pvd_handover_send(ch[0], 3, 2, conn[0]), 0);
+	assert_int_equal(pvd_handover_recv(ch[1], 3, &seq, &fd), 0);
+	assert_int_equal(seq, 2);
+	close(fd);
+	/* the supervisor's end closed */
+	close(ch[0]);
+	assert_int_equal(pvd_handover_recv(ch[1], 3, &seq, &fd), -EPIPE);
+	close(ch[1]);
+	close(conn[0]);
+	close(conn[1]);
+	close(pip[0]);
+	close(pip[1]);
+}
+
+static void test_table(void **state)
+{
+	struct pvd_table *t, *t2;
+	int fd, bad;
+
+	(void)state;
+	assert_int_equal(pvd_table_create(&fd, &t), 0);
+	t->guests[0].objects = 5;
+	t->n_guests = 1;
+	assert_int_equal(pvd_table_map(fd, &t2), 0);
+	assert_int_equal(t2->guests[0].objects, 5); /* the same memory */
+	t2->guests[0].mem_used = 77;
+	assert_int_equal(t->guests[0].mem_used, 77);
+	pvd_table_clear_usage(&t->guests[0]);
+	assert_int_equal(t2->guests[0].mem_used, 0);
+	assert_int_equal(t2->guests[0].objects, 0);
+	/* sealed: cannot be resized under the workers */
+	assert_int_not_equal(ftruncate(fd, 4096), 0);
+	t->n_guests = PVD_MAX_GUESTS + 1;
+	assert_int_equal(pvd_table_map(fd, &t2 /* unchanged on error */), -EINVAL);
+	t->n_guests = 1;
+	t->magic = 0;
+	pvd_table_unmap(t2);
+	assert_int_equal(pvd_table_map(fd, &t2), -EINVAL);
+	pvd_table_unmap(t);
+	close(fd);
+	/* wrong size, not a regular file, closed */
+	bad = memfd_create("small", 0);
+	assert_int_equal(ftruncate(bad, 100), 0);
+	assert_int_equal(pvd_table_map(bad, &t2), -EINVAL);
+	close(bad);
+	assert_int_equal(pvd_table_map(fd, &t2), -EBADF);
+	{
+		int p[2];
+
+		assert_int_equal(pipe(p), 0);
+		assert_int_equal(pvd_table_map(p[0], &t2), -EINVAL);
+		close(p[0]);
+		close(p[1]);
+	}
+}
+
+static void test_worker_args(void **state)
+{
+	struct pvd_worker_args a;
+	char *good[] = { "gpupass-pvd", "--worker", "5", "1234", "1", "100000", "1", "/var/x", "GPU", NULL };
+	char *bad[][8] = {
+		{ "p", "--worker", "-1", "1", "0", "0", "0", "/d" },
+		{ "p", "--worker", "1024", "1", "0", "0", "0", "/d" },
+		{ "p", "--worker", "1x", "1", "0", "0", "0", "/d" },
+		{ "p", "--worker", "", "1", "0", "0", "0", "/d" },
+		{ "p", "--worker", "1", "0", "0", "0", "0", "/d" },
+		{ "p", "--worker", "1", "99999999999", "0", "0", "0", "/d" },
+		{ "p", "--worker", "1", "1", "3", "0", "0", "/d" },
+		{ "p", "--worker", "1", "1", "0", "+5", "0", "/d" },
+		{ "p", "--worker", "1", "1", "0", "2000000000", "0", "/d" },
+		{ "p", "--worker", "1", "1", "0", "0", "0", "rel" },
+		{ "p", "--nope", "1", "1", "0", "0", "0", "/d" },
+		{ "p", "--worker", "1", "1", "0", "0", "2", "/d" },
+	};
+
+	(void)state;
+	assert_int_equal(pvd_worker_args_parse(9, good, &a), 0);
+	assert_true(a.shared_ok);
+	assert_int_equal(a.slot, 5);
+	assert_int_equal(a.ppid, 1234);
+	assert_int_equal(a.verbose, 1);
+	assert_int_equal(a.spin_ns, 100000);
+	assert_string_equal(a.dir, "/var/x");
+	assert_int_equal(a.n_devices, 1);
+	assert_string_equal(a.devices[0], "GPU");
+	assert_int_equal(pvd_worker_args_parse(7, good, &a), -EINVAL);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(pvd_worker_args_parse(8, bad[i], &a), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_handles),
 		cmocka_unit_test(test_config),
 		cmocka_unit_test(test_config_garbage),
+		cmocka_unit_test(test_handover),
+		cmocka_unit_test(test_table),
+		cmocka_unit_test(test_worker_args),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
