@@ -193,7 +193,7 @@ static struct pvd_guest *guest_by_uid(struct pvd_server *srv, uid_t uid)
 	return def;
 }
 
-/* Is the first message on a shared socket a status request? Those are
+/* Is the first message a status request? Those are
  * answered by the supervisor (from the shared table) rather than starting
  * a worker. Waits briefly for it: guests send their hello right after
  * connecting. */
@@ -231,9 +231,11 @@ static void accept_one(struct pvd_server *srv, int lfd, struct pvd_guest *own)
 			snprintf(why, sizeof(why),
 				 "no [guest] section has uid = %u and there is no [guest default]",
 				 (unsigned)cr.uid);
-		else if (wants_status(fd))
-			g = NULL;
 	}
+	/* On a guest's own socket too: asking for the status must not start
+	 * its worker (a VM's stream that says nothing yet waits 0.1 s). */
+	if (g && wants_status(fd))
+		g = NULL;
 	if (pvd_session_start(srv, g, fd, why) < 0)
 		gp_err(&srv->log, "cannot start a session: out of resources");
 }

@@ -477,6 +477,9 @@ def isolation_run(tmp, scenario):
     srv.start([a_sock, b_sock])
     env_a, env_b = guest_env(tmp, a_sock), guest_env(tmp, b_sock)
     try:
+        status(b_sock)
+        if children(srv.proc.pid):
+            fail("a status request on a guest's own socket started its worker")
         hb = Holder(env_b)
         hb.vadd("guest b computes before")
         if scenario == "crash":
