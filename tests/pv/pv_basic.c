@@ -26,10 +26,12 @@ static pthread_mutex_t cb_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void CL_CALLBACK on_event(cl_event e, cl_int st, void *data)
 {
+	/* The data first: the main thread stops waiting once it sees the
+	 * status (the guest VM's slow clock made the race show). */
 	pthread_mutex_lock(&cb_lock);
+	*(int *)data = 42;
 	cb_status = st;
 	pthread_mutex_unlock(&cb_lock);
-	*(int *)data = 42;
 }
 
 static int ctx_dtor_called;
@@ -310,8 +312,10 @@ int main(void)
 				break;
 			usleep(5000);
 		}
+		pthread_mutex_lock(&cb_lock);
 		EQ(cb_status, CL_COMPLETE, "event callback ran with CL_COMPLETE");
 		EQ(cbdata, 42, "callback user data");
+		pthread_mutex_unlock(&cb_lock);
 		clReleaseEvent(ev);
 		clReleaseEvent(ev2);
 		clReleaseEvent(uev);
