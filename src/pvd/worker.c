@@ -18,7 +18,10 @@
  * PVD_IDLE_GRACE_NS after the last one ends: the supervisor closes its end
  * of the channel (it does so only when every hand-over was taken, so none
  * is lost) and the worker exits once its sessions are gone. A worker
- * whose supervisor dies gets SIGTERM (PR_SET_PDEATHSIG).
+ * whose supervisor dies ends its sessions and exits within a second (it
+ * watches getppid(): PR_SET_PDEATHSIG would fire when the supervisor's
+ * thread that started it ends, and the TCP listener starts workers from
+ * its connection threads).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -176,7 +179,8 @@ void pvd_conn_end(struct pvd_server *srv, struct pvd_guest *g)
 		__atomic_store_n(&g->idle_since_ns, pvd_now_ns(), __ATOMIC_RELAXED);
 }
 
-static int worker_loop(struct pvd_server *srv, struct pvd_guest *g, uint32_t slot, int sigfd)
+static int worker_loop(struct pvd_server *srv, struct pvd_guest *g, uint32_t slot, int sigfd,
+		       pid_t ppid)
 {
 	uint64_t last_seq = 0;
 	bool closing = false;
@@ -191,6 +195,10 @@ static int worker_loop(struct pvd_server *srv, struct pvd_guest *g, uint32_t slo
 
 		if (r < 0 && errno != EINTR)
 			return -errno;
+		if (getppid() != ppid) {
+			gp_warn(&srv->log, "the supervisor is gone: ending this guest's sessions");
+			return 0;
+		}
 		if (pfd[0].revents & POLLIN) {
 			struct signalfd_siginfo si;
 
@@ -270,8 +278,9 @@ int pvd_worker_main(int argc, char **argv)
 	/* exec of /proc/self/exe names the process "exe": name it for ps
 	 * and top (the arguments say which guest slot). */
 	prctl(PR_SET_NAME, "gpupass-worker", 0, 0, 0);
-	/* Ends with the supervisor, even if it died before this line. */
-	if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != a.ppid)
+	/* The supervisor may have died before this line (worker_loop
+	 * watches it from then on). */
+	if (getppid() != a.ppid)
 		return 1;
 	r = pvd_table_map(WORKER_TABLE_FD, &srv.table);
 	if (r < 0 || a.slot >= pvd_n_guests(&srv)) {
@@ -328,7 +337,7 @@ int pvd_worker_main(int argc, char **argv)
 		goto out;
 	gp_info(&srv.log, "worker %d started (%zu device(s)%s)", (int)getpid(), srv.n_devs,
 		srv.shared_ok ? ", buffers shared in place" : "");
-	r = worker_loop(&srv, g, a.slot, sigfd);
+	r = worker_loop(&srv, g, a.slot, sigfd, a.ppid);
 	__atomic_store_n(&srv.stop, 1, __ATOMIC_RELEASE);
 	if (pvd_session_stop_all(&srv, 5000) > 0) {
 		/* Threads stuck in a device call still use the state. */

@@ -30,8 +30,20 @@ def emit(good, what):
     print("%s %d - %s" % ("ok" if good else "not ok", N[0], what), flush=True)
 
 
+SERVER_LOGS = []
+
+
 def fail(msg):
     emit(False, msg)
+    # the servers' last words, to tell why from a CI log alone
+    for path in SERVER_LOGS[-2:]:
+        try:
+            lines = open(path, errors="replace").read().splitlines()[-25:]
+        except OSError:
+            continue
+        print("# --- last lines of %s:" % path)
+        for line in lines:
+            print("# " + line)
     print("1..%d" % N[0])
     sys.exit(1)
 
@@ -53,6 +65,7 @@ class Server:
         with open(self.cfg, "w") as f:
             f.write(config)
         self.log = open(os.path.join(tmp, "pvd.log"), "a")
+        SERVER_LOGS.append(os.path.join(tmp, "pvd.log"))
         self.proc = None
         self.extra = []
         self.env = {}
@@ -621,7 +634,7 @@ def workers_run(tmp):
             fail("server died")
     finally:
         srv.stop()
-    # A supervisor killed with -9: its workers end too (PR_SET_PDEATHSIG).
+    # A supervisor killed with -9: its workers end too (they watch getppid()).
     srv.start([sock])
     try:
         h = Holder(env)
