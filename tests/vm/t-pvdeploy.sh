@@ -9,7 +9,7 @@
 # The results go to the console (the VM's log, `gpupass vm log`): gpupass
 # gives the VM one serial port, so host-init's /dev/ttyS1 is absent and
 # lib.sh echoes each line to the console as well.
-# expect: share port clinfo ivshmem vadd-reduce vadd-reduce-values hold-ready
+# expect: share port clinfo ivshmem vadd-reduce vadd-reduce-values garbage pvd-down pvd-back hold-ready
 { : >"${GPVM_RESULTS:-/dev/stdout}"; } 2>/dev/null || GPVM_RESULTS=/dev/stdout
 . "$GPVM_SRC/tests/vm/lib.sh"
 
@@ -89,6 +89,63 @@ grep -q 'reduction sum: got 209188400, want 209188400' /tmp/vadd.out &&
 	grep -q '^ok .* vadd results wrong: got 0, want 0' /tmp/vadd.out &&
 	pass vadd-reduce-values ||
 	fail vadd-reduce-values "vector add / reduction results not checked"
+
+# Garbage written into the port by a guest program (issue 5, bad input):
+# the server ends that stream's session with a logged reason and serves
+# the next program on the same port.
+head -c 65536 /dev/urandom >"$dev" 2>/dev/null &
+gpid=$!
+sleep 2
+kill "$gpid" 2>/dev/null
+wait "$gpid" 2>/dev/null
+t0=$(now)
+if "$T/pv_basic" >/tmp/vadd2.out 2>&1 && ! grep -q '^not ok' /tmp/vadd2.out; then
+	pass garbage "64 KiB of random bytes into $dev, then pv_basic passed ($(elapsed "$t0") s)"
+else
+	fail garbage "after garbage: $(grep -m3 '^not ok\|Bail\|gpupass:' /tmp/vadd2.out | tr '\n' ' ')"
+fi
+
+# gpupass-pvd down while the VM runs: the ICD says so clearly and the VM
+# works again once the service is back (QEMU reconnects the port). The host
+# driver (tests/vm/pv-deploy) stops and restarts the server when it sees
+# these WAIT lines, and tells us through marker files under $M, which this
+# guest sees through the host-root share: read on the 9p mount itself
+# (init's /lower), as the overlay that is our root caches what it looked
+# up.
+M=/proc/1/root/lower$GPVM_BUILD/vm-pv-deploy.markers
+report "WAIT pvd-down"
+if wait_for 120 test -e "$M/down"; then
+	t0=$(now)
+	timeout 90 "$T/pv_basic" >/tmp/down.out 2>&1
+	rc=$?
+	msg=$(grep -m1 '^gpupass:' /tmp/down.out)
+	if [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ -n "$msg" ]; then
+		pass pvd-down "exit $rc after $(elapsed "$t0") s: $msg"
+	else
+		fail pvd-down "exit $rc, no clear message: $(tail -3 /tmp/down.out | tr '\n' ' ')"
+	fi
+else
+	fail pvd-down "the host did not stop gpupass-pvd"
+fi
+report "WAIT pvd-back"
+if wait_for 120 test -e "$M/up"; then
+	t0=$(now)
+	ok=''
+	for _ in 1 2 3 4 5; do
+		if "$T/pv_basic" >/tmp/back.out 2>&1 && ! grep -q '^not ok' /tmp/back.out; then
+			ok=1
+			break
+		fi
+		sleep 2
+	done
+	if [ -n "$ok" ]; then
+		pass pvd-back "pv_basic passed $(elapsed "$t0") s after the server came back"
+	else
+		fail pvd-back "$(grep -m3 '^not ok\|Bail\|gpupass:' /tmp/back.out | tr '\n' ' ')"
+	fi
+else
+	fail pvd-back "the host did not restart gpupass-pvd"
+fi
 
 # Objects held on the server (a 64 MiB buffer, a queue, a program, work
 # waiting on a user event) until the driver stops this VM with gpupass.
