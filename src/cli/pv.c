@@ -2,6 +2,9 @@
 /* gpupass pv status: what gpupass-pvd serves, per guest. */
 #include <errno.h>
 #include <getopt.h>
+#include <glob.h>
+#include <limits.h>
+#include <sys/stat.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,8 +33,9 @@ static void pv_usage(FILE *f)
 		"Lists the guests of gpupass-pvd: connected since, objects, device memory\n"
 		"used / quota, device time and calls.\n"
 		"\n"
-		"  --server ADDR   the server's socket (env GPUPASS_SERVER, default\n"
-		"                  " DEFAULT_SERVER ")\n"
+		"  --server ADDR   the server's socket (env GPUPASS_SERVER; default\n"
+		"                  " DEFAULT_SERVER ", else the socket of a PV VM\n"
+		"                  gpupass deployed, <state-dir>/pv/NAME.sock)\n"
 		"  --json          machine-readable output\n");
 }
 
@@ -99,6 +103,37 @@ out:
 	return r;
 }
 
+/* No --server: the shared socket if there is one, else the socket of a
+ * PV VM that gpupass deployed (<state-dir>/pv/NAME.sock): a server that
+ * gpupass started for its VMs listens on those only, and answers status on
+ * any of them. */
+static const char *pick_default(const struct cli *cli, char *buf, size_t cap)
+{
+	const char *dir = cli->state_dir ? cli->state_dir : "/run/gpupass";
+	struct stat st;
+	glob_t g;
+	char *pat;
+
+	if (stat(DEFAULT_SERVER + 5, &st) == 0 && S_ISSOCK(st.st_mode))
+		return DEFAULT_SERVER;
+	pat = gp_strdup_printf("%s/pv/*.sock", dir);
+	if (!pat)
+		return DEFAULT_SERVER;
+	if (glob(pat, 0, NULL, &g) == 0) {
+		for (size_t i = 0; i < g.gl_pathc; i++) {
+			if (stat(g.gl_pathv[i], &st) == 0 && S_ISSOCK(st.st_mode) &&
+			    (size_t)snprintf(buf, cap, "unix:%s", g.gl_pathv[i]) < cap) {
+				globfree(&g);
+				free(pat);
+				return buf;
+			}
+		}
+		globfree(&g);
+	}
+	free(pat);
+	return DEFAULT_SERVER;
+}
+
 static int pv_status(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -108,6 +143,7 @@ static int pv_status(struct cli *cli, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *addr = getenv("GPUPASS_SERVER");
+	char pick[PATH_MAX + 8];
 	struct guest_row *rows = NULL;
 	bool json = false;
 	uint32_t n = 0;
@@ -134,7 +170,7 @@ static int pv_status(struct cli *cli, int argc, char **argv)
 		return GP_EXIT_USAGE;
 	}
 	if (!addr || !*addr)
-		addr = DEFAULT_SERVER;
+		addr = pick_default(cli, pick, sizeof(pick));
 	r = fetch(cli, addr, &rows, &n);
 	if (r < 0) {
 		free(rows);
