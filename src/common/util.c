@@ -8,6 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
 
 char *gp_strtrim(char *s)
 {
@@ -238,4 +242,37 @@ void gp_strv_clear(struct gp_strv *sv)
 	free(sv->v);
 	sv->v = NULL;
 	sv->n = sv->cap = 0;
+}
+
+int gp_spawn_detached(char *const argv[], int logfd, int *pid)
+{
+	time_t t = time(NULL);
+	char when[64];
+	pid_t child;
+
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+	dprintf(logfd, "=== gpupass: starting at %s:", when);
+	for (size_t i = 0; argv[i]; i++)
+		dprintf(logfd, " %s", argv[i]);
+	dprintf(logfd, "\n");
+	child = fork();
+	if (child < 0)
+		return -errno;
+	if (child == 0) {
+		int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+		/* Its own session: a terminal's ^C or the end of the gpupass
+		 * command does not reach it. */
+		setsid();
+		if (null >= 0)
+			dup2(null, STDIN_FILENO);
+		dup2(logfd, STDOUT_FILENO);
+		dup2(logfd, STDERR_FILENO);
+		signal(SIGPIPE, SIG_DFL);
+		execv(argv[0], argv);
+		dprintf(STDERR_FILENO, "gpupass: cannot run %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	*pid = (int)child;
+	return 0;
 }

@@ -44,4 +44,11 @@ bool gp_strv_contains(const struct gp_strv *sv, const char *s);
 void gp_strv_sort(struct gp_strv *sv);
 void gp_strv_clear(struct gp_strv *sv);
 
+/* Starts @argv (argv[0] a path) detached: its own session, stdin from
+ * /dev/null, stdout and stderr appended to @logfd after a line
+ * "=== gpupass: starting at <UTC time>: <argv>". @logfd stays the
+ * caller's. 0 and *@pid, or -errno when fork fails (a failed exec shows
+ * as exit status 127 with the reason in the log). */
+int gp_spawn_detached(char *const argv[], int logfd, int *pid);
+
 #endif

@@ -498,33 +498,22 @@ static int spawn_pvd(const struct gp_ctx *ctx, struct gp_pvd_ensure *e, const ch
 	}
 	log_start = lseek(logfd, 0, SEEK_END);
 	{
-		time_t t = time(NULL);
-		char when[64];
+		struct gp_strv argv = { 0 };
+		int child = 0;
 
-		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
-		dprintf(logfd, "=== gpupass: starting at %s: %s --config %s --pidfile %s\n", when,
-			bin, e->config, pidfile);
+		r = 0;
+		if (gp_strv_push(&argv, bin) < 0 || gp_strv_push(&argv, "--config") < 0 ||
+		    gp_strv_push(&argv, e->config) < 0 || gp_strv_push(&argv, "--pidfile") < 0 ||
+		    gp_strv_push(&argv, pidfile) < 0)
+			r = -ENOMEM;
+		if (r == 0)
+			r = gp_spawn_detached(argv.v, logfd, &child);
+		gp_strv_clear(&argv);
+		pid = child;
 	}
-	pid = fork();
-	if (pid < 0) {
-		r = -errno;
+	if (r < 0) {
 		close(logfd);
 		return r;
-	}
-	if (pid == 0) {
-		int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-
-		/* Its own session: the end of this gpupass command, or a
-		 * terminal's ^C, does not reach the server. */
-		setsid();
-		if (null >= 0)
-			dup2(null, STDIN_FILENO);
-		dup2(logfd, STDOUT_FILENO);
-		dup2(logfd, STDERR_FILENO);
-		signal(SIGPIPE, SIG_DFL);
-		execl(bin, bin, "--config", e->config, "--pidfile", pidfile, (char *)NULL);
-		dprintf(STDERR_FILENO, "gpupass: cannot run %s: %s\n", bin, strerror(errno));
-		_exit(127);
 	}
 	close(logfd);
 	e->pid = pid;

@@ -758,35 +758,14 @@ int gp_vm_spawn(struct gp_ctx *ctx, const struct gp_vm_paths *p, const struct gp
 		return r;
 	}
 	{
-		time_t t = time(NULL);
-		char when[64];
+		int child = 0;
 
-		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
-		dprintf(logfd, "=== gpupass: starting at %s:", when);
-		for (size_t i = 0; i < argv->n; i++)
-			dprintf(logfd, " %s", argv->v[i]);
-		dprintf(logfd, "\n");
+		r = gp_spawn_detached(argv->v, logfd, &child);
+		pid = child;
 	}
-	pid = fork();
-	if (pid < 0) {
-		r = -errno;
+	if (r < 0) {
 		close(logfd);
 		return r;
-	}
-	if (pid == 0) {
-		int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-
-		/* Its own session: a terminal's ^C or the end of the gpupass
-		 * command does not reach the VM. */
-		setsid();
-		if (null >= 0)
-			dup2(null, STDIN_FILENO);
-		dup2(logfd, STDOUT_FILENO);
-		dup2(logfd, STDERR_FILENO);
-		signal(SIGPIPE, SIG_DFL);
-		execv(argv->v[0], argv->v);
-		dprintf(STDERR_FILENO, "gpupass: cannot run %s: %s\n", argv->v[0], strerror(errno));
-		_exit(127);
 	}
 	close(logfd);
 	/* Without its pidfile the VM would be invisible to every later
