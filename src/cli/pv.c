@@ -16,7 +16,8 @@
 #include "proto/proto.h"
 #include "transport/transport.h"
 
-#define DEFAULT_SERVER "unix:/run/gpupass/pv.sock"
+#define DEFAULT_SOCKET "/run/gpupass/pv.sock"
+#define DEFAULT_SERVER "unix:" DEFAULT_SOCKET
 
 struct guest_row {
 	char *name;
@@ -114,7 +115,7 @@ static const char *pick_default(const struct cli *cli, char *buf, size_t cap)
 	glob_t g;
 	char *pat;
 
-	if (stat(DEFAULT_SERVER + 5, &st) == 0 && S_ISSOCK(st.st_mode))
+	if (stat(DEFAULT_SOCKET, &st) == 0 && S_ISSOCK(st.st_mode))
 		return DEFAULT_SERVER;
 	pat = gp_strdup_printf("%s/pv/*.sock", dir);
 	if (!pat)

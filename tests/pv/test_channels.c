@@ -77,8 +77,9 @@ static void test_addr_garbage(void **state)
 		"tcp:[]:5", "tcp:[nothex]:5", "tcp:::1:5", "tcp:.host:5", "tcp:host.:5",
 		"tcp:a..b:5", "tcp:-a:5", "tcp:host/x:5", "tcp:h\xc3\xa9:5", "serial:",
 		"serial:a/b", "UNIX:/x",
-		"unix:/0123456789012345678901234567890123456789012345678901234567890123456789"
-		"01234567890123456789012345678901234567890123456789",
+		/* longer than sun_path (108 bytes) */
+		("unix:/0123456789012345678901234567890123456789012345678901234567890123456789"
+		 "01234567890123456789012345678901234567890123456789"),
 	};
 	static const char *const unknown[] = { "http://x", "ftp:x", "vsockx:1:2", "tcp6:[::1]:5" };
 	struct gp_addr a = { .port = 4242 };
