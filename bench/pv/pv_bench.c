@@ -9,10 +9,16 @@
  * "name value" lines for a driver that puts runs of different machines
  * side by side; PV_BENCH_MAX=MiB caps the transfer sizes, PV_BENCH_QUICK=1
  * runs a tenth of the round-trip and launch loops (a TCG guest is slow).
+ * Every row of the table is the median of 3 pairs native/PV (5 for the
+ * compute-bound kernel), the order swapped every pair, its ratio the
+ * median of the pairs' ratios: a drift of the machine's speed (other jobs,
+ * the CPU's clock) hits both sides alike. PV_BENCH_COMPUTE=N: only the
+ * compute-bound row, N pairs, each printed.
  */
 #define CL_TARGET_OPENCL_VERSION 300
 #define CL_USE_DEPRECATED_OPENCL_1_2_APIS
 #include <CL/cl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,7 +72,9 @@ static int setup(struct env *e, cl_platform_id p, const char *label)
 }
 
 /* Seconds per clGetEventInfo on a completed event. */
-static int quick = 1; /* loop divisor: 10 with PV_BENCH_QUICK */
+static int quick = 1;
+/* Pairs native/PV per row of the table. */
+#define PAIRS 3 /* loop divisor: 10 with PV_BENCH_QUICK */
 
 static double b_roundtrip(struct env *e)
 {
@@ -170,10 +178,66 @@ static double b_compute(struct env *e)
 	return (now() - t0) / 3;
 }
 
-static void row(const char *what, double nat, double pv, const char *unit, double scale,
-		const char *target)
+static int cmp_double(const void *a, const void *b)
 {
-	printf("%-34s %12.2f %12.2f %8.3fx   %s\n", what, nat * scale, pv * scale, pv / nat, target);
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(v[0]), cmp_double);
+	return n & 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* @n pairs native/PV of @f, the order swapped every pair; the median of
+ * each side and of the pairs' ratios (@verbose: every pair printed). */
+static void paired(double (*f)(struct env *), struct env *nat, struct env *pv, int n,
+		   bool verbose, double *nat_v, double *pv_v, double *ratio)
+{
+	double a[64], b[64], r[64];
+
+	if (n < 1 || n > 64)
+		n = 5;
+	for (int i = 0; i < n; i++) {
+		if (i & 1) {
+			b[i] = f(pv);
+			a[i] = f(nat);
+		} else {
+			a[i] = f(nat);
+			b[i] = f(pv);
+		}
+		r[i] = b[i] / a[i];
+		if (verbose) {
+			printf("pair %d: native %.4g, PV %.4g, %.3fx\n", i + 1, a[i], b[i], r[i]);
+			fflush(stdout);
+		}
+	}
+	*nat_v = median(a, n);
+	*pv_v = median(b, n);
+	*ratio = median(r, n);
+	if (verbose)
+		printf("median of %d pairs: %.3fx (range %.3f-%.3fx)\n", n, *ratio, r[0], r[n - 1]);
+}
+
+/* b_bw for paired(): the size and direction of the row being measured. */
+static size_t bw_size;
+static int bw_write;
+
+static double b_bw_row(struct env *e)
+{
+	return b_bw(e, bw_size, bw_write);
+}
+
+static void row(const char *what, double (*f)(struct env *), struct env *nat, struct env *pv,
+		int n, double scale, const char *target)
+{
+	double a, b, r;
+
+	paired(f, nat, pv, n, false, &a, &b, &r);
+	printf("%-34s %12.2f %12.2f %8.3fx   %s\n", what, a * scale, b * scale, r, target);
+	fflush(stdout);
 }
 
 /* PV_BENCH_ONLY: the numbers of one platform, "name value" per line. */
@@ -234,25 +298,28 @@ int main(int argc, char **argv)
 		fprintf(stderr, "pv_bench: OpenCL set-up failed\n");
 		return 1;
 	}
-	printf("%-34s %12s %12s %9s   %s\n", "benchmark", "native", "PV", "PV/nat", "target");
-	row("clGetEventInfo round trip (us)", b_roundtrip(&nat), b_roundtrip(&pv), "us", 1e6, "");
-	row("launch + clFinish (us)", b_launch_finish(&nat), b_launch_finish(&pv), "us", 1e6, "<= 1.15x");
-	row("async enqueue, 10000 (us each)", b_async(&nat), b_async(&pv), "us", 1e6, "<= 1.5x");
-	for (size_t s = 4096; s <= (256u << 20); s *= 4) {
-		char what[64];
-		double a, b;
+	if (getenv("PV_BENCH_COMPUTE")) {
+		double x, y, r;
 
-		a = b_bw(&nat, s, 1);
-		b = b_bw(&pv, s, 1);
-		snprintf(what, sizeof(what), "write %7zu KiB (GB/s)", s >> 10);
-		printf("%-34s %12.2f %12.2f %8.3fx   %s\n", what, a / 1e9, b / 1e9, b / a,
-		       s >= (1u << 20) ? ">= 0.9x" : "");
-		a = b_bw(&nat, s, 0);
-		b = b_bw(&pv, s, 0);
-		snprintf(what, sizeof(what), "read  %7zu KiB (GB/s)", s >> 10);
-		printf("%-34s %12.2f %12.2f %8.3fx   %s\n", what, a / 1e9, b / 1e9, b / a,
-		       s >= (1u << 20) ? ">= 0.9x" : "");
+		paired(b_compute, &nat, &pv, atoi(getenv("PV_BENCH_COMPUTE")), true, &x, &y, &r);
+		return 0;
 	}
-	row("compute-bound kernel (ms)", b_compute(&nat), b_compute(&pv), "ms", 1e3, "<= 1.02x");
+	printf("each row: the median of %d pairs native/PV (of 5 for the compute-bound "
+	       "kernel), the ratio the median of the pairs' ratios\n", PAIRS);
+	printf("%-34s %12s %12s %9s   %s\n", "benchmark", "native", "PV", "PV/nat", "target");
+	row("clGetEventInfo round trip (us)", b_roundtrip, &nat, &pv, PAIRS, 1e6, "");
+	row("launch + clFinish (us)", b_launch_finish, &nat, &pv, PAIRS, 1e6, "<= 1.15x");
+	row("async enqueue, 10000 (us each)", b_async, &nat, &pv, PAIRS, 1e6, "<= 1.5x");
+	for (size_t sz = 4096; sz <= (256u << 20); sz *= 4) {
+		char what[64];
+
+		bw_size = sz;
+		for (bw_write = 1; bw_write >= 0; bw_write--) {
+			snprintf(what, sizeof(what), "%s %7zu KiB (GB/s)", bw_write ? "write" : "read ",
+				 sz >> 10);
+			row(what, b_bw_row, &nat, &pv, PAIRS, 1e-9, sz >= (1u << 20) ? ">= 0.9x" : "");
+		}
+	}
+	row("compute-bound kernel (ms)", b_compute, &nat, &pv, 5, 1e3, "<= 1.02x");
 	return 0;
 }

@@ -2980,6 +2980,7 @@ static cl_int wait_ids(cl_uint n, const uint64_t *ids)
 {
 	cl_int err, first = CL_SUCCESS;
 	uint32_t us = WAIT_POLL_MIN_US;
+	unsigned polls = 0;
 	long long asked_at = 0;
 
 	for (;;) {
@@ -2988,6 +2989,9 @@ static cl_int wait_ids(cl_uint n, const uint64_t *ids)
 		bool asked;
 
 		call_begin(&k, n);
+		/* Past the first answer "not done", the next one is probably
+		 * the bound away: no spinning for it. */
+		k.patient = polls++ > 0 && us > 0;
 		enc_ids(&k.e, n, ids);
 		gp_enc_u32(&k.e, us);
 		err = gp_icd_call_sync_yield(&k, GP_OP_WAIT_POLL, DEAD, &asked);

@@ -465,6 +465,7 @@ void gp_icd_call_begin(struct gp_icd_conn *c, struct gp_icd_call *k)
 {
 	k->c = c;
 	k->locked = false;
+	k->patient = false;
 	gp_enc_init_fixed(&k->e, k->small, sizeof(k->small));
 }
 
@@ -472,6 +473,7 @@ void gp_icd_call_begin_heap(struct gp_icd_conn *c, struct gp_icd_call *k)
 {
 	k->c = c;
 	k->locked = false;
+	k->patient = false;
 	gp_enc_init(&k->e, GP_PROTO_MAX_PAYLOAD);
 }
 
@@ -498,6 +500,8 @@ cl_int gp_icd_collect_locked(struct gp_icd_call *k, cl_int dead_err)
 	struct gp_proto_hdr h;
 	int r;
 
+	if (k->patient)
+		gp_transport_patient(c->ring);
 	r = gp_transport_recv(c->ring, &h, c->rx, GP_PROTO_MAX_PAYLOAD, NULL, -1);
 	if (r < 0) {
 		conn_dead(c, r);

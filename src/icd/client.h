@@ -47,6 +47,7 @@ struct gp_icd_call {
 	struct gp_dec d;
 	uint8_t small[512];
 	bool locked;
+	bool patient; /* the reply is expected late: sleep for it, do not spin */
 };
 
 void gp_icd_call_begin(struct gp_icd_conn *c, struct gp_icd_call *k);

@@ -197,6 +197,7 @@ struct ring_transport {
 	uint64_t rx_tail;
 	int alive_fd;
 	uint64_t spin_ns;
+	bool patient; /* the next recv sleeps without spinning first */
 	int intr;
 };
 
@@ -256,7 +257,7 @@ static uint64_t ring_level(struct ring_transport *t, enum wait_what what)
 }
 
 static int ring_wait(struct ring_transport *t, enum wait_what what, uint64_t need,
-		     int timeout_ms)
+		     int timeout_ms, uint64_t spin_ns)
 {
 	struct ring_ctl *c = what == WAIT_DATA ? t->rx : t->tx;
 	uint32_t *seq = what == WAIT_DATA ? &c->seq : &c->space_seq;
@@ -274,7 +275,7 @@ static int ring_wait(struct ring_transport *t, enum wait_what what, uint64_t nee
 			return -EINTR;
 		if (timeout_ms == 0)
 			return -ETIMEDOUT;
-		if ((++spins & 63) != 0 || now_ns() - start < t->spin_ns) {
+		if ((++spins & 63) != 0 || now_ns() - start < spin_ns) {
 			/* On a busy host the peer (or the device's threads) may
 			 * need this core: give it up now and then while spinning. */
 			if ((spins & 1023) == 0)
@@ -339,7 +340,7 @@ static int ring_send(struct gp_transport *base, const struct gp_proto_hdr *h,
 		return -EOPNOTSUPP; /* descriptors travel on the socket only */
 	if (len > GP_PROTO_MAX_PAYLOAD || total > t->size)
 		return -EMSGSIZE;
-	r = ring_wait(t, WAIT_SPACE, total, -1);
+	r = ring_wait(t, WAIT_SPACE, total, -1, t->spin_ns);
 	if (r < 0)
 		return r;
 	hh.magic = GP_PROTO_MAGIC;
@@ -368,7 +369,8 @@ static int ring_recv(struct gp_transport *base, struct gp_proto_hdr *h, void *bu
 
 	if (fd)
 		*fd = -1;
-	r = ring_wait(t, WAIT_DATA, GP_PROTO_HDR_SIZE, timeout_ms);
+	r = ring_wait(t, WAIT_DATA, GP_PROTO_HDR_SIZE, timeout_ms, t->patient ? 0 : t->spin_ns);
+	t->patient = false;
 	if (r < 0)
 		return r;
 	avail = ring_level(t, WAIT_DATA);
@@ -408,11 +410,17 @@ static void ring_free(struct gp_transport *base)
 	free(base);
 }
 
+static void ring_patient(struct gp_transport *base)
+{
+	((struct ring_transport *)base)->patient = true;
+}
+
 static const struct gp_transport_ops ring_ops = {
 	.name = "shm-ring",
 	.send = ring_send,
 	.recv = ring_recv,
 	.interrupt = ring_interrupt,
+	.patient = ring_patient,
 	.free = ring_free,
 };
 

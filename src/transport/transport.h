@@ -35,6 +35,10 @@ struct gp_transport_ops {
 	/* Makes a blocked or later recv return -EINTR (from another thread). */
 	void (*interrupt)(struct gp_transport *t);
 	void (*free)(struct gp_transport *t);
+	/* Optional: the next recv expects its message late (the reply to a
+	 * bounded wait that did not end last time), so it sleeps at once
+	 * instead of spinning first. */
+	void (*patient)(struct gp_transport *t);
 };
 
 struct gp_transport {
@@ -57,6 +61,12 @@ static inline void gp_transport_interrupt(struct gp_transport *t)
 {
 	if (t)
 		t->ops->interrupt(t);
+}
+
+static inline void gp_transport_patient(struct gp_transport *t)
+{
+	if (t && t->ops->patient)
+		t->ops->patient(t);
 }
 
 static inline void gp_transport_free(struct gp_transport *t)

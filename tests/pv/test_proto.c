@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The wire format: round trips and rejections. */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -203,6 +205,68 @@ static void test_ring(void **state)
 	free(in);
 }
 
+struct late_send {
+	struct gp_transport *t;
+	int delay_ms;
+};
+
+static void *send_late(void *arg)
+{
+	struct late_send *l = arg;
+	struct gp_proto_hdr h = { .opcode = GP_OP_SYNC };
+	struct timespec d = { 0, l->delay_ms * 1000000L };
+
+	nanosleep(&d, NULL);
+	gp_transport_send(l->t, &h, "x", 1, -1);
+	return NULL;
+}
+
+/* CPU milliseconds this thread spent receiving one message sent 40 ms
+ * later by another thread. */
+static double recv_late_cpu_ms(struct gp_transport *c, struct gp_transport *s)
+{
+	struct late_send l = { c, 40 };
+	struct gp_proto_hdr g;
+	struct timespec a, b;
+	uint8_t buf[16];
+	pthread_t th;
+
+	assert_int_equal(pthread_create(&th, NULL, send_late, &l), 0);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
+	assert_int_equal(gp_transport_recv(s, &g, buf, sizeof(buf), NULL, -1), 0);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
+	pthread_join(th, NULL);
+	assert_int_equal(g.len, 1);
+	assert_int_equal(buf[0], 'x');
+	return (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6;
+}
+
+/* A waiter spins for spin_ns before it sleeps, unless the next recv was
+ * said to be patient (a reply expected late): then it sleeps at once.
+ * The hint holds for one recv only. */
+static void test_ring_patient(void **state)
+{
+	struct gp_shm *cs, *ss;
+	struct gp_transport *c, *s;
+	double patient, eager;
+
+	assert_int_equal(gp_shm_create(4096, &cs), 0);
+	assert_int_equal(gp_shm_attach(dup(gp_shm_fd(cs)), &ss), 0);
+	assert_int_equal(gp_transport_ring_new(cs, GP_RING_CLIENT, -1, 1000, &c), 0);
+	/* Spins up to 10 s: any eager wait for a late message burns CPU. */
+	assert_int_equal(gp_transport_ring_new(ss, GP_RING_SERVER, -1, 10000000000ull, &s), 0);
+	gp_transport_patient(s);
+	patient = recv_late_cpu_ms(c, s);
+	eager = recv_late_cpu_ms(c, s);
+	print_message("# patient recv: %.2f ms CPU, eager recv: %.2f ms CPU\n", patient, eager);
+	assert_true(patient < 5.0);
+	assert_true(eager > 10.0);
+	gp_transport_free(c);
+	gp_transport_free(s);
+	gp_shm_free(ss);
+	gp_shm_free(cs);
+}
+
 static void test_shm_attach_rejects(void **state)
 {
 	struct gp_shm *s;
@@ -224,6 +288,7 @@ int main(void)
 		cmocka_unit_test(test_decoder_rejections),
 		cmocka_unit_test(test_encoder_limits),
 		cmocka_unit_test(test_ring),
+		cmocka_unit_test(test_ring_patient),
 		cmocka_unit_test(test_shm_attach_rejects),
 	};
 
