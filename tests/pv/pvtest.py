@@ -411,8 +411,60 @@ def main():
             sandbox_run(tmp)
         elif SCENARIO == "workers":
             workers_run(tmp)
+        elif SCENARIO == "fair":
+            fair_run(tmp)
         else:
             fail("unknown scenario " + SCENARIO)
+
+
+def fair_run(tmp):
+    """Fair sharing: two guests with weights 2:1 keep the device busy at once
+    (bench/pv/pv_load); the device time the server measured (profiling data,
+    pv status) follows the weights. Then a guest keeping 64 kernels queued
+    does not hold up another guest's short jobs."""
+    load = os.path.join(BUILD, "bench", "pv", "pv_load")
+    srv = Server(tmp, "[guest a]\nsocket = %s/a.sock\nweight = 2\n"
+                      "[guest b]\nsocket = %s/b.sock\nweight = 1\n" % (tmp, tmp))
+    srv.start([tmp + "/a.sock", tmp + "/b.sock"])
+    env = {n: guest_env(tmp, "%s/%s.sock" % (tmp, n)) for n in "ab"}
+
+    def together(args_a, args_b):
+        before = status(tmp + "/a.sock")
+        procs = [subprocess.Popen([load] + args, env=env[n], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+                 for n, args in (("a", args_a), ("b", args_b))]
+        outs = []
+        for p in procs:
+            out, err = p.communicate(timeout=120)
+            if p.returncode != 0:
+                relay(err)
+                fail("pv_load %s exited %d" % (" ".join(p.args[1:]), p.returncode))
+            outs.append(out.split())
+        after = status(tmp + "/a.sock")
+        used = [after[n]["device_time_ns"] - before[n]["device_time_ns"] for n in "ab"]
+        return outs, used
+
+    try:
+        # pv_load SECONDS BATCH ITERS: each guest keeps 4 kernels in flight.
+        _, used = together(["4", "4", "2000"], ["4", "4", "2000"])
+        share = used[0] / float(sum(used) or 1)
+        # Without the scheduler both get 50 % (measured: 50.0/50.0).
+        if not 0.58 <= share <= 0.76:
+            fail("weights 2:1 gave guest a %.1f %% of %.2f s of device time (target 66.7 %%)"
+                 % (100 * share, sum(used) / 1e9))
+        ok(1, "weights 2:1: guest a %.1f %%, guest b %.1f %% of %.2f s device time (target 66.7/33.3)"
+           % (100 * share, 100 - 100 * share, sum(used) / 1e9))
+        alone = run([load, "2", "1", "200"], env["b"]).stdout.split()
+        outs, _ = together(["3", "64", "2000"], ["3", "1", "200"])
+        flood_batch_ms, short_ms, alone_ms = float(outs[0][1]), float(outs[1][1]), float(alone[1])
+        # Queued behind the flood, a short job would wait for its batch.
+        if short_ms > max(20.0, flood_batch_ms / 4):
+            fail("short job took %.2f ms next to a guest whose 64-kernel batches take %.1f ms "
+                 "(%.2f ms alone)" % (short_ms, flood_batch_ms, alone_ms))
+        ok(2, "short job %.2f ms next to a guest keeping 64 kernels queued (%.1f ms a batch), "
+              "%.2f ms alone" % (short_ms, flood_batch_ms, alone_ms))
+    finally:
+        srv.stop()
 
 
 class Holder:
