@@ -43,6 +43,7 @@ struct _cl_platform_id {
 struct _cl_device_id {
 	struct hdr h;
 	cl_device_type type;
+	cl_device_id parent; /* a sub-device's (retained); NULL: a root device */
 };
 
 struct _cl_context {
@@ -200,6 +201,7 @@ static void obj_drop(void *o)
 	h->kind = GP_KIND_NONE;
 }
 
+static void device_free(void *o);
 static void context_free(void *o);
 static void queue_free(void *o);
 static void mem_free(void *o);
@@ -216,7 +218,7 @@ static const struct kind_ops {
 	void (*free)(void *o);
 } kinds[GP_KIND_MAX + 1] = {
 	[GP_KIND_PLATFORM] = { CL_INVALID_PLATFORM, NULL },
-	[GP_KIND_DEVICE] = { CL_INVALID_DEVICE, NULL },
+	[GP_KIND_DEVICE] = { CL_INVALID_DEVICE, device_free }, /* sub-devices only */
 	[GP_KIND_CONTEXT] = { CL_INVALID_CONTEXT, context_free },
 	[GP_KIND_QUEUE] = { CL_INVALID_COMMAND_QUEUE, queue_free },
 	[GP_KIND_MEM] = { CL_INVALID_MEM_OBJECT, mem_free },
@@ -603,9 +605,10 @@ static cl_int CL_API_CALL icd_GetDeviceInfo(cl_device_id d, cl_device_info param
 	case CL_DEVICE_PLATFORM:
 		PUT(cl_platform_id, &G.platform);
 	case CL_DEVICE_PARENT_DEVICE:
-		PUT(cl_device_id, NULL);
+		PUT(cl_device_id, d->parent);
 	case CL_DEVICE_REFERENCE_COUNT:
-		PUT(cl_uint, 1);
+		/* Root devices are not counted (OpenCL 3.0, 4.3.2). */
+		PUT(cl_uint, d->parent ? __atomic_load_n(&d->h.refs, __ATOMIC_RELAXED) : 1);
 	/* Not forwarded by this version: SVM, IL programs, on-device
 	 * queues. Saying so keeps applications off those paths. */
 	case CL_DEVICE_SVM_CAPABILITIES:
@@ -623,35 +626,134 @@ static cl_int CL_API_CALL icd_GetDeviceInfo(cl_device_id d, cl_device_info param
 		PUT(cl_uint, 0);
 	case CL_DEVICE_DEVICE_ENQUEUE_CAPABILITIES:
 		PUT(cl_device_device_enqueue_capabilities, 0);
-	case CL_DEVICE_PARTITION_MAX_SUB_DEVICES:
-		PUT(cl_uint, 0);
-	case CL_DEVICE_PARTITION_PROPERTIES:
-	case CL_DEVICE_PARTITION_TYPE:
-		PUT(cl_device_partition_property, 0);
-	case CL_DEVICE_PARTITION_AFFINITY_DOMAIN:
-		PUT(cl_device_affinity_domain, 0);
 	default:
 		return remote_info(GP_INFO_DEVICE, d->h.id, 0, param, size, val, ret);
 	}
 }
 
+/* Entries of a partition property list before its final 0 (OpenCL 3.0,
+ * 4.3.1), or 0 when it is not one the specification defines. */
+#define MAX_PARTITION_PROPS 64u
+static cl_uint partition_len(const cl_device_partition_property *p)
+{
+	cl_uint n;
+
+	switch (p[0]) {
+	case CL_DEVICE_PARTITION_EQUALLY:
+	case CL_DEVICE_PARTITION_BY_AFFINITY_DOMAIN:
+		n = 2;
+		break;
+	case CL_DEVICE_PARTITION_BY_COUNTS:
+		for (n = 1; n < MAX_PARTITION_PROPS && p[n] != CL_DEVICE_PARTITION_BY_COUNTS_LIST_END; n++)
+			;
+		if (n == MAX_PARTITION_PROPS)
+			return 0;
+		n++;
+		break;
+	default:
+		return 0;
+	}
+	return p[n] == 0 ? n : 0;
+}
+
+/* CREATE_SUB_DEVICES with the ids of @m new sub-devices (m 0: only how
+ * many the partition gives, in @count). */
+static cl_int sub_devices_call(cl_device_id d, const cl_device_partition_property *p, cl_uint np,
+			       cl_uint m, cl_device_id *subs, cl_uint *count)
+{
+	struct gp_icd_call k;
+	cl_int err;
+
+	gp_icd_call_begin(G.conn, &k);
+	gp_enc_u64(&k.e, d->h.id);
+	gp_enc_u32(&k.e, np);
+	for (cl_uint i = 0; i < np; i++)
+		gp_enc_u64(&k.e, (uint64_t)(int64_t)p[i]);
+	gp_enc_u32(&k.e, m);
+	for (cl_uint i = 0; i < m; i++)
+		gp_enc_u64(&k.e, subs[i]->h.id);
+	err = gp_icd_call_sync(&k, GP_OP_CREATE_SUB_DEVICES, CL_DEVICE_NOT_AVAILABLE);
+	*count = gp_dec_u32(&k.d);
+	if (err == CL_SUCCESS && k.d.err)
+		err = CL_OUT_OF_RESOURCES;
+	gp_icd_call_end(&k);
+	return err;
+}
+
+/* Sub-devices are the host device's, partitioned on the server; each is a
+ * device of ours that names its parent and counts its references. */
 static cl_int CL_API_CALL icd_CreateSubDevices(cl_device_id d, const cl_device_partition_property *p,
 					       cl_uint n, cl_device_id *out, cl_uint *nout)
 {
+	cl_device_id subs[64];
+	cl_uint np, got = 0;
+	cl_int err;
+
 	if (!is(d, GP_KIND_DEVICE))
 		return CL_INVALID_DEVICE;
-	/* The device reports no partition types (CL_DEVICE_PARTITION_PROPERTIES). */
-	return CL_INVALID_VALUE;
+	if (!p || !(np = partition_len(p)) || (out && n == 0))
+		return CL_INVALID_VALUE;
+	err = sub_devices_call(d, p, np, 0, NULL, &got);
+	if (err != CL_SUCCESS)
+		return err;
+	if (out && n < got)
+		return CL_INVALID_VALUE;
+	if (out && got > sizeof(subs) / sizeof(subs[0]))
+		return CL_OUT_OF_RESOURCES;
+	if (out) {
+		cl_uint made;
+
+		for (made = 0; made < got; made++) {
+			subs[made] = obj_new(sizeof(*subs[made]), GP_KIND_DEVICE);
+			if (!subs[made])
+				break;
+			subs[made]->type = d->type;
+			subs[made]->parent = d;
+		}
+		err = made < got ? CL_OUT_OF_HOST_MEMORY : sub_devices_call(d, p, np, got, subs, &got);
+		if (err != CL_SUCCESS) {
+			/* The server made none (or they are released with the
+			 * ids, which it then drops as unknown). */
+			for (cl_uint i = 0; i < made; i++)
+				free(subs[i]);
+			return err;
+		}
+		for (cl_uint i = 0; i < got; i++) {
+			if (d->parent)
+				retain(d);
+			out[i] = subs[i];
+		}
+	}
+	if (nout)
+		*nout = got;
+	return CL_SUCCESS;
+}
+
+static void device_free(void *o)
+{
+	cl_device_id d = o;
+	cl_device_id parent = d->parent;
+
+	obj_drop(d);
+	free(d);
+	if (parent->parent && unref(parent))
+		device_free(parent);
 }
 
 static cl_int CL_API_CALL icd_RetainDevice(cl_device_id d)
 {
-	return is(d, GP_KIND_DEVICE) ? CL_SUCCESS : CL_INVALID_DEVICE;
+	if (!is(d, GP_KIND_DEVICE))
+		return CL_INVALID_DEVICE;
+	if (d->parent)
+		retain(d);
+	return CL_SUCCESS;
 }
 
 static cl_int CL_API_CALL icd_ReleaseDevice(cl_device_id d)
 {
-	return is(d, GP_KIND_DEVICE) ? CL_SUCCESS : CL_INVALID_DEVICE;
+	if (!is(d, GP_KIND_DEVICE))
+		return CL_INVALID_DEVICE;
+	return d->parent ? obj_release(d, GP_KIND_DEVICE) : CL_SUCCESS;
 }
 
 /* ---- contexts ---- */
@@ -706,6 +808,10 @@ static cl_context context_make(const cl_context_properties *props, cl_uint n,
 		free(ctx->devs);
 		free(ctx);
 		ctx = NULL;
+	} else {
+		/* A context keeps its sub-devices (OpenCL 3.0, 4.4). */
+		for (cl_uint i = 0; i < n; i++)
+			icd_RetainDevice(devs[i]);
 	}
 	set_err(errp, err);
 	return ctx;
@@ -767,6 +873,8 @@ static void context_free(void *o)
 		free(c);
 	}
 	obj_drop(ctx);
+	for (cl_uint i = 0; i < ctx->ndev; i++)
+		icd_ReleaseDevice(ctx->devs[i]);
 	free(ctx->devs);
 	free(ctx);
 }

@@ -327,6 +327,7 @@ const char *gp_proto_op_name(uint16_t op)
 		[GP_OP_LINK_PROGRAM] = "link-program",
 		[GP_OP_CREATE_PROGRAM_BUILTIN] = "create-program-builtin",
 		[GP_OP_WAIT_POLL] = "wait-poll",
+		[GP_OP_CREATE_SUB_DEVICES] = "create-sub-devices",
 	};
 
 	if (op < sizeof(names) / sizeof(names[0]) && names[op])

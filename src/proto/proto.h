@@ -98,7 +98,8 @@ _Static_assert(sizeof(struct gp_proto_hdr) == GP_PROTO_HDR_SIZE,
 #define GP_OP_LINK_PROGRAM 38u
 #define GP_OP_CREATE_PROGRAM_BUILTIN 39u
 #define GP_OP_WAIT_POLL 40u /* a bounded wait: the session never blocks for long */
-#define GP_OP_MAX 40u
+#define GP_OP_CREATE_SUB_DEVICES 42u
+#define GP_OP_MAX 42u
 
 /* GET_INFO selectors: which clGet*Info the server calls. */
 #define GP_INFO_PLATFORM 1u

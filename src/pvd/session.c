@@ -27,6 +27,7 @@
  * wait list may name (OpenCL sets no limit; this bounds the allocation). */
 #define MAX_WAIT 4096u
 #define MAX_DEVS 64u
+#define MAX_PARTITION_PROPS 64u
 /* Ids below this are the server's (devices); the guest picks the rest. */
 #define FIRST_CLIENT_ID 0x10000ull
 
@@ -136,6 +137,15 @@ static int fresh_id(struct pvd_session *s, uint64_t id)
 static void release_obj(uint32_t kind, void *obj)
 {
 	switch (kind) {
+	case GP_KIND_DEVICE: { /* a sub-device, and the hold it had on its parent */
+		cl_device_id parent = NULL;
+
+		clGetDeviceInfo(obj, CL_DEVICE_PARENT_DEVICE, sizeof(parent), &parent, NULL);
+		clReleaseDevice(obj);
+		if (parent)
+			clReleaseDevice(parent);
+		break;
+	}
 	case GP_KIND_CONTEXT: clReleaseContext(obj); break;
 	case GP_KIND_QUEUE: clReleaseCommandQueue(obj); break;
 	case GP_KIND_MEM: clReleaseMemObject(obj); break;
@@ -151,7 +161,8 @@ static void drop_handle(struct pvd_session *s, struct gp_handle *e)
 {
 	struct pvd_guest *g = s->guest;
 
-	if (e->kind == GP_KIND_DEVICE)
+	/* The root devices (ids below FIRST_CLIENT_ID) are the server's. */
+	if (e->kind == GP_KIND_DEVICE && e->id < FIRST_CLIENT_ID)
 		return;
 	if (e->kind == GP_KIND_KERNEL)
 		free(e->aux);
@@ -465,6 +476,94 @@ static int op_create_context(struct pvd_session *s, struct gp_dec *d, cl_int *er
 		return 0;
 	return add_handle(s, id, GP_KIND_CONTEXT, ctx, 0, err) < 0 ? -EEXIST :
 	       (*err != CL_SUCCESS ? (clReleaseContext(ctx), 0) : 0);
+}
+
+/* Partition properties (OpenCL 3.0, 4.3.1): {EQUALLY, n, 0},
+ * {BY_AFFINITY_DOMAIN, domain, 0} or {BY_COUNTS, c1, ..., LIST_END, 0}
+ * with counts >= 0. @n entries before the final 0 must be exactly one of
+ * these; what the values mean the host platform checks. */
+static bool partition_well_formed(const cl_device_partition_property *p, uint32_t n)
+{
+	if (n < 2)
+		return false;
+	switch (p[0]) {
+	case CL_DEVICE_PARTITION_EQUALLY:
+	case CL_DEVICE_PARTITION_BY_AFFINITY_DOMAIN:
+		return n == 2;
+	case CL_DEVICE_PARTITION_BY_COUNTS:
+		if (p[n - 1] != CL_DEVICE_PARTITION_BY_COUNTS_LIST_END)
+			return false;
+		for (uint32_t i = 1; i + 1 < n; i++)
+			if (p[i] <= 0)
+				return false;
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* CREATE_SUB_DEVICES: u64 device, u32 n, i64 properties[n] (without the
+ * final 0), u32 m, u64 ids[m] -> i32 err, u32 count. m = 0 asks only how
+ * many sub-devices the partition gives; otherwise m must be that count and
+ * the ids name them. A sub-device is a device handle of the guest's
+ * (released with RELEASE, counted in max_objects). */
+static int op_create_sub_devices(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	cl_device_partition_property props[MAX_PARTITION_PROPS + 1];
+	cl_device_id subs[MAX_DEVS];
+	uint64_t did = gp_dec_u64(d), ids[MAX_DEVS];
+	uint32_t n = gp_dec_count(d, 8, MAX_PARTITION_PROPS), m;
+	cl_uint got = 0;
+	void *dev = NULL;
+
+	for (uint32_t i = 0; i < n && !d->err; i++)
+		props[i] = (cl_device_partition_property)(int64_t)gp_dec_u64(d);
+	m = gp_dec_count(d, 8, MAX_DEVS);
+	for (uint32_t i = 0; i < m && !d->err; i++)
+		ids[i] = gp_dec_u64(d);
+	if (gp_dec_finish(d) < 0)
+		return d->err;
+	for (uint32_t i = 0; i < m; i++) {
+		if (fresh_id(s, ids[i]) < 0)
+			return -EEXIST;
+		for (uint32_t j = 0; j < i; j++)
+			if (ids[j] == ids[i])
+				return -EEXIST;
+	}
+	props[n] = 0;
+	*err = lookup(s, did, GP_KIND_DEVICE, &dev);
+	if (*err == CL_SUCCESS && !partition_well_formed(props, n))
+		*err = CL_INVALID_VALUE;
+	if (*err == CL_SUCCESS)
+		*err = clCreateSubDevices(dev, props, 0, NULL, &got);
+	if (*err == CL_SUCCESS && m) {
+		if (m != got)
+			*err = CL_INVALID_VALUE;
+		else
+			*err = clCreateSubDevices(dev, props, m, subs, NULL);
+		for (uint32_t i = 0; i < m && *err == CL_SUCCESS; i++) {
+			if (add_handle(s, ids[i], GP_KIND_DEVICE, subs[i], 0, err) < 0)
+				*err = CL_OUT_OF_RESOURCES; /* ids checked fresh above */
+			if (*err == CL_SUCCESS) {
+				/* Each sub-device holds its parent: whatever order
+				 * the guest releases them in, the host platform
+				 * never sees a parent go before its children. */
+				clRetainDevice(dev);
+				continue;
+			}
+			/* All or none: the guest gets no ids to release. */
+			for (uint32_t j = 0; j < i; j++) {
+				struct gp_handle e;
+
+				if (gp_handles_remove(s->h, ids[j], &e) == 0)
+					drop_handle(s, &e);
+			}
+			for (uint32_t j = i; j < m; j++)
+				clReleaseDevice(subs[j]);
+		}
+	}
+	gp_enc_u32(&s->reply, *err == CL_SUCCESS ? got : 0);
+	return 0;
 }
 
 /* CREATE_QUEUE: u64 id, u64 ctx, u64 dev, u64 properties -> i32 err.
@@ -2248,6 +2347,7 @@ static const struct {
 	[GP_OP_LINK_PROGRAM] = { op_link_program, false },
 	[GP_OP_CREATE_PROGRAM_BUILTIN] = { op_create_program_builtin, false },
 	[GP_OP_WAIT_POLL] = { op_wait_poll, true },
+	[GP_OP_CREATE_SUB_DEVICES] = { op_create_sub_devices, false },
 };
 
 static void put_le32(uint8_t *p, uint32_t v)
@@ -2383,7 +2483,7 @@ static void release_all(struct pvd_session *s)
 {
 	static const uint32_t order[] = {
 		GP_KIND_EVENT, GP_KIND_KERNEL, GP_KIND_PROGRAM, GP_KIND_SAMPLER,
-		GP_KIND_MEM, GP_KIND_QUEUE, GP_KIND_CONTEXT,
+		GP_KIND_MEM, GP_KIND_QUEUE, GP_KIND_CONTEXT, GP_KIND_DEVICE,
 	};
 
 	if (!s->h)

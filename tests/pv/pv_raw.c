@@ -111,6 +111,20 @@ static int get_info(struct sess *s, uint32_t sel, uint64_t id, uint32_t param, u
 	return r;
 }
 
+/* CREATE_SUB_DEVICES of @dev: @np partition properties, @m new ids. */
+static int subdev(struct gp_enc *e, struct sess *s, uint64_t dev, const int64_t *props, uint32_t np,
+		  const uint64_t *ids, uint32_t m, struct gp_dec *d)
+{
+	gp_enc_u64(e, dev);
+	gp_enc_u32(e, np);
+	for (uint32_t i = 0; i < np; i++)
+		gp_enc_u64(e, (uint64_t)props[i]);
+	gp_enc_u32(e, m);
+	for (uint32_t i = 0; i < m; i++)
+		gp_enc_u64(e, ids[i]);
+	return call(s, GP_OP_CREATE_SUB_DEVICES, e, true, d);
+}
+
 #define CTX 0x10000u
 #define BUF 0x10001u
 
@@ -328,6 +342,49 @@ int main(int argc, char **argv)
 		sess_close(&f);
 		EQ(get_info(&a, GP_INFO_IMAGE, 0x10010, CL_IMAGE_WIDTH, &v), CL_SUCCESS,
 		   "A's image intact after F and G broke the rules");
+	}
+	/* sub-devices: malformed partitions are CL errors, bad ids end the
+	 * session, and a parent released before its children harms nothing */
+	{
+		struct sess h;
+		struct gp_dec d;
+		int64_t eq1[] = { CL_DEVICE_PARTITION_EQUALLY, 1 };
+		int64_t bad[] = { CL_DEVICE_PARTITION_BY_COUNTS, 1, -5, 0 };
+		uint64_t ids2[] = { 0x10100, 0x10101 };
+
+		EQ(sess_open(argv[1], &h), 0, "session H says hello");
+		EQ(subdev(&e, &h, 1, eq1, 2, ids2, 0, &d), CL_SUCCESS, "H asks how many sub-devices");
+		v = gp_dec_u32(&d);
+		OK(v >= 1, "the partition gives %llu", (unsigned long long)v);
+		EQ(subdev(&e, &h, 1, bad, 4, ids2, 0, NULL), CL_INVALID_VALUE, "a negative count refused");
+		EQ(subdev(&e, &h, 1, eq1, 1, ids2, 0, NULL), CL_INVALID_VALUE, "a list cut short refused");
+		EQ(subdev(&e, &h, BUF, eq1, 2, ids2, 0, NULL), CL_INVALID_DEVICE,
+		   "A's buffer id is not H's device");
+		if (v == 2) {
+			uint64_t kid[] = { 0x10200 }, dup[] = { 0x10102, 0x10102 };
+
+			EQ(subdev(&e, &h, 1, eq1, 2, kid, 1, NULL), CL_INVALID_VALUE,
+			   "one id for two sub-devices refused");
+			EQ(subdev(&e, &h, 1, eq1, 2, ids2, 2, NULL), CL_SUCCESS, "H makes two sub-devices");
+			EQ(get_info(&h, GP_INFO_DEVICE, ids2[1], CL_DEVICE_MAX_COMPUTE_UNITS, &v),
+			   CL_SUCCESS, "a sub-device's info");
+			EQ(v, 1, "its compute units");
+			EQ(get_info(&a, GP_INFO_DEVICE, ids2[1], CL_DEVICE_MAX_COMPUTE_UNITS, &v),
+			   CL_INVALID_DEVICE, "A cannot see H's sub-device");
+			EQ(subdev(&e, &h, ids2[0], eq1, 2, kid, 0, &d), CL_DEVICE_PARTITION_FAILED,
+			   "a 1-unit sub-device cannot be split further");
+			gp_enc_u64(&e, 1); /* the root device: not the guest's to release */
+			call(&h, GP_OP_RELEASE, &e, false, NULL);
+			EQ(get_info(&h, GP_INFO_DEVICE, 1, CL_DEVICE_TYPE, &v), CL_SUCCESS,
+			   "the root device survives a release of its id");
+			gp_enc_u64(&e, ids2[0]);
+			call(&h, GP_OP_RELEASE, &e, false, NULL);
+			EQ(get_info(&h, GP_INFO_DEVICE, ids2[0], CL_DEVICE_TYPE, &v), CL_INVALID_DEVICE,
+			   "a released sub-device is gone");
+			EQ(subdev(&e, &h, 1, eq1, 2, dup, 2, NULL), -EPIPE,
+			   "the same new id twice ends the session");
+		}
+		sess_close(&h);
 	}
 	/* garbage written straight into the shared ring, with a head counter
 	 * that claims more than the ring holds */
