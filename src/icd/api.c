@@ -72,7 +72,7 @@ struct _cl_command_queue {
 	cl_command_queue_properties props;
 	cl_queue_properties parr[8];
 	size_t nparr;
-	uint32_t dirty; /* atomic: commands posted since the last finish */
+	uint32_t dirty; /* atomic DIRTY_* bits: commands posted since the last finish */
 };
 
 struct mapping {
@@ -400,6 +400,9 @@ static cl_int enq_begin(cl_command_queue q, cl_uint nw, const cl_event *wl, cl_c
 	return err == CL_SUCCESS ? with_event(q, type, event, ev, id) : err;
 }
 
+/* cl_command_queue.dirty bits */
+#define DIRTY_LAZY 1u /* blocking writes, posted (their server finishes them) */
+#define DIRTY_ANY 2u  /* anything else */
 static void touch(cl_command_queue q);
 
 /* The end of a pipelined enqueue's message (wait list, event id), then
@@ -453,7 +456,18 @@ static void event_free(void *o)
 static void touch(cl_command_queue q)
 {
 	if (q)
-		__atomic_store_n(&q->dirty, 1, __ATOMIC_RELEASE);
+		__atomic_fetch_or(&q->dirty, DIRTY_ANY, __ATOMIC_RELEASE);
+}
+
+/* Commands that may wait (for events, for commands that do) were posted
+ * to @q since its last finish: a call that blocks on the server waits for
+ * them first, in bounded steps (settle). Blocking writes posted to a
+ * queue that was settled only wait for each other, and the server
+ * finishes them before it serves anything else (session.c, lazy writes):
+ * they need no settling of their own. */
+static bool may_wait_on(cl_command_queue q)
+{
+	return q && (__atomic_load_n(&q->dirty, __ATOMIC_ACQUIRE) & DIRTY_ANY);
 }
 
 static cl_int CL_API_CALL icd_WaitForEvents(cl_uint n, const cl_event *l);
@@ -1415,7 +1429,7 @@ static cl_int write_data(cl_command_queue q, cl_mem m, size_t off, size_t size, 
 
 	/* A non-blocking write that may have to wait must not wait here:
 	 * the server queues it from a private copy. */
-	bool may_wait = q && (nw || __atomic_load_n(&q->dirty, __ATOMIC_ACQUIRE));
+	bool may_wait = q && (nw || may_wait_on(q));
 
 	if (m->shared && (blocking || !may_wait)) {
 		if (q)
@@ -1445,8 +1459,11 @@ static cl_int write_data(cl_command_queue q, cl_mem m, size_t off, size_t size, 
 		gp_enc_blob(&k.e, ptr, size);
 		enc_waitlist(&k.e, nw, wl);
 		gp_enc_u64(&k.e, evid);
+		if (q && blocking && !nw)
+			__atomic_fetch_or(&q->dirty, DIRTY_LAZY, __ATOMIC_RELEASE);
+		else
+			touch(q);
 		/* Initial data must be there before clCreateBuffer returns. */
-		touch(q);
 		err = q ? gp_icd_call_post(&k, GP_OP_WRITE_BUFFER, DEAD)
 			: gp_icd_call_sync(&k, GP_OP_WRITE_BUFFER, DEAD);
 		gp_icd_call_end(&k);
@@ -1527,7 +1544,7 @@ static cl_int read_data(cl_command_queue q, cl_mem m, size_t off, size_t size, v
 	/* Reads block on the server: what they wait for (events, earlier
 	 * commands) is waited for first without holding the session, so the
 	 * application's other threads go on (one may set a user event). */
-	if (m->shared || nw || __atomic_load_n(&q->dirty, __ATOMIC_ACQUIRE)) {
+	if (m->shared || nw || may_wait_on(q)) {
 		err = settle(q, nw, wl);
 		if (err != CL_SUCCESS)
 			return err;
@@ -3388,7 +3405,7 @@ static cl_int image_xfer(bool write, cl_command_queue q, cl_mem m, const size_t 
 
 	/* As for buffers: what a read (or blocking write) waits for is
 	 * waited for first, in bounded steps that free the connection. */
-	if (q && (!write || blocking) && (nw || __atomic_load_n(&q->dirty, __ATOMIC_ACQUIRE))) {
+	if (q && (!write || blocking) && (nw || may_wait_on(q))) {
 		err = settle(q, nw, wl);
 		if (err != CL_SUCCESS)
 			return err;

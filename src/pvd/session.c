@@ -56,6 +56,12 @@ struct pvd_session {
 	uint8_t *rxbuf;
 	struct gp_enc reply;
 	struct waker *waker; /* woken by completions of events waited for */
+	/* Lazy writes: blocking inline writes to an in-order queue, enqueued
+	 * from a private copy without waiting; @lazy_ev is the last one's
+	 * event. They are finished before anything else is served. */
+	cl_event lazy_ev;
+	cl_command_queue lazy_q;
+	uint64_t lazy_bytes;
 };
 
 /* Event completions wake a session's bounded waits (WAIT_POLL). Shared
@@ -1251,6 +1257,38 @@ static cl_int mapped_transfer(struct pvd_session *s, cl_command_queue q, cl_mem 
 	return err != CL_SUCCESS ? err : e2;
 }
 
+/* Lazy writes (op_write_buffer) held in private copies: at most this
+ * much before the session waits for them. */
+#define LAZY_MAX_BYTES (8u << 20)
+
+/* Waits for the session's lazy writes. They wait for nothing but each
+ * other: the guest settles a queue before its first blocking write, so
+ * this never waits on a user event the guest has yet to set. A failed
+ * write's status becomes the session's pending error (pipelined calls). */
+static void settle_lazy(struct pvd_session *s)
+{
+	cl_int st = CL_COMPLETE;
+
+	if (!s->lazy_ev)
+		return;
+	if (clWaitForEvents(1, &s->lazy_ev) != CL_SUCCESS)
+		clGetEventInfo(s->lazy_ev, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof(st), &st, NULL);
+	if (st < 0 && s->pending == CL_SUCCESS)
+		s->pending = st;
+	clReleaseEvent(s->lazy_ev);
+	s->lazy_ev = NULL;
+	s->lazy_q = NULL;
+	s->lazy_bytes = 0;
+}
+
+static bool in_order(cl_command_queue q)
+{
+	cl_command_queue_properties p = 0;
+
+	return clGetCommandQueueInfo(q, CL_QUEUE_PROPERTIES, sizeof(p), &p, NULL) == CL_SUCCESS &&
+	       !(p & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE);
+}
+
 /* WRITE_BUFFER: u64 queue, u64 mem, u64 offset, u64 size, u32 where
  * (0 inline, 1 bulk region at u64 offset, 2 guest address u64), u32
  * blocking (the guest waits for the write; required for where 2), blob
@@ -1269,7 +1307,7 @@ static int op_write_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 	const uint8_t *src = NULL;
 	void *q = NULL, *m = NULL, *copy = NULL;
 	cl_event ev = NULL;
-	bool temp_q = false;
+	bool temp_q = false, lazy;
 	int r;
 
 	*err = dec_waitlist(s, d, &w);
@@ -1303,9 +1341,17 @@ static int op_write_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 		temp_q = q != NULL;
 		evid = 0;
 	}
+	/* A blocking write with its data in the message, to an in-order
+	 * queue: the guest goes on as soon as it is posted, and whatever it
+	 * sends next is served only once the write is done (serve()); so
+	 * the session need not wait for it here, and a run of small writes
+	 * costs an enqueue each instead of a device round trip each. */
+	lazy = *err == CL_SUCCESS && where == 0 && blocking && q && !w.n && size && in_order(q);
+	if (s->lazy_ev && (!lazy || s->lazy_q != q))
+		settle_lazy(s);
 	if (*err == CL_SUCCESS && where == 2) {
 		*err = mapped_transfer(s, q, m, true, off, size, boff, &w, evid ? &ev : NULL);
-	} else if (*err == CL_SUCCESS && (w.n || !blocking) && size) {
+	} else if (*err == CL_SUCCESS && (w.n || !blocking || lazy) && size) {
 		/* A write that may wait (for events, or behind commands that do)
 		 * must not hold up the session: unless the guest itself blocks
 		 * on it, it is written from a private copy, without waiting. */
@@ -1323,6 +1369,14 @@ static int op_write_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 				free(copy);
 			}
 		}
+		if (*err == CL_SUCCESS && lazy) {
+			if (s->lazy_ev)
+				clReleaseEvent(s->lazy_ev); /* in order: the new one is later */
+			clRetainEvent(ev);
+			s->lazy_ev = ev;
+			s->lazy_q = q;
+			s->lazy_bytes += size;
+		}
 	} else if (*err == CL_SUCCESS) {
 		*err = clEnqueueWriteBuffer(q, m, CL_TRUE, (size_t)off, (size_t)size, src, w.n, w.v,
 					    evid ? &ev : NULL);
@@ -1333,6 +1387,8 @@ static int op_write_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 		clReleaseEvent(ev);
 	if (temp_q)
 		clReleaseCommandQueue(q);
+	if (s->lazy_bytes > LAZY_MAX_BYTES)
+		settle_lazy(s);
 	return r;
 proto:
 	waitlist_free(&w);
@@ -2412,6 +2468,8 @@ static enum serve_end serve(struct pvd_session *s, struct gp_proto_hdr *hello)
 		gp_enc_reset(&s->reply);
 		gp_enc_i32(&s->reply, 0);
 		err = CL_SUCCESS;
+		if (s->lazy_ev && h.opcode != GP_OP_WRITE_BUFFER)
+			settle_lazy(s);
 		r = ops[h.opcode].fn(s, &d, &err);
 		if (r < 0) {
 			LOG_S(s, GP_LOG_WARN, "guest %s (pid %d): session ended: bad %s request: %s",
@@ -2488,6 +2546,7 @@ static void release_all(struct pvd_session *s)
 
 	if (!s->h)
 		return;
+	settle_lazy(s);
 	gp_handles_foreach(s->h, GP_KIND_EVENT, abort_user_event_cb, s);
 	gp_handles_foreach(s->h, GP_KIND_QUEUE, finish_cb, s);
 	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
