@@ -2280,6 +2280,45 @@ static cl_program program_done(cl_program p, cl_int err, cl_int *errp)
 	return p;
 }
 
+/* Sources and binaries larger than one message: the data goes first, in
+ * STAGE slices, then @k (its data fields encoded as u64 lengths) as @op
+ * with F_STAGED; the connection is held from the first slice to the
+ * reply, so no other thread's message comes in between (gp_icd_call_end
+ * lets it go). Up to GP_PROTO_MAX_STAGE bytes in all. */
+static cl_int call_staged(struct gp_icd_call *k, uint16_t op, cl_uint n, const void *const *ptrs,
+			  const size_t *lens, uint64_t total)
+{
+	uint64_t off = 0;
+
+	gp_dec_init(&k->d, NULL, 0);
+	if (k->e.err)
+		return CL_OUT_OF_HOST_MEMORY;
+	gp_icd_conn_lock(G.conn);
+	k->locked = true;
+	for (cl_uint i = 0; i < n; i++) {
+		for (size_t done = 0; done < lens[i];) {
+			struct gp_icd_call sl;
+			size_t chunk = lens[i] - done < SLICE ? lens[i] - done : SLICE;
+			int r;
+
+			gp_icd_call_begin_heap(G.conn, &sl);
+			gp_enc_u64(&sl.e, off);
+			gp_enc_u64(&sl.e, total);
+			gp_enc_blob(&sl.e, (const uint8_t *)ptrs[i] + done, chunk);
+			r = gp_icd_send_locked(&sl, GP_OP_STAGE, false);
+			gp_icd_call_end(&sl);
+			if (r < 0)
+				return DEAD;
+			off += chunk;
+			done += chunk;
+		}
+	}
+	k->flags = GP_PROTO_F_STAGED;
+	if (gp_icd_send_locked(k, op, true) < 0)
+		return DEAD;
+	return gp_icd_collect_locked(k, DEAD);
+}
+
 static cl_program CL_API_CALL icd_CreateProgramWithSource(cl_context ctx, cl_uint n,
 							  const char **strs, const size_t *lens,
 							  cl_int *errp)
@@ -2305,8 +2344,8 @@ static cl_program CL_API_CALL icd_CreateProgramWithSource(cl_context ctx, cl_uin
 		}
 		total += (lens && lens[i]) ? lens[i] : strlen(strs[i]);
 	}
-	if (total > GP_PROTO_MAX_PAYLOAD - 256) {
-		set_err(errp, CL_OUT_OF_RESOURCES); /* more than one message can carry */
+	if (total > GP_PROTO_MAX_STAGE) {
+		set_err(errp, CL_OUT_OF_RESOURCES); /* more than the server stages */
 		return NULL;
 	}
 	src = malloc(total + 1);
@@ -2328,8 +2367,15 @@ static cl_program CL_API_CALL icd_CreateProgramWithSource(cl_context ctx, cl_uin
 	gp_icd_call_begin_heap(G.conn, &k);
 	gp_enc_u64(&k.e, p->h.id);
 	gp_enc_u64(&k.e, ctx->h.id);
-	gp_enc_blob(&k.e, src, total);
-	err = gp_icd_call_sync(&k, GP_OP_CREATE_PROGRAM_SOURCE, DEAD);
+	if (total <= GP_PROTO_MAX_PAYLOAD - 256) {
+		gp_enc_blob(&k.e, src, total);
+		err = gp_icd_call_sync(&k, GP_OP_CREATE_PROGRAM_SOURCE, DEAD);
+	} else {
+		const void *one = src;
+
+		gp_enc_u64(&k.e, total);
+		err = call_staged(&k, GP_OP_CREATE_PROGRAM_SOURCE, 1, &one, &total, total);
+	}
 	gp_icd_call_end(&k);
 	free(src);
 	return program_done(p, err, errp);
@@ -2344,6 +2390,8 @@ static cl_program CL_API_CALL icd_CreateProgramWithBinary(cl_context ctx, cl_uin
 	struct gp_icd_call k;
 	cl_program p;
 	cl_int err;
+	uint64_t total = 0;
+	bool staged;
 
 	if (!is(ctx, GP_KIND_CONTEXT)) {
 		set_err(errp, CL_INVALID_CONTEXT);
@@ -2376,21 +2424,28 @@ static cl_program CL_API_CALL icd_CreateProgramWithBinary(cl_context ctx, cl_uin
 	}
 	p->ndev = n;
 	memcpy(p->devs, devs, n * sizeof(*devs));
+	for (cl_uint i = 0; i < n; i++)
+		total += lens[i];
+	if (total > GP_PROTO_MAX_STAGE) {
+		program_drop(p);
+		set_err(errp, CL_OUT_OF_RESOURCES); /* more than the server stages */
+		return NULL;
+	}
+	staged = total + 16u * n > GP_PROTO_MAX_PAYLOAD - 256;
 	gp_icd_call_begin_heap(G.conn, &k);
 	gp_enc_u64(&k.e, p->h.id);
 	gp_enc_u64(&k.e, ctx->h.id);
 	gp_enc_u32(&k.e, n);
 	for (cl_uint i = 0; i < n; i++) {
 		gp_enc_u64(&k.e, devs[i]->h.id);
-		gp_enc_blob(&k.e, bins[i], lens[i]);
+		if (staged)
+			gp_enc_u64(&k.e, lens[i]);
+		else
+			gp_enc_blob(&k.e, bins[i], lens[i]);
 	}
-	if (k.e.err == -EMSGSIZE) {
-		gp_icd_call_end(&k);
-		program_drop(p);
-		set_err(errp, CL_OUT_OF_RESOURCES);
-		return NULL;
-	}
-	err = gp_icd_call_sync(&k, GP_OP_CREATE_PROGRAM_BINARY, DEAD);
+	err = staged ? call_staged(&k, GP_OP_CREATE_PROGRAM_BINARY, n, (const void *const *)bins, lens,
+				   total)
+		     : gp_icd_call_sync(&k, GP_OP_CREATE_PROGRAM_BINARY, DEAD);
 	if (!k.d.err && k.d.len) {
 		uint32_t m = gp_dec_count(&k.d, 4, n);
 

@@ -466,6 +466,7 @@ void gp_icd_call_begin(struct gp_icd_conn *c, struct gp_icd_call *k)
 	k->c = c;
 	k->locked = false;
 	k->patient = false;
+	k->flags = 0;
 	gp_enc_init_fixed(&k->e, k->small, sizeof(k->small));
 }
 
@@ -474,13 +475,14 @@ void gp_icd_call_begin_heap(struct gp_icd_conn *c, struct gp_icd_call *k)
 	k->c = c;
 	k->locked = false;
 	k->patient = false;
+	k->flags = 0;
 	gp_enc_init(&k->e, GP_PROTO_MAX_PAYLOAD);
 }
 
 int gp_icd_send_locked(struct gp_icd_call *k, uint16_t op, bool sync)
 {
 	struct gp_icd_conn *c = k->c;
-	struct gp_proto_hdr h = { .opcode = op, .flags = sync ? GP_PROTO_F_SYNC : 0 };
+	struct gp_proto_hdr h = { .opcode = op, .flags = (sync ? GP_PROTO_F_SYNC : 0) | k->flags };
 	int r;
 
 	if (__atomic_load_n(&c->dead, __ATOMIC_ACQUIRE))

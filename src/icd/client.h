@@ -48,6 +48,7 @@ struct gp_icd_call {
 	uint8_t small[512];
 	bool locked;
 	bool patient; /* the reply is expected late: sleep for it, do not spin */
+	uint32_t flags; /* more header flags (GP_PROTO_F_STAGED) */
 };
 
 void gp_icd_call_begin(struct gp_icd_conn *c, struct gp_icd_call *k);

@@ -65,7 +65,7 @@ int gp_proto_hdr_unpack(const uint8_t *in, size_t len, size_t max_payload,
 	t.reserved = (uint32_t)get_le(in + 20, 4);
 	if (t.magic != GP_PROTO_MAGIC || t.reserved != 0)
 		return -EBADMSG;
-	if (t.flags & ~(GP_PROTO_F_SYNC | GP_PROTO_F_REPLY))
+	if (t.flags & ~(GP_PROTO_F_SYNC | GP_PROTO_F_REPLY | GP_PROTO_F_STAGED))
 		return -EBADMSG;
 	if (t.version != GP_PROTO_VERSION)
 		return -EPROTONOSUPPORT;
@@ -327,6 +327,7 @@ const char *gp_proto_op_name(uint16_t op)
 		[GP_OP_LINK_PROGRAM] = "link-program",
 		[GP_OP_CREATE_PROGRAM_BUILTIN] = "create-program-builtin",
 		[GP_OP_WAIT_POLL] = "wait-poll",
+		[GP_OP_STAGE] = "stage",
 		[GP_OP_CREATE_SUB_DEVICES] = "create-sub-devices",
 	};
 

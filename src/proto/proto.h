@@ -28,6 +28,12 @@
 /* Header flags. */
 #define GP_PROTO_F_SYNC 0x1u  /* the sender waits for a reply */
 #define GP_PROTO_F_REPLY 0x2u /* this message is a reply */
+/* Its data fields are u64 lengths of consecutive bytes of the session's
+ * staging buffer (filled by STAGE messages just before), not blobs. */
+#define GP_PROTO_F_STAGED 0x4u
+/* The most a staging buffer holds: program sources and binaries larger
+ * than one message go through it. */
+#define GP_PROTO_MAX_STAGE (64u << 20)
 
 /* The header as the C side sees it. On the wire it is written field by
  * field (gp_proto_hdr_pack), never by copying this struct. */
@@ -98,6 +104,7 @@ _Static_assert(sizeof(struct gp_proto_hdr) == GP_PROTO_HDR_SIZE,
 #define GP_OP_LINK_PROGRAM 38u
 #define GP_OP_CREATE_PROGRAM_BUILTIN 39u
 #define GP_OP_WAIT_POLL 40u /* a bounded wait: the session never blocks for long */
+#define GP_OP_STAGE 41u /* a slice of data for the next message (F_STAGED) */
 #define GP_OP_CREATE_SUB_DEVICES 42u
 #define GP_OP_MAX 42u
 

@@ -62,6 +62,12 @@ struct pvd_session {
 	cl_event lazy_ev;
 	cl_command_queue lazy_q;
 	uint64_t lazy_bytes;
+	/* Staging: data for the next message (sources and binaries larger
+	 * than one message), sent in STAGE slices; see dec_data(). */
+	uint8_t *stage;
+	uint64_t stage_len, stage_total, stage_used;
+	bool stage_oom; /* the buffer could not be had: the message fails */
+	bool msg_staged; /* the message being served has F_STAGED */
 };
 
 /* Event completions wake a session's bounded waits (WAIT_POLL). Shared
@@ -746,11 +752,77 @@ static int op_create_subbuffer(struct pvd_session *s, struct gp_dec *d, cl_int *
 }
 
 /* CREATE_PROGRAM_SOURCE: u64 id, u64 ctx, blob source */
+static void stage_free(struct pvd_session *s)
+{
+	free(s->stage);
+	s->stage = NULL;
+	s->stage_len = s->stage_total = s->stage_used = 0;
+	s->stage_oom = false;
+}
+
+/* STAGE: u64 offset, u64 total, blob slice (posted). Offset 0 starts a
+ * new buffer of @total bytes (1 .. GP_PROTO_MAX_STAGE, an unused one is
+ * dropped); every later slice continues exactly where the last one ended,
+ * with the same total, and never past it. The next message, sent with
+ * F_STAGED, consumes it (serve()). */
+static int op_stage(struct pvd_session *s, struct gp_dec *d, cl_int *err)
+{
+	uint64_t off = gp_dec_u64(d), total = gp_dec_u64(d);
+	size_t n = 0;
+	const void *data = gp_dec_blob(d, GP_PROTO_MAX_PAYLOAD, &n);
+
+	if (gp_dec_finish(d) < 0)
+		return d->err;
+	if (total == 0 || total > GP_PROTO_MAX_STAGE)
+		return -EMSGSIZE;
+	if (off == 0) {
+		stage_free(s);
+		s->stage_total = total;
+		s->stage = malloc(total);
+		s->stage_oom = !s->stage;
+	} else if (off != s->stage_len || total != s->stage_total) {
+		return -EBADMSG;
+	}
+	if (n > total - s->stage_len)
+		return -EBADMSG;
+	if (s->stage)
+		memcpy(s->stage + s->stage_len, data, n);
+	s->stage_len += n;
+	*err = CL_SUCCESS;
+	return 0;
+}
+
+/* A data field of the message being served: a blob, or with F_STAGED a
+ * u64 length of the next bytes of the staging buffer, which must be
+ * complete. NULL with d->err set when the message is malformed; NULL
+ * without it when the buffer could not be had (s->stage_oom). */
+static const void *dec_data(struct pvd_session *s, struct gp_dec *d, size_t *len)
+{
+	uint64_t n;
+	const void *p;
+
+	if (!s->msg_staged)
+		return gp_dec_blob(d, GP_PROTO_MAX_PAYLOAD, len);
+	n = gp_dec_u64(d);
+	*len = 0;
+	if (d->err)
+		return NULL;
+	if (s->stage_len != s->stage_total || s->stage_total == 0 ||
+	    n > s->stage_total - s->stage_used) {
+		d->err = -EBADMSG;
+		return NULL;
+	}
+	p = s->stage ? s->stage + s->stage_used : NULL;
+	s->stage_used += n;
+	*len = (size_t)n;
+	return p;
+}
+
 static int op_create_program_source(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 {
 	uint64_t id = gp_dec_u64(d), cid = gp_dec_u64(d);
 	size_t len = 0;
-	const char *src = gp_dec_blob(d, GP_PROTO_MAX_PAYLOAD, &len);
+	const char *src = dec_data(s, d, &len);
 	void *ctx;
 	cl_program p;
 
@@ -758,6 +830,10 @@ static int op_create_program_source(struct pvd_session *s, struct gp_dec *d, cl_
 		return d->err ? d->err : -EEXIST;
 	if ((*err = lookup(s, cid, GP_KIND_CONTEXT, &ctx)) != CL_SUCCESS)
 		return 0;
+	if (s->stage_oom) {
+		*err = CL_OUT_OF_HOST_MEMORY;
+		return 0;
+	}
 	if (len == 0) {
 		*err = CL_INVALID_VALUE;
 		return 0;
@@ -795,7 +871,7 @@ static int op_create_program_binary(struct pvd_session *s, struct gp_dec *d, cl_
 		if (lookup(s, gp_dec_u64(d), GP_KIND_DEVICE, &o) != CL_SUCCESS)
 			*err = CL_INVALID_DEVICE;
 		devs[i] = o;
-		bins[i] = gp_dec_blob(d, GP_PROTO_MAX_PAYLOAD, &lens[i]);
+		bins[i] = dec_data(s, d, &lens[i]);
 		total += lens[i];
 		status[i] = CL_INVALID_VALUE;
 	}
@@ -803,6 +879,8 @@ static int op_create_program_binary(struct pvd_session *s, struct gp_dec *d, cl_
 		return d->err ? d->err : -EEXIST;
 	if (*err == CL_SUCCESS)
 		*err = lookup(s, cid, GP_KIND_CONTEXT, &ctx);
+	if (*err == CL_SUCCESS && s->stage_oom)
+		*err = CL_OUT_OF_HOST_MEMORY;
 	if (*err == CL_SUCCESS && n == 0)
 		*err = CL_INVALID_VALUE;
 	if (*err == CL_SUCCESS)
@@ -2403,6 +2481,7 @@ static const struct {
 	[GP_OP_LINK_PROGRAM] = { op_link_program, false },
 	[GP_OP_CREATE_PROGRAM_BUILTIN] = { op_create_program_builtin, false },
 	[GP_OP_WAIT_POLL] = { op_wait_poll, true },
+	[GP_OP_STAGE] = { op_stage, false },
 	[GP_OP_CREATE_SUB_DEVICES] = { op_create_sub_devices, false },
 };
 
@@ -2470,7 +2549,18 @@ static enum serve_end serve(struct pvd_session *s, struct gp_proto_hdr *hello)
 		err = CL_SUCCESS;
 		if (s->lazy_ev && h.opcode != GP_OP_WRITE_BUFFER)
 			settle_lazy(s);
-		r = ops[h.opcode].fn(s, &d, &err);
+		/* Staged data is for the very next message, and only for the
+		 * calls that take sources or binaries; all of it is used. */
+		s->msg_staged = h.flags & GP_PROTO_F_STAGED;
+		if (s->msg_staged && h.opcode != GP_OP_CREATE_PROGRAM_SOURCE &&
+		    h.opcode != GP_OP_CREATE_PROGRAM_BINARY)
+			r = -EBADMSG;
+		else
+			r = ops[h.opcode].fn(s, &d, &err);
+		if (r == 0 && s->msg_staged && !s->stage_oom && s->stage_used != s->stage_total)
+			r = -EBADMSG;
+		if (h.opcode != GP_OP_STAGE)
+			stage_free(s);
 		if (r < 0) {
 			LOG_S(s, GP_LOG_WARN, "guest %s (pid %d): session ended: bad %s request: %s",
 			      guest_name(s), (int)s->pid, gp_proto_op_name(h.opcode),
@@ -2544,6 +2634,7 @@ static void release_all(struct pvd_session *s)
 		GP_KIND_MEM, GP_KIND_QUEUE, GP_KIND_CONTEXT, GP_KIND_DEVICE,
 	};
 
+	stage_free(s);
 	if (!s->h)
 		return;
 	settle_lazy(s);

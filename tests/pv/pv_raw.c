@@ -386,6 +386,101 @@ int main(int argc, char **argv)
 		}
 		sess_close(&h);
 	}
+	/* staging (data larger than one message): slices out of order, over
+	 * the limit, a staged message without its data or of the wrong kind
+	 * end the session; a staged source used as it should works */
+	{
+		struct sess st;
+		static const char src[] = "__kernel void k(__global int *a) { a[0] = 1; }";
+		struct gp_proto_hdr h = { .opcode = GP_OP_CREATE_PROGRAM_SOURCE,
+					  .flags = GP_PROTO_F_SYNC | GP_PROTO_F_STAGED };
+		struct gp_dec d;
+
+		EQ(sess_open(argv[1], &st), 0, "session S says hello");
+		gp_enc_u64(&e, CTX);
+		gp_enc_u32(&e, 1);
+		gp_enc_u64(&e, 1);
+		EQ(call(&st, GP_OP_CREATE_CONTEXT, &e, true, NULL), CL_SUCCESS, "S creates a context");
+		gp_enc_u64(&e, 0);
+		gp_enc_u64(&e, sizeof(src) - 1);
+		gp_enc_blob(&e, src, 10);
+		call(&st, GP_OP_STAGE, &e, false, NULL);
+		gp_enc_u64(&e, 10);
+		gp_enc_u64(&e, sizeof(src) - 1);
+		gp_enc_blob(&e, src + 10, sizeof(src) - 11);
+		call(&st, GP_OP_STAGE, &e, false, NULL);
+		gp_enc_u64(&e, 0x10050);
+		gp_enc_u64(&e, CTX);
+		gp_enc_u64(&e, sizeof(src) - 1);
+		h.req_id = st.req++;
+		EQ(gp_transport_send(st.ring, &h, e.buf, e.len, -1), 0, "staged source sent");
+		gp_enc_reset(&e);
+		EQ(gp_transport_recv(st.ring, &h, st.rx, GP_PROTO_MAX_PAYLOAD, NULL, 5000), 0, "reply");
+		gp_dec_init(&d, st.rx, h.len);
+		EQ(gp_dec_i32(&d), CL_SUCCESS, "a program from two staged slices");
+		EQ(get_info(&st, GP_INFO_PROGRAM, 0x10050, CL_PROGRAM_REFERENCE_COUNT, &v), CL_SUCCESS,
+		   "the program is S's");
+		/* the staging is gone once used: the same staged message again */
+		gp_enc_u64(&e, 0x10051);
+		gp_enc_u64(&e, CTX);
+		gp_enc_u64(&e, sizeof(src) - 1);
+		h.flags = GP_PROTO_F_SYNC | GP_PROTO_F_STAGED;
+		h.req_id = st.req++;
+		gp_transport_send(st.ring, &h, e.buf, e.len, -1);
+		gp_enc_reset(&e);
+		EQ(get_info(&st, GP_INFO_DEVICE, 1, CL_DEVICE_TYPE, &v), -EPIPE,
+		   "a staged message with nothing staged ends the session");
+		sess_close(&st);
+
+		EQ(sess_open(argv[1], &st), 0, "session S2 says hello");
+		gp_enc_u64(&e, 4);
+		gp_enc_u64(&e, 100);
+		gp_enc_blob(&e, src, 4);
+		call(&st, GP_OP_STAGE, &e, false, NULL);
+		EQ(get_info(&st, GP_INFO_DEVICE, 1, CL_DEVICE_TYPE, &v), -EPIPE,
+		   "a first slice not at offset 0 ends the session");
+		sess_close(&st);
+
+		EQ(sess_open(argv[1], &st), 0, "session S3 says hello");
+		gp_enc_u64(&e, 0);
+		gp_enc_u64(&e, (uint64_t)GP_PROTO_MAX_STAGE + 1);
+		gp_enc_blob(&e, src, 4);
+		call(&st, GP_OP_STAGE, &e, false, NULL);
+		EQ(get_info(&st, GP_INFO_DEVICE, 1, CL_DEVICE_TYPE, &v), -EPIPE,
+		   "staging more than 64 MiB ends the session");
+		sess_close(&st);
+
+		EQ(sess_open(argv[1], &st), 0, "session S4 says hello");
+		gp_enc_u64(&e, 0);
+		gp_enc_u64(&e, 4);
+		gp_enc_blob(&e, src, 8);
+		call(&st, GP_OP_STAGE, &e, false, NULL);
+		EQ(get_info(&st, GP_INFO_DEVICE, 1, CL_DEVICE_TYPE, &v), -EPIPE,
+		   "a slice past the staged total ends the session");
+		sess_close(&st);
+
+		EQ(sess_open(argv[1], &st), 0, "session S5 says hello");
+		gp_enc_u64(&e, 0);
+		gp_enc_u64(&e, 8);
+		gp_enc_blob(&e, src, 8);
+		call(&st, GP_OP_STAGE, &e, false, NULL);
+		gp_enc_u32(&e, GP_INFO_DEVICE);
+		gp_enc_u64(&e, 1);
+		gp_enc_u64(&e, 0);
+		gp_enc_u32(&e, CL_DEVICE_TYPE);
+		gp_enc_u64(&e, 0);
+		gp_enc_u32(&e, 64);
+		h.opcode = GP_OP_GET_INFO;
+		h.flags = GP_PROTO_F_SYNC | GP_PROTO_F_STAGED;
+		h.req_id = st.req++;
+		gp_transport_send(st.ring, &h, e.buf, e.len, -1);
+		gp_enc_reset(&e);
+		EQ(gp_transport_recv(st.ring, &h, st.rx, GP_PROTO_MAX_PAYLOAD, NULL, 5000), -EPIPE,
+		   "staged data for a call that takes none ends the session");
+		sess_close(&st);
+		EQ(get_info(&a, GP_INFO_MEM, BUF, CL_MEM_SIZE, &v), CL_SUCCESS,
+		   "A's objects intact after S broke the staging rules");
+	}
 	/* garbage written straight into the shared ring, with a head counter
 	 * that claims more than the ring holds */
 	sess_close(&c);

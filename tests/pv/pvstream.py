@@ -104,11 +104,13 @@ def main():
                 run([prog("pv_basic")], env)
                 ok(1, "pv_basic in stream mode (%.2f s)" % (time.time() - t0))
                 run([prog("pv_threads")], env)
+                run([prog("pv_bigprog")], env)
                 g = wait_status(sock, "default", lambda g: g["objects"] == 0 and g["sessions"] == 0,
                                 "objects released after the stream programs ended")
-                ok(2, "pv_threads in stream mode; 0 objects after (%d calls)" % g["calls"])
+                ok(2, "pv_threads and pv_bigprog (staged sources and binaries) in stream mode; "
+                      "0 objects after (%d calls)" % g["calls"])
                 log = open(os.path.join(tmp, "pvd.log")).read()
-                if log.count("stream mode, data inline") < 2:
+                if log.count("stream mode, data inline") < 3:
                     fail("the server did not log the stream-mode sessions")
                 ok(3, "the server ran them in stream mode")
             finally:

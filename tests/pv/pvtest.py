@@ -191,6 +191,7 @@ def main():
                        % (g["calls"], g["device_time_ns"]))
                 elif SCENARIO == "program":
                     run([prog("pv_program")], env)
+                    run([prog("pv_bigprog")], env)
                     wait_status(sock, "default", lambda g: g["objects"] == 0 and g["sessions"] == 0,
                                 "programs released after the run")
                     ok(1, "compiled and linked programs released")

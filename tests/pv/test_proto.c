@@ -62,7 +62,14 @@ static void test_header_rejections(void **state)
 	h.flags = 0x80;
 	gp_proto_hdr_pack(&h, b);
 	assert_int_equal(gp_proto_hdr_unpack(b, sizeof(b), 4096, &g), -EBADMSG); /* unknown flag */
+	h.flags = 0x8; /* the next flag after F_STAGED */
+	gp_proto_hdr_pack(&h, b);
+	assert_int_equal(gp_proto_hdr_unpack(b, sizeof(b), 4096, &g), -EBADMSG);
 	assert_int_equal(g.opcode, 0); /* untouched on error */
+	h.flags = GP_PROTO_F_SYNC | GP_PROTO_F_STAGED;
+	gp_proto_hdr_pack(&h, b);
+	assert_int_equal(gp_proto_hdr_unpack(b, sizeof(b), 4096, &g), 0);
+	assert_int_equal(g.flags, GP_PROTO_F_SYNC | GP_PROTO_F_STAGED);
 }
 
 static void test_fields_round_trip(void **state)
