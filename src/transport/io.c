@@ -6,6 +6,8 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -37,25 +39,35 @@ static int gone(int e)
 	return (e == ECONNRESET || e == EPIPE) ? -EPIPE : -e;
 }
 
-int gp_stream_read(int fd, void *buf, size_t len, int timeout_ms)
+/* One transfer of at most @len bytes in direction @out: recv()/send()
+ * with MSG_DONTWAIT whatever the descriptor's mode (send() with
+ * MSG_NOSIGNAL: a peer that hung up must be -EPIPE, not a SIGPIPE that
+ * kills the guest program); a virtio port is a character device:
+ * read()/write(), opened non-blocking. */
+static ssize_t xfer_once(int fd, char *p, size_t len, bool out)
 {
-	char *p = buf;
+	ssize_t n = out ? send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT)
+			: recv(fd, p, len, MSG_DONTWAIT);
+
+	if (n < 0 && errno == ENOTSOCK)
+		n = out ? write(fd, p, len) : read(fd, p, len);
+	return n;
+}
+
+static int xfer_all(int fd, char *p, size_t len, int timeout_ms, bool out)
+{
 	ssize_t n;
 	int r;
 
 	while (len > 0) {
-		/* recv() with MSG_DONTWAIT whatever the descriptor's mode; a
-		 * virtio port is a character device: read() (non-blocking). */
-		n = recv(fd, p, len, MSG_DONTWAIT);
-		if (n < 0 && errno == ENOTSOCK)
-			n = read(fd, p, len);
-		if (n == 0)
+		n = xfer_once(fd, p, len, out);
+		if (n == 0 && !out)
 			return -EPIPE;
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN) {
-				r = gp_fd_wait(fd, POLLIN, timeout_ms);
+				r = gp_fd_wait(fd, out ? POLLOUT : POLLIN, timeout_ms);
 				if (r < 0)
 					return r;
 				continue;
@@ -68,33 +80,15 @@ int gp_stream_read(int fd, void *buf, size_t len, int timeout_ms)
 	return 0;
 }
 
+int gp_stream_read(int fd, void *buf, size_t len, int timeout_ms)
+{
+	return xfer_all(fd, buf, len, timeout_ms, false);
+}
+
 int gp_stream_write(int fd, const void *buf, size_t len, int timeout_ms)
 {
-	const char *p = buf;
-	ssize_t n;
-	int r;
-
-	while (len > 0) {
-		/* send() where it can: a peer that hung up must be -EPIPE,
-		 * not a SIGPIPE that kills the guest program. */
-		n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n < 0 && errno == ENOTSOCK)
-			n = write(fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN) {
-				r = gp_fd_wait(fd, POLLOUT, timeout_ms);
-				if (r < 0)
-					return r;
-				continue;
-			}
-			return gone(errno);
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	/* xfer_all only reads from @buf in this direction. */
+	return xfer_all(fd, (char *)(uintptr_t)buf, len, timeout_ms, true);
 }
 
 int gp_fd_transport_new(const struct gp_transport_ops *ops, int fd, struct gp_transport **out)

@@ -45,8 +45,8 @@ static void creds_init(void)
 	gnutls_global_init();
 }
 
-int gp_tls_server_creds_new(const char *cert, const char *key, const char *ca,
-			    struct gp_tls_creds **out, char *why, size_t cap)
+/* Credentials with nothing in them yet (0 or -ENOMEM). */
+static int creds_alloc(bool server, struct gp_tls_creds **out, char *why, size_t cap)
 {
 	struct gp_tls_creds *c = calloc(1, sizeof(*c));
 	int r;
@@ -54,88 +54,95 @@ int gp_tls_server_creds_new(const char *cert, const char *key, const char *ca,
 	if (!c)
 		return -ENOMEM;
 	creds_init();
-	c->server = true;
+	c->server = server;
 	r = gnutls_certificate_allocate_credentials(&c->x509);
 	if (r < 0) {
 		say(why, cap, "allocating credentials", r);
-		goto err_free;
-	}
-	r = gnutls_certificate_set_x509_key_file(c->x509, cert, key, GNUTLS_X509_FMT_PEM);
-	if (r < 0) {
-		if (why && cap)
-			snprintf(why, cap, "tls_cert %s / tls_key %s: %s", cert, key, gnutls_strerror(r));
-		goto err_creds;
-	}
-	if (ca) {
-		r = gnutls_certificate_set_x509_trust_file(c->x509, ca, GNUTLS_X509_FMT_PEM);
-		if (r <= 0) {
-			if (why && cap)
-				snprintf(why, cap, "tls_ca %s: %s", ca,
-					 r == 0 ? "no certificate in it" : gnutls_strerror(r));
-			r = r == 0 ? GNUTLS_E_FILE_ERROR : r;
-			goto err_creds;
-		}
-		c->ca = true;
+		free(c);
+		gnutls_global_deinit();
+		return -ENOMEM;
 	}
 	*out = c;
 	return 0;
+}
 
-err_creds:
-	gnutls_certificate_free_credentials(c->x509);
-err_free:
-	free(c);
-	gnutls_global_deinit();
+/* Frees what creds_alloc made after GnuTLS error @r; the errno for it. */
+static int creds_fail(struct gp_tls_creds *c, int r)
+{
+	gp_tls_creds_free(c);
 	return r == GNUTLS_E_MEMORY_ERROR ? -ENOMEM : -EINVAL;
+}
+
+/* Trust anchors from @ca (NULL: the system's store), named @what in
+ * @why: a file without a certificate in it is an error too. */
+static int load_trust(struct gp_tls_creds *c, const char *ca, const char *what, char *why,
+		      size_t cap)
+{
+	int r = ca ? gnutls_certificate_set_x509_trust_file(c->x509, ca, GNUTLS_X509_FMT_PEM)
+		   : gnutls_certificate_set_x509_system_trust(c->x509);
+
+	if (r > 0)
+		return 0;
+	if (why && cap)
+		snprintf(why, cap, "%s %s: %s", what, ca ? ca : "(system trust store)",
+			 r == 0 ? "no certificate in it" : gnutls_strerror(r));
+	return r == 0 ? GNUTLS_E_FILE_ERROR : r;
+}
+
+/* A certificate and its key, named @cert_what and @key_what in @why. */
+static int load_key(struct gp_tls_creds *c, const char *cert, const char *key,
+		    const char *cert_what, const char *key_what, char *why, size_t cap)
+{
+	int r = gnutls_certificate_set_x509_key_file(c->x509, cert, key, GNUTLS_X509_FMT_PEM);
+
+	if (r < 0 && why && cap)
+		snprintf(why, cap, "%s %s / %s %s: %s", cert_what, cert, key_what, key,
+			 gnutls_strerror(r));
+	return r < 0 ? r : 0;
+}
+
+int gp_tls_server_creds_new(const char *cert, const char *key, const char *ca,
+			    struct gp_tls_creds **out, char *why, size_t cap)
+{
+	struct gp_tls_creds *c;
+	int r = creds_alloc(true, &c, why, cap);
+
+	if (r < 0)
+		return r;
+	r = load_key(c, cert, key, "tls_cert", "tls_key", why, cap);
+	if (r == 0 && ca) {
+		r = load_trust(c, ca, "tls_ca", why, cap);
+		c->ca = r == 0;
+	}
+	if (r < 0)
+		return creds_fail(c, r);
+	*out = c;
+	return 0;
 }
 
 int gp_tls_client_creds_new(const char *ca, const char *cert, const char *key,
 			    struct gp_tls_creds **out, char *why, size_t cap)
 {
-	struct gp_tls_creds *c = calloc(1, sizeof(*c));
-	int r;
+	struct gp_tls_creds *c;
+	int r = creds_alloc(false, &c, why, cap);
 
-	if (!c)
-		return -ENOMEM;
-	creds_init();
-	r = gnutls_certificate_allocate_credentials(&c->x509);
-	if (r < 0) {
-		say(why, cap, "allocating credentials", r);
-		goto err_free;
-	}
-	r = ca ? gnutls_certificate_set_x509_trust_file(c->x509, ca, GNUTLS_X509_FMT_PEM)
-	       : gnutls_certificate_set_x509_system_trust(c->x509);
-	if (r <= 0) {
-		if (why && cap)
-			snprintf(why, cap, "CA %s: %s", ca ? ca : "(system trust store)",
-				 r == 0 ? "no certificate in it" : gnutls_strerror(r));
-		r = r == 0 ? GNUTLS_E_FILE_ERROR : r;
-		goto err_creds;
-	}
-	if (cert || key) {
+	if (r < 0)
+		return r;
+	r = load_trust(c, ca, "CA", why, cap);
+	if (r == 0 && (cert || key)) {
 		if (!cert || !key) {
 			if (why && cap)
 				snprintf(why, cap, "a client certificate needs both GPUPASS_TLS_CERT "
 					 "and GPUPASS_TLS_KEY");
 			r = GNUTLS_E_INVALID_REQUEST;
-			goto err_creds;
-		}
-		r = gnutls_certificate_set_x509_key_file(c->x509, cert, key, GNUTLS_X509_FMT_PEM);
-		if (r < 0) {
-			if (why && cap)
-				snprintf(why, cap, "client certificate %s / key %s: %s", cert, key,
-					 gnutls_strerror(r));
-			goto err_creds;
+		} else {
+			r = load_key(c, cert, key, "client certificate", "key", why, cap);
 		}
 	}
+	if (r < 0)
+		return creds_fail(c, r);
 	*out = c;
 	return 0;
-
-err_creds:
-	gnutls_certificate_free_credentials(c->x509);
-err_free:
-	free(c);
-	gnutls_global_deinit();
-	return r == GNUTLS_E_MEMORY_ERROR ? -ENOMEM : -EINVAL;
 }
 
 void gp_tls_creds_free(struct gp_tls_creds *c)
