@@ -87,3 +87,30 @@ import json, sys
 s = json.load(sys.stdin)
 print(next(g["name"] for g in s["gpus"] if g["address"] == sys.argv[1]))' "$1" 2>/dev/null
 }
+
+# pv_guest_start PORT: inside a PV guest VM, the ICD of the build tree as
+# the loader's only vendor; the virtio-serial port named PORT found (step
+# "port", its device in $dev; the test ends without one); then clinfo with
+# no GPUPASS_SERVER, the ICD finding the port by itself (step "clinfo").
+pv_guest_start() {
+	mkdir -p /tmp/vendors
+	echo "$GPVM_BUILD/libgpupass-icd.so" >/tmp/vendors/gpupass.icd
+	export OCL_ICD_VENDORS=/tmp/vendors
+	dev=''
+	for d in /sys/class/virtio-ports/*; do
+		[ "$(cat "$d/name" 2>/dev/null)" = "$1" ] && dev=/dev/${d##*/}
+	done
+	if [ -n "$dev" ] && [ -c "$dev" ]; then
+		pass port "$1 is $dev"
+	else
+		fail port "no virtio-serial port named $1 ($(ls /sys/class/virtio-ports 2>&1))"
+		finish
+	fi
+	t0=$(now)
+	if clinfo >/tmp/clinfo.out 2>&1 && grep -q 'gpupass PV (remote:' /tmp/clinfo.out &&
+		grep -q 'Number of devices  *1' /tmp/clinfo.out; then
+		pass clinfo "$(elapsed "$t0") s, $(grep -m1 'Device Name' /tmp/clinfo.out | sed 's/  */ /g')"
+	else
+		fail clinfo "$(tail -3 /tmp/clinfo.out | tr '\n' ' ')"
+	fi
+}

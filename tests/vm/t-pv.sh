@@ -17,33 +17,8 @@ dir=${GPVM_ARG#*:}
 T=$GPVM_BUILD/tests/pv
 PORT=org.gpupass.pv.0
 
-# Only our ICD, from the build tree.
-mkdir -p /tmp/vendors
-echo "$GPVM_BUILD/libgpupass-icd.so" >/tmp/vendors/gpupass.icd
-export OCL_ICD_VENDORS=/tmp/vendors
-
-port_dev() {
-	for d in /sys/class/virtio-ports/*; do
-		[ "$(cat "$d/name" 2>/dev/null)" = "$PORT" ] && echo "/dev/${d##*/}" && return 0
-	done
-	return 1
-}
-dev=$(port_dev)
-if [ -n "$dev" ] && [ -c "$dev" ]; then
-	pass port "$PORT is $dev"
-else
-	fail port "no virtio-serial port named $PORT ($(ls /sys/class/virtio-ports 2>&1))"
-	finish
-fi
-
-# clinfo with no GPUPASS_SERVER: the ICD must find the port by itself.
-t0=$(now)
-if clinfo >/tmp/clinfo.out 2>&1 && grep -q 'gpupass PV (remote:' /tmp/clinfo.out &&
-	grep -q 'Number of devices  *1' /tmp/clinfo.out; then
-	pass clinfo "$(elapsed "$t0") s, $(grep -m1 'Device Name' /tmp/clinfo.out | sed 's/  */ /g')"
-else
-	fail clinfo "$(tail -3 /tmp/clinfo.out | tr '\n' ' ')"
-fi
+# Only our ICD; the port; clinfo finding it with no GPUPASS_SERVER.
+pv_guest_start "$PORT"
 
 export GPUPASS_SERVER=serial:$PORT
 # runs a pv test program, PASS when it exits 0 with no "not ok" line

@@ -25,29 +25,8 @@ else
 	fail share "no read-only 9p mount of the tag hostroot: $(grep 9p /proc/1/mounts | tr '\n' ' ')"
 fi
 
-mkdir -p /tmp/vendors
-echo "$GPVM_BUILD/libgpupass-icd.so" >/tmp/vendors/gpupass.icd
-export OCL_ICD_VENDORS=/tmp/vendors
-
-dev=''
-for d in /sys/class/virtio-ports/*; do
-	[ "$(cat "$d/name" 2>/dev/null)" = "$PORT" ] && dev=/dev/${d##*/}
-done
-if [ -n "$dev" ] && [ -c "$dev" ]; then
-	pass port "$PORT is $dev"
-else
-	fail port "no virtio-serial port named $PORT ($(ls /sys/class/virtio-ports 2>&1))"
-	finish
-fi
-
-# No GPUPASS_SERVER: the ICD finds the port by itself.
-t0=$(now)
-if clinfo >/tmp/clinfo.out 2>&1 && grep -q 'gpupass PV (remote:' /tmp/clinfo.out &&
-	grep -q 'Number of devices  *1' /tmp/clinfo.out; then
-	pass clinfo "$(elapsed "$t0") s, $(grep -m1 'Device Name' /tmp/clinfo.out | sed 's/  */ /g')"
-else
-	fail clinfo "$(tail -3 /tmp/clinfo.out | tr '\n' ' ')"
-fi
+# Only our ICD; the port; clinfo finding it with no GPUPASS_SERVER.
+pv_guest_start "$PORT"
 
 # The ivshmem-plain region (1af4:1110, PCI class 0500): its BAR2 is the
 # region, of the size gpupass was given.
