@@ -88,11 +88,10 @@ s = json.load(sys.stdin)
 print(next(g["name"] for g in s["gpus"] if g["address"] == sys.argv[1]))' "$1" 2>/dev/null
 }
 
-# pv_guest_start PORT: inside a PV guest VM, the ICD of the build tree as
-# the loader's only vendor; the virtio-serial port named PORT found (step
-# "port", its device in $dev; the test ends without one); then clinfo with
-# no GPUPASS_SERVER, the ICD finding the port by itself (step "clinfo").
-pv_guest_start() {
+# pv_guest_port PORT: inside a PV guest VM, the ICD of the build tree as
+# the loader's only vendor, and the virtio-serial port named PORT found
+# (step "port", its device in $dev; the test ends without one).
+pv_guest_port() {
 	mkdir -p /tmp/vendors
 	echo "$GPVM_BUILD/libgpupass-icd.so" >/tmp/vendors/gpupass.icd
 	export OCL_ICD_VENDORS=/tmp/vendors
@@ -106,6 +105,12 @@ pv_guest_start() {
 		fail port "no virtio-serial port named $1 ($(ls /sys/class/virtio-ports 2>&1))"
 		finish
 	fi
+}
+
+# pv_guest_start PORT: pv_guest_port, then clinfo with no GPUPASS_SERVER,
+# the ICD finding the port by itself (step "clinfo").
+pv_guest_start() {
+	pv_guest_port "$1"
 	t0=$(now)
 	if clinfo >/tmp/clinfo.out 2>&1 && grep -q 'gpupass PV (remote:' /tmp/clinfo.out &&
 		grep -q 'Number of devices  *1' /tmp/clinfo.out; then

@@ -13,20 +13,7 @@ T=$GPVM_BUILD/tests/pv
 PORT=org.gpupass.pv.0
 SIZES=${GPVM_ARG:-1 4 16}
 
-mkdir -p /tmp/vendors
-echo "$GPVM_BUILD/libgpupass-icd.so" >/tmp/vendors/gpupass.icd
-export OCL_ICD_VENDORS=/tmp/vendors
-
-port=
-for d in /sys/class/virtio-ports/*; do
-	[ "$(cat "$d/name" 2>/dev/null)" = "$PORT" ] && port=/dev/${d##*/}
-done
-if [ -n "$port" ] && [ -c "$port" ]; then
-	pass port "$PORT is $port"
-else
-	fail port "no virtio-serial port named $PORT"
-	finish
-fi
+pv_guest_port "$PORT"
 
 ivs=
 for d in /sys/bus/pci/devices/*; do
