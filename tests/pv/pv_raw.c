@@ -4,6 +4,11 @@
  * enforces: per-session handles (isolation), handle kinds, and that a
  * malformed message ends only the session that sent it.
  * Usage: pv_raw SOCKET
+ *        pv_raw garbage VICTIM_SOCKET ATTACKER_SOCKET SEED COUNT: COUNT
+ *        messages of random opcodes whose fields are drawn from live ids,
+ *        small and huge numbers and random bytes, sent by a session of
+ *        the attacker (a new one each time the server ends it), while a
+ *        session of the victim holds a buffer whose data must survive.
  */
 #define CL_TARGET_OPENCL_VERSION 300
 #include <CL/cl.h>
@@ -128,6 +133,212 @@ static int subdev(struct gp_enc *e, struct sess *s, uint64_t dev, const int64_t 
 #define CTX 0x10000u
 #define BUF 0x10001u
 
+/* xorshift64*: the same messages for the same seed. */
+static uint64_t rnd(uint64_t *st)
+{
+	*st ^= *st >> 12;
+	*st ^= *st << 25;
+	*st ^= *st >> 27;
+	return *st * 0x2545F4914F6CDD1Dull;
+}
+
+/* One field value: an id the session may hold, a device, a size, a
+ * boundary, or noise. */
+static uint64_t field(uint64_t *st)
+{
+	static const uint64_t special[] = { 0, 1, 2, 3, 4, 16, 64, 4096, 65536, 1u << 20,
+					     0xffffffffu, 0x7fffffffffffffffull, UINT64_MAX };
+	uint64_t r = rnd(st);
+
+	switch (r % 5) {
+	case 0: return 0x10000 + (r >> 8) % 24; /* ids this session may have made */
+	case 1: return 1 + (r >> 8) % 2;         /* the device, or no device */
+	case 2: return special[(r >> 8) % (sizeof(special) / sizeof(special[0]))];
+	case 3: return (r >> 8) % 256;
+	default: return rnd(st);
+	}
+}
+
+/* Messages that decode (the layouts of session.c), as fields: width 4 or
+ * 8, 'b' a blob of @v bytes, 's' a string; width 0 ends them. The attack mutates a
+ * few fields of one at a time, so most get past the decoder into the
+ * checks and the OpenCL calls behind it. */
+struct fld {
+	char w;
+	uint64_t v;
+};
+#define MAXF 20
+static const struct tmpl {
+	uint16_t op;
+	struct fld f[MAXF];
+} tmpls[] = {
+	{ GP_OP_CREATE_CONTEXT, { { 8, 0x10000 }, { 4, 1 }, { 8, 1 } } },
+	{ GP_OP_CREATE_BUFFER, { { 8, 0x10001 }, { 8, 0x10000 }, { 8, CL_MEM_READ_WRITE }, { 8, 4096 }, { 4, 0 } } },
+	{ GP_OP_CREATE_SUBBUFFER, { { 8, 0x10003 }, { 8, 0x10001 }, { 8, CL_MEM_READ_WRITE }, { 8, 0 }, { 8, 1024 } } },
+	{ GP_OP_CREATE_QUEUE, { { 8, 0x10002 }, { 8, 0x10000 }, { 8, 1 }, { 8, 0 } } },
+	{ GP_OP_WRITE_BUFFER, { { 8, 0x10002 }, { 8, 0x10001 }, { 8, 0 }, { 8, 16 }, { 4, 0 }, { 4, 1 }, { 8, 0 }, { 'b', 16 }, { 4, 0 }, { 8, 0 } } },
+	{ GP_OP_READ_BUFFER, { { 8, 0x10002 }, { 8, 0x10001 }, { 8, 0 }, { 8, 64 }, { 4, 0 }, { 8, 0 }, { 4, 0 }, { 8, 0 } } },
+	{ GP_OP_COPY_BUFFER, { { 8, 0x10002 }, { 8, 0x10001 }, { 8, 0x10003 }, { 8, 0 }, { 8, 0 }, { 8, 256 }, { 4, 0 }, { 8, 0x10004 } } },
+	{ GP_OP_FILL_BUFFER, { { 8, 0x10002 }, { 8, 0x10001 }, { 'b', 4 }, { 8, 0 }, { 8, 64 }, { 4, 0 }, { 8, 0 } } },
+	{ GP_OP_GET_INFO, { { 4, GP_INFO_MEM }, { 8, 0x10001 }, { 8, 0 }, { 4, CL_MEM_SIZE }, { 8, 0 }, { 4, 64 } } },
+	{ GP_OP_GET_INFO, { { 4, GP_INFO_DEVICE }, { 8, 1 }, { 8, 0 }, { 4, CL_DEVICE_NAME }, { 8, 0 }, { 4, 256 } } },
+	{ GP_OP_WAIT_POLL, { { 4, 1 }, { 8, 0x10004 }, { 4, 1000 } } },
+	{ GP_OP_MARKER, { { 8, 0x10002 }, { 4, 0 }, { 8, 0x10005 } } },
+	{ GP_OP_FINISH, { { 8, 0x10002 } } },
+	{ GP_OP_RELEASE, { { 8, 0x10003 } } },
+	{ GP_OP_CREATE_USER_EVENT, { { 8, 0x10006 }, { 8, 0x10000 } } },
+	{ GP_OP_SET_USER_EVENT_STATUS, { { 8, 0x10006 }, { 4, CL_COMPLETE } } },
+	{ GP_OP_CREATE_PROGRAM_SOURCE, { { 8, 0x10007 }, { 8, 0x10000 }, { 's', 0 } } },
+	{ GP_OP_BUILD_PROGRAM, { { 8, 0x10007 }, { 4, 1 }, { 8, 1 }, { 's', 1 } } },
+	{ GP_OP_CREATE_KERNEL, { { 8, 0x10008 }, { 8, 0x10007 }, { 's', 2 } } },
+	{ GP_OP_SET_KERNEL_ARG, { { 8, 0x10008 }, { 4, 0 }, { 4, 1 }, { 8, 0x10001 }, { 'b', 0 } } },
+	{ GP_OP_SET_KERNEL_ARG, { { 8, 0x10008 }, { 4, 1 }, { 4, 0 }, { 8, 4 }, { 'b', 4 } } },
+	{ GP_OP_ENQUEUE_NDRANGE, { { 8, 0x10002 }, { 8, 0x10008 }, { 4, 1 }, { 4, 0 }, { 4, 0 }, { 8, 0 }, { 8, 0 }, { 8, 0 }, { 8, 64 }, { 8, 1 }, { 8, 1 }, { 8, 1 }, { 8, 1 }, { 8, 1 }, { 4, 0 }, { 8, 0x10009 } } },
+	{ GP_OP_CREATE_SUB_DEVICES, { { 8, 1 }, { 4, 2 }, { 8, CL_DEVICE_PARTITION_EQUALLY }, { 8, 1 }, { 4, 0 } } },
+	{ GP_OP_STAGE, { { 8, 0 }, { 8, 16 }, { 'b', 16 } } },
+};
+
+static void template_body(struct gp_enc *e, uint64_t *st, struct gp_proto_hdr *h)
+{
+	static const char *strs[] = { "__kernel void k(__global int *a, int v) { a[get_global_id(0)] = v; }",
+				      "", "k" };
+	const struct tmpl *t = &tmpls[rnd(st) % (sizeof(tmpls) / sizeof(tmpls[0]))];
+	int nf = 0, muts = 1 + (int)(rnd(st) % 3);
+	struct fld f[MAXF];
+
+	while (nf < MAXF && t->f[nf].w)
+		nf++; /* a template's fields end at the first width 0 */
+	memcpy(f, t->f, sizeof(f));
+	for (int m = 0; m < muts; m++) {
+		int i = (int)(rnd(st) % (unsigned)nf);
+
+		if (f[i].w == 4 || f[i].w == 8)
+			f[i].v = field(st);
+	}
+	h->opcode = t->op;
+	for (int i = 0; i < nf; i++) {
+		uint8_t junk[256];
+
+		if (f[i].w == 8) {
+			gp_enc_u64(e, f[i].v);
+		} else if (f[i].w == 4) {
+			gp_enc_u32(e, (uint32_t)f[i].v);
+		} else if (f[i].w == 's') {
+			gp_enc_str(e, strs[f[i].v % 3]);
+		} else {
+			size_t len = f[i].v < sizeof(junk) ? (size_t)f[i].v : sizeof(junk);
+
+			for (size_t j = 0; j < len; j++)
+				junk[j] = (uint8_t)rnd(st);
+			gp_enc_blob(e, junk, len);
+		}
+	}
+}
+
+static int garbage(const char *victim, const char *attacker, uint64_t seed, long count)
+{
+	struct sess v, g;
+	struct gp_enc e;
+	uint64_t st = seed ? seed : 1, val = 0;
+	long ended = 0, answered = 0;
+	int data[256], back[256];
+	bool open_g = false;
+
+	gp_enc_init(&e, GP_PROTO_MAX_PAYLOAD);
+	EQ(sess_open(victim, &v), 0, "victim session");
+	gp_enc_u64(&e, CTX);
+	gp_enc_u32(&e, 1);
+	gp_enc_u64(&e, 1);
+	EQ(call(&v, GP_OP_CREATE_CONTEXT, &e, true, NULL), CL_SUCCESS, "victim context");
+	for (int i = 0; i < 256; i++)
+		data[i] = i * 31 + 7;
+	gp_enc_u64(&e, BUF);
+	gp_enc_u64(&e, CTX);
+	gp_enc_u64(&e, CL_MEM_READ_WRITE);
+	gp_enc_u64(&e, sizeof(data));
+	gp_enc_u32(&e, 0);
+	EQ(call(&v, GP_OP_CREATE_BUFFER, &e, true, NULL), CL_SUCCESS, "victim buffer");
+	gp_enc_u64(&e, 0);
+	gp_enc_u64(&e, BUF);
+	gp_enc_u64(&e, 0);
+	gp_enc_u64(&e, sizeof(data));
+	gp_enc_u32(&e, 0);
+	gp_enc_u32(&e, 1);
+	gp_enc_u64(&e, 0);
+	gp_enc_blob(&e, data, sizeof(data));
+	gp_enc_u32(&e, 0);
+	gp_enc_u64(&e, 0);
+	EQ(call(&v, GP_OP_WRITE_BUFFER, &e, true, NULL), CL_SUCCESS, "victim data written");
+	if (t_fail)
+		return t_done();
+	for (long i = 0; i < count; i++) {
+		struct gp_proto_hdr h = { 0 };
+		bool sync;
+		int r;
+
+		if (!open_g) {
+			if (sess_open(attacker, &g) < 0) {
+				OK(0, "attacker session %ld could not say hello", ended);
+				break;
+			}
+			open_g = true;
+		}
+		h.flags = rnd(&st) % 4 ? GP_PROTO_F_SYNC : 0;
+		if (rnd(&st) % 50 == 0)
+			h.flags |= GP_PROTO_F_STAGED;
+		h.req_id = g.req++;
+		template_body(&e, &st, &h);
+		sync = h.flags & GP_PROTO_F_SYNC;
+		r = gp_transport_send(g.ring, &h, e.buf, e.len, -1);
+		gp_enc_reset(&e);
+		if (r == 0 && sync)
+			r = gp_transport_recv(g.ring, &h, g.rx, GP_PROTO_MAX_PAYLOAD, NULL, 20000);
+		if (r == -ETIMEDOUT) {
+			OK(0, "message %ld (opcode %u) got no answer in 20 s", i, h.opcode);
+			break;
+		}
+		if (r < 0) {
+			sess_close(&g);
+			open_g = false;
+			ended++;
+		} else if (sync) {
+			answered++;
+		}
+	}
+	if (open_g)
+		sess_close(&g);
+	OK(1, "%ld mutated messages: %ld answered, %ld sessions ended by the server", count, answered,
+	   ended);
+	gp_enc_u64(&e, 0x10002);
+	gp_enc_u64(&e, CTX);
+	gp_enc_u64(&e, 1);
+	gp_enc_u64(&e, 0);
+	EQ(call(&v, GP_OP_CREATE_QUEUE, &e, true, NULL), CL_SUCCESS, "victim queue after the attack");
+	gp_enc_u64(&e, 0x10002);
+	gp_enc_u64(&e, BUF);
+	gp_enc_u64(&e, 0);
+	gp_enc_u64(&e, sizeof(back));
+	gp_enc_u32(&e, 0);
+	gp_enc_u64(&e, 0);
+	gp_enc_u32(&e, 0);
+	gp_enc_u64(&e, 0);
+	{
+		struct gp_dec d;
+		size_t n = 0;
+		const void *p;
+
+		EQ(call(&v, GP_OP_READ_BUFFER, &e, true, &d), CL_SUCCESS, "victim reads its buffer");
+		p = gp_dec_blob(&d, sizeof(back), &n);
+		OK(p && n == sizeof(back) && memcpy(back, p, n) && memcmp(back, data, n) == 0,
+		   "the victim's data is intact (%zu bytes)", n);
+	}
+	EQ(get_info(&v, GP_INFO_MEM, BUF, CL_MEM_SIZE, &val), CL_SUCCESS, "victim buffer info");
+	EQ(val, sizeof(data), "its size");
+	sess_close(&v);
+	gp_enc_free(&e);
+	return t_done();
+}
+
 int main(int argc, char **argv)
 {
 	struct sess a, b, c;
@@ -135,8 +346,10 @@ int main(int argc, char **argv)
 	uint64_t v = 0;
 	int r;
 
+	if (argc == 6 && strcmp(argv[1], "garbage") == 0)
+		return garbage(argv[2], argv[3], strtoull(argv[4], NULL, 0), strtol(argv[5], NULL, 0));
 	if (argc != 2) {
-		fprintf(stderr, "usage: pv_raw SOCKET\n");
+		fprintf(stderr, "usage: pv_raw SOCKET | pv_raw garbage VICTIM ATTACKER SEED COUNT\n");
 		return 2;
 	}
 	gp_enc_init(&e, GP_PROTO_MAX_PAYLOAD);

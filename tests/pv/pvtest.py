@@ -416,8 +416,34 @@ def main():
             workers_run(tmp)
         elif SCENARIO == "fair":
             fair_run(tmp)
+        elif SCENARIO == "garbage":
+            garbage_run(tmp)
         else:
             fail("unknown scenario " + SCENARIO)
+
+
+def garbage_run(tmp):
+    """Hostile messages that decode: 1500 mutations of valid messages (ids
+    of live and dead objects, sizes and offsets at their limits, noise) from
+    guest b, a new session each time the server ends one, while guest a
+    holds a buffer. a's data must be intact, the server and both workers
+    alive (no crash, no sanitizer report), every ended session logged."""
+    srv = Server(tmp, "[guest a]\nsocket = %s/a.sock\n[guest b]\nsocket = %s/b.sock\n" % (tmp, tmp))
+    srv.start([tmp + "/a.sock", tmp + "/b.sock"])
+    try:
+        seed = int(os.environ.get("PV_GARBAGE_SEED", "20261122"))
+        run([prog("pv_raw"), "garbage", tmp + "/a.sock", tmp + "/b.sock", str(seed), "1500"],
+            dict(os.environ), timeout=280)
+        if not srv.alive():
+            fail("the server died under the attack")
+        log = open(os.path.join(tmp, "pvd.log")).read()
+        if re.search(r"killed by|Sanitizer|runtime error", log):
+            relay(log[-3000:])
+            fail("a worker crashed or a sanitizer spoke (seed %d)" % seed)
+        ok(1, "seed %d: server and workers alive, %d sessions ended with a logged reason"
+           % (seed, log.count("session ended")))
+    finally:
+        srv.stop()
 
 
 def fair_run(tmp):
