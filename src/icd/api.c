@@ -647,7 +647,6 @@ static cl_int CL_API_CALL icd_GetDeviceInfo(cl_device_id d, cl_device_info param
 
 /* Entries of a partition property list before its final 0 (OpenCL 3.0,
  * 4.3.1), or 0 when it is not one the specification defines. */
-#define MAX_PARTITION_PROPS 64u
 static cl_uint partition_len(const cl_device_partition_property *p)
 {
 	cl_uint n;
@@ -658,9 +657,10 @@ static cl_uint partition_len(const cl_device_partition_property *p)
 		n = 2;
 		break;
 	case CL_DEVICE_PARTITION_BY_COUNTS:
-		for (n = 1; n < MAX_PARTITION_PROPS && p[n] != CL_DEVICE_PARTITION_BY_COUNTS_LIST_END; n++)
-			;
-		if (n == MAX_PARTITION_PROPS)
+		n = 1;
+		while (n < GP_PROTO_MAX_PARTITION && p[n] != CL_DEVICE_PARTITION_BY_COUNTS_LIST_END)
+			n++;
+		if (n == GP_PROTO_MAX_PARTITION)
 			return 0;
 		n++;
 		break;

@@ -34,6 +34,8 @@
 /* The most a staging buffer holds: program sources and binaries larger
  * than one message go through it. */
 #define GP_PROTO_MAX_STAGE (64u << 20)
+/* Entries of a sub-device partition list (CREATE_SUB_DEVICES). */
+#define GP_PROTO_MAX_PARTITION 64u
 
 /* The header as the C side sees it. On the wire it is written field by
  * field (gp_proto_hdr_pack), never by copying this struct. */

@@ -27,7 +27,6 @@
  * wait list may name (OpenCL sets no limit; this bounds the allocation). */
 #define MAX_WAIT 4096u
 #define MAX_DEVS 64u
-#define MAX_PARTITION_PROPS 64u
 /* Ids below this are the server's (devices); the guest picks the rest. */
 #define FIRST_CLIENT_ID 0x10000ull
 
@@ -492,7 +491,7 @@ static int op_create_context(struct pvd_session *s, struct gp_dec *d, cl_int *er
 
 /* Partition properties (OpenCL 3.0, 4.3.1): {EQUALLY, n, 0},
  * {BY_AFFINITY_DOMAIN, domain, 0} or {BY_COUNTS, c1, ..., LIST_END, 0}
- * with counts >= 0. @n entries before the final 0 must be exactly one of
+ * with counts > 0. @n entries before the final 0 must be exactly one of
  * these; what the values mean the host platform checks. */
 static bool partition_well_formed(const cl_device_partition_property *p, uint32_t n)
 {
@@ -521,10 +520,10 @@ static bool partition_well_formed(const cl_device_partition_property *p, uint32_
  * (released with RELEASE, counted in max_objects). */
 static int op_create_sub_devices(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 {
-	cl_device_partition_property props[MAX_PARTITION_PROPS + 1];
+	cl_device_partition_property props[GP_PROTO_MAX_PARTITION + 1];
 	cl_device_id subs[MAX_DEVS];
 	uint64_t did = gp_dec_u64(d), ids[MAX_DEVS];
-	uint32_t n = gp_dec_count(d, 8, MAX_PARTITION_PROPS), m;
+	uint32_t n = gp_dec_count(d, 8, GP_PROTO_MAX_PARTITION), m;
 	cl_uint got = 0;
 	void *dev = NULL;
 
