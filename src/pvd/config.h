@@ -28,7 +28,25 @@ struct gp_pvd_guest_cfg {
 	bool has_peer_sha256;
 	uint8_t peer_sha256[32]; /* tcp: SHA-256 of its TLS client certificate */
 	char token[257];     /* tcp: its token ("" = none), GP_TLS_TOKEN_MAX bytes */
+	/* Where each identity key was set (0: not set), for messages. */
+	struct {
+		int socket, uid, cid, token, peer, ivshmem;
+	} line;
 };
+
+/* The lines of the first [server] listen keys, for messages. */
+#define GP_PVD_LISTEN_LINES 16
+
+/* [guest default] gives each local user who connects to a shared socket a
+ * guest of its own, named this prefix + the uid ("default.1001"), with
+ * default's limits: names with this prefix are refused in the file. */
+#define GP_PVD_UID_GUEST_PREFIX "default."
+
+/* The configuration without a file, and that of an empty file: listen on
+ * the shared socket; every local user is a guest of its own, no limits. */
+#define GP_PVD_DEFAULT_LISTEN "unix:/run/gpupass/pv.sock"
+#define GP_PVD_DEFAULT_CONFIG \
+	"[server]\nlisten = " GP_PVD_DEFAULT_LISTEN "\n[guest default]\nweight = 1\n"
 
 struct gp_pvd_config {
 	struct gp_strv listen;  /* unix:PATH, vsock:[CID:]PORT, tcp:HOST:PORT */
@@ -37,10 +55,14 @@ struct gp_pvd_config {
 	struct gp_pvd_guest_cfg *guests;
 	size_t n_guests;
 	char *error; /* why parsing failed, for the caller to print */
+	bool defaulted; /* the file was empty: GP_PVD_DEFAULT_CONFIG was used */
+	int listen_line[GP_PVD_LISTEN_LINES];
 };
 
 /* Parses @path. On a syntax or value error returns -EINVAL with
- * cfg->error set ("FILE:LINE: ..."); -errno if the file cannot be read. */
+ * cfg->error set ("FILE:LINE: ..."); -errno if the file cannot be read
+ * (-EISDIR for a directory). A file that is empty or holds only comments
+ * means GP_PVD_DEFAULT_CONFIG (cfg->defaulted: the caller says so). */
 int gp_pvd_config_load(const char *path, struct gp_pvd_config *cfg);
 /* Same, from a string (tests, embedded defaults). */
 int gp_pvd_config_parse(const char *text, struct gp_pvd_config *cfg);

@@ -26,13 +26,7 @@
  * to the system; the next connection starts a new one). */
 #define PVD_IDLE_GRACE_S 10
 
-#define DEFAULT_LISTEN "unix:/run/gpupass/pv.sock"
-/* Used when no --config is given: every local user is a guest, no limits. */
-static const char embedded_config[] =
-	"[server]\n"
-	"listen = " DEFAULT_LISTEN "\n"
-	"[guest default]\n"
-	"weight = 1\n";
+#define DEFAULT_LISTEN GP_PVD_DEFAULT_LISTEN
 
 static void log_stderr(void *data, enum gp_log_level level, const char *msg)
 {
@@ -175,6 +169,11 @@ static int listen_on(const char *addr, mode_t mode, int *fd)
 	return r;
 }
 
+static int guest_add(struct pvd_server *srv, const struct gp_pvd_guest_cfg *c, size_t *out);
+
+/* The guest a local user connecting to a shared socket is: its own
+ * [guest] uid = section, else [guest default] (made per user by
+ * default_for_uid), else none. */
 static struct pvd_guest *guest_by_uid(struct pvd_server *srv, uid_t uid)
 {
 	struct pvd_guest *def = NULL;
@@ -183,7 +182,7 @@ static struct pvd_guest *guest_by_uid(struct pvd_server *srv, uid_t uid)
 	for (size_t i = 0; i < n; i++) {
 		const struct pvd_guest *g = &srv->guests[i];
 
-		if (g->own_socket || g->removed)
+		if (g->own_socket || g->removed || srv->sup[i].parent >= 0)
 			continue;
 		if (srv->sup[i].uid >= 0 && (uid_t)srv->sup[i].uid == uid)
 			return &srv->guests[i];
@@ -191,6 +190,58 @@ static struct pvd_guest *guest_by_uid(struct pvd_server *srv, uid_t uid)
 			def = &srv->guests[i];
 	}
 	return def;
+}
+
+/* [guest default]'s settings for the per-user guest of @uid: no socket,
+ * identity or region of its own (those would be default's). */
+static struct gp_pvd_guest_cfg uid_guest_cfg(const struct gp_pvd_guest_cfg *def, char *name)
+{
+	struct gp_pvd_guest_cfg c = *def;
+
+	c.name = name;
+	c.socket = NULL;
+	c.ivshmem = NULL;
+	c.uid = -1;
+	c.cid = -1;
+	c.has_peer_sha256 = false;
+	c.token[0] = '\0';
+	return c;
+}
+
+/* Under [guest default] every local user is a guest of its own: a slot
+ * of the table, so a worker process of its own (two users never share a
+ * worker's memory) with default's quota each, made at its first
+ * connection and kept (slots are never reused). NULL when the table is
+ * full. */
+static struct pvd_guest *default_for_uid(struct pvd_server *srv, struct pvd_guest *def, uid_t uid,
+					 char *why, size_t why_len)
+{
+	size_t n = pvd_n_guests(srv), ds = (size_t)(def - srv->guests), slot = 0;
+	const struct gp_pvd_guest_cfg *dc = gp_pvd_config_guest(&srv->cfg, "default");
+	struct gp_pvd_guest_cfg c;
+	char name[PVD_NAME_MAX];
+	int r;
+
+	for (size_t i = 0; i < n; i++)
+		if (srv->sup[i].parent == (ssize_t)ds && srv->sup[i].for_uid == (int64_t)uid &&
+		    !srv->guests[i].removed)
+			return &srv->guests[i];
+	if (!dc)
+		return def; /* not reached: default comes from the config */
+	snprintf(name, sizeof(name), GP_PVD_UID_GUEST_PREFIX "%u", (unsigned)uid);
+	c = uid_guest_cfg(dc, name);
+	r = guest_add(srv, &c, &slot);
+	if (r < 0) {
+		snprintf(why, why_len, "no room for a guest of user %u (%d guests at most): %s",
+			 (unsigned)uid, PVD_MAX_GUESTS, strerror(-r));
+		gp_err(&srv->log, "[guest default]: %s", why);
+		return NULL;
+	}
+	srv->sup[slot].parent = (ssize_t)ds;
+	srv->sup[slot].for_uid = uid;
+	gp_info(&srv->log, "guest %s: local user %u is a guest of its own, with [guest default]'s "
+		"limits", name, (unsigned)uid);
+	return &srv->guests[slot];
 }
 
 /* Is the first message a status request? Those are
@@ -236,6 +287,8 @@ static void accept_one(struct pvd_server *srv, int lfd, struct pvd_guest *own)
 	 * its worker (a VM's stream that says nothing yet waits 0.1 s). */
 	if (g && wants_status(fd))
 		g = NULL;
+	else if (g && !own && srv->sup[g - srv->guests].parent < 0 && strcmp(g->name, "default") == 0)
+		g = default_for_uid(srv, g, cr.uid, why, sizeof(why));
 	if (pvd_session_start(srv, g, fd, why) < 0)
 		gp_err(&srv->log, "cannot start a session: out of resources");
 }
@@ -320,6 +373,8 @@ static int guest_add(struct pvd_server *srv, const struct gp_pvd_guest_cfg *c, s
 	}
 	sup->listen_fd = -1;
 	sup->chan = -1;
+	sup->parent = -1;
+	sup->for_uid = -1;
 	/* Published after the slot is whole: workers read up to it. */
 	__atomic_store_n(&srv->table->n_guests, (uint32_t)(n + 1), __ATOMIC_RELEASE);
 	*out = n;
@@ -362,13 +417,16 @@ static void reload(struct pvd_server *srv, const char *path)
 	r = gp_pvd_config_load(path, &ncfg);
 	if (r < 0) {
 		gp_err(&srv->log, "reload refused, nothing changed: %s",
-		       ncfg.error ? ncfg.error : strerror(-r));
+		       ncfg.error ? ncfg.error : r == -EISDIR ? "the config path is a directory" :
+		       strerror(-r));
 		gp_pvd_config_clear(&ncfg);
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct pvd_guest *g = &srv->guests[i];
 
+		if (srv->sup[i].parent >= 0)
+			continue; /* follows its default, below */
 		if (!g->removed && !gp_pvd_config_guest(&ncfg, g->name)) {
 			__atomic_store_n(&g->removed, 1, __ATOMIC_RELAXED);
 			guest_unlisten(srv, i);
@@ -423,6 +481,37 @@ static void reload(struct pvd_server *srv, const char *path)
 				__atomic_store_n(&g->removed, 1, __ATOMIC_RELAXED);
 			}
 		}
+	}
+	/* The per-user guests of [guest default] follow it: its new limits,
+	 * or gone with it (their live sessions continue). */
+	for (size_t i = 0; i < pvd_n_guests(srv); i++) {
+		struct pvd_sup *sup = &srv->sup[i];
+		const struct gp_pvd_guest_cfg *dc = gp_pvd_config_guest(&ncfg, "default");
+		struct pvd_guest *g = &srv->guests[i];
+
+		if (sup->parent < 0 || g->removed)
+			continue;
+		if (!dc || srv->guests[sup->parent].removed) {
+			__atomic_store_n(&g->removed, 1, __ATOMIC_RELAXED);
+			gp_info(&srv->log, "guest %s removed with [guest default]", g->name);
+		} else {
+			struct gp_pvd_guest_cfg c = uid_guest_cfg(dc, g->name);
+
+			guest_set_config(srv, i, &c);
+		}
+	}
+	if (ncfg.defaulted)
+		gp_warn(&srv->log, "%s is empty: using the defaults (every local user is a guest of "
+			"its own, no limits)", path);
+	/* The new sections are the ones per-user guests are made from. */
+	{
+		struct gp_pvd_guest_cfg *t = srv->cfg.guests;
+		size_t tn = srv->cfg.n_guests;
+
+		srv->cfg.guests = ncfg.guests;
+		srv->cfg.n_guests = ncfg.n_guests;
+		ncfg.guests = t;
+		ncfg.n_guests = tn;
 	}
 	gp_pvd_config_clear(&ncfg);
 }
@@ -602,14 +691,18 @@ int main(int argc, char **argv)
 	srv.log.max_level = verbose >= 2 ? GP_LOG_DEBUG : verbose ? GP_LOG_INFO : GP_LOG_WARN;
 	if (!srv.state_dir)
 		srv.state_dir = default_state_dir();
-	r = config ? gp_pvd_config_load(config, &srv.cfg) : gp_pvd_config_parse(embedded_config, &srv.cfg);
+	r = config ? gp_pvd_config_load(config, &srv.cfg) : gp_pvd_config_parse(GP_PVD_DEFAULT_CONFIG, &srv.cfg);
 	if (r < 0) {
 		if (srv.cfg.error)
 			fprintf(stderr, "gpupass-pvd: error: %s\n", srv.cfg.error);
 		else
-			fprintf(stderr, "gpupass-pvd: error: cannot read %s: %s\n", config, strerror(-r));
+			fprintf(stderr, "gpupass-pvd: error: cannot read %s: %s\n", config,
+				r == -EISDIR ? "it is a directory, not a configuration file" : strerror(-r));
 		goto out;
 	}
+	if (srv.cfg.defaulted)
+		gp_warn(&srv.log, "%s is empty: using the defaults ([guest default]: every local "
+			"user is a guest of its own, no limits)", config);
 	if (listen.n) {
 		gp_strv_clear(&srv.cfg.listen);
 		srv.cfg.listen = listen;

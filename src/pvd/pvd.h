@@ -120,6 +120,10 @@ struct pvd_sup {
 	bool has_peer_sha256;
 	uint8_t peer_sha256[32]; /* tcp: SHA-256 of its TLS client certificate */
 	char token[257];         /* tcp: its token ("" = none) */
+	/* A per-user guest of [guest default] (main.c): the slot of default
+	 * and the local user it is for; -1 for a guest of the config. */
+	ssize_t parent;
+	int64_t for_uid;
 };
 _Static_assert(PVD_IVSHMEM_MAX == GP_PVD_IVSHMEM_MAX, "the table holds every ivshmem path");
 /* SIGCHLD: reaps workers, logs how each ended; a crashed worker's guest

@@ -32,7 +32,7 @@ import tty
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pvtest  # noqa: E402  (reads BUILD_DIR TEST_BIN_DIR SCENARIO from argv)
-from pvtest import (Server, emit, fail, guest_env, ok, prog, run, status,  # noqa: E402
+from pvtest import (DEFAULT_ME, Server, emit, fail, guest_env, ok, prog, run, status,  # noqa: E402
                     wait_status)
 
 SCENARIO = sys.argv[3]
@@ -105,7 +105,7 @@ def main():
                 ok(1, "pv_basic in stream mode (%.2f s)" % (time.time() - t0))
                 run([prog("pv_threads")], env)
                 run([prog("pv_bigprog")], env)
-                g = wait_status(sock, "default", lambda g: g["objects"] == 0 and g["sessions"] == 0,
+                g = wait_status(sock, DEFAULT_ME, lambda g: g["objects"] == 0 and g["sessions"] == 0,
                                 "objects released after the stream programs ended")
                 ok(2, "pv_threads and pv_bigprog (staged sources and binaries) in stream mode; "
                       "0 objects after (%d calls)" % g["calls"])

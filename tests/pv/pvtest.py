@@ -22,6 +22,10 @@ ICD = os.path.join(BUILD, "libgpupass-icd.so")
 CLI = os.path.join(BUILD, "gpupass")
 
 
+# Under [guest default] each local user is a guest of its own, named
+# "default.UID" (gpupass-pvd(8)).
+DEFAULT_ME = "default.%d" % os.getuid()
+
 N = [0]
 
 
@@ -183,7 +187,7 @@ def main():
                     run([prog("pv_icd_launch")], env)
                     run([prog("pv_subdevice")], env)
                     run([prog("pv_writes")], env)
-                    g = wait_status(sock, "default", lambda g: g["objects"] == 0 and g["sessions"] == 0,
+                    g = wait_status(sock, DEFAULT_ME, lambda g: g["objects"] == 0 and g["sessions"] == 0,
                                     "objects released after the program ended")
                     if g["calls"] < 50 or g["device_time_ns"] <= 0:
                         fail("status counts no calls or device time: %s" % g)
@@ -192,13 +196,13 @@ def main():
                 elif SCENARIO == "program":
                     run([prog("pv_program")], env)
                     run([prog("pv_bigprog")], env)
-                    wait_status(sock, "default", lambda g: g["objects"] == 0 and g["sessions"] == 0,
+                    wait_status(sock, DEFAULT_ME, lambda g: g["objects"] == 0 and g["sessions"] == 0,
                                 "programs released after the run")
                     ok(1, "compiled and linked programs released")
                 elif SCENARIO == "wait":
                     run([prog("pv_wait")], env)
                     run([prog("pv_icd_wait")], env)
-                    wait_status(sock, "default", lambda g: g["objects"] == 0 and g["sessions"] == 0,
+                    wait_status(sock, DEFAULT_ME, lambda g: g["objects"] == 0 and g["sessions"] == 0,
                                 "objects released after the waits")
                     ok(1, "waits from several threads: no deadlock, everything released")
                 elif SCENARIO == "clpeak":
@@ -208,12 +212,12 @@ def main():
                         env["PV_LEAK_CHECKED"] = "1"
                     env["PV_IMAGE_QUOTA"] = "64"
                     run([prog("pv_image")], env)
-                    wait_status(sock, "default", lambda g: g["objects"] == 0 and g["memory_used"] == 0,
+                    wait_status(sock, DEFAULT_ME, lambda g: g["objects"] == 0 and g["memory_used"] == 0,
                                 "images and samplers released, memory back to 0")
                     ok(1, "images released: 0 objects, 0 bytes")
                 elif SCENARIO == "threads":
                     run([prog("pv_threads")], env)
-                    wait_status(sock, "default", lambda g: g["objects"] == 0 and g["sessions"] == 0,
+                    wait_status(sock, DEFAULT_ME, lambda g: g["objects"] == 0 and g["sessions"] == 0,
                                 "objects released after the threads ended")
                     ok(1, "4 threads x 100 rounds, all results right, everything released")
                 elif SCENARIO == "raw":
@@ -412,6 +416,8 @@ def main():
             isolation_run(tmp, SCENARIO)
         elif SCENARIO == "sandbox":
             sandbox_run(tmp)
+        elif SCENARIO == "peruser":
+            peruser_run(tmp)
         elif SCENARIO == "workers":
             workers_run(tmp)
         elif SCENARIO == "fair":
@@ -567,7 +573,7 @@ def isolation_run(tmp, scenario):
         # buffer, the NULL kernel argument crashes PoCL.
         cfg = ("[server]\nlisten = unix:%s\n[guest default]\nmemory_max = 16M\n"
                "[guest b]\nsocket = %s\n" % (a_sock, b_sock))
-        name = "default"
+        name = DEFAULT_ME
     srv = Server(tmp, cfg)
     # The ASan build: let the wild write kill the worker as it would
     # without ASan (its SEGV handler would turn it into an abort with a
@@ -667,6 +673,77 @@ def sandbox_run(tmp):
             srv.stop()
     finally:
         shutil.rmtree(secret_dir)
+
+
+def as_user(uid, cmd):
+    """@cmd run as local user @uid (no passwd entry needed)."""
+    return ["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups"] + cmd
+
+
+def worker_of(tmp, name):
+    """The pid of guest @name's current worker, from the server's log."""
+    m = re.findall(r"guest %s: worker (\d+) started" % re.escape(name),
+                   open(os.path.join(tmp, "pvd.log")).read())
+    return int(m[-1]) if m else None
+
+
+def peruser_run(tmp):
+    """[guest default] gives every local user a guest and a worker of its
+    own: a kernel of user B that reads and writes the address of user A's
+    buffer (on a CPU platform a kernel is native code in its worker) gets
+    nothing of it, A's buffer stays intact, each has default's quota. With
+    one worker for both (what gpupass did before), B read A's marker."""
+    ua, ub = 4201, 4202
+    os.chmod(tmp, 0o755)  # the users reach the socket and the vendors folder
+    sock = os.path.join(tmp, "pv.sock")
+    srv = Server(tmp, "[server]\nlisten = unix:%s\n[guest default]\nmemory_max = 64M\n"
+                 "[guest named]\nuid = %d\n" % (sock, ub + 1))
+    # B's wild read may kill its worker; ASan would make that an abort.
+    srv.env = {"ASAN_OPTIONS": ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"),
+                                                      "handle_segv=0"]))}
+    srv.start([sock])
+    env = guest_env(tmp, sock)
+    try:
+        a = subprocess.Popen(as_user(ua, [prog("pv_poke"), "plant"]), env=env, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+        first = a.stdout.readline().strip()
+        if not first.startswith("addr 0x") or a.stdout.readline().strip() != "ready":
+            fail("pv_poke plant as user %d: %r" % (ua, first))
+        addr = first.split()[1]
+        p = subprocess.run(as_user(ub, [prog("pv_poke"), "peek", addr]), env=env,
+                           capture_output=True, text=True, timeout=120)
+        got = p.stdout.strip()
+        if "0x5ec2e7" in got:
+            fail("user %d's kernel read user %d's buffer at %s: %s" % (ub, ua, addr, got))
+        ok(1, "user %d's kernel at user %d's buffer address %s got none of it (%s)"
+           % (ub, ua, addr, got[:60]))
+        out, _ = a.communicate("check\n", timeout=60)
+        if out.strip() != "intact":
+            fail("user %d's buffer after the other user's write: %r" % (ua, out))
+        ok(1, "user %d's buffer intact after user %d's kernel wrote at its address" % (ua, ub))
+        st = status(sock)
+        na, nb = "default.%d" % ua, "default.%d" % ub
+        if na not in st or nb not in st:
+            fail("pv status has no per-user guests %s, %s: %s" % (na, nb, sorted(st)))
+        wa, wb = worker_of(tmp, na), worker_of(tmp, nb)
+        if not wa or not wb or wa == wb:
+            fail("expected two workers, got %s and %s" % (wa, wb))
+        ok(1, "guests %s and %s, workers %d and %d" % (na, nb, wa, wb))
+        if st[na]["memory_max"] != 64 << 20 or st[nb]["memory_max"] != 64 << 20:
+            fail("per-user guests do not have default's quota: %s" % st)
+        ok(1, "each per-user guest has [guest default]'s 64 MiB quota")
+        run(as_user(ub + 1, [prog("pv_isolate"), "vadd"]), env)
+        if "default.%d" % (ub + 1) in status(sock):
+            fail("a user with a [guest] uid = section became a per-user default guest")
+        ok(1, "a user with its own uid = section is that guest, not a default one")
+        with open(srv.cfg, "w") as f:
+            f.write("[server]\nlisten = unix:%s\n[guest default]\nmemory_max = 32M\n" % sock)
+        srv.proc.send_signal(signal.SIGHUP)
+        wait_status(sock, na, lambda g: g["memory_max"] == 32 << 20,
+                    "per-user guests follow [guest default]'s new quota after a reload")
+        ok(1, "after a reload the per-user guests have default's new 32 MiB quota")
+    finally:
+        srv.stop()
 
 
 def workers_run(tmp):

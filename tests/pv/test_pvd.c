@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -62,7 +64,7 @@ static void test_config(void **state)
 		"[server]\nlisten = unix:/run/a.sock\nlisten = unix:/run/b.sock\ndevices = pocl, all\n"
 		"[guest vm1]\nsocket = /run/vm1.sock\nmemory_max = 512M\nmax_objects = 100\nweight = 2\n"
 		"ivshmem = /var/lib/gpupass/vm1.shm\n"
-		"[guest alice]\nuid = 1000\nmemory_max = 2G\n"
+		"[guest alice]\nuid = 1000   # by its user id\nmemory_max = 2G\t# two\n"
 		"[guest default]\n", &c), 0);
 	assert_int_equal(c.listen.n, 2);
 	assert_string_equal(c.listen.v[1], "unix:/run/b.sock");
@@ -113,6 +115,109 @@ static void test_config_garbage(void **state)
 		assert_non_null(c.error);
 		gp_pvd_config_clear(&c);
 	}
+}
+
+/* Configurations that must be refused, each with the line to change and
+ * what is wrong: before, each of these was taken silently (the second
+ * guest got the first's connections, the last duplicate key won, the text
+ * after a NUL byte vanished). */
+static void test_config_refusals(void **state)
+{
+	static const struct {
+		const char *text, *want;
+	} bad[] = {
+		{ "[guest a]\nsocket = /run/x.sock\n[guest b]\nsocket = /run//x.sock\n",
+		  "<config>:4: guest b has the same socket as guest a (line 2)" },
+		{ "[guest a]\nsocket = /run/gp/../x.sock\n[guest b]\nsocket = /run/./x.sock\n",
+		  "<config>:4: guest b has the same socket as guest a (line 2)" },
+		{ "[server]\nlisten = unix:/run/pv.sock\n[guest a]\nsocket = /run/pv.sock\n",
+		  "<config>:4: guest a: socket /run/pv.sock is also [server] listen" },
+		{ "[guest a]\nuid = 1000\n\n[guest b]\nweight = 2\nuid = 1000\n",
+		  "<config>:6: guest b has the same uid as guest a (line 2)" },
+		{ "[guest a]\ncid = 3\n[guest b]\ncid = 3\n",
+		  "<config>:4: guest b has the same cid as guest a (line 2)" },
+		{ "[guest a]\ntoken = 0123456789abcdef\n[guest b]\ntoken = 0123456789abcdef\n",
+		  "<config>:4: guest b has the same token as guest a (line 2)" },
+		{ "[guest a]\ntls_peer_sha256 = " "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n"
+		  "[guest b]\ntls_peer_sha256 = " "00112233445566778899AABBCCDDEEFF00112233445566778899AABBCCDDEEFF\n",
+		  "<config>:4: guest b has the same tls_peer_sha256 as guest a (line 2)" },
+		{ "[guest a]\nivshmem = /run/a.shm\n[guest b]\nivshmem = /run/a.shm\n",
+		  "<config>:4: guest b has the same ivshmem as guest a (line 2)" },
+		{ "[guest a]\nmemory_max = 1G\n# comment\nmemory_max = 2G\n",
+		  "<config>:4: [guest a] memory_max is set twice (first on line 2): keep one" },
+		{ "[server]\ndevices = pocl\ndevices = nv\n",
+		  "<config>:3: [server] devices is set twice (first on line 2)" },
+		{ "[guest a]\nweight = 2\n[guest b]\n[guest a]\nweight = 3\n",
+		  "<config>:4: [guest a] appears twice (first on line 1): merge the two sections" },
+		{ "[guest default.1000]\nweight = 2\n",
+		  "<config>:1: [guest default.1000]: names that begin with 'default.' are" },
+		{ "[guest a]\nweight = 2\n\n[guest b\n",
+		  "<config>:4: syntax error" },
+		{ "[guest a]\nuid = 4294967295\n", "<config>:2: guest a: uid '4294967295' is not a user id" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct gp_pvd_config c = { 0 };
+
+		assert_int_equal(gp_pvd_config_parse(bad[i].text, &c), -EINVAL);
+		assert_non_null(c.error);
+		if (strncmp(c.error, bad[i].want, strlen(bad[i].want)) != 0)
+			fail_msg("case %zu: got \"%s\", want \"%s...\"", i, c.error, bad[i].want);
+		gp_pvd_config_clear(&c);
+	}
+}
+
+/* From a file: a NUL byte is refused with its line (getdelim stopped at
+ * it, and the rest, [guest b] included, was lost); an empty file or one
+ * of comments means the defaults, said by a flag the server logs; a
+ * directory says so. */
+static void test_config_file(void **state)
+{
+	char dir[] = "/tmp/gp-cfg-XXXXXX", path[64];
+	static const char nul[] = "[guest a]\nweight = 2\nuid = 7\0\n[guest b]\nuid = 7\n";
+	struct gp_pvd_config c = { 0 };
+	FILE *f;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/pvd.conf", dir);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	assert_int_equal(fwrite(nul, 1, sizeof(nul) - 1, f), sizeof(nul) - 1);
+	fclose(f);
+	assert_int_equal(gp_pvd_config_load(path, &c), -EINVAL);
+	assert_non_null(strstr(c.error, "pvd.conf:3: a NUL byte"));
+	gp_pvd_config_clear(&c);
+
+	f = fopen(path, "w");
+	fputs("# nothing yet\n\n  ; still nothing\n", f);
+	fclose(f);
+	assert_int_equal(gp_pvd_config_load(path, &c), 0);
+	assert_true(c.defaulted);
+	assert_non_null(gp_pvd_config_guest(&c, "default"));
+	assert_int_equal(c.listen.n, 1);
+	assert_string_equal(c.listen.v[0], GP_PVD_DEFAULT_LISTEN);
+	gp_pvd_config_clear(&c);
+
+	f = fopen(path, "w");
+	fclose(f);
+	assert_int_equal(gp_pvd_config_load(path, &c), 0);
+	assert_true(c.defaulted);
+	gp_pvd_config_clear(&c);
+
+	f = fopen(path, "w");
+	fputs("[guest a]\nweight = 2\n", f);
+	fclose(f);
+	assert_int_equal(gp_pvd_config_load(path, &c), 0);
+	assert_false(c.defaulted);
+	assert_int_equal(gp_pvd_config_guest(&c, "a")->weight, 2);
+	gp_pvd_config_clear(&c);
+
+	assert_int_equal(gp_pvd_config_load(dir, &c), -EISDIR);
+	gp_pvd_config_clear(&c);
+	unlink(path);
+	rmdir(dir);
 }
 
 /* Sends @len bytes with @nfd descriptors, as a supervisor (or anything
@@ -318,6 +423,8 @@ int main(void)
 		cmocka_unit_test(test_handles),
 		cmocka_unit_test(test_config),
 		cmocka_unit_test(test_config_garbage),
+		cmocka_unit_test(test_config_refusals),
+		cmocka_unit_test(test_config_file),
 		cmocka_unit_test(test_handover),
 		cmocka_unit_test(test_table),
 		cmocka_unit_test(test_worker_args),
