@@ -46,4 +46,11 @@ int cli_state(struct cli *cli, struct gp_ctx **ctx, struct gp_state **st);
 int cli_exit_for(int r);
 int cmd_pv(struct cli *cli, int argc, char **argv);
 
+struct json_object;
+/* Prints @o (json_object_to_json_string_ext @flags) with every string made
+ * valid UTF-8 first: a byte that is not becomes U+FFFD (jsonout.c). */
+void cli_json_print(struct json_object *o, int flags);
+/* @len bytes of @in as valid UTF-8 (malloc'd; NULL without memory). */
+char *cli_utf8_valid(const char *in, size_t len);
+
 #endif

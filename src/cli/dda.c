@@ -124,8 +124,7 @@ static void print_gpu_json(struct gp_state *st, const char *addr, bool did, cons
 		json_object_object_add(o, "dismounted", json_object_new_boolean(0));
 	}
 	json_object_object_add(o, "functions", fns);
-	printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-							 JSON_C_TO_STRING_SPACED));
+	cli_json_print(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED);
 	json_object_put(o);
 }
 

@@ -196,7 +196,7 @@ static int pv_status(struct cli *cli, int argc, char **argv)
 			json_object_array_add(arr, o);
 		}
 		json_object_object_add(root, "guests", arr);
-		printf("%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY));
+		cli_json_print(root, JSON_C_TO_STRING_PRETTY);
 		json_object_put(root);
 	} else {
 		printf("%-16s %-20s %8s %21s %6s %12s %10s\n", "GUEST", "CONNECTED SINCE", "OBJECTS",

@@ -238,8 +238,7 @@ static int print_json(struct cli *cli, const struct gp_survey *s, const struct g
 		cli_error(cli, "cannot build the JSON output: %s", strerror(-r));
 		return GP_EXIT_FAIL;
 	}
-	printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY |
-							   JSON_C_TO_STRING_NOSLASHESCAPE));
+	cli_json_print(j, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
 	json_object_put(j);
 	return GP_EXIT_OK;
 }

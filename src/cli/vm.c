@@ -450,8 +450,7 @@ static struct json_object *vm_json(struct gp_ctx *ctx, struct gp_state *st,
 
 static void print_json(struct json_object *o)
 {
-	printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-							 JSON_C_TO_STRING_SPACED));
+	cli_json_print(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED);
 }
 
 static int fail(struct cli *cli, const struct gp_why *why, int r)

@@ -318,6 +318,24 @@ for code in ("no-opencl-platform", "no-opencl-device", "opencl-no-pci-info"):
     check(f"{code} does not fire on server-t4 with its OpenCL device",
           code not in pv_codes(healthy) and pv(healthy)["ready"] is True)
 
+# sysfs bytes that are not UTF-8 (a class file, a label) reach messages:
+# the document stays valid UTF-8 JSON, each bad byte shown as U+FFFD
+bad = fixture("server-t4") + "-badutf8"
+shutil.copytree(fixture("server-t4"), bad, symlinks=True)
+dev = os.path.realpath(os.path.join(bad, "sys/bus/pci/devices/0000:3b:00.0"))
+with open(os.path.join(dev, "class"), "wb") as f:
+    f.write(b"0x03\xff00\n")
+argv = [GPUPASS, "--root", bad, "survey", "--json"]
+env = dict(os.environ, **DEFAULT_CL)
+raw = subprocess.run(argv, capture_output=True, env=env, timeout=60).stdout
+try:
+    doc = json.loads(raw.decode("utf-8"))
+    msgs = [p["message"] for p in by_addr(doc, "0000:3b:00.0")["methods"]["dda"]["problems"]]
+    check("non-UTF-8 sysfs bytes: --json is valid UTF-8 JSON, the byte shown as U+FFFD",
+          any("0x03\ufffd00" in m for m in msgs), msgs)
+except (UnicodeDecodeError, ValueError) as e:
+    check("non-UTF-8 sysfs bytes: --json is valid UTF-8 JSON", False, "%s: %r" % (e, raw[:300]))
+
 # this machine's real /sys: runs, parses, says what it found (a container
 # without PCI devices must get the clear failure instead)
 if os.path.isdir("/sys/bus/pci/devices"):
