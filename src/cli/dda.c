@@ -36,10 +36,14 @@ int cli_state(struct cli *cli, struct gp_ctx **ctx, struct gp_state **st)
 		return r;
 	r = gp_state_open(*ctx, st);
 	if (r == -EBADMSG)
-		cli_error(cli, "the state database %s/%s is damaged (not a gpupass SQLite "
-			  "database); move it aside and run the command again (its VMs are lost; "
+		cli_error(cli, "the state database %s/%s is damaged (empty, or not a gpupass "
+			  "SQLite database); move it aside and run the command again (its VMs are lost; "
 			  "GPUs left on vfio-pci are then taken as dismounted by hand)",
 			  (*ctx)->db_dir, GP_STATE_DB_NAME);
+	else if (r == -EISDIR)
+		cli_error(cli, "the state database %s/%s is a directory, not a database file; "
+			  "remove or rename it (or use another --state-dir)", (*ctx)->db_dir,
+			  GP_STATE_DB_NAME);
 	else if (r == -EPROTO)
 		cli_error(cli, "the state database %s/%s was written by a newer gpupass; use that "
 			  "version, or another --state-dir", (*ctx)->db_dir, GP_STATE_DB_NAME);

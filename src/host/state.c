@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "context.h"
 #include "pci.h"
@@ -358,6 +359,41 @@ err_rollback:
 	return r;
 }
 
+/* What SQLite would take silently: a directory (it says "unable to open"),
+ * and an empty file, which it treats as a new database (every VM and
+ * every dismount forgotten without a word). An empty file is damage unless
+ * its write-ahead log holds the content (a database that never got a
+ * checkpoint). */
+static int check_file(const char *path)
+{
+	struct stat sb, wal;
+	char *w = gp_strdup_printf("%s-wal", path);
+	int r = -EBADMSG;
+
+	if (!w)
+		return -ENOMEM;
+	/* Another gpupass may have created it a moment ago and not yet
+	 * written its first page: an empty file must stay empty for a
+	 * second to count as damage. */
+	for (int tries = 0; tries < 20; tries++) {
+		if (stat(path, &sb) < 0) {
+			r = errno == ENOENT ? 0 : -errno;
+			break;
+		}
+		if (S_ISDIR(sb.st_mode) || !S_ISREG(sb.st_mode)) {
+			r = S_ISDIR(sb.st_mode) ? -EISDIR : -EBADMSG;
+			break;
+		}
+		if (sb.st_size > 0 || (stat(w, &wal) == 0 && wal.st_size > 0)) {
+			r = 0;
+			break;
+		}
+		usleep(50000);
+	}
+	free(w);
+	return r;
+}
+
 int gp_state_open_path(const char *path, const struct gp_log *log, struct gp_state **out)
 {
 	static const struct gp_log quiet;
@@ -367,6 +403,11 @@ int gp_state_open_path(const char *path, const struct gp_log *log, struct gp_sta
 	if (!st)
 		return -ENOMEM;
 	st->log = log ? log : &quiet;
+	r = check_file(path);
+	if (r < 0) {
+		free(st);
+		return r;
+	}
 	rc = sqlite3_open_v2(path, &st->db,
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 			     SQLITE_OPEN_FULLMUTEX, NULL);

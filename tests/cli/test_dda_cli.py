@@ -214,7 +214,9 @@ check("two-nvidia tree unchanged by garbage", tree(root) == before)
 
 # A damaged state database: one line naming it and the fix, exit 1, the
 # file left as it was (never "repaired" into something else).
-for garbage in (os.urandom(8192), b"SQLite format 3\0" + b"\xff" * 4096):
+# An empty file too: SQLite would take it for a new database and every VM
+# and dismount would be forgotten silently.
+for garbage in (os.urandom(8192), b"SQLite format 3\0" + b"\xff" * 4096, b""):
     st4 = os.path.join(TMP, "damaged")
     shutil.rmtree(st4, ignore_errors=True)
     os.makedirs(st4)
@@ -231,6 +233,12 @@ for garbage in (os.urandom(8192), b"SQLite format 3\0" + b"\xff" * 4096):
     check("nothing else written next to it", sorted(os.listdir(st4)) == ["gpupass.db"],
           os.listdir(st4))
 check("two-nvidia tree unchanged by a damaged database", tree(root) == before)
+# A database path that is a directory is said to be one.
+st5 = os.path.join(TMP, "dirdb")
+os.makedirs(os.path.join(st5, "gpupass.db"))
+rc, out, err = gp("vm", "list", root=root, state=st5)
+check("state database path is a directory: exit 1, said so",
+      rc == 1 and one_line(err) and "is a directory" in err, err)
 
 # A pidfile naming another process (here: this test itself, or pid 1):
 # never taken for the VM's QEMU, never signalled.

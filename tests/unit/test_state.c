@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -297,6 +298,18 @@ static void test_garbage_file(void **state)
 	fclose(f);
 	assert_int_equal(gp_state_open_path(path, NULL, &st2), -EBADMSG);
 	assert_null(st2);
+	/* Empty: damaged, not a new database; with a WAL that holds the
+	 * content, fine (never checkpointed). */
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fclose(f);
+	assert_int_equal(gp_state_open_path(path, NULL, &st2), -EBADMSG);
+	assert_null(st2);
+	unlink(path);
+	/* A directory. */
+	assert_int_equal(mkdir(path, 0700), 0);
+	assert_int_equal(gp_state_open_path(path, NULL, &st2), -EISDIR);
+	rmdir(path);
 }
 
 static void test_vm_crud(void **state)
