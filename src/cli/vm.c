@@ -287,6 +287,16 @@ static int apply(struct cli *cli, const struct vm_args *a, struct gp_vm_config *
 					  GP_SHARE_TAG_MAX);
 				return -1;
 			}
+			/* Stored and shown as the folder it really is: no "..",
+			 * no symlink that could later point elsewhere. A path
+			 * that does not resolve is left for the checks to name. */
+			if (sh->dir[0] == '/') {
+				char *real = realpath(sh->dir, NULL);
+
+				if (real && strlen(real) < sizeof(sh->dir))
+					strcpy(sh->dir, real);
+				free(real);
+			}
 			cfg->nshares++;
 		}
 	}

@@ -332,6 +332,19 @@ check("create none VM with two shares: stored in order",
 rc, out, err = gp("vm", "show", "s1")
 check("show: the shares", "share:           %s as data (read-write)" % DATA in out
       and "share:           / as hostroot (read-only)" in out, out)
+# Shares are stored as the folders they really are: "..", "." and a
+# symlink resolved (a link could later be pointed elsewhere).
+link = os.path.join(os.path.dirname(DATA), "data-link")
+os.symlink(DATA, link)
+rc, out, err = gp("vm", "create", "s3", "--disk", DISK, "--memory", "64M", "--cpus", "1",
+                  "--share", os.path.join(DATA, "..", os.path.basename(DATA), ".") + ":dots",
+                  "--share", link + ":linked:ro")
+rc2, out2, err2 = gp("vm", "show", "s3", "--json")
+doc = json.loads(out2) if rc2 == 0 else {}
+check("shares normalised: '..' and a symlink stored as the real folder",
+      rc == 0 and [s_["dir"] for s_ in doc.get("shares", [])] == [os.path.realpath(DATA)] * 2,
+      err + out2 + err2)
+gp("vm", "delete", "s3")
 rc, out, err = gp("vm", "create", "s2", "--disk", DISK, "--gpu-passthrough", "dda",
                   "--share", DATA + ":data")
 check("dda VM with a share: refused for want of a GPU, not for the share",
