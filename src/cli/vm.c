@@ -7,10 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 
 #include "cli.h"
+#include "host/vm/disk.h"
 #include "host/deploy.h"
 #include "host/pvconf.h"
 #include "host/state.h"
@@ -21,8 +23,9 @@ static void vm_usage(FILE *f)
 	fprintf(f,
 		"Usage: gpupass vm COMMAND ...\n"
 		"\n"
-		"  create NAME [--memory 4G] [--cpus 2] [--disk FILE | --kernel K [--initrd I]\n"
-		"         [--append ARGS]] [--gpu-passthrough dda|pv|none] [--gpu-name NAME]\n"
+		"  create NAME [--memory 4G] [--cpus 2] [--disk FILE [--disk-format raw|qcow2]\n"
+		"         [--allow-backing DIR] | --kernel K [--initrd I] [--append ARGS]]\n"
+		"         [--gpu-passthrough dda|pv|none] [--gpu-name NAME]\n"
 		"         [--gpu-count N] [--gpu-memory-max SIZE] [--gpu-weight 1..1000]\n"
 		"         [--gpu-shm SIZE] [--share HOSTDIR:TAG[:ro]]... [--accel auto|kvm|tcg]\n"
 		"         [--qemu-arg ARG]... [--force]\n"
@@ -61,6 +64,9 @@ static void vm_usage(FILE *f)
 		"gpupass-pvd --config CONF --pidfile <state-dir>/pvd.pid, log <state-dir>/pvd.log.\n"
 		"--gpu-shm SIZE: the pv VM's ivshmem region for bulk data (default 64M, a\n"
 		"power of two, 0 = none), file <state-dir>/pv/NAME.shm.\n"
+		"--disk FILE: its format is read once at create (qemu-img info) or taken from\n"
+		"--disk-format, and recorded: starts never guess it from the guest's data; a\n"
+		"qcow2 with a backing file needs --allow-backing DIR (the folder holding it).\n"
 		"--share HOSTDIR:TAG[:ro]: export a host folder over virtio-9p (any method; at\n"
 		"most 8); in the guest: mount -t 9p -o trans=virtio,version=9p2000.L TAG DIR.\n");
 }
@@ -68,7 +74,7 @@ static void vm_usage(FILE *f)
 enum {
 	OPT_MEMORY = 1000, OPT_CPUS, OPT_DISK, OPT_KERNEL, OPT_INITRD, OPT_APPEND, OPT_PT,
 	OPT_GPU_NAME, OPT_GPU_COUNT, OPT_GPU_MEMORY_MAX, OPT_GPU_WEIGHT, OPT_PVD_CONFIG, OPT_ACCEL, OPT_QEMU_ARG, OPT_FORCE, OPT_JSON, OPT_ALL,
-	OPT_GPU_SHM, OPT_SHARE, OPT_WAIT,
+	OPT_GPU_SHM, OPT_SHARE, OPT_WAIT, OPT_DISK_FORMAT, OPT_ALLOW_BACKING,
 	OPT_TIMEOUT, OPT_LINES, OPT_AGENT_TIMEOUT, OPT_HELP,
 };
 
@@ -76,6 +82,8 @@ static const struct option vm_opts[] = {
 	{ "memory", required_argument, NULL, OPT_MEMORY },
 	{ "cpus", required_argument, NULL, OPT_CPUS },
 	{ "disk", required_argument, NULL, OPT_DISK },
+	{ "disk-format", required_argument, NULL, OPT_DISK_FORMAT },
+	{ "allow-backing", required_argument, NULL, OPT_ALLOW_BACKING },
 	{ "kernel", required_argument, NULL, OPT_KERNEL },
 	{ "initrd", required_argument, NULL, OPT_INITRD },
 	{ "append", required_argument, NULL, OPT_APPEND },
@@ -107,7 +115,8 @@ struct vm_args {
 	bool has_timeout;
 	/* which config fields were given (for vm set) */
 	const char *memory, *cpus, *disk, *kernel, *initrd, *append, *pt, *gpu_name, *gpu_count,
-		*accel, *gpu_memory_max, *gpu_weight, *pvd_config, *gpu_shm;
+		*accel, *gpu_memory_max, *gpu_weight, *pvd_config, *gpu_shm, *disk_format,
+		*allow_backing;
 	struct gp_strv qemu_args;
 	struct gp_strv shares;
 };
@@ -145,6 +154,8 @@ static int parse_args(struct cli *cli, int argc, char **argv, struct vm_args *a)
 		case OPT_MEMORY: a->memory = optarg; break;
 		case OPT_CPUS: a->cpus = optarg; break;
 		case OPT_DISK: a->disk = optarg; break;
+		case OPT_DISK_FORMAT: a->disk_format = optarg; break;
+		case OPT_ALLOW_BACKING: a->allow_backing = optarg; break;
 		case OPT_KERNEL: a->kernel = optarg; break;
 		case OPT_INITRD: a->initrd = optarg; break;
 		case OPT_APPEND: a->append = optarg; break;
@@ -203,6 +214,35 @@ static int parse_args(struct cli *cli, int argc, char **argv, struct vm_args *a)
 	return 0;
 }
 
+/* The disk's format, read here once (create, or set with a new --disk or
+ * --disk-format) and recorded: starts never look at the disk's contents,
+ * which belong to the guest. A disk that cannot be read is left for the
+ * configuration check to name. */
+static int apply_disk(struct cli *cli, const struct vm_args *a, struct gp_vm_config *cfg)
+{
+	struct gp_disk_info info;
+	struct gp_why why = { "" };
+
+	if (!a->disk && !a->disk_format && !a->allow_backing)
+		return 0;
+	if (!cfg->disk[0]) {
+		cli_error(cli, "VM %s: --disk-format and --allow-backing need a --disk", cfg->name);
+		return -1;
+	}
+	if (access(cfg->disk, R_OK) < 0)
+		return 0;
+	if (gp_disk_inspect(cfg->name, cfg->disk, a->disk_format, a->allow_backing, &info,
+			    &why) < 0) {
+		cli_error(cli, "%s", why.msg);
+		return -1;
+	}
+	snprintf(cfg->disk_format, sizeof(cfg->disk_format), "%s", info.format);
+	snprintf(cfg->disk_backing, sizeof(cfg->disk_backing), "%s", info.backing);
+	snprintf(cfg->disk_backing_format, sizeof(cfg->disk_backing_format), "%s",
+		 info.backing_format);
+	return 0;
+}
+
 /* Applies the given options onto @cfg; prints and returns -1 on bad ones. */
 static int apply(struct cli *cli, const struct vm_args *a, struct gp_vm_config *cfg)
 {
@@ -253,6 +293,8 @@ static int apply(struct cli *cli, const struct vm_args *a, struct gp_vm_config *
 		cli_error(cli, "VM %s: an option value is too long", cfg->name);
 		return -1;
 	}
+	if (apply_disk(cli, a, cfg) < 0)
+		return -1;
 	if (a->gpu_shm) {
 		uint64_t m;
 
@@ -398,6 +440,9 @@ static struct json_object *vm_json(struct gp_ctx *ctx, struct gp_state *st,
 	json_object_object_add(o, "memory", json_object_new_int64((int64_t)c->memory));
 	json_object_object_add(o, "cpus", json_object_new_int(c->cpus));
 	json_object_object_add(o, "disk", jstr(c->disk));
+	json_object_object_add(o, "disk_format", jstr(c->disk_format));
+	json_object_object_add(o, "disk_backing", jstr(c->disk_backing));
+	json_object_object_add(o, "disk_backing_format", jstr(c->disk_backing_format));
 	json_object_object_add(o, "kernel", jstr(c->kernel));
 	json_object_object_add(o, "initrd", jstr(c->initrd));
 	json_object_object_add(o, "append", jstr(c->append));
@@ -599,7 +644,11 @@ static int vm_show(struct cli *cli, struct gp_ctx *ctx, struct gp_state *st, str
 		printf("memory:          %s\n", gp_format_size(cfg->memory, sz, sizeof(sz)));
 		printf("cpus:            %d\n", cfg->cpus);
 		if (cfg->disk[0])
-			printf("disk:            %s\n", cfg->disk);
+			printf("disk:            %s (%s%s%s%s%s)\n", cfg->disk,
+			       cfg->disk_format[0] ? cfg->disk_format : "format not recorded: "
+			       "vm set --disk-format", cfg->disk_backing[0] ? ", backing file " : "",
+			       cfg->disk_backing, cfg->disk_backing[0] ? " as " : "",
+			       cfg->disk_backing_format);
 		if (cfg->kernel[0])
 			printf("kernel:          %s\n", cfg->kernel);
 		if (cfg->initrd[0])

@@ -120,6 +120,13 @@ int gp_deploy_check_config(const struct gp_vm_config *c, struct gp_why *why)
 			   c->disk, c->disk);
 		return -ENOENT;
 	}
+	if (c->disk[0] && strcmp(c->disk_format, "raw") != 0 && strcmp(c->disk_format, "qcow2") != 0) {
+		gp_why_set(why, "VM %s: the format of its disk %s is not recorded (a VM made by an "
+			   "older gpupass: the format was guessed from the disk's contents at every "
+			   "start, which the guest controls); record it once: gpupass vm set %s "
+			   "--disk-format raw|qcow2", c->name, c->disk, c->name);
+		return -EINVAL;
+	}
 	if (strcmp(c->accel, "auto") && strcmp(c->accel, "kvm") && strcmp(c->accel, "tcg")) {
 		gp_why_set(why, "VM %s: accelerator '%s' is not auto, kvm or tcg", c->name, c->accel);
 		return -EINVAL;

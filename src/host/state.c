@@ -344,6 +344,17 @@ static int migrate(struct gp_state *st)
 		if (r < 0)
 			goto err_rollback;
 	}
+	if (version < 4) {
+		/* Version 4: the disk format and backing chain fixed at create
+		 * (older VMs keep '' and must be given a format). */
+		r = exec(st, "ALTER TABLE vm ADD COLUMN disk_format TEXT NOT NULL DEFAULT '' "
+			     "CHECK (disk_format IN ('', 'raw', 'qcow2'));"
+			     "ALTER TABLE vm ADD COLUMN disk_backing TEXT NOT NULL DEFAULT '';"
+			     "ALTER TABLE vm ADD COLUMN disk_backing_format TEXT NOT NULL DEFAULT '' "
+			     "CHECK (disk_backing_format IN ('', 'raw', 'qcow2'));");
+		if (r < 0)
+			goto err_rollback;
+	}
 	if (version != GP_STATE_SCHEMA_VERSION) {
 		char sql[64];
 
@@ -723,13 +734,15 @@ static int vm_write(struct gp_state *st, const struct gp_vm_config *c, bool add)
 {
 	static const char ins[] =
 		"INSERT INTO vm(name, memory, cpus, disk, kernel, initrd, append, "
-		"passthrough, gpu_name, gpu_count, accel, extra, pv_memory_max, pv_weight, pv_shm) "
-		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+		"passthrough, gpu_name, gpu_count, accel, extra, pv_memory_max, pv_weight, pv_shm, "
+		"disk_format, disk_backing, disk_backing_format) "
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
 	static const char upd[] =
 		"UPDATE vm SET memory = ?2, cpus = ?3, disk = ?4, kernel = ?5, "
 		"initrd = ?6, append = ?7, passthrough = ?8, gpu_name = ?9, "
 		"gpu_count = ?10, accel = ?11, extra = ?12, pv_memory_max = ?13, "
-		"pv_weight = ?14, pv_shm = ?15 WHERE name = ?1";
+		"pv_weight = ?14, pv_shm = ?15, disk_format = ?16, disk_backing = ?17, "
+		"disk_backing_format = ?18 WHERE name = ?1";
 	int n = 0, r;
 
 	if (!gp_vm_name_valid(c->name) || c->memory == 0 || c->memory > INT64_MAX ||
@@ -740,11 +753,11 @@ static int vm_write(struct gp_state *st, const struct gp_vm_config *c, bool add)
 		if (c->shares[i].dir[0] != '/' || !gp_vm_share_tag_valid(c->shares[i].tag))
 			return -EINVAL;
 	TX_BEGIN(st);
-	r = run(st, add ? ins : upd, &n, "siissssssissiii", c->name, (int64_t)c->memory,
+	r = run(st, add ? ins : upd, &n, "siissssssissiiisss", c->name, (int64_t)c->memory,
 		(int64_t)c->cpus, c->disk, c->kernel, c->initrd, c->append,
 		gp_passthrough_name(c->passthrough), c->gpu_name, (int64_t)c->gpu_count,
 		c->accel, c->extra, (int64_t)c->pv_memory_max, (int64_t)c->pv_weight,
-		(int64_t)c->pv_shm);
+		(int64_t)c->pv_shm, c->disk_format, c->disk_backing, c->disk_backing_format);
 	if (r == 0 && n == 0)
 		r = -ENOENT;
 	if (r == 0)
@@ -805,8 +818,8 @@ int gp_state_vm_get(struct gp_state *st, const char *name, struct gp_vm_config *
 	sqlite3_stmt *s;
 	int rc, r = prepare(st,
 		"SELECT name, memory, cpus, disk, kernel, initrd, append, passthrough, "
-		"gpu_name, gpu_count, accel, extra, pv_memory_max, pv_weight, pv_shm "
-		"FROM vm WHERE name = ?1",
+		"gpu_name, gpu_count, accel, extra, pv_memory_max, pv_weight, pv_shm, "
+		"disk_format, disk_backing, disk_backing_format FROM vm WHERE name = ?1",
 		&s);
 
 	if (r < 0)
@@ -834,6 +847,9 @@ int gp_state_vm_get(struct gp_state *st, const char *name, struct gp_vm_config *
 	c.pv_memory_max = (uint64_t)sqlite3_column_int64(s, 12);
 	c.pv_weight = sqlite3_column_int(s, 13);
 	c.pv_shm = (uint64_t)sqlite3_column_int64(s, 14);
+	copy_col(s, 15, c.disk_format, sizeof(c.disk_format));
+	copy_col(s, 16, c.disk_backing, sizeof(c.disk_backing));
+	copy_col(s, 17, c.disk_backing_format, sizeof(c.disk_backing_format));
 	sqlite3_finalize(s);
 	r = shares_get(st, &c);
 	if (r < 0)

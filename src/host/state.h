@@ -31,7 +31,7 @@ void gp_why_set(struct gp_why *why, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
 /* 2: vm.pv_memory_max, vm.pv_weight; 3: vm.pv_shm and the share table */
-#define GP_STATE_SCHEMA_VERSION 3
+#define GP_STATE_SCHEMA_VERSION 4
 #define GP_STATE_DB_NAME "gpupass.db"
 
 /* Sizes of the fixed fields below. A PCI address "0000:00:02.0" is 12. */
@@ -107,6 +107,14 @@ struct gp_vm_config {
 	uint64_t memory; /* bytes */
 	int cpus;
 	char disk[GP_VM_PATH_LEN];
+	/* The disk's format ("raw", "qcow2"), read once at create (never
+	 * guessed at start: the guest owns the contents), and for qcow2 its
+	 * backing file and that file's format as recorded then ("" = none).
+	 * "" with a disk: a VM of an older gpupass, to be set (vm set
+	 * --disk-format) before it starts. */
+	char disk_format[8];
+	char disk_backing[GP_VM_PATH_LEN];
+	char disk_backing_format[8];
 	char kernel[GP_VM_PATH_LEN];
 	char initrd[GP_VM_PATH_LEN];
 	char append[GP_VM_APPEND_LEN];

@@ -425,6 +425,40 @@ if shutil.which("qemu-system-x86_64"):
           and res["assign"][0] == 1 and "is running" in res["assign"][2]
           and res["start"][0] == 0 and "already running" in res["start"][1], res)
     gp("vm", "stop", "s1", "--force")
+    # The disk's format is the one read at create: a guest that writes a
+    # qcow2 header naming a host file into its raw disk does not change
+    # how the next start opens it (QEMU would have read the host file).
+    with open(DISK, "rb") as f:
+        disk_before = f.read()
+    hdr = bytearray(512)
+    hdr[0:4] = b"QFI\xfb"
+    for off, val, n in ((4, 2, 4), (8, 104, 8), (16, 11, 4), (20, 16, 4), (24, 1 << 20, 8),
+                        (36, 1, 4), (40, 128 << 10, 8), (48, 64 << 10, 8), (56, 1, 4)):
+        hdr[off:off + n] = val.to_bytes(n, "big")
+    hdr[104:115] = b"/etc/shadow"
+    with open(DISK, "r+b") as f:
+        f.write(hdr)
+    rc, out, err = gp("vm", "start", "s1", "--timeout", "60")
+    cl = cmdline("s1")
+    check("a qcow2 header written into a raw disk: the next start still passes format=raw",
+          rc == 0 and "file=%s,if=virtio,format=raw" % DISK in cl
+          and not any("qcow2" in a or "shadow" in a for a in cl), out + err + " ".join(cl))
+    gp("vm", "stop", "s1", "--force")
+    # A VM of an older gpupass (no recorded format) is not started on a
+    # guess: the operator records the format once.
+    db = sqlite3.connect(os.path.join(ST, "gpupass.db"))
+    db.execute("UPDATE vm SET disk_format = '' WHERE name = 's1'")
+    db.commit()
+    db.close()
+    rc, out, err = gp("vm", "start", "s1", "--timeout", "60")
+    check("no recorded disk format: start refused, naming vm set --disk-format",
+          rc != 0 and "--disk-format" in err and not cmdline("s1"), err)
+    rc, out, err = gp("vm", "set", "s1", "--disk-format", "raw")
+    rc2, out2, err2 = gp("vm", "show", "s1", "--json")
+    check("vm set --disk-format raw records it", rc == 0
+          and json.loads(out2).get("disk_format") == "raw", err + out2 + err2)
+    with open(DISK, "wb") as f:
+        f.write(disk_before)
     # PV VM: ivshmem region and the server's socket; the region file is
     # made again at start (the state directory is /run: gone after a reboot).
     rc, out, err = gp("vm", "create", "p5", "--disk", DISK, "--memory", "64M", "--cpus", "1",

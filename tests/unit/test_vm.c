@@ -26,6 +26,7 @@
 #include "fakesys.h"
 #include "host/deploy.h"
 #include "host/pvconf.h"
+#include "host/vm/disk.h"
 #include "host/vm/qemu.h"
 #include "host/vm/qmp.h"
 #include "kmodel.h"
@@ -121,6 +122,134 @@ static void base_paths(struct gp_vm_paths *p)
 	strcpy(p->qga, "/run/gpupass/vms/x/qga.sock");
 	strcpy(p->pid, "/run/gpupass/vms/x/qemu.pid");
 	strcpy(p->log, "/run/gp,log/console.log");
+}
+
+/* A qcow2 header (QEMU's docs/interop/qcow2.txt, version 2, big-endian)
+ * naming @backing, as a guest can write it into the first sector of its
+ * raw disk: 1 MiB virtual size, 64 KiB clusters, an L1 table at 128 KiB
+ * and a refcount table at 64 KiB (zeros: qemu-img takes that). */
+static void put_be(unsigned char *p, uint64_t v, int n)
+{
+	for (int i = n - 1; i >= 0; i--, v >>= 8)
+		p[i] = (unsigned char)v;
+}
+
+static void write_qcow2_header(const char *path, const char *backing)
+{
+	unsigned char h[512] = { 'Q', 'F', 'I', 0xfb };
+	size_t n = strlen(backing);
+	FILE *f = fopen(path, "r+b");
+
+	assert_non_null(f);
+	put_be(h + 4, 2, 4);          /* version */
+	put_be(h + 8, 104, 8);        /* backing_file_offset */
+	put_be(h + 16, n, 4);         /* backing_file_size */
+	put_be(h + 20, 16, 4);        /* cluster_bits */
+	put_be(h + 24, 1 << 20, 8);   /* size */
+	put_be(h + 36, 1, 4);         /* l1_size */
+	put_be(h + 40, 128 << 10, 8); /* l1_table_offset */
+	put_be(h + 48, 64 << 10, 8);  /* refcount_table_offset */
+	put_be(h + 56, 1, 4);         /* refcount_table_clusters */
+	memcpy(h + 104, backing, n);
+	assert_int_equal(fwrite(h, 1, sizeof(h), f), sizeof(h));
+	fclose(f);
+}
+
+/* The disk format is the one recorded at create: a raw disk whose guest
+ * wrote a qcow2 header naming a host file is still started as raw (QEMU
+ * would otherwise open the host file as its backing file); no recorded
+ * format, no start; a recorded backing file is passed explicitly. */
+static void test_disk_format_fixed(void **state)
+{
+	char dir[] = "/tmp/gp-disk-XXXXXX", disk[64], want[160];
+	struct gp_vm_config cfg;
+	struct gp_vm_paths p;
+	struct gp_vm_launch l = { &cfg, "/usr/bin/qemu-system-x86_64", "tcg", NULL, 0, &p, NULL, NULL, NULL, 0 };
+	struct gp_strv a = { 0 };
+	struct gp_disk_info info;
+	struct gp_why why = { "" };
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(disk, sizeof(disk), "%s/guest.img", dir);
+	/* A plain raw image at create. */
+	{
+		FILE *f = fopen(disk, "wb");
+
+		assert_non_null(f);
+		assert_int_equal(ftruncate(fileno(f), 1 << 20), 0);
+		fclose(f);
+	}
+	assert_int_equal(gp_disk_inspect("vm1", disk, NULL, NULL, &info, &why), 0);
+	assert_string_equal(info.format, "raw");
+	assert_string_equal(info.backing, "");
+	base_paths(&p);
+	gp_vm_config_init(&cfg, "vm1");
+	strcpy(cfg.disk, disk);
+	strcpy(cfg.disk_format, info.format);
+	/* Then the guest writes a qcow2 header into its disk. */
+	write_qcow2_header(disk, "/etc/shadow");
+	assert_int_equal(gp_vm_build_argv(&l, &a), 0);
+	snprintf(want, sizeof(want), "file=%s,if=virtio,format=raw", disk);
+	assert_true(argv_has(&a, want));
+	gp_strv_clear(&a);
+	/* A probe now would say qcow2 with a backing file: the reason the
+	 * format is never probed again (and such a backing is refused). */
+	assert_int_equal(gp_disk_inspect("vm1", disk, NULL, NULL, &info, &why), -EPERM);
+	assert_non_null(strstr(why.msg, "/etc/shadow"));
+	/* No recorded format (a VM of an older gpupass): no start. */
+	cfg.disk_format[0] = '\0';
+	assert_int_equal(gp_vm_build_argv(&l, &a), -EINVAL);
+	gp_strv_clear(&a);
+	/* The recorded backing chain, explicit. */
+	strcpy(cfg.disk_format, "qcow2");
+	strcpy(cfg.disk_backing, "/var/lib/images/base.raw");
+	strcpy(cfg.disk_backing_format, "raw");
+	assert_int_equal(gp_vm_build_argv(&l, &a), 0);
+	snprintf(want, sizeof(want), "file=%s,if=virtio,format=qcow2,backing.driver=raw,"
+		 "backing.file.filename=/var/lib/images/base.raw", disk);
+	assert_true(argv_has(&a, want));
+	gp_strv_clear(&a);
+	unlink(disk);
+	rmdir(dir);
+}
+
+/* gp_disk_inspect with real qemu-img images: a qcow2 with a backing file
+ * only with --allow-backing naming its folder; --disk-format given is
+ * taken, not probed; a format gpupass does not start is refused. */
+static void test_disk_inspect(void **state)
+{
+	char dir[] = "/tmp/gp-disk-XXXXXX", cmd[512], base[64], ov[64], vmdk[64], other[64];
+	struct gp_disk_info info;
+	struct gp_why why = { "" };
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(base, sizeof(base), "%s/base.raw", dir);
+	snprintf(ov, sizeof(ov), "%s/ov.qcow2", dir);
+	snprintf(vmdk, sizeof(vmdk), "%s/d.vmdk", dir);
+	snprintf(other, sizeof(other), "%s/other", dir);
+	snprintf(cmd, sizeof(cmd), "qemu-img create -q -f raw %s 1M && qemu-img create -q -f qcow2 "
+		 "-b %s -F raw %s && qemu-img create -q -f vmdk %s 1M && mkdir %s", base, base, ov,
+		 vmdk, other);
+	if (system(cmd) != 0)
+		skip();
+	assert_int_equal(gp_disk_inspect("vm2", ov, NULL, NULL, &info, &why), -EPERM);
+	assert_non_null(strstr(why.msg, "--allow-backing"));
+	assert_int_equal(gp_disk_inspect("vm2", ov, NULL, other, &info, &why), -EPERM);
+	assert_int_equal(gp_disk_inspect("vm2", ov, NULL, dir, &info, &why), 0);
+	assert_string_equal(info.format, "qcow2");
+	assert_string_equal(info.backing, base);
+	assert_string_equal(info.backing_format, "raw");
+	/* Told raw: taken as raw, the header is data. */
+	assert_int_equal(gp_disk_inspect("vm2", ov, "raw", NULL, &info, &why), 0);
+	assert_string_equal(info.format, "raw");
+	assert_string_equal(info.backing, "");
+	assert_int_equal(gp_disk_inspect("vm2", vmdk, NULL, NULL, &info, &why), -ENOTSUP);
+	assert_non_null(strstr(why.msg, "vmdk"));
+	assert_int_equal(gp_disk_inspect("vm2", base, "vhdx", NULL, &info, &why), -EINVAL);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
 }
 
 static void test_argv(void **state)
@@ -1256,6 +1385,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hole64),
 		cmocka_unit_test(test_argv),
+		cmocka_unit_test(test_disk_format_fixed),
+		cmocka_unit_test(test_disk_inspect),
 		cmocka_unit_test(test_qmp_parse),
 		cmocka_unit_test(test_qmp_parse_pci),
 		cmocka_unit_test(test_base64),

@@ -186,19 +186,6 @@ static int host_func(const char *addr)
 	return dot && dot[1] >= '0' && dot[1] <= '7' && !dot[2] ? dot[1] - '0' : -1;
 }
 
-static bool is_qcow2(const char *path)
-{
-	unsigned char m[4];
-	FILE *f = fopen(path, "rb");
-	bool q = false;
-
-	if (f) {
-		q = fread(m, 1, 4, f) == 4 && m[0] == 'Q' && m[1] == 'F' && m[2] == 'I' &&
-		    m[3] == 0xfb;
-		fclose(f);
-	}
-	return q;
-}
 
 int gp_vm_build_argv(const struct gp_vm_launch *l, struct gp_strv *a)
 {
@@ -350,8 +337,19 @@ int gp_vm_build_argv(const struct gp_vm_launch *l, struct gp_strv *a)
 		}
 	}
 	if (c->disk[0]) {
-		r |= push_kv(a, "-drive", "file=", c->disk, is_qcow2(c->disk) ?
-			     ",if=virtio,format=qcow2" : ",if=virtio,format=raw");
+		char opts[GP_VM_PATH_LEN + 96];
+
+		/* The format recorded at create, never guessed from the
+		 * contents (the guest's); a qcow2's backing file and its format
+		 * as recorded then, not as its header may say later. */
+		if (strcmp(c->disk_format, "raw") != 0 && strcmp(c->disk_format, "qcow2") != 0)
+			return -EINVAL;
+		if (c->disk_backing[0] && strcmp(c->disk_format, "qcow2") == 0)
+			snprintf(opts, sizeof(opts), ",if=virtio,format=qcow2,backing.driver=%s,"
+				 "backing.file.filename=%s", c->disk_backing_format, c->disk_backing);
+		else
+			snprintf(opts, sizeof(opts), ",if=virtio,format=%s", c->disk_format);
+		r |= push_kv(a, "-drive", "file=", c->disk, opts);
 	}
 	if (r)
 		return -ENOMEM;
