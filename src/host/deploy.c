@@ -822,10 +822,18 @@ static int assign_locked(struct gp_ctx *ctx, struct gp_state *st, const char *qu
 		}
 		return r;
 	}
-	if (cfg.passthrough == GP_PT_NONE) {
-		/* A GPU by hand makes it a DDA VM. */
+	/* A GPU by hand makes a none VM a dda VM of as many GPUs as it holds
+	 * (vm start then takes exactly those); unassign undoes it. */
+	if (cfg.passthrough == GP_PT_NONE || cfg.hand_gpus > 0) {
+		struct gp_strv held = { 0 };
+
 		cfg.passthrough = GP_PT_DDA;
-		cfg.gpu_count = 0;
+		if (gp_state_vm_gpus(st, vm, &held) == 0)
+			cfg.hand_gpus = (int)held.n;
+		else
+			cfg.hand_gpus++;
+		gp_strv_clear(&held);
+		cfg.gpu_count = cfg.hand_gpus;
 		(void)gp_state_vm_update(st, &cfg);
 	}
 	if (addr_out)
@@ -873,6 +881,23 @@ int gp_deploy_unassign(struct gp_ctx *ctx, struct gp_state *st, const char *quer
 		return -EBUSY;
 	}
 	r = gp_state_unassign(st, rec.address);
+	/* A VM that got its GPUs by hand goes back to what it was: none after
+	 * its last one. */
+	if (r == 0) {
+		struct gp_vm_config cfg;
+
+		if (gp_state_vm_get(st, vm, &cfg) == 0 && cfg.hand_gpus > 0) {
+			struct gp_strv held = { 0 };
+
+			cfg.hand_gpus = gp_state_vm_gpus(st, vm, &held) == 0 ? (int)held.n :
+										cfg.hand_gpus - 1;
+			gp_strv_clear(&held);
+			cfg.gpu_count = cfg.hand_gpus;
+			if (cfg.hand_gpus == 0)
+				cfg.passthrough = GP_PT_NONE;
+			(void)gp_state_vm_update(st, &cfg);
+		}
+	}
 	gp_bind_lock_release(lock);
 	if (r < 0) {
 		gp_why_set(why, "cannot unassign %s from VM %s: %s", rec.address, vm, strerror(-r));

@@ -351,7 +351,9 @@ static int migrate(struct gp_state *st)
 			     "CHECK (disk_format IN ('', 'raw', 'qcow2'));"
 			     "ALTER TABLE vm ADD COLUMN disk_backing TEXT NOT NULL DEFAULT '';"
 			     "ALTER TABLE vm ADD COLUMN disk_backing_format TEXT NOT NULL DEFAULT '' "
-			     "CHECK (disk_backing_format IN ('', 'raw', 'qcow2'));");
+			     "CHECK (disk_backing_format IN ('', 'raw', 'qcow2'));"
+			     "ALTER TABLE vm ADD COLUMN hand_gpus INTEGER NOT NULL DEFAULT 0 "
+			     "CHECK (hand_gpus >= 0);");
 		if (r < 0)
 			goto err_rollback;
 	}
@@ -735,29 +737,31 @@ static int vm_write(struct gp_state *st, const struct gp_vm_config *c, bool add)
 	static const char ins[] =
 		"INSERT INTO vm(name, memory, cpus, disk, kernel, initrd, append, "
 		"passthrough, gpu_name, gpu_count, accel, extra, pv_memory_max, pv_weight, pv_shm, "
-		"disk_format, disk_backing, disk_backing_format) "
-		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
+		"disk_format, disk_backing, disk_backing_format, hand_gpus) "
+		"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, "
+		"?19)";
 	static const char upd[] =
 		"UPDATE vm SET memory = ?2, cpus = ?3, disk = ?4, kernel = ?5, "
 		"initrd = ?6, append = ?7, passthrough = ?8, gpu_name = ?9, "
 		"gpu_count = ?10, accel = ?11, extra = ?12, pv_memory_max = ?13, "
 		"pv_weight = ?14, pv_shm = ?15, disk_format = ?16, disk_backing = ?17, "
-		"disk_backing_format = ?18 WHERE name = ?1";
+		"disk_backing_format = ?18, hand_gpus = ?19 WHERE name = ?1";
 	int n = 0, r;
 
 	if (!gp_vm_name_valid(c->name) || c->memory == 0 || c->memory > INT64_MAX ||
 	    c->cpus <= 0 || c->gpu_count < 0 || c->pv_memory_max > INT64_MAX || c->pv_weight <= 0 ||
-	    c->pv_shm > INT64_MAX || c->nshares > GP_VM_MAX_SHARES)
+	    c->pv_shm > INT64_MAX || c->nshares > GP_VM_MAX_SHARES || c->hand_gpus < 0)
 		return -EINVAL;
 	for (size_t i = 0; i < c->nshares; i++)
 		if (c->shares[i].dir[0] != '/' || !gp_vm_share_tag_valid(c->shares[i].tag))
 			return -EINVAL;
 	TX_BEGIN(st);
-	r = run(st, add ? ins : upd, &n, "siissssssissiiisss", c->name, (int64_t)c->memory,
+	r = run(st, add ? ins : upd, &n, "siissssssissiiisssi", c->name, (int64_t)c->memory,
 		(int64_t)c->cpus, c->disk, c->kernel, c->initrd, c->append,
 		gp_passthrough_name(c->passthrough), c->gpu_name, (int64_t)c->gpu_count,
 		c->accel, c->extra, (int64_t)c->pv_memory_max, (int64_t)c->pv_weight,
-		(int64_t)c->pv_shm, c->disk_format, c->disk_backing, c->disk_backing_format);
+		(int64_t)c->pv_shm, c->disk_format, c->disk_backing, c->disk_backing_format,
+		(int64_t)c->hand_gpus);
 	if (r == 0 && n == 0)
 		r = -ENOENT;
 	if (r == 0)
@@ -819,7 +823,7 @@ int gp_state_vm_get(struct gp_state *st, const char *name, struct gp_vm_config *
 	int rc, r = prepare(st,
 		"SELECT name, memory, cpus, disk, kernel, initrd, append, passthrough, "
 		"gpu_name, gpu_count, accel, extra, pv_memory_max, pv_weight, pv_shm, "
-		"disk_format, disk_backing, disk_backing_format FROM vm WHERE name = ?1",
+		"disk_format, disk_backing, disk_backing_format, hand_gpus FROM vm WHERE name = ?1",
 		&s);
 
 	if (r < 0)
@@ -850,6 +854,7 @@ int gp_state_vm_get(struct gp_state *st, const char *name, struct gp_vm_config *
 	copy_col(s, 15, c.disk_format, sizeof(c.disk_format));
 	copy_col(s, 16, c.disk_backing, sizeof(c.disk_backing));
 	copy_col(s, 17, c.disk_backing_format, sizeof(c.disk_backing_format));
+	c.hand_gpus = sqlite3_column_int(s, 18);
 	sqlite3_finalize(s);
 	r = shares_get(st, &c);
 	if (r < 0)

@@ -121,6 +121,9 @@ struct gp_vm_config {
 	enum gp_passthrough passthrough;
 	char gpu_name[GP_NAME_LEN * 2];
 	int gpu_count;
+	/* GPUs given by hand (gpupass assign) to a VM that had none: it is a
+	 * dda VM while it holds them, and none again after the last unassign. */
+	int hand_gpus;
 	char accel[16]; /* "auto", "kvm", "tcg" */
 	char extra[GP_VM_APPEND_LEN]; /* extra QEMU arguments, space-separated */
 	/* PV partition (passthrough pv): gpupass-pvd's memory_max (bytes,

@@ -121,6 +121,59 @@ static void test_schema(void **state)
 	}
 }
 
+/* Back to schema 3: the columns of version 4 dropped. */
+static void drop_v4(const char *db)
+{
+	static const char *const cols[] = { "hand_gpus", "disk_backing_format", "disk_backing",
+					     "disk_format" };
+	char sql[96];
+
+	for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++) {
+		snprintf(sql, sizeof(sql), "ALTER TABLE vm DROP COLUMN %s", cols[i]);
+		assert_int_equal(sql_exec(db, sql), SQLITE_OK);
+	}
+}
+
+/* A version 3 database (before the recorded disk format) is migrated: a
+ * VM keeps its disk with no format recorded (vm start then asks for one:
+ * the format is never guessed), and no GPUs by hand. */
+static void test_migrate_v3(void **state)
+{
+	struct fx *fx = *state;
+	struct gp_vm_config c;
+	char v[64];
+
+	add_vm(fx->st, "old");
+	assert_int_equal(gp_state_vm_get(fx->st, "old", &c), 0);
+	strcpy(c.disk, "/var/lib/images/old.img");
+	strcpy(c.disk_format, "raw");
+	assert_int_equal(gp_state_vm_update(fx->st, &c), 0);
+	gp_state_close(fx->st);
+	fx->st = NULL;
+	drop_v4(fx->db);
+	assert_int_equal(sql_exec(fx->db, "PRAGMA user_version = 3"), SQLITE_OK);
+	assert_int_equal(gp_state_open_path(fx->db, NULL, &fx->st), 0);
+	sql_scalar(fx->db, "PRAGMA user_version", v, sizeof(v));
+	assert_int_equal(atoi(v), GP_STATE_SCHEMA_VERSION);
+	assert_int_equal(gp_state_vm_get(fx->st, "old", &c), 0);
+	assert_string_equal(c.disk, "/var/lib/images/old.img");
+	assert_string_equal(c.disk_format, "");
+	assert_int_equal(c.hand_gpus, 0);
+	strcpy(c.disk_format, "qcow2");
+	strcpy(c.disk_backing, "/var/lib/images/base.raw");
+	strcpy(c.disk_backing_format, "raw");
+	c.hand_gpus = 2;
+	assert_int_equal(gp_state_vm_update(fx->st, &c), 0);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(gp_state_vm_get(fx->st, "old", &c), 0);
+	assert_string_equal(c.disk_format, "qcow2");
+	assert_string_equal(c.disk_backing, "/var/lib/images/base.raw");
+	assert_string_equal(c.disk_backing_format, "raw");
+	assert_int_equal(c.hand_gpus, 2);
+	/* The database itself refuses a format it does not know. */
+	assert_int_not_equal(sql_exec(fx->db, "UPDATE vm SET disk_format = 'vmdk'"), SQLITE_OK);
+}
+
 /* A version 1 database (before the PV columns) is migrated: its VMs keep
  * their settings and get the PV defaults; PV settings then round-trip. */
 static void test_migrate_v1(void **state)
@@ -132,6 +185,7 @@ static void test_migrate_v1(void **state)
 	add_vm(fx->st, "old");
 	gp_state_close(fx->st);
 	fx->st = NULL;
+	drop_v4(fx->db);
 	assert_int_equal(sql_exec(fx->db, "DROP TABLE share"), SQLITE_OK);
 	assert_int_equal(sql_exec(fx->db, "ALTER TABLE vm DROP COLUMN pv_shm"), SQLITE_OK);
 	assert_int_equal(sql_exec(fx->db, "ALTER TABLE vm DROP COLUMN pv_weight"), SQLITE_OK);
@@ -139,7 +193,7 @@ static void test_migrate_v1(void **state)
 	assert_int_equal(sql_exec(fx->db, "PRAGMA user_version = 1"), SQLITE_OK);
 	assert_int_equal(gp_state_open_path(fx->db, NULL, &fx->st), 0);
 	sql_scalar(fx->db, "PRAGMA user_version", v, sizeof(v));
-	assert_int_equal(atoi(v), 3);
+	assert_int_equal(atoi(v), GP_STATE_SCHEMA_VERSION);
 	assert_int_equal(gp_state_vm_get(fx->st, "old", &c), 0);
 	assert_string_equal(c.kernel, "/boot/vmlinuz");
 	assert_int_equal(c.pv_weight, 1);
@@ -175,12 +229,13 @@ static void test_migrate_v2(void **state)
 	assert_int_equal(gp_state_vm_update(fx->st, &c), 0);
 	gp_state_close(fx->st);
 	fx->st = NULL;
+	drop_v4(fx->db);
 	assert_int_equal(sql_exec(fx->db, "DROP TABLE share"), SQLITE_OK);
 	assert_int_equal(sql_exec(fx->db, "ALTER TABLE vm DROP COLUMN pv_shm"), SQLITE_OK);
 	assert_int_equal(sql_exec(fx->db, "PRAGMA user_version = 2"), SQLITE_OK);
 	assert_int_equal(gp_state_open_path(fx->db, NULL, &fx->st), 0);
 	sql_scalar(fx->db, "PRAGMA user_version", v, sizeof(v));
-	assert_int_equal(atoi(v), 3);
+	assert_int_equal(atoi(v), GP_STATE_SCHEMA_VERSION);
 	assert_int_equal(gp_state_vm_get(fx->st, "old", &c), 0);
 	assert_string_equal(c.kernel, "/boot/vmlinuz");
 	assert_int_equal(c.passthrough, GP_PT_PV);
@@ -559,6 +614,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_schema, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_migrate_v1, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_migrate_v2, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_migrate_v3, setup, teardown),
 		cmocka_unit_test(test_share_parse),
 		cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_garbage_file, setup, teardown),

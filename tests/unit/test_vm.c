@@ -990,6 +990,49 @@ static void test_deploy_vfio_missing(void **state)
 	dfx_free(d);
 }
 
+/* The README's by-hand path on a VM created without a GPU: dismount,
+ * assign, then the VM starts with that GPU (it was refused with
+ * "--gpu-count must be at least 1 with dda": assign made it dda with
+ * count 0); unassign makes it a none VM again. */
+static void test_by_hand_path(void **state)
+{
+	struct dfx *d = dfx_new("server-t4", true);
+	struct gp_vm_config c;
+	struct gp_strv argv = { 0 };
+	struct gp_why w = { "" };
+	char addr[GP_ADDR_LEN], vm[GP_NAME_LEN];
+	bool did = false;
+
+	(void)state;
+	vm_cfg(d, &c, "t1", GP_PT_NONE, NULL, 0);
+	assert_int_equal(gp_deploy_vm_create(d->ctx, d->st, &c, &d->o, NULL, &w), 0);
+	assert_int_equal(gp_bind_dismount(d->ctx, d->st, "0000:3b:00.0",
+					  &(struct gp_bind_opts){ .kops = &d->kops }, NULL, &did, &w), 0);
+	assert_int_equal(gp_deploy_assign(d->ctx, d->st, "0000:3b:00.0", "t1", &d->o, addr, &w), 0);
+	assert_int_equal(gp_state_vm_get(d->st, "t1", &c), 0);
+	assert_int_equal(c.passthrough, GP_PT_DDA);
+	assert_int_equal(c.gpu_count, 1);
+	assert_int_equal(c.hand_gpus, 1);
+	assert_int_equal(gp_deploy_check_config(&c, &w), 0);
+	assert_int_equal(gp_deploy_vm_argv(d->ctx, d->st, "t1", &d->o, &argv, &w), 0);
+	{
+		bool found = false;
+
+		for (size_t i = 0; i < argv.n; i++)
+			found |= strstr(argv.v[i], "vfio-pci,host=0000:3b:00.0") != NULL;
+		assert_true(found);
+	}
+	gp_strv_clear(&argv);
+	assert_int_equal(gp_deploy_unassign(d->ctx, d->st, "0000:3b:00.0", &d->o, addr, vm, &w), 0);
+	assert_int_equal(gp_state_vm_get(d->st, "t1", &c), 0);
+	assert_int_equal(c.passthrough, GP_PT_NONE);
+	assert_int_equal(c.gpu_count, 0);
+	assert_int_equal(c.hand_gpus, 0);
+	assert_int_equal(gp_deploy_check_config(&c, &w), 0);
+	assert_int_equal(gp_bind_mount(d->ctx, d->st, "0000:3b:00.0", NULL, NULL, NULL, &w), 0);
+	dfx_free(d);
+}
+
 /* The full chain on the workstation: create with dda (--force for the boot
  * VGA) takes both functions; the command line keeps them in one slot; the
  * GPUs can change only by set; delete gives them back. */
@@ -1387,6 +1430,7 @@ int main(void)
 		cmocka_unit_test(test_argv),
 		cmocka_unit_test(test_disk_format_fixed),
 		cmocka_unit_test(test_disk_inspect),
+		cmocka_unit_test(test_by_hand_path),
 		cmocka_unit_test(test_qmp_parse),
 		cmocka_unit_test(test_qmp_parse_pci),
 		cmocka_unit_test(test_base64),
