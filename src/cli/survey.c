@@ -118,6 +118,25 @@ static void print_opencl(const struct gp_clprobe *probe)
 	printf("\n");
 }
 
+/* OpenCL devices that are not the survey's GPUs: PV by explicit choice. */
+static void print_pv_only(const struct gp_survey *s, const struct gp_clprobe *probe)
+{
+	bool any = false;
+
+	for (size_t i = 0; i < gp_clprobe_device_count(probe); i++) {
+		const struct gp_cl_device *d = gp_clprobe_device(probe, i);
+
+		if (gp_clprobe_is_survey_gpu(d, s))
+			continue;
+		if (!any)
+			printf("\nPV only, not a GPU (host OpenCL devices that are not PCI GPUs; "
+			       "vm create --gpu-passthrough pv --gpu-name NAME --force):\n");
+		any = true;
+		printf("  %s (%s, %s): %s\n", d->name, gp_clprobe_platform(probe, d->platform)->name,
+		       gp_cl_device_type_name(d->type), gp_cl_device_pv_only_note(d));
+	}
+}
+
 static void print_table(const struct gp_survey *s, const struct gp_clprobe *probe)
 {
 	const struct gp_survey_host *h = gp_survey_host(s);
@@ -128,6 +147,7 @@ static void print_table(const struct gp_survey *s, const struct gp_clprobe *prob
 	if (n == 0) {
 		printf("no GPU found (looked at %zu PCI device%s)\n", h->pci_devices,
 		       h->pci_devices == 1 ? "" : "s");
+		print_pv_only(s, probe);
 		return;
 	}
 	printf("\n%-12s  %-36s  %-10s  %5s  %-3s  %-3s  %s\n", "ADDRESS", "NAME", "DRIVER",
@@ -149,6 +169,7 @@ static void print_table(const struct gp_survey *s, const struct gp_clprobe *prob
 		       top ? gp_problem_code_name(top->code) : "-",
 		       top ? " " : "", top ? gp_severity_name(top->severity) : "");
 	}
+	print_pv_only(s, probe);
 	printf("\nDetails and fixes: gpupass survey ADDRESS\n");
 }
 

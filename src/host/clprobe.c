@@ -737,6 +737,57 @@ out:
 	return r;
 }
 
+bool gp_clprobe_is_survey_gpu(const struct gp_cl_device *dev, const struct gp_survey *s)
+{
+	for (size_t i = 0; i < gp_survey_gpu_count(s); i++) {
+		const struct gp_survey_gpu *g = gp_survey_gpu(s, i);
+		struct gp_pci_addr a;
+
+		if (gp_pci_addr_parse(g->dev->address, &a) == 0 && gp_cl_device_at(dev, &a))
+			return true;
+	}
+	/* A GPU that says where it is belongs to a PCI GPU (the survey's
+	 * PV problems tell when that one is not in the tree). */
+	return (dev->type & GP_CL_TYPE_GPU) && dev->pci_source != GP_CL_PCI_NONE;
+}
+
+const char *gp_cl_device_pv_only_note(const struct gp_cl_device *dev)
+{
+	if (dev->type & GP_CL_TYPE_CPU)
+		return "not a GPU: guest kernels run on the host's CPU";
+	if (dev->type & GP_CL_TYPE_GPU)
+		return "a GPU with no PCI location the survey can check";
+	return "not a GPU: guest kernels run on this accelerator, which the survey does not check";
+}
+
+static int pv_only_json(const struct gp_clprobe *p, const struct gp_survey *s,
+			struct json_object *opencl)
+{
+	struct json_object *arr = json_object_new_array();
+	bool oom = !arr;
+
+	for (size_t i = 0; !oom && i < p->ndevs; i++) {
+		const struct gp_cl_device *d = &p->devs[i];
+		struct json_object *o;
+		char addr[GP_PCI_ADDR_LEN];
+
+		if (gp_clprobe_is_survey_gpu(d, s))
+			continue;
+		o = json_object_new_object();
+		jadd(o, "name", json_object_new_string(d->name), &oom);
+		jadd(o, "platform", json_object_new_string(p->plats[d->platform].name), &oom);
+		jadd(o, "type", json_object_new_string(gp_cl_device_type_name(d->type)), &oom);
+		jadd(o, "pci", d->pci_source != GP_CL_PCI_NONE ?
+			json_object_new_string(gp_cl_device_pci_format(d, addr, sizeof(addr))) :
+			NULL, &oom);
+		jadd(o, "note", json_object_new_string(gp_cl_device_pv_only_note(d)), &oom);
+		jpush(arr, o, &oom);
+	}
+	if (arr)
+		jadd(opencl, "pv_only", arr, &oom);
+	return oom ? -ENOMEM : 0;
+}
+
 int gp_clprobe_survey(struct gp_ctx *ctx, struct gp_clprobe *probe, struct gp_survey **out)
 {
 	struct gp_survey_opts opts = { .pv_hook = gp_clprobe_pv_hook, .pv_hook_data = probe };
@@ -747,9 +798,18 @@ int gp_clprobe_survey(struct gp_ctx *ctx, struct gp_clprobe *probe, struct gp_su
 	r = gp_survey_run(ctx, &opts, &s);
 	if (r < 0)
 		return r;
-	r = gp_clprobe_to_json(probe, &j);
+	/* Also without a GPU on a host driver: the devices that are not
+	 * GPUs are listed. */
+	r = gp_clprobe_run(probe);
 	if (r == 0)
-		r = gp_survey_add_host_json(s, "opencl", j);
+		r = gp_clprobe_to_json(probe, &j);
+	if (r == 0) {
+		r = pv_only_json(probe, s, j);
+		if (r == 0)
+			r = gp_survey_add_host_json(s, "opencl", j);
+		else
+			json_object_put(j);
+	}
 	if (r < 0) {
 		gp_survey_free(s);
 		return r;

@@ -134,8 +134,20 @@ int gp_clprobe_to_json(const struct gp_clprobe *probe, struct json_object **out)
 int gp_clprobe_pv_hook(void *probe, struct gp_ctx *ctx, const struct gp_pci_dev *dev,
 		       struct gp_survey_gpu *gpu);
 
-/* gp_survey_run() with the hook above, then the "opencl" key of "host"
- * (gp_clprobe_to_json). Same errors as gp_survey_run(). */
+/* Is @dev one of the survey's GPUs (a GPU of @s sits at its PCI
+ * location, or it is a GPU that reports a PCI location)? An OpenCL device that is not — a CPU (PoCL), an FPGA or DSP
+ * board, a GPU that reports no location — can still serve PV guests, but
+ * only by the operator's explicit choice: it is "PV only, not a GPU". */
+bool gp_clprobe_is_survey_gpu(const struct gp_cl_device *dev, const struct gp_survey *s);
+/* What a guest's kernels on such a device mean for the host, one phrase:
+ * "guest kernels run on the host's CPU" for a CPU device. */
+const char *gp_cl_device_pv_only_note(const struct gp_cl_device *dev);
+
+/* gp_survey_run() with the hook above; then the probe runs in any case (to
+ * list the devices that are not GPUs) and the "opencl" key of "host" gets
+ * gp_clprobe_to_json plus "pv_only": [{"name","platform","type","pci",
+ * "note"}] for the devices that are PV only. Same errors as
+ * gp_survey_run(). */
 int gp_clprobe_survey(struct gp_ctx *ctx, struct gp_clprobe *probe, struct gp_survey **out);
 
 #endif

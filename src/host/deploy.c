@@ -290,10 +290,31 @@ out:
 	return r;
 }
 
-/* Is a GPU matching cfg->gpu_name PV-ready (the survey with the OpenCL
- * probe)? -ENOSPC with the survey's reasons when none is. */
-static int pv_check_ready(struct gp_ctx *ctx, const struct gp_vm_config *cfg, struct gp_why *why)
+/* An OpenCL device of the host that is not one of its GPUs (a CPU such as
+ * PoCL's, an FPGA board) and whose name contains @name: PV can use it, by
+ * the operator's explicit choice only. */
+static const struct gp_cl_device *pv_only_match(const struct gp_clprobe *probe,
+						const struct gp_survey *s, const char *name)
 {
+	if (!name[0])
+		return NULL;
+	for (size_t i = 0; i < gp_clprobe_device_count(probe); i++) {
+		const struct gp_cl_device *d = gp_clprobe_device(probe, i);
+
+		if (!gp_clprobe_is_survey_gpu(d, s) && gp_str_icontains(d->name, name))
+			return d;
+	}
+	return NULL;
+}
+
+/* Is a GPU matching cfg->gpu_name PV-ready (the survey with the OpenCL
+ * probe)? -ENOSPC with the survey's reasons when none is. Else, with
+ * --force, an OpenCL device that is not a GPU matching --gpu-name (said
+ * with a warning through o->progress). */
+static int pv_check_ready(struct gp_ctx *ctx, const struct gp_vm_config *cfg,
+			  const struct gp_deploy_opts *o, struct gp_why *why)
+{
+	const struct gp_cl_device *alt;
 	struct gp_clprobe *probe = NULL;
 	struct gp_survey *survey = NULL;
 	char notready[768] = "";
@@ -325,10 +346,32 @@ static int pv_check_ready(struct gp_ctx *ctx, const struct gp_vm_config *cfg, st
 						m->problems[0].message,
 						m->problems[0].fix);
 	}
+	alt = pv_only_match(probe, survey, cfg->gpu_name);
+	if (alt && o->force) {
+		char msg[512];
+
+		snprintf(msg, sizeof(msg), "warning: VM %s: PV on '%s' (%s, %s), which is %s; "
+			 "taken because of --force", cfg->name, alt->name,
+			 gp_clprobe_platform(probe, alt->platform)->name,
+			 gp_cl_device_type_name(alt->type), gp_cl_device_pv_only_note(alt));
+		if (o->progress)
+			o->progress(o->progress_data, msg);
+		r = 0;
+		goto out;
+	}
+	if (alt) {
+		gp_why_set(why, "VM %s: no PV-ready GPU matches '%s' (%zu GPU%s match); the OpenCL "
+			   "device '%s' (%s, %s) matches but is %s: add --force to give the VM PV on "
+			   "it", cfg->name, cfg->gpu_name, nmatch, nmatch == 1 ? "" : "s", alt->name,
+			   gp_clprobe_platform(probe, alt->platform)->name,
+			   gp_cl_device_type_name(alt->type), gp_cl_device_pv_only_note(alt));
+		goto out;
+	}
 	gp_why_set(why, "VM %s: no PV-ready GPU%s%s%s: %zu match and none is ready%s", cfg->name,
 		   cfg->gpu_name[0] ? " matches '" : "", cfg->gpu_name,
 		   cfg->gpu_name[0] ? "'" : "", nmatch,
-		   notready[0] ? notready : "; run gpupass survey to see the GPUs");
+		   notready[0] ? notready : "; run gpupass survey to see the GPUs (devices that "
+		   "are not GPUs are listed as 'PV only': --gpu-name NAME --force takes one)");
 out:
 	gp_survey_free(survey);
 	gp_clprobe_free(probe);
@@ -481,7 +524,7 @@ int gp_deploy_vm_create(struct gp_ctx *ctx, struct gp_state *st, const struct gp
 	if (r < 0)
 		return r;
 	if (cfg->passthrough == GP_PT_PV) {
-		r = pv_check_ready(ctx, cfg, why);
+		r = pv_check_ready(ctx, cfg, o, why);
 		if (r < 0)
 			return r;
 	}
@@ -641,7 +684,7 @@ static int vm_set_locked(struct gp_ctx *ctx, struct gp_state *st, const struct g
 		return -EBUSY;
 	}
 	if (cfg->passthrough == GP_PT_PV && (gpu_change || old.passthrough != GP_PT_PV)) {
-		r = pv_check_ready(ctx, cfg, why);
+		r = pv_check_ready(ctx, cfg, o, why);
 		if (r < 0)
 			return r;
 	}

@@ -284,8 +284,16 @@ int gp_pvconf_remove_guest(const char *path, const char *vm)
 
 	if (r < 0)
 		return r;
-	if (found)
-		r = write_atomic(path, rest);
+	if (found) {
+		bool blank = true;
+
+		for (const char *p = rest; blank && *p; p++)
+			blank = *p == ' ' || *p == '\t' || *p == '\n' || *p == '\r';
+		/* gpupass-pvd takes an empty file for its defaults (every local
+		 * user a guest): the last VM gone means no guests instead. */
+		r = write_atomic(path, blank ? "# no guests: gpupass vm create adds [guest NAME] "
+					       "sections here\n[server]\n" : rest);
+	}
 	free(rest);
 	return r;
 }

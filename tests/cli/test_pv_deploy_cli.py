@@ -142,10 +142,32 @@ check("OpenCL device elsewhere: exit 1, no-opencl-device",
 rc, out, err = gp("vm", "create", "p1", "--kernel", KERNEL, "--gpu-passthrough", "pv",
                   "--gpu-name", "Radeon")
 check("no GPU matches the name: exit 1, 0 match", rc == 1 and "0 match" in err, err)
+# A host whose OpenCL device is not a PCI GPU (a CPU platform such as
+# PoCL): PV only by explicit choice. Without --force the refusal names it.
+cpu_cl = {"OCL_ICD_VENDORS": FAKE_VENDORS, "FAKEGPU_PCI": "cpu"}
+rc, out, err = gp("vm", "create", "p1", "--kernel", KERNEL, "--gpu-passthrough", "pv",
+                  "--gpu-name", "fakecpu", cl=cpu_cl)
+check("a CPU OpenCL device matches --gpu-name: exit 1, names it and --force",
+      rc == 1 and "FakeCPU 0" in err and "not a GPU" in err and "--force" in err, err)
 check("refusals left no VM", vm_names() == [], vm_names())
 check("refusals left the config as it was", conf() == OTHER, conf())
 check("refusals started no gpupass-pvd", record() == [] and pvd_pid() == 0, record())
 
+rc, out, err = gp("vm", "create", "pcpu", "--kernel", KERNEL, "--gpu-passthrough", "pv",
+                  "--gpu-name", "fakecpu", "--force", cl=cpu_cl)
+check("with --force: created, a warning says guest kernels run on the host's CPU",
+      rc == 0 and "pcpu" in vm_names() and "warning: VM pcpu: PV on 'FakeCPU 0'" in out
+      and "guest kernels run on the host's CPU" in out, out + err)
+rc, out, err = gp("vm", "delete", "pcpu", cl=cpu_cl)
+check("the PV-only VM deleted, its section gone", rc == 0 and vm_names() == []
+      and conf().rstrip() == OTHER.rstrip(), err + conf())
+# Back to where the next checks start: no server, no record.
+subprocess.run(["pkill", "-f", FAKE_PVD])
+for f_ in (RECORD, os.path.join(ST, "pvd.pid")):
+    if os.path.exists(f_):
+        os.unlink(f_)
+with open(CONF, "w") as f:
+    f.write(OTHER)
 # Create: section added, other sections intact.
 rc, out, err = gp("vm", "create", "p1", "--kernel", KERNEL, "--gpu-passthrough", "pv",
                   "--gpu-name", "T4", "--gpu-memory-max", "2G", "--gpu-weight", "3")

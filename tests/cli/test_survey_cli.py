@@ -236,7 +236,7 @@ check("opencl: fake GPU at the T4's address -> PV ready",
       and g.get("opencl") == [{"platform": "FakeGPU OpenCL", "device": "FakeGPU 0"}], g)
 check("opencl: host.opencl lists the platform and device with its address",
       doc.get("host", {}).get("opencl") == {
-          "probed": True, "skipped_platforms": [],
+          "probed": True, "skipped_platforms": [], "pv_only": [],
           "platforms": [{"name": "FakeGPU OpenCL", "vendor": "gpupass tests",
                          "version": "OpenCL 1.2 FakeGPU",
                          "devices": [{"name": "FakeGPU 0", "type": "gpu", "pci": "0000:3b:00.0",
@@ -267,7 +267,8 @@ probs = [p for p in pv(doc)["problems"] if p["code"] == "no-opencl-platform"]
 check("opencl: empty vendors dir -> no-opencl-platform (error, fix names the ICD packages)",
       rc == 0 and pv(doc)["ready"] is False and len(probs) == 1 and probs[0]["severity"] == "error"
       and "nvidia-opencl-icd" in probs[0]["fix"] and "clinfo -l" in probs[0]["fix"]
-      and doc["host"]["opencl"] == {"probed": True, "platforms": [], "skipped_platforms": []}, doc)
+      and doc["host"]["opencl"] == {"probed": True, "platforms": [], "skipped_platforms": [],
+                                    "pv_only": []}, doc)
 
 if os.path.exists(POCL_ICD):
     rc, doc, err = survey_json(root, cl={"OCL_ICD_VENDORS": POCL_ICD})
@@ -305,14 +306,31 @@ check("opencl: NVIDIA and AMD attribute queries match too",
       and [d["pci"] for d in doc["host"]["opencl"]["platforms"][0]["devices"]] == ["0000:5e:00.0", "3b:00.0"],
       doc.get("host"))
 
-# The probe runs only for a GPU on a host driver (it loads every ICD).
+# A GPU without a host driver gets no OpenCL check (no-host-driver says
+# it all); the probe still runs, to list the devices that are not GPUs.
 rc, doc, err = survey_json(fixture("no-host-driver"), cl={"OCL_ICD_VENDORS": EMPTY_VENDORS})
-check("opencl: GPU without a host driver: not probed, only no-host-driver",
-      rc == 0 and pv_codes(doc) == ["no-host-driver"] and doc["host"]["opencl"]["probed"] is False
+check("opencl: GPU without a host driver: only no-host-driver",
+      rc == 0 and pv_codes(doc) == ["no-host-driver"]
       and by_addr(doc, "0000:3b:00.0").get("opencl") == [], doc)
 rc, doc, err = survey_json(fixture("no-gpu"))
-check("opencl: no GPU: not probed", rc == 0 and doc["host"]["opencl"] == {
-    "probed": False, "platforms": [], "skipped_platforms": []}, doc.get("host"))
+check("opencl: no GPU: the fake GPUs (elsewhere on the PCI bus) are not PV only",
+      rc == 0 and doc["host"]["opencl"]["probed"] is True
+      and doc["host"]["opencl"]["pv_only"] == [], doc.get("host"))
+# OpenCL devices that are not PCI GPUs: listed as "PV only, not a GPU"
+# (a CPU device, a GPU that reports no location), in the table and --json.
+cpu_cl = {"OCL_ICD_VENDORS": FAKE_VENDORS, "FAKEGPU_PCI": "cpu,none"}
+rc, doc, err = survey_json(fixture("no-gpu"), cl=cpu_cl)
+check("opencl: a CPU device and a GPU without location are PV only, with their notes",
+      rc == 0 and doc["host"]["opencl"]["pv_only"] == [
+          {"name": "FakeCPU 0", "platform": "FakeGPU OpenCL", "type": "cpu", "pci": None,
+           "note": "not a GPU: guest kernels run on the host's CPU"},
+          {"name": "FakeGPU 1", "platform": "FakeGPU OpenCL", "type": "gpu", "pci": None,
+           "note": "a GPU with no PCI location the survey can check"}], doc.get("host"))
+rc, out, err = gp("survey", root=fixture("no-gpu"), cl=cpu_cl)
+check("opencl: the table lists them under 'PV only, not a GPU' with how to use one",
+      rc == 0 and "PV only, not a GPU" in out and "--gpu-name NAME --force" in out
+      and "FakeCPU 0 (FakeGPU OpenCL, cpu): not a GPU: guest kernels run on the host's CPU"
+      in out, out)
 for code in ("no-opencl-platform", "no-opencl-device", "opencl-no-pci-info"):
     healthy = survey_json(fixture("server-t4"))[1]
     check(f"{code} does not fire on server-t4 with its OpenCL device",

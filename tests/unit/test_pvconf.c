@@ -74,7 +74,14 @@ static void test_put_remove(void **state)
 	assert_int_equal(gp_pvconf_put_guest(path, "p1", "/s/p1.sock", 0, 1, NULL), 0);
 	assert_string_equal(get_file(), "[guest p1]\nsocket = /s/p1.sock\nweight = 1\n");
 	assert_int_equal(gp_pvconf_remove_guest(path, "p1"), 0);
-	assert_string_equal(get_file(), "");
+	/* Not an empty file, which gpupass-pvd would take for its defaults
+	 * (every local user a guest): a config with no guests. */
+	assert_string_equal(get_file(), "# no guests: gpupass vm create adds [guest NAME] sections "
+			    "here\n[server]\n");
+	assert_int_equal(gp_pvconf_has_guest(path, "p1"), 0);
+	assert_int_equal(gp_pvconf_put_guest(path, "p1", "/s/p1.sock", 0, 1, NULL), 0);
+	assert_int_equal(gp_pvconf_has_guest(path, "p1"), 1);
+	assert_int_equal(gp_pvconf_remove_guest(path, "p1"), 0);
 
 	/* Others intact; a look-alike name (p10) is not ours. */
 	put_file(other, strlen(other));
