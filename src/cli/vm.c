@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -422,6 +423,48 @@ static struct json_object *jstr(const char *s)
 	return s && *s ? json_object_new_string(s) : NULL;
 }
 
+/* What confines a running QEMU, read from the kernel (/proc/PID/status):
+ * {"uid","user","seccomp","no_new_privs","cap_eff"}; when stopped, what
+ * the next start asks for: {"user","sandbox"}. */
+static struct json_object *qemu_confinement(const char *vm, pid_t pid)
+{
+	struct json_object *o = json_object_new_object();
+	char path[64], line[256], quser[64] = "";
+	struct gp_why w;
+	FILE *f;
+
+	if (!pid) {
+		if (gp_deploy_qemu_user(vm, quser, sizeof(quser), &w) < 0)
+			snprintf(quser, sizeof(quser), "?");
+		json_object_object_add(o, "user", json_object_new_string(quser[0] ? quser : "root"));
+		json_object_object_add(o, "sandbox", json_object_new_boolean(true));
+		return o;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	while (f && fgets(line, sizeof(line), f)) {
+		unsigned long long v;
+
+		if (sscanf(line, "Uid: %*u %llu", &v) == 1) {
+			struct passwd *pw = getpwuid((uid_t)v);
+
+			json_object_object_add(o, "uid", json_object_new_int64((int64_t)v));
+			json_object_object_add(o, "user", pw ? json_object_new_string(pw->pw_name) : NULL);
+		} else if (sscanf(line, "Seccomp: %llu", &v) == 1) {
+			json_object_object_add(o, "seccomp", json_object_new_boolean(v == 2));
+		} else if (sscanf(line, "NoNewPrivs: %llu", &v) == 1) {
+			json_object_object_add(o, "no_new_privs", json_object_new_boolean(v == 1));
+		} else if (strncmp(line, "CapEff:", 7) == 0) {
+			line[strcspn(line, "\n")] = '\0';
+			json_object_object_add(o, "cap_eff", json_object_new_string(line + 8 +
+					       strspn(line + 8, " \t")));
+		}
+	}
+	if (f)
+		fclose(f);
+	return o;
+}
+
 static struct json_object *vm_json(struct gp_ctx *ctx, struct gp_state *st,
 				   const struct gp_vm_config *c)
 {
@@ -452,6 +495,7 @@ static struct json_object *vm_json(struct gp_ctx *ctx, struct gp_state *st,
 	json_object_object_add(o, "gpu_count", json_object_new_int(c->gpu_count));
 	json_object_object_add(o, "accel", json_object_new_string(c->accel));
 	json_object_object_add(o, "qemu_args", jstr(c->extra));
+	json_object_object_add(o, "qemu_confinement", qemu_confinement(c->name, pid));
 	if (c->passthrough == GP_PT_PV) {
 		struct json_object *pv = json_object_new_object();
 		char sock[GP_VM_PATH_LEN];
@@ -643,6 +687,24 @@ static int vm_show(struct cli *cli, struct gp_ctx *ctx, struct gp_state *st, str
 		printf("state:           %s\n", json_object_get_string(json_object_object_get(o, "state")));
 		printf("memory:          %s\n", gp_format_size(cfg->memory, sz, sizeof(sz)));
 		printf("cpus:            %d\n", cfg->cpus);
+		{
+			struct json_object *q = json_object_object_get(o, "qemu_confinement"), *v;
+
+			if (json_object_object_get_ex(q, "uid", &v))
+				printf("qemu:            runs as %s (uid %d), seccomp %s, no_new_privs %s, "
+				       "capabilities %s\n",
+				       json_object_get_string(json_object_object_get(q, "user")),
+				       json_object_get_int(v),
+				       json_object_get_boolean(json_object_object_get(q, "seccomp")) ?
+				       "on" : "OFF",
+				       json_object_get_boolean(json_object_object_get(q,
+							       "no_new_privs")) ? "on" : "OFF",
+				       json_object_get_string(json_object_object_get(q, "cap_eff")));
+			else
+				printf("qemu:            starts as root, then runs as %s, under -sandbox on "
+				       "(seccomp), no_new_privs\n",
+				       json_object_get_string(json_object_object_get(q, "user")));
+		}
 		if (cfg->disk[0])
 			printf("disk:            %s (%s%s%s%s%s)\n", cfg->disk,
 			       cfg->disk_format[0] ? cfg->disk_format : "format not recorded: "

@@ -3,6 +3,8 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <sys/resource.h>
+#include <sys/prctl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -244,7 +246,7 @@ void gp_strv_clear(struct gp_strv *sv)
 	sv->n = sv->cap = 0;
 }
 
-int gp_spawn_detached(char *const argv[], int logfd, int *pid)
+static int spawn(char *const argv[], int logfd, bool confined, uint64_t memlock, int *pid)
 {
 	time_t t = time(NULL);
 	char when[64];
@@ -269,10 +271,36 @@ int gp_spawn_detached(char *const argv[], int logfd, int *pid)
 		dup2(logfd, STDOUT_FILENO);
 		dup2(logfd, STDERR_FILENO);
 		signal(SIGPIPE, SIG_DFL);
+		if (confined) {
+			struct rlimit rl = { (rlim_t)memlock, (rlim_t)memlock };
+
+			if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+				dprintf(STDERR_FILENO, "gpupass: cannot confine %s: %s\n", argv[0],
+					strerror(errno));
+				_exit(126);
+			}
+			/* Raising the hard limit needs CAP_SYS_RESOURCE (a
+			 * container may lack it): then QEMU starts with what it
+			 * has, said in its log. */
+			if (memlock && setrlimit(RLIMIT_MEMLOCK, &rl) < 0)
+				dprintf(STDERR_FILENO, "gpupass: warning: cannot raise RLIMIT_MEMLOCK "
+					"to %llu bytes (%s): VFIO mappings made after QEMU leaves root "
+					"may fail\n", (unsigned long long)memlock, strerror(errno));
+		}
 		execv(argv[0], argv);
 		dprintf(STDERR_FILENO, "gpupass: cannot run %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
 	*pid = (int)child;
 	return 0;
+}
+
+int gp_spawn_detached(char *const argv[], int logfd, int *pid)
+{
+	return spawn(argv, logfd, false, 0, pid);
+}
+
+int gp_spawn_detached_confined(char *const argv[], int logfd, uint64_t memlock, int *pid)
+{
+	return spawn(argv, logfd, true, memlock, pid);
 }

@@ -50,5 +50,9 @@ void gp_strv_clear(struct gp_strv *sv);
  * caller's. 0 and *@pid, or -errno when fork fails (a failed exec shows
  * as exit status 127 with the reason in the log). */
 int gp_spawn_detached(char *const argv[], int logfd, int *pid);
+/* Same, and in the child before exec: no_new_privs (it can never gain
+ * privileges through exec) and, when @memlock is not 0, RLIMIT_MEMLOCK
+ * set to it (VFIO pins a VM's memory for DMA). */
+int gp_spawn_detached_confined(char *const argv[], int logfd, uint64_t memlock, int *pid);
 
 #endif

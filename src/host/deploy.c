@@ -2,6 +2,7 @@
 #include "deploy.h"
 
 #include <errno.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -477,7 +478,16 @@ static int pv_apply(struct gp_ctx *ctx, const struct gp_vm_config *cfg,
 	r = pv_shm_apply(ctx, cfg, shm, sizeof(shm), why);
 	if (r < 0)
 		return r;
-	r = gp_pvconf_put_guest(conf, cfg->name, sock, cfg->pv_memory_max, cfg->pv_weight, shm);
+	{
+		char quser[64];
+		struct gp_why w;
+
+		/* The VM's QEMU reconnects to the socket as its own user. */
+		if (gp_deploy_qemu_user(cfg->name, quser, sizeof(quser), &w) < 0)
+			quser[0] = '\0';
+		r = gp_pvconf_put_guest_owned(conf, cfg->name, sock, quser, cfg->pv_memory_max,
+					      cfg->pv_weight, shm);
+	}
 	if (r < 0) {
 		gp_why_set(why, "VM %s: cannot write its section into gpupass-pvd's config %s: %s",
 			   cfg->name, conf, strerror(-r));
@@ -1049,10 +1059,34 @@ static int find_qemu(const char *name, const struct gp_deploy_opts *o, char *buf
 	return -ENOENT;
 }
 
+int gp_deploy_qemu_user(const char *vm, char *buf, size_t len, struct gp_why *why)
+{
+	const char *u = getenv("GPUPASS_QEMU_USER");
+
+	buf[0] = '\0';
+	if (!u)
+		u = GP_QEMU_USER;
+	/* Only root can hand QEMU to another user; "root" asks for none. */
+	if (geteuid() != 0 || !*u || strcmp(u, "root") == 0)
+		return 0;
+	if (!getpwnam(u)) {
+		gp_why_set(why, "VM %s: the user %s that QEMU runs as does not exist; create it "
+			   "(systemd-sysusers gpupass.conf, or useradd --system --no-create-home "
+			   "--shell /usr/sbin/nologin %s), or set GPUPASS_QEMU_USER=root to run QEMU "
+			   "as root (not recommended)", vm, u, u);
+		return -ENOENT;
+	}
+	if (strlen(u) >= len)
+		return -ENAMETOOLONG;
+	snprintf(buf, len, "%s", u);
+	return 0;
+}
+
 static int build(struct gp_ctx *ctx, struct gp_state *st, const char *name,
 		 const struct gp_deploy_opts *o, struct gp_strv *argv, struct gp_vm_paths *paths,
 		 struct gp_why *why)
 {
+	char quser[64];
 	struct gp_vm_config cfg;
 	struct cards *cs;
 	char qemu[4096];
@@ -1072,12 +1106,16 @@ static int build(struct gp_ctx *ctx, struct gp_state *st, const char *name,
 			   "use a shorter --state-dir", name, ctx->state_dir);
 		return r;
 	}
+	r = gp_deploy_qemu_user(name, quser, sizeof(quser), why);
+	if (r < 0)
+		return r;
 	cs = calloc(1, sizeof(*cs));
 	if (!cs)
 		return -ENOMEM;
 	r = load_cards(ctx, st, name, cs, true, why);
 	if (r == 0) {
 		struct gp_vm_launch l = {
+			.run_as = quser[0] ? quser : NULL,
 			.cfg = &cfg,
 			.qemu = qemu,
 			.accel = gp_vm_accel_resolve(ctx, cfg.accel),
@@ -1251,8 +1289,16 @@ static int vm_start_locked(struct gp_ctx *ctx, struct gp_state *st, const char *
 	if (r == 0) {
 		pid_t pid;
 
-		r = gp_vm_spawn(ctx, p, &argv, o->start_timeout_ms > 0 ? o->start_timeout_ms : 60000,
-				&pid, why);
+		struct gp_vm_config sc;
+		uint64_t memlock = 0;
+
+		/* VFIO pins the guest's memory for DMA, counted against
+		 * RLIMIT_MEMLOCK once QEMU is no longer root: its memory and 1 GiB
+		 * for the MMIO it maps (libvirt's rule). */
+		if (gp_state_vm_get(st, name, &sc) == 0 && sc.passthrough == GP_PT_DDA)
+			memlock = sc.memory + (1ull << 30);
+		r = gp_vm_spawn(ctx, p, &argv, memlock,
+				o->start_timeout_ms > 0 ? o->start_timeout_ms : 60000, &pid, why);
 		if (r < 0 && r != -ECHILD && r != -ETIMEDOUT)
 			gp_why_set(why, "VM %s: cannot start QEMU: %s", name, strerror(-r));
 		else if (r < 0) {

@@ -48,6 +48,13 @@ struct gp_deploy_opts {
 	struct gp_pvd_result *pvd_result; /* out, may be NULL */
 };
 
+/* The user a VM's QEMU runs as (-runas): $GPUPASS_QEMU_USER, else
+ * GP_QEMU_USER; "" in @buf when gpupass is not root or the user asked is
+ * "root" (QEMU then stays as started). -ENOENT with @why when that user
+ * does not exist. */
+#define GP_QEMU_USER "gpupass-qemu"
+int gp_deploy_qemu_user(const char *vm, char *buf, size_t len, struct gp_why *why);
+
 /* Checks a configuration without touching anything: a valid name, memory
  * (>= 64 MiB), CPUs (1..288), the kernel/initrd/disk files exist and are
  * readable, a kernel or a disk to boot, gpu-count >= 1 with dda, with pv a

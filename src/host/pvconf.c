@@ -228,13 +228,21 @@ static bool value_ok(const char *s)
 int gp_pvconf_put_guest(const char *path, const char *vm, const char *socket,
 			uint64_t memory_max, int weight, const char *ivshmem)
 {
+	return gp_pvconf_put_guest_owned(path, vm, socket, NULL, memory_max, weight, ivshmem);
+}
+
+int gp_pvconf_put_guest_owned(const char *path, const char *vm, const char *socket,
+			      const char *socket_owner, uint64_t memory_max, int weight,
+			      const char *ivshmem)
+{
 	char *rest = NULL, *text;
 	bool found;
 	size_t n;
 	int r;
 
 	if (!value_ok(vm) || strpbrk(vm, "[] \t") || !value_ok(socket) || weight < 1 ||
-	    weight > 1000 || (ivshmem && *ivshmem && !value_ok(ivshmem)))
+	    weight > 1000 || (ivshmem && *ivshmem && !value_ok(ivshmem)) ||
+	    (socket_owner && *socket_owner && !value_ok(socket_owner)))
 		return -EINVAL;
 	r = read_without(path, vm, &rest, &found);
 	if (r < 0)
@@ -257,6 +265,14 @@ int gp_pvconf_put_guest(const char *path, const char *vm, const char *socket,
 	}
 	{
 		char *t2 = gp_strdup_printf("%sweight = %d\n", text, weight);
+
+		free(text);
+		if (!t2)
+			return -ENOMEM;
+		text = t2;
+	}
+	if (socket_owner && *socket_owner) {
+		char *t2 = gp_strdup_printf("%ssocket_owner = %s\n", text, socket_owner);
 
 		free(text);
 		if (!t2)

@@ -41,6 +41,12 @@ int gp_pv_shm_create(const char *path, uint64_t size);
  * or a file holding NUL bytes (not text: left alone). */
 int gp_pvconf_put_guest(const char *path, const char *vm, const char *socket,
 			uint64_t memory_max, int weight, const char *ivshmem);
+/* Same, with `socket_owner = USER` (the user gpupass-pvd gives the socket
+ * to: the VM's QEMU runs as it and reconnects after a server restart);
+ * NULL or "": left out. */
+int gp_pvconf_put_guest_owned(const char *path, const char *vm, const char *socket,
+			      const char *socket_owner, uint64_t memory_max, int weight,
+			      const char *ivshmem);
 /* Removes the section; 0 when it (or the file) was not there. */
 int gp_pvconf_remove_guest(const char *path, const char *vm);
 /* 1 when the file has the section, 0 when not (or no file), -errno. */

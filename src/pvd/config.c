@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pwd.h>
 #include <sys/stat.h>
 
 #include "config.h"
@@ -58,6 +59,7 @@ static struct gp_pvd_guest_cfg *guest_get(struct gp_pvd_config *cfg, const char 
 	if (!g->name)
 		return NULL;
 	g->uid = -1;
+	g->socket_uid = -1;
 	g->cid = -1;
 	g->weight = 1;
 	cfg->n_guests++;
@@ -231,6 +233,18 @@ static int on_value(void *data, const char *section, const char *name, const cha
 			if (!g->socket)
 				return fail(st, "out of memory");
 			g->line.socket = st->line;
+		} else if (strcmp(name, "socket_owner") == 0) {
+			/* The user the guest's QEMU runs as: it connects (and
+			 * reconnects) to the socket after dropping root. */
+			struct passwd *pw = getpwnam(value);
+
+			if (gp_parse_u64(value, 10, &v) == 0 && v < UINT32_MAX)
+				g->socket_uid = (int64_t)v;
+			else if (pw)
+				g->socket_uid = pw->pw_uid;
+			else
+				return fail(st, "guest %s: socket_owner '%s' is no user of this host",
+					    gname, value);
 		} else if (strcmp(name, "uid") == 0) {
 			/* (uid_t)-1 means "no user" to the kernel's calls. */
 			if (gp_parse_u64(value, 10, &v) < 0 || v >= UINT32_MAX)

@@ -16,6 +16,7 @@ struct gp_pvd_guest_cfg {
 	char *name;
 	char *socket;        /* its own listening socket, or NULL */
 	int64_t uid;         /* recognised by SO_PEERCRED on a shared socket; -1 */
+	int64_t socket_uid;  /* its own socket is given to this user (QEMU's); -1 */
 	uint64_t memory_max; /* bytes; 0 = unlimited */
 	uint32_t max_objects; /* 0 = unlimited */
 	uint32_t weight;     /* >= 1 */

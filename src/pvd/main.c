@@ -306,6 +306,11 @@ static int guest_listen(struct pvd_server *srv, size_t slot)
 	free(addr);
 	if (r == 0)
 		sup->ino = ino_of(sup->socket);
+	/* A VM's QEMU runs as its own user: the socket is that user's (mode
+	 * 0600 still), so it reconnects after a restart of this server. */
+	if (r == 0 && sup->socket_uid >= 0 && chown(sup->socket, (uid_t)sup->socket_uid, (gid_t)-1) < 0)
+		gp_warn(&srv->log, "guest %s: cannot give its socket %s to uid %lld: %s",
+			srv->guests[slot].name, sup->socket, (long long)sup->socket_uid, strerror(errno));
 	return r;
 }
 
@@ -335,6 +340,7 @@ static int guest_set_config(struct pvd_server *srv, size_t slot, const struct gp
 	__atomic_store_n(&g->weight, c->weight, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&srv->sup_lock);
 	sup->uid = c->uid;
+	sup->socket_uid = c->socket_uid;
 	sup->cid = c->cid;
 	sup->has_peer_sha256 = c->has_peer_sha256;
 	memcpy(sup->peer_sha256, c->peer_sha256, sizeof(sup->peer_sha256));

@@ -109,6 +109,7 @@ int pvd_probe_main(int argc, char **argv);
 struct pvd_sup {
 	char *socket;   /* its own listening socket, or NULL */
 	int64_t uid;    /* recognised by SO_PEERCRED; -1 */
+	int64_t socket_uid; /* its socket is chowned to this user (QEMU's); -1 */
 	int listen_fd;  /* or -1 */
 	ino_t ino;      /* of its listening socket, to remove only ours */
 	pid_t pid;      /* its current worker, or 0 */

@@ -11,6 +11,7 @@ Usage: test_pv_deploy_cli.py GPUPASS GP-MKFIXTURE FAKEGPU-ICD FAKE-PVD.
 Prints TAP.
 """
 import json
+import pwd
 import os
 import shutil
 import fcntl
@@ -174,7 +175,9 @@ rc, out, err = gp("vm", "create", "p1", "--kernel", KERNEL, "--gpu-passthrough",
 check("create pv: exit 0", rc == 0, err)
 sock = os.path.join(ST, "pv", "p1.sock")
 shm = os.path.join(ST, "pv", "p1.shm")
+# socket_owner: gpupass-pvd gives the socket to the user QEMU runs as.
 want = OTHER + ("\n[guest p1]\nsocket = %s\nmemory_max = 2147483648\nweight = 3\n"
+                "socket_owner = gpupass-qemu\n"
                 "ivshmem = %s\n" % (sock, shm))
 check("config: [guest p1] appended with its ivshmem file, the rest intact", conf() == want,
       conf())
@@ -392,6 +395,24 @@ if shutil.which("qemu-system-x86_64"):
           and "virtio-9p-pci,fsdev=gpshare1,mount_tag=hostroot" in cl
           and "local,id=gpshare1,path=/,security_model=none,readonly=on,multidevs=remap" in cl,
           out + err + " ".join(cl))
+    # QEMU confined as libvirt does it: its own unprivileged user after
+    # start-up, QEMU's seccomp filter, no_new_privs, no capabilities.
+    status_ = {}
+    try:
+        with open("/proc/%d/status" % int(open(os.path.join(ST, "vms", "s1", "qemu.pid")).read())) as f:
+            status_ = dict(l.split(":", 1) for l in f.read().splitlines() if ":" in l)
+    except (OSError, ValueError):
+        pass
+    qemu_uid = int(status_.get("Uid", "0 0").split()[1])
+    check("QEMU runs as gpupass-qemu (not 0), seccomp 2, no_new_privs, no capabilities",
+          qemu_uid != 0 and qemu_uid == pwd.getpwnam("gpupass-qemu").pw_uid
+          and status_.get("Seccomp", "").strip() == "2"
+          and status_.get("NoNewPrivs", "").strip() == "1"
+          and int(status_.get("CapEff", "1").strip(), 16) == 0, status_)
+    rc, out, err = gp("vm", "show", "s1")
+    check("vm show says what confines the running QEMU",
+          "qemu:            runs as gpupass-qemu (uid %d), seccomp on, no_new_privs on, "
+          "capabilities 0000000000000000" % qemu_uid in out, out)
     rc, out, err = gp("vm", "set", "s1", "--share", "none")
     check("set --share while running: exit 1, unchanged",
           rc == 1 and "running" in err and "s1" in err

@@ -77,6 +77,7 @@ static void test_config(void **state)
 	assert_int_equal(g->max_objects, 100);
 	assert_int_equal(g->weight, 2);
 	assert_string_equal(g->ivshmem, "/var/lib/gpupass/vm1.shm");
+	assert_int_equal(g->socket_uid, -1);
 	g = gp_pvd_config_guest(&c, "alice");
 	assert_null(g->ivshmem);
 	assert_int_equal(g->uid, 1000);
@@ -154,6 +155,8 @@ static void test_config_refusals(void **state)
 		{ "[guest a]\nweight = 2\n\n[guest b\n",
 		  "<config>:4: syntax error" },
 		{ "[guest a]\nuid = 4294967295\n", "<config>:2: guest a: uid '4294967295' is not a user id" },
+		{ "[guest a]\nsocket = /run/a\nsocket_owner = no-such-user-gp\n",
+		  "<config>:3: guest a: socket_owner 'no-such-user-gp' is no user of this host" },
 	};
 
 	(void)state;
@@ -206,12 +209,22 @@ static void test_config_file(void **state)
 	assert_true(c.defaulted);
 	gp_pvd_config_clear(&c);
 
+	/* A file with [server] alone is a configuration with no guests. */
 	f = fopen(path, "w");
-	fputs("[guest a]\nweight = 2\n", f);
+	fputs("# none\n[server]\n", f);
+	fclose(f);
+	assert_int_equal(gp_pvd_config_load(path, &c), 0);
+	assert_false(c.defaulted);
+	assert_int_equal(c.n_guests, 0);
+	gp_pvd_config_clear(&c);
+
+	f = fopen(path, "w");
+	fputs("[guest a]\nweight = 2\nsocket = /run/a.sock\nsocket_owner = root\n", f);
 	fclose(f);
 	assert_int_equal(gp_pvd_config_load(path, &c), 0);
 	assert_false(c.defaulted);
 	assert_int_equal(gp_pvd_config_guest(&c, "a")->weight, 2);
+	assert_int_equal(gp_pvd_config_guest(&c, "a")->socket_uid, 0);
 	gp_pvd_config_clear(&c);
 
 	assert_int_equal(gp_pvd_config_load(dir, &c), -EISDIR);

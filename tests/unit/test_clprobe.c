@@ -384,7 +384,7 @@ static void test_survey_ready(void **state)
 			    "\"vendor\":\"gpupass tests\",\"version\":\"OpenCL 1.2 FakeGPU\","
 			    "\"devices\":[{\"name\":\"FakeGPU 0\",\"type\":\"gpu\","
 			    "\"pci\":\"0000:3b:00.0\",\"pci_source\":\"cl_khr_pci_bus_info\"}]}],"
-			    "\"skipped_platforms\":[]}");
+			    "\"skipped_platforms\":[],\"pv_only\":[]}");
 	json_object_put(doc);
 	survey_done(s);
 
@@ -487,7 +487,8 @@ static void test_survey_gpupass_only(void **state)
 	survey_done(s);
 }
 
-/* The probe runs only for a GPU on a host driver: loading ICDs costs. */
+/* The OpenCL check is only for a GPU on a host driver; the probe itself
+ * runs in any case, to list the devices that are not GPUs ("PV only"). */
 static void test_survey_lazy(void **state)
 {
 	struct sfx *s;
@@ -496,11 +497,11 @@ static void test_survey_lazy(void **state)
 
 	(void)state;
 	s = survey_with("no-gpu", "0000:3b:00.0");
-	assert_false(gp_clprobe_has_run(s->probe));
+	assert_true(gp_clprobe_has_run(s->probe));
 	survey_done(s);
 
 	s = survey_with("no-host-driver", "0000:3b:00.0");
-	assert_false(gp_clprobe_has_run(s->probe));
+	assert_true(gp_clprobe_has_run(s->probe));
 	g = gpu_at(s, "0000:3b:00.0");
 	assert_non_null(pv_problem(g, GP_PROB_NO_HOST_DRIVER));
 	assert_true(no_opencl_problem(g));
@@ -511,7 +512,8 @@ static void test_survey_lazy(void **state)
 	survey_done(s);
 
 	s = survey_with("already-dismounted", "0000:3b:00.0");
-	assert_false(gp_clprobe_has_run(s->probe));
+	assert_true(gp_clprobe_has_run(s->probe));
+	assert_int_equal(opencl_check(gpu_at(s, "0000:3b:00.0"))->status, GP_CHECK_INFO);
 	survey_done(s);
 }
 

@@ -164,7 +164,7 @@ static void test_disk_format_fixed(void **state)
 	char dir[] = "/tmp/gp-disk-XXXXXX", disk[64], want[160];
 	struct gp_vm_config cfg;
 	struct gp_vm_paths p;
-	struct gp_vm_launch l = { &cfg, "/usr/bin/qemu-system-x86_64", "tcg", NULL, 0, &p, NULL, NULL, NULL, 0 };
+	struct gp_vm_launch l = { &cfg, "/usr/bin/qemu-system-x86_64", "tcg", NULL, 0, &p, NULL, NULL, NULL, 0, NULL };
 	struct gp_strv a = { 0 };
 	struct gp_disk_info info;
 	struct gp_why why = { "" };
@@ -261,7 +261,7 @@ static void test_argv(void **state)
 		hostdev("0000:01:00.1", 16 * 1024, false, 0, false),
 	};
 	struct gp_vm_card card = { fns, 2 };
-	struct gp_vm_launch l = { &cfg, "/usr/bin/qemu-system-x86_64", "tcg", &card, 1, &p, NULL, NULL, NULL, 0 };
+	struct gp_vm_launch l = { &cfg, "/usr/bin/qemu-system-x86_64", "tcg", &card, 1, &p, NULL, NULL, NULL, 0, NULL };
 	struct gp_strv a = { 0 };
 
 	(void)state;
@@ -280,6 +280,22 @@ static void test_argv(void **state)
 	assert_non_null(argv_opt(&a, "-m", "4096m"));
 	assert_non_null(argv_opt(&a, "-smp", "3"));
 	assert_true(argv_has(&a, "-nodefaults"));
+	/* Confined as libvirt does it: QEMU's seccomp filter, and here (no
+	 * user to change to) no set*id calls either. */
+	assert_non_null(argv_opt(&a, "-sandbox", "on,obsolete=deny,elevateprivileges=deny,"
+				 "spawn=deny,resourcecontrol=deny"));
+	assert_false(argv_has(&a, "-runas"));
+	{
+		struct gp_strv b = { 0 };
+
+		l.run_as = "gpupass-qemu";
+		assert_int_equal(gp_vm_build_argv(&l, &b), 0);
+		assert_non_null(argv_opt(&b, "-runas", "gpupass-qemu"));
+		assert_non_null(argv_opt(&b, "-sandbox", "on,obsolete=deny,elevateprivileges=allow,"
+					 "spawn=deny,resourcecontrol=deny"));
+		gp_strv_clear(&b);
+		l.run_as = NULL;
+	}
 	/* Both functions in one slot behind one root port, numbers kept. */
 	assert_non_null(argv_opt(&a, "-device",
 		"pcie-root-port,id=gprp0,bus=pcie.0,addr=0x10,chassis=1,slot=1"));
@@ -664,7 +680,7 @@ static void test_real_qemu(void **state)
 	l.pv_shm_path = shm;
 	l.pv_shm_size = 1 * MiB;
 	assert_int_equal(gp_vm_build_argv(&l, &a), 0);
-	assert_int_equal(gp_vm_spawn(ctx, &p, &a, 30000, &pid, &why), 0);
+	assert_int_equal(gp_vm_spawn(ctx, &p, &a, 0, 30000, &pid, &why), 0);
 	assert_int_equal(gp_vm_pid(&p, &pid2), 0);
 	assert_int_equal(pid, pid2);
 	assert_int_equal(gp_vm_status(&p, &rs, &pid2, NULL), 0);
@@ -707,7 +723,7 @@ static void test_real_qemu(void **state)
 	{
 		bool died = false;
 
-		assert_int_equal(gp_vm_spawn(ctx, &p, &a, 30000, &pid, &why), 0);
+		assert_int_equal(gp_vm_spawn(ctx, &p, &a, 0, 30000, &pid, &why), 0);
 		assert_int_equal(kill(pid, SIGKILL), 0);
 		assert_int_equal(waitpid(pid, NULL, 0), pid);
 		assert_int_equal(gp_vm_status(&p, &rs, &pid2, &died), 0);
@@ -722,7 +738,7 @@ static void test_real_qemu(void **state)
 	/* QEMU refusing its command line: its own message comes back. */
 	strcpy(cfg.extra, "-no-such-option");
 	assert_int_equal(gp_vm_build_argv(&l, &a), 0);
-	assert_int_equal(gp_vm_spawn(ctx, &p, &a, 30000, &pid, &why), -ECHILD);
+	assert_int_equal(gp_vm_spawn(ctx, &p, &a, 0, 30000, &pid, &why), -ECHILD);
 	assert_non_null(strstr(why.msg, "no-such-option"));
 	gp_strv_clear(&a);
 	gp_ctx_free(ctx);

@@ -91,6 +91,9 @@ struct gp_vm_launch {
 	 * "gpupass-shm" (share=on: gpupass-pvd maps the same file). */
 	const char *pv_shm_path;
 	uint64_t pv_shm_size;
+	/* The user QEMU changes to once it has opened its files and devices
+	 * (-runas), or NULL: it stays as started. Always: -sandbox on. */
+	const char *run_as;
 };
 
 /* The QEMU id of the PV shared-memory backend (src/icd finds the device
@@ -144,10 +147,12 @@ int gp_vm_pid(const struct gp_vm_paths *p, pid_t *out);
 int gp_vm_status(const struct gp_vm_paths *p, enum gp_vm_run_state *st, pid_t *pid,
 		 bool *died);
 
-/* Spawns QEMU with @argv, its stdout/stderr appended to the log, waits up
- * to @timeout_ms for QMP to answer. -ECHILD when QEMU exits first (the end
+/* Spawns QEMU with @argv (no_new_privs; RLIMIT_MEMLOCK @memlock when not
+ * 0), its stdout/stderr appended to the log, waits up to @timeout_ms for
+ * QMP to answer. -ECHILD when QEMU exits first (the end
  * of its log in @why), -ETIMEDOUT. */
 int gp_vm_spawn(struct gp_ctx *ctx, const struct gp_vm_paths *p, const struct gp_strv *argv,
+		uint64_t memlock,
 		int timeout_ms, pid_t *pid_out, struct gp_why *why);
 
 /* Asks the guest to power down (ACPI), waits @timeout_ms, then turns it
