@@ -1059,6 +1059,36 @@ static int find_qemu(const char *name, const struct gp_deploy_opts *o, char *buf
 	return -ENOENT;
 }
 
+/* Can @user search every folder above @path (so connect() reaches it)?
+ * -EACCES with @why naming the folder and the fix. */
+static int reachable_by(const char *vm, const char *user, const char *path, struct gp_why *why)
+{
+	struct passwd *pw = getpwnam(user);
+	char dir[GP_VM_PATH_LEN];
+	char *slash;
+
+	if (!pw)
+		return 0;
+	snprintf(dir, sizeof(dir), "%s", path);
+	while ((slash = strrchr(dir, '/')) && slash != dir) {
+		struct stat sb;
+		mode_t m;
+
+		*slash = '\0';
+		if (stat(dir, &sb) < 0)
+			continue;
+		m = sb.st_uid == pw->pw_uid ? (sb.st_mode & S_IXUSR) :
+		    sb.st_gid == pw->pw_gid ? (sb.st_mode & S_IXGRP) : (sb.st_mode & S_IXOTH);
+		if (!m) {
+			gp_why_set(why, "VM %s: QEMU runs as %s and cannot reach its PV socket %s: the "
+				   "folder %s (mode %04o) keeps it out; chmod o+x %s, or use another "
+				   "--state-dir", vm, user, path, dir, (unsigned)(sb.st_mode & 07777), dir);
+			return -EACCES;
+		}
+	}
+	return 0;
+}
+
 int gp_deploy_qemu_user(const char *vm, char *buf, size_t len, struct gp_why *why)
 {
 	const char *u = getenv("GPUPASS_QEMU_USER");
@@ -1140,6 +1170,15 @@ static int build(struct gp_ctx *ctx, struct gp_state *st, const char *name,
 				return r;
 			}
 			l.pv_socket = pvsock;
+			/* QEMU reconnects to it as its own user (after a restart
+			 * of gpupass-pvd): every folder above must let it through. */
+			if (quser[0]) {
+				r = reachable_by(name, quser, pvsock, why);
+				if (r < 0) {
+					free(cs);
+					return r;
+				}
+			}
 		}
 
 		/* A DDA VM is never migrated or saved: say so to QEMU rather
@@ -1256,8 +1295,16 @@ static int vm_start_locked(struct gp_ctx *ctx, struct gp_state *st, const char *
 		/* Its region file and its server before QEMU: /run (the state
 		 * directory) does not outlive a reboot, and QEMU's port connects
 		 * at once when the server listens. */
-		char shm[GP_VM_PATH_LEN], conf[GP_VM_PATH_LEN], sock[GP_VM_PATH_LEN];
+		char shm[GP_VM_PATH_LEN], conf[GP_VM_PATH_LEN], sock[GP_VM_PATH_LEN], quser[64];
 
+		/* Refused before anything starts: QEMU's user must reach the
+		 * socket (build() checks again, for vm argv too). */
+		if (gp_pv_socket_path(ctx, name, sock, sizeof(sock)) == 0 &&
+		    gp_deploy_qemu_user(name, quser, sizeof(quser), why) == 0 && quser[0]) {
+			r = reachable_by(name, quser, sock, why);
+			if (r < 0)
+				return r;
+		}
 		r = pv_shm_apply(ctx, &cfg, shm, sizeof(shm), why);
 		if (r < 0)
 			return r;

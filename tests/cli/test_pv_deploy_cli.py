@@ -25,6 +25,9 @@ import time
 
 GPUPASS, MKFIXTURE, FAKEGPU_ICD, FAKE_PVD_SRC = sys.argv[1:5]
 TMP = tempfile.mkdtemp(prefix="gp-pvdeploy-cli-")
+# QEMU runs as gpupass-qemu: it passes through to the PV sockets below (a
+# folder it cannot search is refused at vm start, checked further down).
+os.chmod(TMP, 0o711)
 os.mkdir(os.path.join(TMP, "bin"))
 # Named gpupass-pvd: gpupass only signals a process of that name.
 FAKE_PVD = os.path.join(TMP, "bin", "gpupass-pvd")
@@ -510,6 +513,12 @@ if shutil.which("qemu-system-x86_64"):
     shm5 = os.path.join(ST, "pv", "p5.shm")
     os.unlink(shm5)
     stop_pvd()
+    os.chmod(TMP, 0o700)
+    rc, out, err = gp("vm", "start", "p5", "--timeout", "60")
+    check("vm start pv: a folder QEMU's user cannot search is refused, naming it and chmod",
+          rc != 0 and ("the folder %s (mode 0700)" % TMP) in err and "chmod o+x" in err
+          and not cmdline("p5"), err)
+    os.chmod(TMP, 0o711)
     rc, out, err = gp("vm", "start", "p5", "--timeout", "60")
     cl = cmdline("p5")
     check("vm start pv: gpupass-pvd started first, region file made again, QEMU has it",

@@ -9,10 +9,12 @@
 # refused while the VM holds it -> vm stop -> mount -> back on bochs-drm;
 # dismount of the shared-group GPU refused, with and without --force.
 # expect: commands start-on-bochs vm-create-refused vm-create gpu-on-vfio
-# expect: vm-start qmp-up vm-verify nested-lspci mount-refused-held vm-stop
+# expect: vm-start qmp-up qemu-confined vm-verify nested-lspci mount-refused-held vm-stop
 # expect: vm-stop-graceful
 # expect: mount back-on-bochs dismount-shared-refused shared-untouched
 # expect: dismount-mount survey-dismounted vm-delete
+# expect: hand-create hand-dismount hand-assign hand-start hand-verify hand-stop
+# expect: hand-unassign hand-mount
 . "$GPVM_SRC/tests/vm/lib.sh"
 GPU=0000:00:02.0
 SHARED=0000:01:01.0
@@ -84,6 +86,14 @@ info "time vm-start-to-qmp $(elapsed $t0) s"
 GP vm status g1 >$WORK/status 2>&1
 check qmp-up "gpupass vm status g1 after vm start: $(head -n 1 $WORK/status)" \
 	grep -Eq 'running|starting' $WORK/status
+# QEMU confined as libvirt does it: an unprivileged user once started,
+# QEMU's seccomp filter, no capabilities (and still the GPU, below).
+qpid=$(cat "$D/vms/g1/qemu.pid" 2>/dev/null)
+quid=$(awk '/^Uid:/ { print $3 }' /proc/$qpid/status 2>/dev/null)
+qsec=$(awk '/^Seccomp:/ { print $2 }' /proc/$qpid/status 2>/dev/null)
+qcap=$(awk '/^CapEff:/ { print $2 }' /proc/$qpid/status 2>/dev/null)
+check qemu-confined "QEMU $qpid: uid '$quid' (want not 0), Seccomp '$qsec' (want 2), CapEff '$qcap'" \
+	test -n "$quid" -a "$quid" != 0 -a "$qsec" = 2 -a "$qcap" = 0000000000000000
 # --wait: vm verify asks again each second until the guest shows it.
 verified() {
 	GP vm verify g1 --json --agent-timeout 1 --wait 120 >$WORK/verify 2>&1 &&
@@ -192,4 +202,37 @@ GP vm delete g1 >$WORK/out 2>&1
 rc=$?
 check vm-delete "gpupass vm delete g1 exited $rc: $(head -n 1 $WORK/out); $GPU on $(dev_driver $GPU)" \
 	test $rc -eq 0 -a "$(dev_driver $GPU)" = bochs-drm
+
+# 5. The README's by-hand path: a VM made without a GPU, then dismount,
+# assign, start (QMP shows the GPU), stop, unassign (a none VM again), mount.
+GP vm create t1 --memory 256M --cpus 1 --kernel "$NESTED_KERNEL" --initrd "$NESTED_INITRD" \
+	--append "$NESTED_APPEND" >$WORK/out 2>&1
+rc=$?
+check hand-create "vm create t1 (no GPU) exited $rc: $(head -n 1 $WORK/out)" test $rc -eq 0
+GP dismount $GPU --force >$WORK/out 2>&1
+check hand-dismount "dismount $GPU --force: $(head -n 1 $WORK/out); driver $(dev_driver $GPU)" \
+	test "$(dev_driver $GPU)" = vfio-pci
+GP assign $GPU --vm t1 >$WORK/out 2>&1
+rc=$?
+check hand-assign "assign $GPU --vm t1 exited $rc: $(head -n 1 $WORK/out)" test $rc -eq 0
+GP vm start t1 >$WORK/out 2>&1
+rc=$?
+check hand-start "vm start t1 exited $rc: $(head -n 2 $WORK/out | tr '\n' ' ')" test $rc -eq 0
+GP vm verify t1 --json --agent-timeout 1 --wait 120 >$WORK/verify 2>&1
+check hand-verify "vm verify t1 did not show $GPU: $(head -c 300 $WORK/verify)" \
+	grep -q '"host_address": *"0000:00:02.0"' $WORK/verify
+GP vm stop t1 --force >$WORK/out 2>&1
+rc=$?
+GP vm status t1 >$WORK/status 2>&1
+check hand-stop "vm stop t1 --force exited $rc: $(head -n 1 $WORK/out); status $(head -n 1 $WORK/status)" \
+	grep -q "t1: stopped" $WORK/status
+GP unassign $GPU >$WORK/out 2>&1
+rc=$?
+GP vm show t1 --json >$WORK/show 2>&1
+check hand-unassign "unassign exited $rc ($(head -n 1 $WORK/out)); t1 is none again: $(grep gpu_passthrough $WORK/show)" \
+	grep -q '"gpu_passthrough": *"none"' $WORK/show
+GP mount $GPU >$WORK/out 2>&1
+check hand-mount "mount $GPU: $(head -n 1 $WORK/out); driver $(dev_driver $GPU)" \
+	test "$(dev_driver $GPU)" = bochs-drm
+GP vm delete t1 >/dev/null 2>&1
 finish
