@@ -118,6 +118,9 @@ int gp_bind_lock_take(struct gp_ctx *ctx, const struct gp_strv *addrs, bool wait
 			r = errno == EWOULDBLOCK ? -EBUSY : -errno;
 			goto err_release;
 		}
+		/* Who holds it, for the message of one that does not get it. */
+		if (ftruncate(fd, 0) == 0)
+			dprintf(fd, "%ld\n", (long)getpid());
 	}
 	free(dir);
 	*out = lock;
@@ -127,6 +130,27 @@ err_release:
 	free(dir);
 	gp_bind_lock_release(lock);
 	return r;
+}
+
+/* The pid written into @addr's lock file by its holder, or 0. */
+static long lock_holder(struct gp_ctx *ctx, const char *addr)
+{
+	char *path = gp_strdup_printf("%s/locks/%s.lock", ctx->state_dir, addr);
+	char buf[32] = "";
+	long pid = 0;
+	int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+
+	free(path);
+	if (fd >= 0) {
+		ssize_t n = read(fd, buf, sizeof(buf) - 1);
+
+		if (n > 0) {
+			buf[n] = '\0';
+			pid = strtol(buf, NULL, 10);
+		}
+		close(fd);
+	}
+	return pid > 0 ? pid : 0;
 }
 
 void gp_bind_lock_release(struct gp_bind_lock *lock)
@@ -479,8 +503,16 @@ int gp_bind_dismount_gpu(struct gp_ctx *ctx, struct gp_state *st,
 		goto out;
 	r = gp_bind_lock_take(ctx, &eps, opts->lock_wait, &lock);
 	if (r == -EBUSY) {
-		gp_why_set(why, "%s is being dismounted or mounted by another gpupass right now; "
-			   "wait for it and try again", addr);
+		long holder = 0;
+
+		for (size_t i = 0; !holder && i < eps.n; i++)
+			holder = lock_holder(ctx, eps.v[i]);
+		if (holder)
+			gp_why_set(why, "%s is being dismounted or mounted by another gpupass (pid %ld) "
+				   "right now; wait for it and try again", addr, holder);
+		else
+			gp_why_set(why, "%s is being dismounted or mounted by another gpupass right "
+				   "now; wait for it and try again", addr);
 		goto out;
 	}
 	if (r < 0) {

@@ -781,8 +781,15 @@ static void test_concurrent_dismounts(void **state)
 	for (int i = 0; i < 2; i++) {
 		if (rc[i].r == 0 && rc[i].did)
 			wins++;
-		else if (rc[i].r == -EBUSY)
+		else if (rc[i].r == -EBUSY) {
+			char want[64];
+
+			/* The loser says who holds it (both are this process). */
+			snprintf(want, sizeof(want), "another gpupass (pid %ld)", (long)getpid());
+			if (!strstr(rc[i].why.msg, want))
+				fail_msg("the loser's message names no holder: %s", rc[i].why.msg);
 			busy++;
+		}
 		gp_state_close(rc[i].st);
 		gp_ctx_free(rc[i].ctx);
 		kmodel_clear(&rc[i].km);
