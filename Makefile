@@ -1,12 +1,17 @@
 # SPDX-License-Identifier: Apache-2.0
 # A thin wrapper around meson: `make run` and `make test` are the two set-up
 # commands of a fresh Debian 12 machine (see README.md).
+#   make run | test | test-gcc | test-asan | install | clean
+#   make fuzz [FUZZ_S=60] [FUZZ_TARGETS="fuzz_proto ..."]: every libFuzzer
+#     target for FUZZ_S seconds each (clang build), coverage and crashes
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 MESON      ?= meson
 PREFIX     ?= /usr/local
 SUITES     ?=
+FUZZ_S     ?= 60
+FUZZ_TARGETS ?=
 
 .PHONY: all deps run test test-gcc test-asan install clean fuzz bench
 
@@ -44,6 +49,17 @@ test-asan: $(ASAN_BUILD)/build.ninja
 		$(MESON) test -C $(ASAN_BUILD) --print-errorlogs --no-suite vm --no-suite vm-extra $(SUITES) \
 		|| { scripts/test-summary $(ASAN_BUILD) clang-asan-ubsan; exit 1; }
 	scripts/test-summary $(ASAN_BUILD) clang-asan-ubsan
+
+# Every libFuzzer target (clang build, libraries instrumented) for FUZZ_S
+# seconds each, one after the other, from its seed corpus fuzz/corpus/NAME:
+# prints each one's final coverage, features, corpus size and any crash.
+# Logs, new inputs and crash artifacts go to $(ASAN_BUILD)/fuzz-out/NAME/.
+# FUZZ_TARGETS="fuzz_proto fuzz_stream" runs only those.
+fuzz: $(ASAN_BUILD)/build.ninja
+	ninja -C $(ASAN_BUILD)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		fuzz/run-fuzz --seconds $(FUZZ_S) --out $(ASAN_BUILD)/fuzz-out \
+		--list $(ASAN_BUILD)/fuzz/targets $(FUZZ_TARGETS)
 
 install: all
 	DESTDIR=$(DESTDIR) $(MESON) install -C $(BUILD) --no-rebuild
