@@ -644,6 +644,12 @@ int main(int argc, char **argv)
 			"(install a vendor OpenCL driver or pocl-opencl-icd, check [server] devices)\n");
 		goto out;
 	}
+	r = pvd_sandbox_new(&srv);
+	if (r < 0) {
+		fprintf(stderr, "gpupass-pvd: error: cannot prepare the workers' confinement: %s\n",
+			strerror(-r));
+		goto out;
+	}
 	r = pvd_table_create(&srv.table_fd, &srv.table);
 	if (r < 0) {
 		fprintf(stderr, "gpupass-pvd: error: cannot create the shared guest table: %s\n",
@@ -777,6 +783,7 @@ out:
 	free(listen_ino);
 	free(srv.state_dir);
 	free(srv.platform_name);
+	pvd_sandbox_free(srv.sandbox);
 	gp_strv_clear(&listen);
 	gp_pvd_config_clear(&srv.cfg);
 	return rc;
