@@ -919,22 +919,18 @@ static int seccomp_install(bool log_only)
 	return r;
 }
 
-/* Capabilities left in any set, from /proc/self/status (0: none). */
+/* Capabilities left in the effective, permitted or inheritable set. */
 static bool caps_left(void)
 {
-	FILE *f = fopen("/proc/self/status", "re");
-	char line[256];
-	bool left = false;
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct d[2];
 
-	if (!f)
+	if (syscall(SYS_capget, &hdr, d) < 0)
 		return false;
-	while (fgets(line, sizeof(line), f))
-		if ((strncmp(line, "CapInh:", 7) == 0 || strncmp(line, "CapPrm:", 7) == 0 ||
-		     strncmp(line, "CapEff:", 7) == 0 || strncmp(line, "CapAmb:", 7) == 0) &&
-		    strtoull(line + 7, NULL, 16) != 0)
-			left = true;
-	fclose(f);
-	return left;
+	for (int i = 0; i < 2; i++)
+		if (d[i].effective || d[i].permitted || d[i].inheritable)
+			return true;
+	return false;
 }
 
 int pvd_sandbox_worker(struct pvd_server *srv, const struct pvd_guest *g, const char *dir)
