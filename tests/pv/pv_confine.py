@@ -16,6 +16,11 @@ attack   native code inside a worker (tests/fixtures/attack-icd.c, an ICD the
          Landlock): the block device write, AF_PACKET, bpf() and the environ
          read must then succeed, so the test can tell.
 
+nonroot  the server run as an unprivileged user (setpriv): its workers cannot
+         get a uid or namespaces of their own, start anyway, and the log says
+         once which protections are missing; they still have no
+         capabilities, no_new_privs and the seccomp filter.
+
 Usage: pv_confine.py BUILD_DIR TEST_BIN_DIR SCENARIO
 """
 import os
@@ -95,6 +100,64 @@ def confine_run(tmp):
         h.quit()
     finally:
         srv.stop()
+
+
+def nonroot_run(tmp):
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        print("1..0 # SKIP needs root and setpriv to start the server as another user")
+        sys.exit(0)
+    d = os.path.join(tmp, "nr")
+    os.makedirs(d)
+    os.chmod(tmp, 0o755)
+    os.chmod(d, 0o777)
+    sock = os.path.join(d, "pv.sock")
+    cfg = os.path.join(d, "pvd.ini")
+    with open(cfg, "w") as f:
+        f.write("[server]\nlisten = unix:%s\n[guest default]\n" % sock)
+    os.chmod(cfg, 0o644)
+    log_path = os.path.join(d, "pvd.log")
+    env = dict(os.environ, HOME=d, XDG_CACHE_HOME=os.path.join(d, "cache"))
+    env.pop("OCL_ICD_VENDORS", None)
+    supp = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lsan-pocl.supp")
+    env["LSAN_OPTIONS"] = ":".join(filter(None, [env.get("LSAN_OPTIONS"), "suppressions=" + supp,
+                                                 "print_suppressions=0"]))
+    env["GPUPASS_PVD_SANDBOX_READ"] = supp
+    nobody = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+    with open(log_path, "w") as log:
+        p = subprocess.Popen(nobody + [pvtest.PVD, "--config", cfg, "-v", "--state-dir",
+                                       os.path.join(d, "state")], stdout=log, stderr=log, env=env)
+    pvtest.SERVER_LOGS.append(log_path)
+    try:
+        for _ in range(600):
+            if os.path.exists(sock) or p.poll() is not None:
+                break
+            time.sleep(0.05)
+        if not os.path.exists(sock):
+            fail("gpupass-pvd as uid 65534 did not start")
+        genv = guest_env(tmp, sock)
+        h = Holder(genv)
+        h.vadd("a guest of a server that is not root computes")
+        kids = children(p.pid)
+        if len(kids) != 1:
+            fail("expected one worker: %s" % kids)
+        st = status_of(kids[0])
+        if st["Uid"].split()[0] != "65534" or int(st["CapEff"], 16) or int(st["CapPrm"], 16) \
+                or st["Seccomp"] != "2" or st["NoNewPrivs"] != "1":
+            fail("worker of a non-root server: %s" % st)
+        ok(1, "worker %d: uid 65534 (the server's: it cannot change it), CapEff/CapPrm 0, "
+           "Seccomp 2, NoNewPrivs 1" % kids[0])
+        h.quit()
+        log = open(log_path).read()
+        lines = [l for l in log.splitlines() if "workers start without" in l]
+        if len(lines) != 1 or "own uid" not in lines[0] or "PID namespace" not in lines[0]:
+            fail("expected one log line naming the missing protections: %r" % lines)
+        ok(1, "logged once: " + lines[0][:160])
+    finally:
+        p.terminate()
+        if p.wait(30) != 0:
+            fail("gpupass-pvd as uid 65534 exited %d on SIGTERM" % p.returncode)
+        if "Sanitizer" in open(log_path).read():
+            fail("sanitizer report in the server's log")
 
 
 def loop_device(tmp):
@@ -212,6 +275,8 @@ def main():
             confine_run(tmp)
         elif pvtest.SCENARIO == "attack":
             attack_run(tmp)
+        elif pvtest.SCENARIO == "nonroot":
+            nonroot_run(tmp)
         else:
             fail("unknown scenario " + pvtest.SCENARIO)
 
