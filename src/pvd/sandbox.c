@@ -3,7 +3,9 @@
  * Confinement of the per-guest workers, all in one place. A guest
  * controls every byte its worker receives and, on a CPU OpenCL platform,
  * runs its kernels as native code in it: the worker is treated as
- * hostile. The supervisor starts it (pvd_sandbox_spawn) with
+ * hostile. The supervisor (root, or a user with CAP_SETUID, CAP_SETGID,
+ * CAP_SYS_ADMIN... as the shipped unit gives) starts it (pvd_sandbox_spawn)
+ * with
  *  - its own uid and gid (worker_uids, never the server's, never 0), the
  *    supplementary groups render and video only (GPU nodes), no
  *    capabilities in any set, the bounding set empty, no_new_privs;
@@ -319,6 +321,18 @@ static int probe_namespaces(void)
 	return ns;
 }
 
+/* Whether @cap is in this process's effective set (root, or the unit's
+ * ambient capabilities for its own user). */
+static bool has_cap(int cap)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct d[2];
+
+	if (syscall(SYS_capget, &hdr, d) < 0)
+		return false;
+	return (d[cap / 32].effective >> (cap % 32)) & 1;
+}
+
 static void add_group(struct pvd_sandbox *sb, const char *name)
 {
 	struct group gr, *res = NULL;
@@ -405,7 +419,7 @@ int pvd_sandbox_new(struct pvd_server *srv)
 			"for tests only, never in production");
 		return 0;
 	}
-	sb->ids = geteuid() == 0;
+	sb->ids = has_cap(CAP_SETUID) && has_cap(CAP_SETGID);
 	if (sb->ids && getuid() >= sb->uid_first && getuid() <= sb->uid_last) {
 		gp_err(&srv->log, "worker_uids %u-%u holds the server's own uid %u: choose another "
 		       "range", sb->uid_first, sb->uid_last, (unsigned)getuid());
@@ -416,7 +430,8 @@ int pvd_sandbox_new(struct pvd_server *srv)
 	add_group(sb, "video");
 	sb->ns = sb->ids ? probe_namespaces() : 0;
 	if (!sb->ids)
-		strcat(missing, "own uid (the server is not root), ");
+		strcat(missing, "own uid (the server may not change uids: run it as root or with "
+		       "CAP_SETUID and CAP_SETGID), ");
 	if (!(sb->ns & CLONE_NEWNS))
 		strcat(missing, "mount namespace, ");
 	if (!(sb->ns & CLONE_NEWPID))
@@ -427,9 +442,9 @@ int pvd_sandbox_new(struct pvd_server *srv)
 		strcat(missing, "IPC namespace, ");
 	if (missing[0]) {
 		missing[strlen(missing) - 2] = '\0';
-		gp_warn(&srv->log, "workers start without: %s (run gpupass-pvd as root on a kernel "
-			"with namespaces for these; they keep no capabilities, no_new_privs, the "
-			"seccomp allow-list and Landlock)", missing);
+		gp_warn(&srv->log, "workers start without: %s (namespaces need CAP_SYS_ADMIN and a "
+			"kernel that has them; the workers still get no capabilities, no_new_privs, "
+			"the seccomp allow-list and Landlock)", missing);
 	} else {
 		gp_info(&srv->log, "workers: own uid from %u, no capabilities, seccomp allow-list, "
 			"own mount/PID/IPC/network namespaces, Landlock", sb->uid_first);

@@ -19,7 +19,9 @@ attack   native code inside a worker (tests/fixtures/attack-icd.c, an ICD the
 nonroot  the server run as an unprivileged user (setpriv): its workers cannot
          get a uid or namespaces of their own, start anyway, and the log says
          once which protections are missing; they still have no
-         capabilities, no_new_privs and the seccomp filter.
+         capabilities, no_new_privs and the seccomp filter. Then the same
+         user with the ambient capabilities the shipped systemd unit gives:
+         workers fully confined, and stopped with the server.
 
 Usage: pv_confine.py BUILD_DIR TEST_BIN_DIR SCENARIO
 """
@@ -102,11 +104,19 @@ def confine_run(tmp):
         srv.stop()
 
 
+UNIT_CAPS = "+setuid,+setgid,+setpcap,+sys_admin,+chown,+fowner,+kill"
+
+
 def nonroot_run(tmp):
     if os.geteuid() != 0 or not shutil.which("setpriv"):
         print("1..0 # SKIP needs root and setpriv to start the server as another user")
         sys.exit(0)
-    d = os.path.join(tmp, "nr")
+    nonroot_server(tmp, "nr", None)
+    nonroot_server(tmp, "unit", UNIT_CAPS)
+
+
+def nonroot_server(tmp, sub, caps):
+    d = os.path.join(tmp, sub)
     os.makedirs(d)
     os.chmod(tmp, 0o755)
     os.chmod(d, 0o777)
@@ -123,6 +133,8 @@ def nonroot_run(tmp):
                                                  "print_suppressions=0"]))
     env["GPUPASS_PVD_SANDBOX_READ"] = supp
     nobody = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+    if caps:
+        nobody += ["--inh-caps", caps, "--ambient-caps", caps]
     with open(log_path, "w") as log:
         p = subprocess.Popen(nobody + [pvtest.PVD, "--config", cfg, "-v", "--state-dir",
                                        os.path.join(d, "state")], stdout=log, stderr=log, env=env)
@@ -141,17 +153,30 @@ def nonroot_run(tmp):
         if len(kids) != 1:
             fail("expected one worker: %s" % kids)
         st = status_of(kids[0])
-        if st["Uid"].split()[0] != "65534" or int(st["CapEff"], 16) or int(st["CapPrm"], 16) \
-                or st["Seccomp"] != "2" or st["NoNewPrivs"] != "1":
-            fail("worker of a non-root server: %s" % st)
-        ok(1, "worker %d: uid 65534 (the server's: it cannot change it), CapEff/CapPrm 0, "
-           "Seccomp 2, NoNewPrivs 1" % kids[0])
-        h.quit()
         log = open(log_path).read()
-        lines = [l for l in log.splitlines() if "workers start without" in l]
-        if len(lines) != 1 or "own uid" not in lines[0] or "PID namespace" not in lines[0]:
-            fail("expected one log line naming the missing protections: %r" % lines)
-        ok(1, "logged once: " + lines[0][:160])
+        if caps:
+            uid = st["Uid"].split()[0]
+            if uid in ("0", "65534") or any(int(st[k], 16) for k in ("CapEff", "CapPrm", "CapBnd")) \
+                    or st["Seccomp"] != "2" or st["NoNewPrivs"] != "1":
+                fail("worker of a server with the unit's capabilities: %s" % st)
+            same = [n for n in ("mnt", "pid", "ipc", "net") if os.readlink("/proc/%d/ns/%s" % (
+                kids[0], n)) == os.readlink("/proc/%d/ns/%s" % (p.pid, n))]
+            if same or "workers start without" in log:
+                fail("namespaces shared: %s; log: %s" % (same, log))
+            ok(1, "server as uid 65534 with the unit's ambient capabilities: worker %d uid %s, no "
+               "capabilities (bounding set too), Seccomp 2, own namespaces" % (kids[0], uid))
+            h.quit()
+        else:
+            if st["Uid"].split()[0] != "65534" or int(st["CapEff"], 16) or int(st["CapPrm"], 16) \
+                    or st["Seccomp"] != "2" or st["NoNewPrivs"] != "1":
+                fail("worker of a non-root server: %s" % st)
+            ok(1, "worker %d: uid 65534 (the server's: it cannot change it), CapEff/CapPrm 0, "
+               "Seccomp 2, NoNewPrivs 1" % kids[0])
+            h.quit()
+            lines = [l for l in log.splitlines() if "workers start without" in l]
+            if len(lines) != 1 or "own uid" not in lines[0] or "PID namespace" not in lines[0]:
+                fail("expected one log line naming the missing protections: %r" % lines)
+            ok(1, "logged once: " + lines[0][:160])
     finally:
         p.terminate()
         if p.wait(30) != 0:
