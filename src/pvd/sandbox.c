@@ -608,7 +608,14 @@ static void child_mounts(struct spawn *sp)
 }
 
 /* The child of pvd_sandbox_spawn: descriptors, namespaces' contents,
- * identity, capabilities, then exec. Raw system calls only. */
+ * identity, capabilities, then exec. Raw system calls only.
+ * Why here and not at the start of worker mode: the PID namespace can
+ * only be had at clone(); the worker's own code (argument parsing, the
+ * table mapping) then never runs as root or with a capability; and a uid
+ * changed before exec is one the kernel trusts at exec, so the worker is
+ * dumpable again (its /proc/PID files stay readable for checks, and
+ * LeakSanitizer can stop its threads), where a change after exec would
+ * leave it non-dumpable. */
 static __attribute__((noreturn)) void child_exec(struct spawn *sp)
 {
 	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
