@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -91,6 +92,9 @@ static int probe_devices(struct pvd_server *srv)
 
 		if (dup2(pfd[1], 1) < 0)
 			_exit(127);
+		/* The capabilities the unit gives the server to confine its
+		 * workers are not the OpenCL stack's business. */
+		prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		execv("/proc/self/exe", argv);
