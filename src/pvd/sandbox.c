@@ -733,6 +733,8 @@ int pvd_sandbox_spawn(struct pvd_server *srv, size_t slot, const char *dir, int 
 	int r = 0, flags;
 	long pid;
 
+	if (!sb)
+		return -EINVAL; /* pvd_sandbox_new first: never start a worker unconfined */
 	sp = calloc(1, sizeof(*sp));
 	if (!sp)
 		return -ENOMEM;
