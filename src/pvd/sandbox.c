@@ -406,17 +406,25 @@ int pvd_sandbox_new(struct pvd_server *srv)
 		r = push_list(&sb->keep, getenv("GPUPASS_PVD_SANDBOX_READ"));
 	for (size_t i = 0; r == 0 && i < c->sandbox_paths.n; i++)
 		r = push_list(&sb->keep, c->sandbox_paths.v[i]);
+	/* Its own executable by path, for the sanitizers' symbolizer (a
+	 * build tree under /tmp or /root): Landlock already lets it read it. */
+	{
+		char exe[PATH_MAX];
+
+		if (r == 0 && realpath("/proc/self/exe", exe))
+			r = push_list(&sb->keep, exe);
+	}
 	if (r < 0)
 		goto err;
 	if (sb->keep.n > MAX_KEEP - 1) {
 		r = -E2BIG;
 		goto err;
 	}
-	srv->sandbox = sb;
 	if (sb->off) {
 		gp_warn(&srv->log, "GPUPASS_PVD_NO_SANDBOX is set: workers run UNCONFINED (the "
 			"server's uid, every capability, no seccomp, no namespaces, no Landlock); "
 			"for tests only, never in production");
+		srv->sandbox = sb;
 		return 0;
 	}
 	sb->ids = has_cap(CAP_SETUID) && has_cap(CAP_SETGID);
@@ -428,7 +436,7 @@ int pvd_sandbox_new(struct pvd_server *srv)
 	}
 	add_group(sb, "render");
 	add_group(sb, "video");
-	sb->ns = sb->ids ? probe_namespaces() : 0;
+	sb->ns = has_cap(CAP_SYS_ADMIN) ? probe_namespaces() : 0;
 	if (!sb->ids)
 		strcat(missing, "own uid (the server may not change uids: run it as root or with "
 		       "CAP_SETUID and CAP_SETGID), ");
@@ -449,6 +457,7 @@ int pvd_sandbox_new(struct pvd_server *srv)
 		gp_info(&srv->log, "workers: own uid from %u, no capabilities, seccomp allow-list, "
 			"own mount/PID/IPC/network namespaces, Landlock", sb->uid_first);
 	}
+	srv->sandbox = sb;
 	return 0;
 
 err:
