@@ -156,6 +156,59 @@ static const char *strip_comment(const char *value, char *buf, size_t cap)
 	return buf;
 }
 
+/* worker_uids = FIRST-LAST: never uid 0 (a worker must not be root),
+ * at least as many ids as guest slots can exist (one per slot). */
+static int worker_uids(struct parse_state *st, const char *value)
+{
+	char *dash = strchr(value, '-'), first[32];
+	uint64_t a, b;
+	size_t len = dash ? (size_t)(dash - value) : 0;
+
+	if (!dash || len == 0 || len >= sizeof(first))
+		return fail(st, "worker_uids = %s: expected FIRST-LAST (e.g. %u-%u)", value,
+			    GP_PVD_WORKER_UID_FIRST, GP_PVD_WORKER_UID_LAST);
+	memcpy(first, value, len);
+	first[len] = '\0';
+	gp_strtrim(first);
+	if (gp_parse_u64(first, 10, &a) < 0 || gp_parse_u64(dash + 1, 10, &b) < 0 ||
+	    a >= UINT32_MAX || b >= UINT32_MAX)
+		return fail(st, "worker_uids = %s: FIRST and LAST must be numbers below 4294967295",
+			    value);
+	if (a == 0)
+		return fail(st, "worker_uids = %s: the range includes uid 0 (root): start above it",
+			    value);
+	if (b < a)
+		return fail(st, "worker_uids = %s: LAST is below FIRST", value);
+	if (b - a + 1 < GP_PVD_WORKER_UIDS_MIN)
+		return fail(st, "worker_uids = %s: %llu ids, at least %u are needed (one per guest "
+			    "slot)", value, (unsigned long long)(b - a + 1), GP_PVD_WORKER_UIDS_MIN);
+	st->cfg->worker_uid_first = (uint32_t)a;
+	st->cfg->worker_uid_last = (uint32_t)b;
+	return 1;
+}
+
+/* sandbox_paths = DIR:DIR...: absolute paths the workers may read. */
+static int sandbox_paths(struct parse_state *st, const char *value)
+{
+	char *copy = strdup(value), *tok, *save = NULL;
+
+	if (!copy)
+		return fail(st, "out of memory");
+	for (tok = strtok_r(copy, ":", &save); tok; tok = strtok_r(NULL, ":", &save)) {
+		gp_strtrim(tok);
+		if (tok[0] != '/') {
+			fail(st, "sandbox_paths: '%s' is not an absolute path", tok);
+			break;
+		}
+		if (gp_strv_push(&st->cfg->sandbox_paths, tok) < 0) {
+			fail(st, "out of memory");
+			break;
+		}
+	}
+	free(copy);
+	return st->err ? 0 : 1;
+}
+
 static int on_value(void *data, const char *section, const char *name, const char *raw)
 {
 	struct parse_state *st = data;
@@ -205,6 +258,10 @@ static int on_value(void *data, const char *section, const char *name, const cha
 					gp_strv_push(&cfg->devices, tok);
 			}
 			free(copy);
+		} else if (strcmp(name, "worker_uids") == 0) {
+			return worker_uids(st, value);
+		} else if (strcmp(name, "sandbox_paths") == 0) {
+			return sandbox_paths(st, value);
 		} else {
 			return fail(st, "unknown key '%s' in [server]", name);
 		}
@@ -662,6 +719,8 @@ void gp_pvd_config_clear(struct gp_pvd_config *cfg)
 {
 	gp_strv_clear(&cfg->listen);
 	gp_strv_clear(&cfg->devices);
+	gp_strv_clear(&cfg->sandbox_paths);
+	cfg->worker_uid_first = cfg->worker_uid_last = 0;
 	free(cfg->tls_cert);
 	free(cfg->tls_key);
 	free(cfg->tls_ca);

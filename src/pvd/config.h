@@ -12,6 +12,15 @@
  * of gpupass-pvd holds it (PVD_IVSHMEM_MAX, table.h). */
 #define GP_PVD_IVSHMEM_MAX 256
 
+/* [server] worker_uids: the default range of the workers' own uids and
+ * gids (uid = first + the guest's slot): 1024 ids, one per slot the
+ * shared table has (PVD_MAX_GUESTS), above the usual ranges of system and
+ * human users. */
+#define GP_PVD_WORKER_UID_FIRST 327680u
+#define GP_PVD_WORKER_UID_LAST 328703u
+/* The fewest ids a worker_uids range may have: one per guest slot. */
+#define GP_PVD_WORKER_UIDS_MIN 1024u
+
 struct gp_pvd_guest_cfg {
 	char *name;
 	char *socket;        /* its own listening socket, or NULL */
@@ -55,6 +64,11 @@ struct gp_pvd_config {
 	struct gp_strv devices; /* substrings of device names; empty = all */
 	struct gp_pvd_guest_cfg *guests;
 	size_t n_guests;
+	/* [server] worker_uids = FIRST-LAST (0-0 = the default above) and
+	 * sandbox_paths = DIR:DIR (read-only paths added to the workers'
+	 * file view); see sandbox.c. */
+	uint32_t worker_uid_first, worker_uid_last;
+	struct gp_strv sandbox_paths;
 	char *error; /* why parsing failed, for the caller to print */
 	bool defaulted; /* the file was empty: GP_PVD_DEFAULT_CONFIG was used */
 	int listen_line[GP_PVD_LISTEN_LINES];

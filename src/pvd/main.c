@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -85,6 +86,9 @@ static int probe_devices(struct pvd_server *srv)
 
 		if (dup2(pfd[1], 1) < 0)
 			_exit(127);
+		/* The capabilities the unit gives the server to confine its
+		 * workers are not the OpenCL stack's business. */
+		prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		execv("/proc/self/exe", argv);
@@ -743,6 +747,12 @@ int main(int argc, char **argv)
 			"(install a vendor OpenCL driver or pocl-opencl-icd, check [server] devices)\n");
 		goto out;
 	}
+	r = pvd_sandbox_new(&srv);
+	if (r < 0) {
+		fprintf(stderr, "gpupass-pvd: error: cannot prepare the workers' confinement: %s\n",
+			strerror(-r));
+		goto out;
+	}
 	r = pvd_table_create(&srv.table_fd, &srv.table);
 	if (r < 0) {
 		fprintf(stderr, "gpupass-pvd: error: cannot create the shared guest table: %s\n",
@@ -876,6 +886,7 @@ out:
 	free(listen_ino);
 	free(srv.state_dir);
 	free(srv.platform_name);
+	pvd_sandbox_free(srv.sandbox);
 	gp_strv_clear(&listen);
 	gp_pvd_config_clear(&srv.cfg);
 	return rc;

@@ -29,6 +29,8 @@ struct pvd_dev {
 
 struct pvd_session;
 struct pvd_sup;
+struct pvd_sandbox;
+struct gp_ivshmem;
 
 struct pvd_server {
 	struct gp_log log;
@@ -49,6 +51,7 @@ struct pvd_server {
 	uint64_t spin_ns;
 	bool shared_ok; /* devices work in place on host memory (probed) */
 	struct pvd_channels *chan; /* vsock / TCP listeners (channels.c) */
+	struct pvd_sandbox *sandbox; /* worker confinement (sandbox.c) */
 	/* supervisor only */
 	int table_fd;
 	char *state_dir; /* workers' private directories are under it */
@@ -137,13 +140,43 @@ void pvd_workers_idle(struct pvd_server *srv, uint64_t grace_ns);
 void pvd_workers_stop(struct pvd_server *srv, int timeout_ms);
 
 /* Landlock sandbox of a worker (sandbox.c): read/execute the OpenCL
- * stack's paths, write only @private_dir (and read/write @rw_file, the
- * guest's ivshmem region file, when not NULL). 0 when enforced, -ENOSYS /
- * -EOPNOTSUPP when the kernel has no Landlock (the caller warns), other
- * -errno on failure. @abi gets the kernel's Landlock ABI version. */
-int pvd_sandbox_enter(const char *private_dir, const char *rw_file, int *abi);
+ * stack's paths and @read_paths (colon-separated, or NULL), write only
+ * @private_dir (and read/write @rw_file, the guest's ivshmem region file,
+ * when not NULL), open only the GPU's device nodes. 0 when enforced,
+ * -ENOSYS / -EOPNOTSUPP when the kernel has no Landlock (the caller
+ * warns), other -errno on failure. @abi gets the kernel's Landlock ABI. */
+int pvd_sandbox_enter(const char *private_dir, const char *rw_file, const char *read_paths,
+		      int *abi);
 /* The kernel's Landlock ABI version, or -EOPNOTSUPP when it cannot be
  * used (no Landlock, or a seccomp filter refuses it). */
 int pvd_sandbox_abi(void);
+
+/* Worker confinement (sandbox.c; see its opening comment). Descriptors a
+ * worker gets besides the table (3) and its channel (4): the read end of
+ * a pipe whose write end only the supervisor holds (hung up: the
+ * supervisor is gone), and the guest's ivshmem file when it has one. */
+#define PVD_WORKER_LIFE_FD 5
+#define PVD_WORKER_REGION_FD 6
+/* [server] sandbox_paths, passed to the workers (internal). */
+#define PVD_SANDBOX_PATHS_ENV "GPUPASS_PVD_SANDBOX_PATHS"
+_Static_assert(GP_PVD_WORKER_UIDS_MIN == PVD_MAX_GUESTS, "one worker uid per guest slot");
+/* Supervisor: the workers' confinement from the config and the kernel
+ * (logs once what is missing); srv->sandbox. */
+int pvd_sandbox_new(struct pvd_server *srv);
+void pvd_sandbox_free(struct pvd_sandbox *sb);
+/* Supervisor: starts the worker of @slot (exec of this binary with
+ * @argv) confined, its private directory @dir chowned to its uid, the
+ * hand-over channel @chan_fd as descriptor 4; *@pid on success. */
+int pvd_sandbox_spawn(struct pvd_server *srv, size_t slot, const char *dir, int chan_fd,
+		      char **argv, pid_t *pid);
+/* Worker, before OpenCL starts: Landlock, then the seccomp filter last
+ * (GPUPASS_PVD_SECCOMP=log: log instead of refusing); sets srv->sandbox. */
+int pvd_sandbox_worker(struct pvd_server *srv, const struct pvd_guest *g, const char *dir);
+/* Worker: true when its supervisor is gone (or it has none). */
+bool pvd_sandbox_supervisor_gone(void);
+/* Worker: maps the guest's ivshmem file @path (gp_ivshmem_host_open) from
+ * the descriptor the supervisor passed when it is that file. */
+int pvd_sandbox_region_open(struct pvd_server *srv, const char *path, uint64_t size,
+			    struct gp_ivshmem **out);
 
 #endif

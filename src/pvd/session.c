@@ -2759,7 +2759,7 @@ static bool stream_region(struct pvd_session *s, uint64_t size, const uint8_t *n
 	}
 	if (!path) {
 		why = "no ivshmem = FILE in its [guest] section";
-	} else if ((r = gp_ivshmem_host_open(path, size, &s->ivs)) < 0) {
+	} else if ((r = pvd_sandbox_region_open(s->srv, path, size, &s->ivs)) < 0) {
 		/* EACCES: the worker's sandbox allows only the file that was
 		 * named when the worker started (see gpupass-pvd(8)). */
 		why = r == -ERANGE ? "the file's size is not the region's" :

@@ -101,21 +101,8 @@ static int worker_spawn(struct pvd_server *srv, size_t slot)
 	/* A fresh count for the new worker (a retired one took no more). */
 	__atomic_store_n(&g->received, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&g->idle_since_ns, pvd_now_ns(), __ATOMIC_RELAXED);
-	pid = fork();
-	if (pid == 0) {
-		/* Only async-signal-safe calls until exec (other threads). */
-		sigset_t none;
-		int t = fcntl(srv->table_fd, F_DUPFD, 10);
-		int c = fcntl(sv[1], F_DUPFD, 10);
-
-		if (t < 0 || c < 0 || dup2(t, 3) < 0 || dup2(c, 4) < 0)
-			_exit(127);
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		execv("/proc/self/exe", argv);
-		_exit(127);
-	}
-	r = pid < 0 ? -errno : 0;
+	/* Confined: its own uid, namespaces, no capabilities (sandbox.c). */
+	r = pvd_sandbox_spawn(srv, slot, dir, sv[1], argv, &pid);
 	free(argv);
 	if (r < 0)
 		goto err_close;

@@ -19,9 +19,11 @@
  * of the channel (it does so only when every hand-over was taken, so none
  * is lost) and the worker exits once its sessions are gone. A worker
  * whose supervisor dies ends its sessions and exits within a second (it
- * watches getppid(): PR_SET_PDEATHSIG would fire when the supervisor's
- * thread that started it ends, and the TCP listener starts workers from
- * its connection threads).
+ * watches a pipe whose write end only the supervisor holds: getppid() is
+ * 0 in the worker's own PID namespace, and PR_SET_PDEATHSIG would fire
+ * when the supervisor's thread that started it ends, as the TCP listener
+ * starts workers from its connection threads). Its confinement is
+ * sandbox.c's.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -179,8 +181,7 @@ void pvd_conn_end(struct pvd_server *srv, struct pvd_guest *g)
 		__atomic_store_n(&g->idle_since_ns, pvd_now_ns(), __ATOMIC_RELAXED);
 }
 
-static int worker_loop(struct pvd_server *srv, struct pvd_guest *g, uint32_t slot, int sigfd,
-		       pid_t ppid)
+static int worker_loop(struct pvd_server *srv, struct pvd_guest *g, uint32_t slot, int sigfd)
 {
 	uint64_t last_seq = 0;
 	bool closing = false;
@@ -195,7 +196,7 @@ static int worker_loop(struct pvd_server *srv, struct pvd_guest *g, uint32_t slo
 
 		if (r < 0 && errno != EINTR)
 			return -errno;
-		if (getppid() != ppid) {
+		if (pvd_sandbox_supervisor_gone()) {
 			gp_warn(&srv->log, "the supervisor is gone: ending this guest's sessions");
 			return 0;
 		}
@@ -261,8 +262,8 @@ int pvd_worker_main(int argc, char **argv)
 	};
 	struct pvd_guest *g;
 	sigset_t mask;
-	int r, sigfd = -1, abi = 0, rc = 1;
-	char name[PVD_NAME_MAX], region[PVD_IVSHMEM_MAX];
+	int r, sigfd = -1, rc = 1;
+	char name[PVD_NAME_MAX];
 
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
@@ -280,7 +281,7 @@ int pvd_worker_main(int argc, char **argv)
 	prctl(PR_SET_NAME, "gpupass-worker", 0, 0, 0);
 	/* The supervisor may have died before this line (worker_loop
 	 * watches it from then on). */
-	if (getppid() != a.ppid)
+	if (pvd_sandbox_supervisor_gone())
 		return 1;
 	r = pvd_table_map(WORKER_TABLE_FD, &srv.table);
 	if (r < 0 || a.slot >= pvd_n_guests(&srv)) {
@@ -312,22 +313,9 @@ int pvd_worker_main(int argc, char **argv)
 	if (setenv("TMPDIR", a.dir, 1) < 0 || setenv("POCL_CACHE_DIR", a.dir, 1) < 0 ||
 	    setenv("XDG_CACHE_HOME", a.dir, 1) < 0 || setenv("HOME", a.dir, 1) < 0)
 		goto out;
-	/* A VM's ivshmem region file, as named when this worker starts: the
-	 * only file outside its directory it may write. */
-	pvd_table_get_ivshmem(g, region);
-	r = getenv("GPUPASS_PVD_NO_SANDBOX") ? -ECANCELED :
-	    pvd_sandbox_enter(a.dir, region[0] ? region : NULL, &abi);
-	if (r == -EOPNOTSUPP)
-		/* The supervisor warned once, from its startup probe. */
-		gp_dbg(&srv.log, "no Landlock: running without the file-system sandbox");
-	else if (r == -ECANCELED)
-		gp_warn(&srv.log, "GPUPASS_PVD_NO_SANDBOX is set: no file-system sandbox");
-	else if (r < 0) {
-		gp_err(&srv.log, "cannot enter the Landlock sandbox: %s", strerror(-r));
+	/* Confined (Landlock, then seccomp) before OpenCL starts. */
+	if (pvd_sandbox_worker(&srv, g, a.dir) < 0)
 		goto out;
-	} else {
-		gp_dbg(&srv.log, "Landlock sandbox (ABI %d): writes only under %s", abi, a.dir);
-	}
 	if (backend_open(&srv, false) < 0) {
 		gp_err(&srv.log, "no host OpenCL device in the worker");
 		goto out;
@@ -337,7 +325,7 @@ int pvd_worker_main(int argc, char **argv)
 		goto out;
 	gp_info(&srv.log, "worker %d started (%zu device(s)%s)", (int)getpid(), srv.n_devs,
 		srv.shared_ok ? ", buffers shared in place" : "");
-	r = worker_loop(&srv, g, a.slot, sigfd, a.ppid);
+	r = worker_loop(&srv, g, a.slot, sigfd);
 	__atomic_store_n(&srv.stop, 1, __ATOMIC_RELEASE);
 	if (pvd_session_stop_all(&srv, 5000) > 0) {
 		/* Threads stuck in a device call still use the state. */
@@ -355,6 +343,7 @@ out:
 	free(srv.devs);
 	free(srv.platform_name);
 	gp_strv_clear(&srv.cfg.devices);
+	pvd_sandbox_free(srv.sandbox);
 	pvd_table_unmap(srv.table);
 	return rc;
 }

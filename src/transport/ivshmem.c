@@ -54,6 +54,7 @@ struct gp_ivshmem {
 	uint8_t *map;
 	uint64_t size; /* measured by us, never read from the region */
 	char addr[64]; /* guest: PCI address; host: empty */
+	int *busy;     /* host, opened from a shared descriptor: its in-use flag */
 };
 
 static bool size_ok(uint64_t size)
@@ -193,14 +194,25 @@ int gp_ivshmem_stamp(struct gp_ivshmem *iv, uint8_t nonce[GP_IVSHMEM_NONCE])
 
 int gp_ivshmem_host_open(const char *path, uint64_t size, struct gp_ivshmem **out)
 {
-	struct stat st;
-	int fd, r;
+	int fd;
 
 	if (!path || !size_ok(size))
 		return -EINVAL;
 	fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
 		return -errno;
+	return gp_ivshmem_host_open_fd(fd, size, NULL, out);
+}
+
+int gp_ivshmem_host_open_fd(int fd, uint64_t size, int *busy, struct gp_ivshmem **out)
+{
+	struct stat st;
+	int r;
+
+	if (!size_ok(size)) {
+		r = -EINVAL;
+		goto err_close_fd;
+	}
 	/* The file must be exactly what the guest sees as its BAR: a smaller
 	 * file would make our mapping fault (SIGBUS) past its end. */
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
@@ -211,17 +223,30 @@ int gp_ivshmem_host_open(const char *path, uint64_t size, struct gp_ivshmem **ou
 		r = -ERANGE;
 		goto err_close_fd;
 	}
+	/* A descriptor shared by the caller's sessions (dup of one open file):
+	 * flock() cannot tell them apart, the flag does; the lock still keeps
+	 * other processes (another worker) out. */
+	if (busy && __atomic_exchange_n(busy, 1, __ATOMIC_ACQ_REL)) {
+		r = -EBUSY;
+		goto err_close_fd;
+	}
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		r = errno == EWOULDBLOCK ? -EBUSY : -errno;
-		goto err_close_fd;
+		goto err_unbusy;
 	}
 	r = map_fd(fd, size, out);
 	if (r < 0)
-		goto err_close_fd;
+		goto err_unbusy;
+	(*out)->busy = busy;
 	return 0;
 
+err_unbusy:
+	if (busy) {
+		flock(fd, LOCK_UN); /* the open file stays open elsewhere */
+		__atomic_store_n(busy, 0, __ATOMIC_RELEASE);
+	}
 err_close_fd:
-	close(fd); /* drops the lock too */
+	close(fd); /* drops the lock too, unless the file is open elsewhere */
 	return r;
 }
 
@@ -259,6 +284,11 @@ void gp_ivshmem_free(struct gp_ivshmem *iv)
 	if (!iv)
 		return;
 	munmap(iv->map, iv->size);
+	if (iv->busy) {
+		/* The open file outlives this descriptor: unlock it by hand. */
+		flock(iv->fd, LOCK_UN);
+		__atomic_store_n(iv->busy, 0, __ATOMIC_RELEASE);
+	}
 	close(iv->fd);
 	free(iv);
 }

@@ -151,6 +151,11 @@ int gp_ivshmem_stamp(struct gp_ivshmem *iv, uint8_t nonce[GP_IVSHMEM_NONCE]);
 /* Host: maps the file behind a guest's region; its size must be @size
  * (-ERANGE otherwise) and no other session may hold it (-EBUSY). */
 int gp_ivshmem_host_open(const char *path, uint64_t size, struct gp_ivshmem **out);
+/* Same from @fd (taken: closed on failure and by _free), e.g. a dup of a
+ * descriptor the process was given instead of a path it may not open.
+ * @busy (or NULL): an in-use flag the caller keeps per open file, set
+ * while a region from it is open (-EBUSY when set), cleared by _free. */
+int gp_ivshmem_host_open_fd(int fd, uint64_t size, int *busy, struct gp_ivshmem **out);
 /* Host: 0 if the region's header holds @nonce, else -EKEYREJECTED. */
 int gp_ivshmem_check(const struct gp_ivshmem *iv, const uint8_t nonce[GP_IVSHMEM_NONCE]);
 /* The data area (after the header page) and its size. */

@@ -107,6 +107,13 @@ static void test_config_garbage(void **state)
 		"[guest x]\nivshmem =\n",
 		"[guest x]\nivshmem = ~/x\n",
 		"[server]\nivshmem = /x\n",
+		/* worker_uids: uid 0, inverted, too small, not numbers */
+		"[server]\nworker_uids = 0-2000\n",
+		"[server]\nworker_uids = 400000-300000\n",
+		"[server]\nworker_uids = 400000-400100\n",
+		"[server]\nworker_uids = 400000\n",
+		"[server]\nworker_uids = a-b\n",
+		"[server]\nsandbox_paths = /opt/x:relative\n",
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -231,6 +238,26 @@ static void test_config_file(void **state)
 	gp_pvd_config_clear(&c);
 	unlink(path);
 	rmdir(dir);
+}
+
+/* [server] worker_uids and sandbox_paths (sandbox.c uses them). */
+static void test_config_sandbox(void **state)
+{
+	struct gp_pvd_config c = { 0 };
+
+	(void)state;
+	assert_int_equal(gp_pvd_config_parse("[server]\nworker_uids = 500000-501023\n"
+					     "sandbox_paths = /opt/v:/usr/share/foo\n", &c), 0);
+	assert_int_equal(c.worker_uid_first, 500000);
+	assert_int_equal(c.worker_uid_last, 501023);
+	assert_int_equal(c.sandbox_paths.n, 2);
+	assert_string_equal(c.sandbox_paths.v[1], "/usr/share/foo");
+	gp_pvd_config_clear(&c);
+	/* default: 0-0, sandbox.c takes GP_PVD_WORKER_UID_FIRST..LAST */
+	assert_int_equal(gp_pvd_config_parse("[guest a]\nweight = 2\n", &c), 0);
+	assert_int_equal(c.worker_uid_first, 0);
+	assert_true(GP_PVD_WORKER_UID_LAST - GP_PVD_WORKER_UID_FIRST + 1 >= GP_PVD_WORKER_UIDS_MIN);
+	gp_pvd_config_clear(&c);
 }
 
 /* Sends @len bytes with @nfd descriptors, as a supervisor (or anything
@@ -441,6 +468,7 @@ int main(void)
 		cmocka_unit_test(test_handover),
 		cmocka_unit_test(test_table),
 		cmocka_unit_test(test_worker_args),
+		cmocka_unit_test(test_config_sandbox),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
