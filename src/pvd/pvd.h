@@ -60,6 +60,7 @@ struct pvd_server {
 	 * own threads. */
 	pthread_mutex_t sup_lock;
 	struct pvd_watch *watch; /* worker only: its commands (watch.c) */
+	struct pvd_builds *builds; /* worker only: build checks passed (build.c) */
 };
 
 static inline size_t pvd_n_guests(const struct pvd_server *srv)
@@ -142,6 +143,10 @@ struct pvd_build_req {
 int pvd_build_check(struct pvd_server *srv, struct pvd_guest *g, const struct pvd_build_req *req,
 		    char **why);
 int pvd_build_check_main(int argc, char **argv);
+/* The worker's memory of checks passed (a repeated build is not checked
+ * again). */
+int pvd_builds_init(struct pvd_server *srv);
+void pvd_builds_free(struct pvd_server *srv);
 /* The host's OpenCL devices, as a worker finds them (worker.c). */
 int pvd_backend_open(struct pvd_server *srv);
 

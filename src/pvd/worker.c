@@ -337,7 +337,7 @@ int pvd_worker_main(int argc, char **argv)
 		gp_err(&srv.log, "no host OpenCL device in the worker");
 		goto out;
 	}
-	if (pvd_watch_init(&srv, g) < 0)
+	if (pvd_watch_init(&srv, g) < 0 || pvd_builds_init(&srv) < 0)
 		goto out;
 	sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
 	if (sigfd < 0 || pipe2(srv.wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
@@ -360,6 +360,7 @@ out:
 		close(srv.wake_pipe[1]);
 	}
 	pvd_watch_free(&srv);
+	pvd_builds_free(&srv);
 	free(srv.devs);
 	free(srv.platform_name);
 	gp_strv_clear(&srv.cfg.devices);
