@@ -193,7 +193,7 @@ static int on_value(void *data, const char *section, const char *name, const cha
 		} else if (strcmp(name, "build_memory_max") == 0) {
 			if (gp_parse_size(value, &v) < 0 || v < GP_PVD_BUILD_MEMORY_MIN)
 				return fail(st, "guest %s: build_memory_max '%s' must be a size of at least "
-					    "64M (e.g. 512M, 2G)", gname, value);
+					    "256M (e.g. 512M, 2G)", gname, value);
 			g->build_memory_max = v;
 		} else if (strcmp(name, "max_objects") == 0) {
 			if (gp_parse_u64(value, 10, &v) < 0 || v > UINT32_MAX)

@@ -49,7 +49,7 @@ struct gp_pvd_guest_cfg {
  * watchdog: 0 is refused; a day is the longest). */
 #define GP_PVD_TIMEOUT_MIN_MS 100ull
 #define GP_PVD_TIMEOUT_MAX_MS 86400000ull
-#define GP_PVD_BUILD_MEMORY_MIN (64ull << 20)
+#define GP_PVD_BUILD_MEMORY_MIN (256ull << 20)
 
 /* Parses a duration: "30s", "500ms", "2m", "1h", a plain number is
  * seconds. 0 and *ms, or -EINVAL / -ERANGE. */
