@@ -349,7 +349,7 @@ static void format_ms(uint64_t ms, char *buf, size_t len)
 
 /* Under sup_lock: SIGKILL to the current worker, for @why (logged once,
  * with the guest's name); its guest's connections end now. */
-static void watchdog_kill(struct pvd_server *srv, size_t slot, const char *why)
+static void watchdog_kill(struct pvd_server *srv, size_t slot, const char *why, bool gone)
 {
 	struct pvd_sup *sup = &srv->sup[slot];
 	struct pvd_guest *g = &srv->guests[slot];
@@ -359,8 +359,12 @@ static void watchdog_kill(struct pvd_server *srv, size_t slot, const char *why)
 		return; /* told already, not reaped yet */
 	kill(sup->pid, SIGKILL);
 	snprintf(sup->killed, sizeof(sup->killed), "%s", why);
-	gp_warn(&srv->log, "guest '%s': %s: worker %d ended; its %u session(s) get CL_OUT_OF_RESOURCES",
-		g->name, why, (int)sup->pid, sessions);
+	if (gone)
+		gp_warn(&srv->log, "guest '%s': %s: worker %d ended (%u session(s) left behind)",
+			g->name, why, (int)sup->pid, sessions);
+	else
+		gp_warn(&srv->log, "guest '%s': %s: worker %d ended; its %u session(s) get "
+			"CL_OUT_OF_RESOURCES", g->name, why, (int)sup->pid, sessions);
 	conns_close(sup, true);
 }
 
@@ -411,7 +415,7 @@ void pvd_workers_watch(struct pvd_server *srv)
 			format_ms(tmo, limit, sizeof(limit));
 			snprintf(why, sizeof(why), "%s ran longer than command_timeout %s",
 				 what[0] ? what : "a command", limit);
-			watchdog_kill(srv, i, why);
+			watchdog_kill(srv, i, why, false);
 			continue;
 		}
 		/* Hang-ups of the guest's connections. */
@@ -432,7 +436,7 @@ void pvd_workers_watch(struct pvd_server *srv)
 		if (__atomic_load_n(&g->conns, __ATOMIC_RELAXED) != 0 || start) {
 			snprintf(why, sizeof(why), "%s still ran %d ms after its last connection closed",
 				 start && what[0] ? what : "its work", PVD_HANGUP_GRACE_MS);
-			watchdog_kill(srv, i, why);
+			watchdog_kill(srv, i, why, true);
 			continue;
 		}
 		/* Says it is idle: its CPU time says whether it is. */
@@ -444,7 +448,7 @@ void pvd_workers_watch(struct pvd_server *srv)
 				snprintf(why, sizeof(why), "its worker used %" PRIu64 " ms of CPU in %" PRIu64
 					 " ms with no connection", (uint64_t)((cpu - sup->cpu_mark) / 1000000u),
 					 (uint64_t)((now - sup->cpu_mark_ns) / 1000000u));
-				watchdog_kill(srv, i, why);
+				watchdog_kill(srv, i, why, true);
 				continue;
 			}
 			sup->cpu_mark = cpu;
