@@ -445,9 +445,15 @@ int pvd_build_check(struct pvd_server *srv, struct pvd_guest *g, const struct pv
 			break;
 		}
 	}
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
+	do {
+		r = waitpid(pid, &status, 0) < 0 ? -errno : 0;
+	} while (r == -EINTR);
 	__atomic_sub_fetch(&g->mem_used, charged, __ATOMIC_RELAXED);
+	if (r < 0) {
+		/* Never taken for a pass: the status is unknown. */
+		kill(pid, SIGKILL);
+		status = BC_EXIT_UNCHECKED << 8;
+	}
 	fmt_ms(tmo_ms, lim, sizeof(lim));
 	if (timed_out || (WIFSIGNALED(status) && WTERMSIG(status) == SIGXCPU))
 		*why = gp_strdup_printf("gpupass: the build was stopped after %s (build_timeout)", lim);
