@@ -492,4 +492,12 @@ void pvd_workers_stop(struct pvd_server *srv, int timeout_ms)
 			break;
 		nanosleep(&step, NULL);
 	}
+	pthread_mutex_lock(&srv->sup_lock);
+	for (size_t i = 0; i < n; i++) {
+		conns_close(&srv->sup[i], true);
+		free(srv->sup[i].conns);
+		srv->sup[i].conns = NULL;
+		srv->sup[i].cap_conns = 0;
+	}
+	pthread_mutex_unlock(&srv->sup_lock);
 }

@@ -90,6 +90,12 @@ static int spin(void)
 	fflush(stdout);
 	/* The session is gone: every later call fails the same way. */
 	printf("after %d\n", clFlush(q));
+	fflush(stdout);
+	clReleaseMemObject(flag);
+	clReleaseMemObject(out);
+	clReleaseKernel(k);
+	clReleaseCommandQueue(q);
+	clReleaseContext(ctx);
 	return 0;
 }
 
@@ -125,6 +131,8 @@ static int vadd(void)
 	clReleaseMemObject(mb);
 	clReleaseMemObject(mc);
 	clReleaseKernel(k);
+	clReleaseCommandQueue(q);
+	clReleaseContext(ctx);
 	return t_done();
 }
 
@@ -166,6 +174,10 @@ static int shortjobs(double secs)
 	printf("%zu %.3f %.3f %.3f\n", n, lat[n / 2], lat[(size_t)floor(0.99 * (double)(n - 1))],
 	       lat[n - 1]);
 	free(lat);
+	clReleaseMemObject(m);
+	clReleaseKernel(k);
+	clReleaseCommandQueue(q);
+	clReleaseContext(ctx);
 	return 0;
 }
 
@@ -216,6 +228,8 @@ static int bomb(const char *which)
 		printf("log:\n%s\n", log);
 	free(log);
 	clReleaseProgram(pr);
+	clReleaseCommandQueue(q);
+	clReleaseContext(ctx);
 	return 0;
 }
 
