@@ -62,8 +62,38 @@ static struct gp_pvd_guest_cfg *guest_get(struct gp_pvd_config *cfg, const char 
 	g->socket_uid = -1;
 	g->cid = -1;
 	g->weight = 1;
+	g->command_timeout_ms = GP_PVD_COMMAND_TIMEOUT_MS;
+	g->build_timeout_ms = GP_PVD_BUILD_TIMEOUT_MS;
+	g->build_memory_max = GP_PVD_BUILD_MEMORY_MAX;
 	cfg->n_guests++;
 	return g;
+}
+
+int gp_pvd_parse_duration(const char *s, uint64_t *ms)
+{
+	static const struct {
+		const char *unit;
+		uint64_t ms;
+	} units[] = { { "", 1000 }, { "s", 1000 }, { "ms", 1 }, { "m", 60000 }, { "min", 60000 },
+		      { "h", 3600000 } };
+	unsigned long long v;
+	char *end;
+
+	if (!s || *s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno == ERANGE)
+		return -ERANGE;
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcmp(end, units[i].unit) != 0)
+			continue;
+		if (v > UINT64_MAX / units[i].ms)
+			return -ERANGE;
+		*ms = v * units[i].ms;
+		return 0;
+	}
+	return -EINVAL;
 }
 
 __attribute__((format(printf, 2, 3)))
@@ -334,6 +364,19 @@ static int on_value(void *data, const char *section, const char *name, const cha
 				return fail(st, "guest %s: memory_max '%s' is not a size (e.g. 512M, 2G)",
 					    gname, value);
 			g->memory_max = v;
+		} else if (strcmp(name, "command_timeout") == 0 || strcmp(name, "build_timeout") == 0) {
+			bool cmd = name[0] == 'c';
+
+			if (gp_pvd_parse_duration(value, &v) < 0 || v < GP_PVD_TIMEOUT_MIN_MS ||
+			    v > GP_PVD_TIMEOUT_MAX_MS)
+				return fail(st, "guest %s: %s '%s' must be a duration from 100ms to 24h "
+					    "(e.g. 500ms, 30s, 2m)", gname, name, value);
+			*(cmd ? &g->command_timeout_ms : &g->build_timeout_ms) = v;
+		} else if (strcmp(name, "build_memory_max") == 0) {
+			if (gp_parse_size(value, &v) < 0 || v < GP_PVD_BUILD_MEMORY_MIN)
+				return fail(st, "guest %s: build_memory_max '%s' must be a size of at least "
+					    "256M (e.g. 512M, 2G)", gname, value);
+			g->build_memory_max = v;
 		} else if (strcmp(name, "max_objects") == 0) {
 			if (gp_parse_u64(value, 10, &v) < 0 || v > UINT32_MAX)
 				return fail(st, "guest %s: max_objects '%s' is not a number", gname, value);

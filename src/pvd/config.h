@@ -42,6 +42,13 @@ struct gp_pvd_guest_cfg {
 	struct {
 		int socket, uid, cid, token, peer, ivshmem;
 	} line;
+	/* The watchdog (issue 10): a device command running longer than
+	 * command_timeout ends the guest's worker; a build runs at most
+	 * build_timeout, in a child capped at build_memory_max bytes (less
+	 * when the guest's memory_max leaves less). Never 0. */
+	uint64_t command_timeout_ms;
+	uint64_t build_timeout_ms;
+	uint64_t build_memory_max;
 };
 
 /* The lines of the first [server] listen keys, for messages. */
@@ -57,6 +64,24 @@ struct gp_pvd_guest_cfg {
 #define GP_PVD_DEFAULT_LISTEN "unix:/run/gpupass/pv.sock"
 #define GP_PVD_DEFAULT_CONFIG \
 	"[server]\nlisten = " GP_PVD_DEFAULT_LISTEN "\n[guest default]\nweight = 1\n"
+
+/* Defaults: a minute is far beyond any interactive or batch kernel a
+ * shared device should run at once (GPU drivers' own watchdogs stop
+ * kernels after 2-10 s), yet long enough for big compute kernels on a
+ * CPU device; builds of real programs (clpeak, pyopencl, hashcat) take
+ * seconds, and LLVM needs a few hundred MiB for large ones. */
+#define GP_PVD_COMMAND_TIMEOUT_MS 60000ull
+#define GP_PVD_BUILD_TIMEOUT_MS 120000ull
+#define GP_PVD_BUILD_MEMORY_MAX (2ull << 30)
+/* Bounds the config accepts (a watchdog that never fires is no
+ * watchdog: 0 is refused; a day is the longest). */
+#define GP_PVD_TIMEOUT_MIN_MS 100ull
+#define GP_PVD_TIMEOUT_MAX_MS 86400000ull
+#define GP_PVD_BUILD_MEMORY_MIN (256ull << 20)
+
+/* Parses a duration: "30s", "500ms", "2m", "1h", a plain number is
+ * seconds. 0 and *ms, or -EINVAL / -ERANGE. */
+int gp_pvd_parse_duration(const char *s, uint64_t *ms);
 
 struct gp_pvd_config {
 	struct gp_strv listen;  /* unix:PATH, vsock:[CID:]PORT, tcp:HOST:PORT */

@@ -342,6 +342,9 @@ static int guest_set_config(struct pvd_server *srv, size_t slot, const struct gp
 	__atomic_store_n(&g->memory_max, c->memory_max, __ATOMIC_RELAXED);
 	__atomic_store_n(&g->max_objects, c->max_objects, __ATOMIC_RELAXED);
 	__atomic_store_n(&g->weight, c->weight, __ATOMIC_RELAXED);
+	__atomic_store_n(&g->command_timeout_ms, c->command_timeout_ms, __ATOMIC_RELAXED);
+	__atomic_store_n(&g->build_timeout_ms, c->build_timeout_ms, __ATOMIC_RELAXED);
+	__atomic_store_n(&g->build_memory_max, c->build_memory_max, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&srv->sup_lock);
 	sup->uid = c->uid;
 	sup->socket_uid = c->socket_uid;
@@ -552,7 +555,7 @@ static int serve_loop(struct pvd_server *srv, int sigfd, uint64_t idle_ns)
 		pfd[k++] = (struct pollfd){ .fd = srv->sup[i].listen_fd, .events = POLLIN };
 	}
 	for (;;) {
-		int r = poll(pfd, k, 1000);
+		int r = poll(pfd, k, PVD_WATCH_MS);
 		bool quit = false;
 
 		if (r < 0 && errno != EINTR)
@@ -585,6 +588,7 @@ static int serve_loop(struct pvd_server *srv, int sigfd, uint64_t idle_ns)
 			if (pfd[i].revents & POLLIN)
 				accept_one(srv, pfd[i].fd, owner[i]);
 		pvd_workers_idle(srv, idle_ns);
+		pvd_workers_watch(srv);
 	}
 	free(pfd);
 	free(owner);
@@ -634,6 +638,8 @@ int main(int argc, char **argv)
 
 	if (argc >= 2 && strcmp(argv[1], PVD_WORKER_ARG) == 0)
 		return pvd_worker_main(argc, argv);
+	if (argc >= 2 && strcmp(argv[1], PVD_BUILD_CHECK_ARG) == 0)
+		return pvd_build_check_main(argc, argv);
 	if (argc >= 2 && strcmp(argv[1], PVD_PROBE_ARG) == 0)
 		return pvd_probe_main(argc, argv);
 	/* Blocked before any thread exists: every thread inherits the mask,

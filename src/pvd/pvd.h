@@ -31,6 +31,7 @@ struct pvd_session;
 struct pvd_sup;
 struct pvd_sandbox;
 struct gp_ivshmem;
+struct pvd_watch;
 
 struct pvd_server {
 	struct gp_log log;
@@ -61,6 +62,8 @@ struct pvd_server {
 	 * listeners identify guests and hand connections over from their
 	 * own threads. */
 	pthread_mutex_t sup_lock;
+	struct pvd_watch *watch; /* worker only: its commands (watch.c) */
+	struct pvd_builds *builds; /* worker only: build checks passed (build.c) */
 };
 
 static inline size_t pvd_n_guests(const struct pvd_server *srv)
@@ -102,6 +105,54 @@ bool pvd_channel_accept(struct pvd_server *srv, int lfd);
 void pvd_sched_before_launch(struct pvd_server *srv, struct pvd_guest *g);
 void pvd_sched_account(struct pvd_guest *g, uint64_t ns);
 
+/* The worker's half of the watchdog (watch.c): the device commands it
+ * runs, the oldest published in the guest's table slot. Without
+ * pvd_watch_init (the supervisor's own sessions) they are not watched. */
+struct pvd_cmd {
+	struct pvd_cmd *prev, *next;
+	uint64_t start_ns;
+	bool listed, done;
+	char what[PVD_CMD_WHAT_MAX];
+};
+int pvd_watch_init(struct pvd_server *srv, struct pvd_guest *g);
+void pvd_watch_free(struct pvd_server *srv);
+/* A blocking command of a session thread, from begin to end (@c is the
+ * caller's, e.g. on its stack). */
+void pvd_cmd_begin(struct pvd_server *srv, struct pvd_cmd *c, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void pvd_cmd_end(struct pvd_server *srv, struct pvd_cmd *c);
+/* An enqueued command, watched from CL_RUNNING to CL_COMPLETE through
+ * @ev's callbacks; with @kernel_of, a kernel of that guest: its busy
+ * count and measured device time are kept too (the scheduler's). */
+int pvd_watch_event(struct pvd_server *srv, struct pvd_guest *kernel_of, cl_event ev,
+		    const char *what);
+
+/* Bounded builds (build.c): the guest's build first runs in a child
+ * (`gpupass-pvd --build-check`) under build_timeout and a memory cap.
+ * Returns 0; *@why is NULL when the real build may go on, else a
+ * malloc'd reason for the program's build log (the build then fails). */
+#define PVD_BUILD_CHECK_ARG "--build-check"
+struct pvd_build_req {
+	cl_program prog;
+	const cl_device_id *devs; /* as the guest named them; none: the program's */
+	uint32_t n_devs;
+	const char *options;      /* exactly those of the real build */
+	bool compile;             /* clCompileProgram with these headers */
+	const cl_program *headers;
+	const char *const *header_names;
+	uint32_t n_headers;
+	int conn_fd;              /* the guest's connection: its hang-up stops the check */
+};
+int pvd_build_check(struct pvd_server *srv, struct pvd_guest *g, const struct pvd_build_req *req,
+		    char **why);
+int pvd_build_check_main(int argc, char **argv);
+/* The worker's memory of checks passed (a repeated build is not checked
+ * again). */
+int pvd_builds_init(struct pvd_server *srv);
+void pvd_builds_free(struct pvd_server *srv);
+/* The host's OpenCL devices, as a worker finds them (worker.c). */
+int pvd_backend_open(struct pvd_server *srv);
+
 /* Worker mode (worker.c): the hidden `gpupass-pvd --worker ...`, and
  * the startup probe `gpupass-pvd --probe-devices [DEVICE...]`. */
 #define PVD_PROBE_ARG "--probe-devices"
@@ -128,6 +179,17 @@ struct pvd_sup {
 	 * and the local user it is for; -1 for a guest of the config. */
 	ssize_t parent;
 	int64_t for_uid;
+	/* The watchdog (pvd_workers_watch), under sup_lock: the supervisor's
+	 * own duplicates of the connections handed to the current worker
+	 * (the guest's side cannot be hidden by the worker), and samples of
+	 * the worker's CPU time while none is live. */
+	int *conns;
+	size_t n_conns, cap_conns;
+	uint32_t untracked;     /* connections it could not duplicate */
+	uint64_t all_closed_ns; /* when the last one hung up; 0: one is live or none came */
+	uint64_t cpu_mark_ns, cpu_mark;
+	uint64_t retired_ns;    /* when @retired was told to leave */
+	char killed[256];       /* why the watchdog ended @pid ("" = it did not) */
 };
 _Static_assert(PVD_IVSHMEM_MAX == GP_PVD_IVSHMEM_MAX, "the table holds every ivshmem path");
 /* SIGCHLD: reaps workers, logs how each ended; a crashed worker's guest
@@ -135,6 +197,13 @@ _Static_assert(PVD_IVSHMEM_MAX == GP_PVD_IVSHMEM_MAX, "the table holds every ivs
 void pvd_workers_reap(struct pvd_server *srv);
 /* Tells workers idle for @grace_ns to leave. */
 void pvd_workers_idle(struct pvd_server *srv, uint64_t grace_ns);
+/* The watchdog, every PVD_WATCH_MS at most: ends (SIGKILL) a worker whose
+ * oldest command ran longer than its guest's command_timeout, and one
+ * still busy PVD_HANGUP_GRACE_MS after every connection of its guest
+ * hung up. */
+#define PVD_WATCH_MS 200
+#define PVD_HANGUP_GRACE_MS 1000
+void pvd_workers_watch(struct pvd_server *srv);
 /* Server stop: SIGTERM to every worker, waits up to @timeout_ms, then
  * SIGKILL. */
 void pvd_workers_stop(struct pvd_server *srv, int timeout_ms);

@@ -10,6 +10,7 @@
  * session's pending error, returned by the next synchronising call.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
@@ -175,8 +176,8 @@ static void drop_handle(struct pvd_session *s, struct gp_handle *e)
 	/* The root devices (ids below FIRST_CLIENT_ID) are the server's. */
 	if (e->kind == GP_KIND_DEVICE && e->id < FIRST_CLIENT_ID)
 		return;
-	if (e->kind == GP_KIND_KERNEL)
-		free(e->aux);
+	if (e->kind == GP_KIND_KERNEL || e->kind == GP_KIND_PROGRAM)
+		free(e->aux); /* argument classes; a refused build's log */
 	release_obj(e->kind, e->obj);
 	__atomic_sub_fetch(&g->objects, 1, __ATOMIC_RELAXED);
 	__atomic_sub_fetch(&g->mem_used, e->bytes, __ATOMIC_RELAXED);
@@ -393,6 +394,30 @@ static bool is_image(cl_mem m)
 	       t != CL_MEM_OBJECT_BUFFER && t != CL_MEM_OBJECT_PIPE;
 }
 
+/* A build the build check refused (checked_build): its status and log
+ * are the check's; true when @param is one of those. */
+static bool refused_build_info(struct pvd_session *s, uint64_t id, uint32_t param, void **val,
+			       size_t *n)
+{
+	struct gp_handle *pe = NULL;
+
+	if ((param != CL_PROGRAM_BUILD_LOG && param != CL_PROGRAM_BUILD_STATUS) ||
+	    gp_handles_get(s->h, id, GP_KIND_PROGRAM, &pe) < 0 || !pe->aux)
+		return false;
+	if (param == CL_PROGRAM_BUILD_STATUS) {
+		cl_build_status st = CL_BUILD_ERROR;
+
+		*n = sizeof(st);
+		*val = malloc(sizeof(st));
+		if (*val)
+			memcpy(*val, &st, sizeof(st));
+	} else {
+		*n = strlen(pe->aux) + 1;
+		*val = strdup(pe->aux);
+	}
+	return true;
+}
+
 /* GET_INFO: u32 sel, u64 handle, u64 aux, u32 param, u64 offset, u32 max
  * -> i32 err, u64 total size, blob slice [offset, offset + max). */
 static int op_get_info(struct pvd_session *s, struct gp_dec *d, cl_int *err)
@@ -428,6 +453,8 @@ static int op_get_info(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 	}
 	if (sel == GP_INFO_PROGRAM_BINARY) {
 		*err = program_binary(obj, auxv, &val, &n);
+	} else if (sel == GP_INFO_PROGRAM_BUILD && refused_build_info(s, id, param, &val, &n)) {
+		*err = val ? CL_SUCCESS : CL_OUT_OF_HOST_MEMORY;
 	} else {
 		*err = call_info(sel, obj, aux, auxv, param, 0, NULL, &n);
 		if (*err == CL_SUCCESS) {
@@ -958,6 +985,27 @@ static char *with_arg_info(const char *opts)
  * and its kernels describe their arguments themselves). */
 #define PROGRAM_BUILTIN 1u
 
+/* The build check (build.c) before the real build or compile: a
+ * refusal is CL_BUILD_PROGRAM_FAILURE (CL_COMPILE_PROGRAM_FAILURE), its
+ * reason the program's build log until the next build (see op_get_info). */
+static cl_int checked_build(struct pvd_session *s, struct gp_handle *pe, uint32_t n,
+			    const cl_device_id *devs, const char *opts, uint32_t nh,
+			    const cl_program *hdrs, const char *const *names)
+{
+	struct pvd_build_req req = {
+		.prog = pe->obj, .devs = devs, .n_devs = n, .options = opts, .compile = names != NULL,
+		.headers = hdrs, .header_names = names, .n_headers = nh, .conn_fd = s->fd,
+	};
+	char *why = NULL;
+
+	free(pe->aux);
+	pe->aux = NULL;
+	if (!s->guest || pvd_build_check(s->srv, s->guest, &req, &why) < 0 || !why)
+		return CL_SUCCESS;
+	pe->aux = why;
+	return names ? CL_COMPILE_PROGRAM_FAILURE : CL_BUILD_PROGRAM_FAILURE;
+}
+
 /* BUILD_PROGRAM: u64 prog, u32 n, u64 dev[n], str options */
 static int op_build_program(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 {
@@ -994,8 +1042,10 @@ static int op_build_program(struct pvd_session *s, struct gp_dec *d, cl_int *err
 		 * are memory objects: never let a guest's bytes pose as one. */
 		char *full = with_arg_info(opts);
 
-		*err = full ? clBuildProgram(p, n, n ? devs : NULL, full, NULL, NULL)
+		*err = full ? checked_build(s, pe, n, devs, full, 0, NULL, NULL)
 			    : CL_OUT_OF_HOST_MEMORY;
+		if (*err == CL_SUCCESS)
+			*err = clBuildProgram(p, n, n ? devs : NULL, full, NULL, NULL);
 		free(full);
 	}
 	free(opts);
@@ -1201,17 +1251,14 @@ static void CL_CALLBACK free_copy(cl_event ev, cl_int status, void *data)
 	free(data);
 }
 
-static void CL_CALLBACK kernel_done(cl_event ev, cl_int status, void *data)
+/* The watchdog's record of an enqueued command (watch.c): @ev always a
+ * real event, released by the caller when the guest named none. */
+static void watch_enqueued(struct pvd_session *s, struct pvd_guest *kernel_of, cl_event ev,
+			  const char *what)
 {
-	struct pvd_guest *g = data;
-	cl_ulong t0 = 0, t1 = 0;
-
-	if (status == CL_COMPLETE &&
-	    clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof(t0), &t0, NULL) == CL_SUCCESS &&
-	    clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof(t1), &t1, NULL) == CL_SUCCESS &&
-	    t1 > t0)
-		pvd_sched_account(g, t1 - t0);
-	__atomic_sub_fetch(&g->busy, 1, __ATOMIC_RELAXED);
+	if (pvd_watch_event(s->srv, kernel_of, ev, what) < 0)
+		LOG_S(s, GP_LOG_WARN, "guest %s: %s is not watched (out of memory)", s->guest->name,
+		      what);
 }
 
 /* ENQUEUE_NDRANGE: u64 queue, u64 kernel, u32 dim, u32 has_offset,
@@ -1262,9 +1309,14 @@ static int op_ndrange(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 		*err = clEnqueueNDRangeKernel(q, k, dim, has_off ? off : NULL, glob,
 					      has_local ? loc : NULL, w.n, w.v, &ev);
 		if (*err == CL_SUCCESS) {
-			__atomic_add_fetch(&s->guest->busy, 1, __ATOMIC_RELAXED);
-			if (clSetEventCallback(ev, CL_COMPLETE, kernel_done, s->guest) != CL_SUCCESS)
-				__atomic_sub_fetch(&s->guest->busy, 1, __ATOMIC_RELAXED);
+			char what[PVD_CMD_WHAT_MAX] = "kernel '", *name = what + 8;
+
+			if (clGetKernelInfo(k, CL_KERNEL_FUNCTION_NAME, sizeof(what) - 10, name, NULL) !=
+			    CL_SUCCESS)
+				name[0] = '\0';
+			name[sizeof(what) - 11] = '\0';
+			strcat(name, "'");
+			watch_enqueued(s, s->guest, ev, what);
 		}
 	}
 	waitlist_free(&w);
@@ -1427,7 +1479,11 @@ static int op_write_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 	if (s->lazy_ev && (!lazy || s->lazy_q != q))
 		settle_lazy(s);
 	if (*err == CL_SUCCESS && where == 2) {
+		struct pvd_cmd c;
+
+		pvd_cmd_begin(s->srv, &c, "write of %" PRIu64 " bytes", size);
 		*err = mapped_transfer(s, q, m, true, off, size, boff, &w, evid ? &ev : NULL);
+		pvd_cmd_end(s->srv, &c);
 	} else if (*err == CL_SUCCESS && (w.n || !blocking || lazy) && size) {
 		/* A write that may wait (for events, or behind commands that do)
 		 * must not hold up the session: unless the guest itself blocks
@@ -1455,8 +1511,12 @@ static int op_write_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 			s->lazy_bytes += size;
 		}
 	} else if (*err == CL_SUCCESS) {
+		struct pvd_cmd c;
+
+		pvd_cmd_begin(s->srv, &c, "write of %" PRIu64 " bytes", size);
 		*err = clEnqueueWriteBuffer(q, m, CL_TRUE, (size_t)off, (size_t)size, src, w.n, w.v,
 					    evid ? &ev : NULL);
+		pvd_cmd_end(s->srv, &c);
 	}
 	waitlist_free(&w);
 	r = finish_event(s, evid, q, ev, *err);
@@ -1510,16 +1570,37 @@ static int op_read_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 		*err = lookup(s, qid, GP_KIND_QUEUE, &q);
 	if (*err == CL_SUCCESS)
 		*err = lookup(s, mid, GP_KIND_MEM, &m);
-	if (*err == CL_SUCCESS && where == 2)
-		*err = mapped_transfer(s, q, m, false, off, size, boff, &w, evid ? &ev : NULL);
-	else if (*err == CL_SUCCESS)
-		*err = clEnqueueReadBuffer(q, m, CL_TRUE, (size_t)off, (size_t)size, dst, w.n, w.v,
-					   evid ? &ev : NULL);
+	if (*err == CL_SUCCESS) {
+		struct pvd_cmd c;
+
+		pvd_cmd_begin(s->srv, &c, "read of %" PRIu64 " bytes", size);
+		if (where == 2)
+			*err = mapped_transfer(s, q, m, false, off, size, boff, &w, evid ? &ev : NULL);
+		else
+			*err = clEnqueueReadBuffer(q, m, CL_TRUE, (size_t)off, (size_t)size, dst, w.n,
+						   w.v, evid ? &ev : NULL);
+		pvd_cmd_end(s->srv, &c);
+	}
 	waitlist_free(&w);
 	return finish_event(s, evid, q, ev, *err);
 proto:
 	waitlist_free(&w);
 	return d->err ? d->err : -EBADMSG;
+}
+
+/* The end of a pipelined enqueue whose command the watchdog follows. */
+static int watched_end(struct pvd_session *s, struct waitlist *w, uint64_t evid,
+		       cl_command_queue q, cl_event ev, cl_int err, const char *what)
+{
+	int r;
+
+	waitlist_free(w);
+	if (err == CL_SUCCESS && ev)
+		watch_enqueued(s, NULL, ev, what);
+	r = finish_event(s, evid, q, ev, err);
+	if (ev && !evid)
+		clReleaseEvent(ev);
+	return r;
 }
 
 /* COPY_BUFFER: u64 queue, u64 src, u64 dst, u64 src_off, u64 dst_off,
@@ -1547,9 +1628,8 @@ static int op_copy_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 		*err = lookup(s, did, GP_KIND_MEM, &dm);
 	if (*err == CL_SUCCESS)
 		*err = clEnqueueCopyBuffer(q, sm, dm, (size_t)so, (size_t)dof, (size_t)size,
-					   w.n, w.v, evid ? &ev : NULL);
-	waitlist_free(&w);
-	return finish_event(s, evid, q, ev, *err);
+					   w.n, w.v, &ev);
+	return watched_end(s, &w, evid, q, ev, *err, "copy");
 }
 
 /* FILL_BUFFER: u64 queue, u64 mem, blob pattern, u64 offset, u64 size,
@@ -1577,9 +1657,8 @@ static int op_fill_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 		*err = lookup(s, mid, GP_KIND_MEM, &m);
 	if (*err == CL_SUCCESS)
 		*err = clEnqueueFillBuffer(q, m, plen ? pat : NULL, plen, (size_t)off, (size_t)size,
-					   w.n, w.v, evid ? &ev : NULL);
-	waitlist_free(&w);
-	return finish_event(s, evid, q, ev, *err);
+					   w.n, w.v, &ev);
+	return watched_end(s, &w, evid, q, ev, *err, "fill");
 }
 
 /* MARKER / BARRIER: u64 queue, wait list, u64 event (pipelined) */
@@ -1959,10 +2038,14 @@ static int op_compile_program(struct pvd_session *s, struct gp_dec *d, cl_int *e
 		*err = CL_INVALID_COMPILER_OPTIONS;
 	if (*err == CL_SUCCESS) {
 		char *full = with_arg_info(opts);
+		struct gp_handle *pe = NULL;
 
-		*err = full ? clCompileProgram(p, n, n ? devs : NULL, full, nh, nh ? hdrs : NULL,
-					       nh ? cnames : NULL, NULL, NULL)
-			    : CL_OUT_OF_HOST_MEMORY;
+		*err = full ? CL_SUCCESS : CL_OUT_OF_HOST_MEMORY;
+		if (*err == CL_SUCCESS && gp_handles_get(s->h, id, GP_KIND_PROGRAM, &pe) == 0)
+			*err = checked_build(s, pe, n, devs, full, nh, hdrs, cnames);
+		if (*err == CL_SUCCESS)
+			*err = clCompileProgram(p, n, n ? devs : NULL, full, nh, nh ? hdrs : NULL,
+						nh ? cnames : NULL, NULL, NULL);
 		free(full);
 	}
 out:
@@ -2942,6 +3025,11 @@ static void *session_main(void *arg)
 		LOG_S(s, GP_LOG_INFO, "connection (pid %d) ended during hello: %s", (int)s->pid,
 		      strerror(-r));
 	}
+	/* The supervisor keeps a copy of a worker's connections (its
+	 * watchdog): the guest must see this end now, not at that copy's
+	 * close. */
+	if (s->guest)
+		shutdown(s->fd, SHUT_RDWR);
 	__atomic_store_n(&s->done, 1, __ATOMIC_RELEASE);
 	if (write(srv->wake_pipe[1], &c, 1) < 0) {
 		/* the main loop also reaps on its timer */

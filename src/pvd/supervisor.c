@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,6 +122,47 @@ err_close:
 	return r;
 }
 
+/* Forgets the current worker's connections; with @hangup, the guests see
+ * them end now (shutdown: the worker's copies may still be open, or its
+ * death not yet complete). */
+static void conns_close(struct pvd_sup *sup, bool hangup)
+{
+	for (size_t i = 0; i < sup->n_conns; i++) {
+		if (hangup)
+			shutdown(sup->conns[i], SHUT_RDWR);
+		close(sup->conns[i]);
+	}
+	sup->n_conns = 0;
+	sup->untracked = 0;
+	sup->all_closed_ns = 0;
+	sup->cpu_mark_ns = 0;
+}
+
+/* Keeps a duplicate of a connection handed to the current worker. */
+static void conns_add(struct pvd_sup *sup, int fd)
+{
+	int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+
+	if (dup_fd >= 0 && sup->n_conns == sup->cap_conns) {
+		size_t cap = sup->cap_conns ? 2 * sup->cap_conns : 8;
+		int *nc = realloc(sup->conns, cap * sizeof(*nc));
+
+		if (nc) {
+			sup->conns = nc;
+			sup->cap_conns = cap;
+		}
+	}
+	if (dup_fd < 0 || sup->n_conns == sup->cap_conns) {
+		/* Not followed: the hang-up rule is off for this worker. */
+		if (dup_fd >= 0)
+			close(dup_fd);
+		sup->untracked++;
+		return;
+	}
+	sup->conns[sup->n_conns++] = dup_fd;
+	sup->all_closed_ns = 0;
+}
+
 /* The current worker leaves: no more hand-overs; it exits when its
  * sessions are gone. */
 static void worker_retire(struct pvd_server *srv, size_t slot)
@@ -131,8 +173,10 @@ static void worker_retire(struct pvd_server *srv, size_t slot)
 		close(sup->chan);
 	sup->chan = -1;
 	sup->retired = sup->pid;
+	sup->retired_ns = pvd_now_ns();
 	sup->pid = 0;
 	sup->sent = 0;
+	conns_close(sup, false);
 }
 
 int pvd_session_start(struct pvd_server *srv, struct pvd_guest *guest, int fd,
@@ -159,8 +203,10 @@ int pvd_session_start(struct pvd_server *srv, struct pvd_guest *guest, int fd,
 		}
 	}
 	r = pvd_handover_send(sup->chan, (uint32_t)slot, sup->sent + 1, fd);
-	if (r == 0)
+	if (r == 0) {
 		sup->sent++;
+		conns_add(sup, fd);
+	}
 	else
 		/* The worker died and is not reaped yet: this connection
 		 * drops (the guest retries), the next one gets a new worker. */
@@ -200,13 +246,20 @@ void pvd_workers_reap(struct pvd_server *srv)
 				uint32_t sessions = __atomic_load_n(&g->sessions, __ATOMIC_RELAXED);
 
 				found = true;
-				if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && sessions == 0)
+				/* Its guest's connections end with it (the
+				 * supervisor's copies would hold them open). */
+				conns_close(sup, true);
+				if (sup->killed[0])
+					gp_dbg(&srv->log, "guest '%s': worker %d %s (%s)", g->name, (int)pid,
+					       how, sup->killed);
+				else if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && sessions == 0)
 					gp_info(&srv->log, "guest '%s': worker %d %s", g->name, (int)pid, how);
 				else
 					gp_warn(&srv->log, "guest '%s': worker %d %s; its %u session(s) ended",
 						g->name, (int)pid, how, sessions);
 				worker_retire(srv, i);
 				sup->retired = 0;
+				sup->killed[0] = '\0';
 				pvd_table_clear_usage(g);
 			} else if (sup->retired == pid) {
 				found = true;
@@ -239,6 +292,155 @@ void pvd_workers_idle(struct pvd_server *srv, uint64_t grace_ns)
 			continue;
 		gp_dbg(&srv->log, "guest %s: worker %d idle, told to leave", g->name, (int)sup->pid);
 		worker_retire(srv, i);
+	}
+	pthread_mutex_unlock(&srv->sup_lock);
+}
+
+/* The worker's CPU time (all threads) in ns from /proc/PID/stat, or
+ * UINT64_MAX. */
+static uint64_t cpu_ns(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long ut = 0, st = 0;
+	long tck = sysconf(_SC_CLK_TCK);
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return UINT64_MAX;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return UINT64_MAX;
+	buf[n] = '\0';
+	/* The name may hold anything: the fields start after the last ')'.
+	 * utime and stime are fields 14 and 15 (proc(5)); state is 3. */
+	p = strrchr(buf, ')');
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2 ||
+	    tck <= 0)
+		return UINT64_MAX;
+	return (ut + st) * (1000000000ull / (uint64_t)tck);
+}
+
+static void format_ms(uint64_t ms, char *buf, size_t len)
+{
+	if (ms % 60000 == 0)
+		snprintf(buf, len, "%" PRIu64 "m", ms / 60000);
+	else if (ms % 1000 == 0)
+		snprintf(buf, len, "%" PRIu64 "s", ms / 1000);
+	else
+		snprintf(buf, len, "%" PRIu64 "ms", ms);
+}
+
+/* Under sup_lock: SIGKILL to the current worker, for @why (logged once,
+ * with the guest's name); its guest's connections end now. */
+static void watchdog_kill(struct pvd_server *srv, size_t slot, const char *why, bool gone)
+{
+	struct pvd_sup *sup = &srv->sup[slot];
+	struct pvd_guest *g = &srv->guests[slot];
+	uint32_t sessions = __atomic_load_n(&g->sessions, __ATOMIC_RELAXED);
+
+	if (sup->killed[0])
+		return; /* told already, not reaped yet */
+	kill(sup->pid, SIGKILL);
+	snprintf(sup->killed, sizeof(sup->killed), "%s", why);
+	if (gone)
+		gp_warn(&srv->log, "guest '%s': %s: worker %d ended (%u session(s) left behind)",
+			g->name, why, (int)sup->pid, sessions);
+	else
+		gp_warn(&srv->log, "guest '%s': %s: worker %d ended; its %u session(s) get "
+			"CL_OUT_OF_RESOURCES", g->name, why, (int)sup->pid, sessions);
+	conns_close(sup, true);
+}
+
+/*
+ * What the watchdog trusts. The command start and name come from the
+ * worker's slot of the shared table; on a CPU platform the guest's kernels
+ * run as native code in the worker and can write that slot, so a worker
+ * the guest owns can hide a runaway command from command_timeout while its
+ * guest is connected (it still gets only its fair share where the scheduler
+ * is honest: the other workers' schedulers read its device time from the
+ * same table, which it can also forge). What it cannot forge: its guest's
+ * connections (the supervisor's own duplicates, polled for hang-up) and its
+ * CPU time (/proc/PID/stat, kept by the kernel). So once every connection
+ * of its guest is gone, a worker that still reports sessions or a command,
+ * or burns CPU, is ended within PVD_HANGUP_GRACE_MS + one sample; and a
+ * retired worker that does not leave is ended too. What it can still evade:
+ * command_timeout while a connection is live (bounded only by the guest
+ * staying connected), and memory it holds while idle until its retirement.
+ * A cgroup per worker (CPUQuota, MemoryMax) bounds what a compromised
+ * worker can take; that is the operator's (README, security model).
+ */
+void pvd_workers_watch(struct pvd_server *srv)
+{
+	size_t n = pvd_n_guests(srv);
+	uint64_t now = pvd_now_ns();
+
+	if (getenv("GPUPASS_PVD_TEST_NO_WATCHDOG"))
+		return; /* tests only: shows what happens without it */
+	pthread_mutex_lock(&srv->sup_lock);
+	for (size_t i = 0; i < n; i++) {
+		struct pvd_sup *sup = &srv->sup[i];
+		struct pvd_guest *g = &srv->guests[i];
+		char what[PVD_CMD_WHAT_MAX], limit[32], why[256];
+		uint64_t start, tmo;
+
+		if (sup->retired && sup->retired_ns &&
+		    now - sup->retired_ns > 2ull * PVD_HANGUP_GRACE_MS * 1000000ull) {
+			gp_warn(&srv->log, "guest '%s': retired worker %d did not leave: ended", g->name,
+				(int)sup->retired);
+			kill(sup->retired, SIGKILL);
+			sup->retired_ns = 0; /* once */
+		}
+		if (!sup->pid || sup->killed[0])
+			continue;
+		tmo = __atomic_load_n(&g->command_timeout_ms, __ATOMIC_RELAXED);
+		start = pvd_table_get_cmd(g, what);
+		if (start && now > start && tmo && (now - start) / 1000000ull > tmo) {
+			format_ms(tmo, limit, sizeof(limit));
+			snprintf(why, sizeof(why), "%s ran longer than command_timeout %s",
+				 what[0] ? what : "a command", limit);
+			watchdog_kill(srv, i, why, false);
+			continue;
+		}
+		/* Hang-ups of the guest's connections. */
+		for (size_t k = 0; k < sup->n_conns;) {
+			struct pollfd p = { .fd = sup->conns[k], .events = POLLRDHUP };
+
+			if (poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))) {
+				close(sup->conns[k]);
+				sup->conns[k] = sup->conns[--sup->n_conns];
+				if (sup->n_conns == 0 && !sup->untracked)
+					sup->all_closed_ns = now;
+				continue;
+			}
+			k++;
+		}
+		if (!sup->all_closed_ns || now - sup->all_closed_ns < PVD_HANGUP_GRACE_MS * 1000000ull)
+			continue;
+		if (__atomic_load_n(&g->conns, __ATOMIC_RELAXED) != 0 || start) {
+			snprintf(why, sizeof(why), "%s still ran %d ms after its last connection closed",
+				 start && what[0] ? what : "its work", PVD_HANGUP_GRACE_MS);
+			watchdog_kill(srv, i, why, true);
+			continue;
+		}
+		/* Says it is idle: its CPU time says whether it is. */
+		if (!sup->cpu_mark_ns || now - sup->cpu_mark_ns >= 500000000ull) {
+			uint64_t cpu = cpu_ns(sup->pid);
+
+			if (sup->cpu_mark_ns && cpu != UINT64_MAX && sup->cpu_mark != UINT64_MAX &&
+			    cpu - sup->cpu_mark > (now - sup->cpu_mark_ns) / 2) {
+				snprintf(why, sizeof(why), "its worker used %" PRIu64 " ms of CPU in %" PRIu64
+					 " ms with no connection", (uint64_t)((cpu - sup->cpu_mark) / 1000000u),
+					 (uint64_t)((now - sup->cpu_mark_ns) / 1000000u));
+				watchdog_kill(srv, i, why, true);
+				continue;
+			}
+			sup->cpu_mark = cpu;
+			sup->cpu_mark_ns = now;
+		}
 	}
 	pthread_mutex_unlock(&srv->sup_lock);
 }
@@ -277,4 +479,12 @@ void pvd_workers_stop(struct pvd_server *srv, int timeout_ms)
 			break;
 		nanosleep(&step, NULL);
 	}
+	pthread_mutex_lock(&srv->sup_lock);
+	for (size_t i = 0; i < n; i++) {
+		conns_close(&srv->sup[i], true);
+		free(srv->sup[i].conns);
+		srv->sup[i].conns = NULL;
+		srv->sup[i].cap_conns = 0;
+	}
+	pthread_mutex_unlock(&srv->sup_lock);
 }

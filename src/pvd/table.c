@@ -126,6 +126,41 @@ void pvd_table_clear_usage(struct pvd_guest *g)
 	__atomic_store_n(&g->busy, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&g->conns, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&g->received, 0, __ATOMIC_RELAXED);
+	pvd_table_set_cmd(g, 0, "");
+}
+
+void pvd_table_set_cmd(struct pvd_guest *g, uint64_t start, const char *what)
+{
+	uint32_t seq = __atomic_load_n(&g->cmd_seq, __ATOMIC_RELAXED);
+	size_t len = strnlen(what, PVD_CMD_WHAT_MAX - 1);
+
+	__atomic_store_n(&g->cmd_seq, (seq | 1u) + 0u, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	__atomic_store_n(&g->cmd_start_ns, start, __ATOMIC_RELAXED);
+	for (size_t i = 0; i < PVD_CMD_WHAT_MAX; i++)
+		__atomic_store_n(&g->cmd_what[i], i < len ? what[i] : '\0', __ATOMIC_RELAXED);
+	__atomic_store_n(&g->cmd_seq, (seq | 1u) + 1u, __ATOMIC_RELEASE);
+}
+
+uint64_t pvd_table_get_cmd(const struct pvd_guest *g, char what[PVD_CMD_WHAT_MAX])
+{
+	uint64_t start = 0;
+
+	/* The writer is a worker, which a guest's native code may own: a
+	 * counter kept odd must not hold the supervisor, so a few tries,
+	 * then whatever was read. */
+	for (int tries = 0; tries < 64; tries++) {
+		uint32_t a = __atomic_load_n(&g->cmd_seq, __ATOMIC_ACQUIRE);
+
+		start = __atomic_load_n(&g->cmd_start_ns, __ATOMIC_RELAXED);
+		for (size_t i = 0; i < PVD_CMD_WHAT_MAX; i++)
+			what[i] = __atomic_load_n(&g->cmd_what[i], __ATOMIC_RELAXED);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (!(a & 1u) && __atomic_load_n(&g->cmd_seq, __ATOMIC_RELAXED) == a)
+			break;
+	}
+	what[PVD_CMD_WHAT_MAX - 1] = '\0';
+	return start;
 }
 
 int pvd_handover_check(const void *buf, size_t len, int fd, uint32_t slot, uint64_t last_seq)

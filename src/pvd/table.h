@@ -15,6 +15,8 @@
 /* Longest ivshmem file path the table holds (with its NUL); the config
  * parser refuses longer ones (GP_PVD_IVSHMEM_MAX, config.h). */
 #define PVD_IVSHMEM_MAX 256
+/* What a watched command is, as the watchdog's log line names it. */
+#define PVD_CMD_WHAT_MAX 96
 
 /* One [guest NAME] section's slot in the shared table (a MAP_SHARED memfd
  * the supervisor creates and every worker maps; plain data, no pointers,
@@ -47,6 +49,19 @@ struct pvd_guest {
 	 * pvd_table_set_ivshmem. */
 	uint32_t ivshmem_seq;
 	char ivshmem[PVD_IVSHMEM_MAX];
+	/* The watchdog (issue 10). Limits: written by the supervisor
+	 * (load, reload), read by the worker. */
+	uint64_t command_timeout_ms; /* atomic */
+	uint64_t build_timeout_ms;   /* atomic */
+	uint64_t build_memory_max;   /* atomic: bytes */
+	/* The worker's oldest unfinished device command: when it began
+	 * (CLOCK_MONOTONIC ns, 0 = none) and what it is ("kernel 'spin'"),
+	 * under a sequence counter (odd while written, as ivshmem). The
+	 * supervisor reads it; a guest's native code may forge it (see
+	 * supervisor.c, pvd_workers_watch). */
+	uint32_t cmd_seq;
+	uint64_t cmd_start_ns;
+	char cmd_what[PVD_CMD_WHAT_MAX];
 };
 
 #define PVD_TABLE_MAGIC 0x47505654u /* "GPVT" */
@@ -70,6 +85,12 @@ uint64_t pvd_now_ns(void);
 int pvd_table_set_ivshmem(struct pvd_guest *g, const char *path);
 /* Copies it out (torn reads retried): @buf gets "" when there is none. */
 void pvd_table_get_ivshmem(const struct pvd_guest *g, char buf[PVD_IVSHMEM_MAX]);
+/* The worker's oldest command (watch.c publishes it): its start, 0 when
+ * none; @what gets its description. Torn reads retried a few times (a
+ * worker that keeps the counter odd gets what was read). */
+uint64_t pvd_table_get_cmd(const struct pvd_guest *g, char what[PVD_CMD_WHAT_MAX]);
+/* Worker only: publishes @start (0 = none) and @what. */
+void pvd_table_set_cmd(struct pvd_guest *g, uint64_t start, const char *what);
 
 /* The hand-over message on a worker's channel (SOCK_SEQPACKET), with the
  * connection's fd in SCM_RIGHTS. */

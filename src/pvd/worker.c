@@ -167,6 +167,11 @@ static int backend_open(struct pvd_server *srv, bool probe_shared)
 	return srv->n_devs ? 0 : -ENODEV;
 }
 
+int pvd_backend_open(struct pvd_server *srv)
+{
+	return backend_open(srv, false);
+}
+
 /* ---- worker mode ---- */
 
 static void log_worker(void *data, enum gp_log_level level, const char *msg)
@@ -320,6 +325,8 @@ int pvd_worker_main(int argc, char **argv)
 		gp_err(&srv.log, "no host OpenCL device in the worker");
 		goto out;
 	}
+	if (pvd_watch_init(&srv, g) < 0 || pvd_builds_init(&srv) < 0)
+		goto out;
 	sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
 	if (sigfd < 0 || pipe2(srv.wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
 		goto out;
@@ -340,6 +347,8 @@ out:
 		close(srv.wake_pipe[0]);
 		close(srv.wake_pipe[1]);
 	}
+	pvd_watch_free(&srv);
+	pvd_builds_free(&srv);
 	free(srv.devs);
 	free(srv.platform_name);
 	gp_strv_clear(&srv.cfg.devices);

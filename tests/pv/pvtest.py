@@ -424,6 +424,8 @@ def main():
             fair_run(tmp)
         elif SCENARIO == "garbage":
             garbage_run(tmp)
+        elif SCENARIO in ("watchdog", "hangup", "endless", "buildbomb"):
+            watchdog_run(tmp, SCENARIO)
         else:
             fail("unknown scenario " + SCENARIO)
 
@@ -504,6 +506,191 @@ def fair_run(tmp):
                  "(%.2f ms alone)" % (short_ms, flood_batch_ms, alone_ms))
         ok(2, "short job %.2f ms next to a guest keeping 64 kernels queued (%.1f ms a batch), "
               "%.2f ms alone" % (short_ms, flood_batch_ms, alone_ms))
+    finally:
+        srv.stop()
+
+
+def worker_of(srv, sock, name):
+    """The pid of guest @name's worker (from the supervisor's log)."""
+    log = open(os.path.join(srv.tmp, "pvd.log")).read()
+    pids = re.findall(r"guest %s: worker (\d+) started" % re.escape(name), log)
+    return int(pids[-1]) if pids else None
+
+
+def pid_alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(") ")[-1][0] != "Z"
+    except OSError:
+        return False
+
+
+def watchdog_run(tmp, scenario):
+    """The watchdog and bounded builds (issue 10). Guest b runs the
+    hostile part with command_timeout = 2s (8s for 'endless', which
+    measures guest a's short jobs beside b's endless kernel) and
+    build_timeout = 10s; guest a is the bystander. PV_TEST_UNPROTECTED=1
+    starts the server with the watchdog and the build check off (test-only
+    variables): every scenario must then fail."""
+    wd = os.path.join(BINDIR, "pv_watchdog")
+    tmo = 8 if scenario == "endless" else 2
+    # Under ASan every allocation of the compiler goes through its
+    # quarantine (256 MiB): a one-line build then needs more than 256M.
+    asan = b"__asan_init" in open(PVD, "rb").read()
+    cap = 768 if asan else 256
+    # A cold one-line build takes seconds under ASan on a loaded machine:
+    # b's builds are bounded only where the bombs are the point.
+    btmo = (20 if asan else 10) if scenario == "buildbomb" else 120
+    srv = Server(tmp, "[guest a]\nsocket = %s/a.sock\n"
+                      "[guest b]\nsocket = %s/b.sock\ncommand_timeout = %ds\nbuild_timeout = %ds\n"
+                      "[guest c]\nsocket = %s/c.sock\nbuild_memory_max = %dM\n"
+                 % (tmp, tmp, tmo, btmo, tmp, cap))
+    srv.extra = ["--worker-idle", "120"]
+    if os.environ.get("PV_TEST_UNPROTECTED"):
+        srv.env = {"GPUPASS_PVD_TEST_NO_WATCHDOG": "1", "GPUPASS_PVD_TEST_NO_BUILD_CHECK": "1"}
+    srv.start([tmp + "/a.sock", tmp + "/b.sock", tmp + "/c.sock"])
+    env = {n: guest_env(tmp, "%s/%s.sock" % (tmp, n)) for n in "abc"}
+    logpath = os.path.join(tmp, "pvd.log")
+
+    def spin():
+        p = subprocess.Popen([wd, "spin"], env=env["b"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        line = p.stdout.readline().split()
+        if line != ["started", "0"]:
+            fail("the endless kernel did not start: %r" % line)
+        return p, time.time()
+
+    def wait_log(pattern, what, timeout=5):
+        end = time.time() + timeout
+        while time.time() < end:
+            m = re.search(pattern, open(logpath).read())
+            if m:
+                return m
+            time.sleep(0.05)
+        fail("no log line: " + what)
+
+    try:
+        if scenario == "watchdog":
+            p, t0 = spin()
+            try:
+                out, _ = p.communicate(timeout=tmo + 10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                fail("the endless kernel's clFinish did not return within %d s" % (tmo + 10))
+            took = time.time() - t0
+            fields = dict(l.split(None, 1) for l in out.splitlines() if " " in l)
+            if fields.get("finish", "").split()[:1] != ["-5"] or fields.get("after") != "-5":
+                fail("expected CL_OUT_OF_RESOURCES (-5) from clFinish and after: %r" % out)
+            if took > tmo + 1:
+                fail("CL_OUT_OF_RESOURCES came %.2f s after the launch (command_timeout %d s + 1)"
+                     % (took, tmo))
+            ok(1, "endless kernel: clFinish -> CL_OUT_OF_RESOURCES %.2f s after the launch "
+                  "(command_timeout %d s)" % (took, tmo))
+            m = wait_log(r"guest 'b': kernel 'spin' ran longer than command_timeout %ds: worker (\d+) "
+                         r"ended; its 1 session\(s\) get CL_OUT_OF_RESOURCES" % tmo, "the watchdog's")
+            ok(1, "logged: " + m.group(0))
+            run([wd, "vadd"], env["b"])
+            ok(1, "guest b's next program runs on a fresh worker (%s, was %s)"
+               % (worker_of(srv, None, "b"), m.group(1)))
+        elif scenario == "hangup":
+            p, _ = spin()
+            worker = worker_of(srv, None, "b")
+            if not worker or not pid_alive(worker):
+                fail("no worker for guest b")
+            p.kill()
+            p.wait()
+            t0 = time.time()
+            while pid_alive(worker) and time.time() - t0 < 10:
+                time.sleep(0.02)
+            took = time.time() - t0
+            if took > 2:
+                fail("guest b's worker %d was still there %.2f s after kill -9 of its guest "
+                     "(its endless kernel burns the CPU)" % (worker, took))
+            ok(1, "kill -9 of the guest running an endless kernel: its worker %d gone after %.2f s"
+               % (worker, took))
+            m = wait_log(r"guest 'b': kernel 'spin' still ran \d+ ms after its last connection closed"
+                         r": worker %d ended" % worker, "the hang-up's")
+            ok(1, "logged: " + m.group(0))
+            run([wd, "vadd"], env["b"])
+            ok(1, "guest b's next program runs (worker %s)" % worker_of(srv, None, "b"))
+        elif scenario == "endless":
+            alone = run([wd, "short", "2"], env["a"]).stdout.split()
+            p, t0 = spin()
+            time.sleep(0.5)
+            beside = run([wd, "short", str(tmo - 2.5)], env["a"]).stdout.split()
+            if time.time() - t0 > tmo:
+                fail("the measurement outlasted b's endless kernel")
+            try:
+                out, _ = p.communicate(timeout=tmo + 10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                fail("the endless kernel was not ended")
+            if "finish -5" not in out:
+                fail("the endless kernel did not end with CL_OUT_OF_RESOURCES: %r" % out)
+            n, p50, p99, mx = int(beside[0]), float(beside[1]), float(beside[2]), float(beside[3])
+            a50, a99 = float(alone[1]), float(alone[2])
+            print("# short jobs alone: %s jobs, p50 %.3f ms, p99 %.3f ms, max %s ms"
+                  % (alone[0], a50, a99, alone[3]))
+            print("# beside an endless kernel: %d jobs, p50 %.3f ms, p99 %.3f ms, max %.3f ms"
+                  % (n, p50, p99, mx))
+            # PoCL cannot preempt the endless work-group: it holds one of
+            # the device's threads, the short jobs share the rest. Bounded
+            # like pv-fair's: within 8x alone or 8 ms for p50, 50 ms p99.
+            if p50 > max(8.0, 8 * a50) or p99 > max(50.0, 8 * a99):
+                fail("short jobs beside an endless kernel: p50 %.3f ms, p99 %.3f ms "
+                     "(alone: p50 %.3f ms, p99 %.3f ms)" % (p50, p99, a50, a99))
+            ok(1, "short jobs beside an endless kernel: p50 %.3f ms, p99 %.3f ms (alone %.3f / %.3f ms), "
+                  "%d jobs" % (p50, p99, a50, a99, n))
+        elif scenario == "buildbomb":
+            # Warm workers (and compiler caches) for every guest first: a
+            # cold start takes seconds on a loaded machine.
+            for n in "abc":
+                run([wd, "vadd"], env[n])
+            worker = worker_of(srv, None, "b")
+            for bomb, reason, guest, limit in (
+                    ("table", r"gpupass: the build was stopped after %d s \(build_timeout\)" % btmo,
+                     "b", btmo),
+                    # ASan turns the stack overflow into an abort.
+                    ("expr", r"gpupass: the compiler crashed with SIG%s" % ("(SEGV|ABRT)" if asan else "SEGV"),
+                     "b", btmo),
+                    ("table", r"gpupass: the build was stopped: it needed more than %d MiB "
+                              r"\(build_memory_max\)" % cap, "c", 120)):
+                t0 = time.time()
+                p = subprocess.Popen([wd, "bomb", bomb], env=env[guest], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+                # Meanwhile: guest a, and another session of the same guest.
+                time.sleep(0.5)
+                for other in ("a", guest):
+                    t1 = time.time()
+                    run([wd, "vadd"], env[other], timeout=limit + 5)
+                    if p.poll() is not None and bomb == "table":
+                        fail("the %s bomb's build ended before guest %s's program did: it proves "
+                             "nothing" % (bomb, other))
+                    ok(1, "guest %s computed %s guest %s's %s bomb build (%.1f s)"
+                       % (other, "during" if bomb == "table" else "right after", guest, bomb,
+                          time.time() - t1))
+                try:
+                    out, err = p.communicate(timeout=limit + 5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    fail("the %s bomb's build went on past %d s" % (bomb, limit + 5))
+                took = time.time() - t0
+                first = out.splitlines()[0].split() if out else []
+                if first[:2] != ["build", "-11"] or not re.search(reason, out):
+                    relay(err)
+                    fail("the %s bomb: expected CL_BUILD_PROGRAM_FAILURE with '%s' in the build "
+                         "log: %r" % (bomb, reason, out[:400]))
+                if took > limit + 3:
+                    fail("the %s bomb's build failed after %.1f s" % (bomb, took))
+                ok(1, "%s bomb (%s bytes of source) on guest %s: CL_BUILD_PROGRAM_FAILURE after %.1f s, "
+                      "log: %s" % (bomb, first[3], guest, took, re.search(reason, out).group(0)))
+            if worker_of(srv, None, "b") != worker or not pid_alive(worker):
+                fail("guest b's worker %d did not live on" % worker)
+            ok(1, "guest b's worker %d lived on" % worker)
+            run([wd, "vadd"], env["b"])
+            ok(1, "guest b's next program runs on the same worker")
+        if not srv.alive():
+            fail("the supervisor died")
     finally:
         srv.stop()
 

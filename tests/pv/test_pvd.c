@@ -87,6 +87,35 @@ static void test_config(void **state)
 	gp_pvd_config_clear(&c);
 }
 
+/* The watchdog's keys (issue 10): durations, the defaults, sizes. */
+static void test_config_watchdog(void **state)
+{
+	struct gp_pvd_config c = { 0 };
+	struct gp_pvd_guest_cfg *g;
+	uint64_t ms = 0;
+
+	assert_int_equal(gp_pvd_config_parse(
+		"[guest a]\ncommand_timeout = 500ms\nbuild_timeout = 2m\nbuild_memory_max = 512M\n"
+		"[guest b]\ncommand_timeout = 30\n[guest c]\n", &c), 0);
+	g = gp_pvd_config_guest(&c, "a");
+	assert_int_equal(g->command_timeout_ms, 500);
+	assert_int_equal(g->build_timeout_ms, 120000);
+	assert_int_equal(g->build_memory_max, 512ull << 20);
+	assert_int_equal(gp_pvd_config_guest(&c, "b")->command_timeout_ms, 30000);
+	g = gp_pvd_config_guest(&c, "c");
+	assert_int_equal(g->command_timeout_ms, GP_PVD_COMMAND_TIMEOUT_MS);
+	assert_int_equal(g->build_timeout_ms, GP_PVD_BUILD_TIMEOUT_MS);
+	assert_int_equal(g->build_memory_max, GP_PVD_BUILD_MEMORY_MAX);
+	gp_pvd_config_clear(&c);
+	assert_int_equal(gp_pvd_parse_duration("1h", &ms), 0);
+	assert_int_equal(ms, 3600000);
+	assert_int_equal(gp_pvd_parse_duration("2min", &ms), 0);
+	assert_int_equal(ms, 120000);
+	assert_int_equal(gp_pvd_parse_duration("18446744073709551615h", &ms), -ERANGE);
+	assert_int_equal(gp_pvd_parse_duration("5 s", &ms), -EINVAL);
+	assert_int_equal(gp_pvd_parse_duration("-1s", &ms), -EINVAL);
+}
+
 static void test_config_garbage(void **state)
 {
 	static const char *const bad[] = {
@@ -114,6 +143,14 @@ static void test_config_garbage(void **state)
 		"[server]\nworker_uids = 400000\n",
 		"[server]\nworker_uids = a-b\n",
 		"[server]\nsandbox_paths = /opt/x:relative\n",
+		"[guest x]\ncommand_timeout = 0\n",
+		"[guest x]\ncommand_timeout = 99ms\n",
+		"[guest x]\ncommand_timeout = 25h\n",
+		"[guest x]\ncommand_timeout = soon\n",
+		"[guest x]\ncommand_timeout = 3d\n",
+		"[guest x]\nbuild_timeout = 0s\n",
+		"[guest x]\nbuild_memory_max = 255M\n",
+		"[guest x]\nbuild_memory_max = lots\n",
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -465,6 +502,7 @@ int main(void)
 		cmocka_unit_test(test_config_garbage),
 		cmocka_unit_test(test_config_refusals),
 		cmocka_unit_test(test_config_file),
+		cmocka_unit_test(test_config_watchdog),
 		cmocka_unit_test(test_handover),
 		cmocka_unit_test(test_table),
 		cmocka_unit_test(test_worker_args),

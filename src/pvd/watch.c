@@ -1,0 +1,215 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The worker's half of the watchdog (issue 10): the device commands it
+ * runs for its guest, oldest first, and the oldest one's start and name
+ * published in the guest's slot of the shared table, where the supervisor
+ * (supervisor.c, pvd_workers_watch) compares it with command_timeout.
+ *
+ * An enqueued command (kernel, copy, fill) counts from the moment the
+ * platform says it runs (CL_RUNNING callback) to its completion: a command
+ * queued behind others is not late. A blocking transfer (read, write, map)
+ * counts from the call to its return. Waits (clFinish, clWaitForEvents) are
+ * not commands of their own: what they wait for is watched, and a wait on a
+ * guest's user event only holds that guest's session (its hang-up then
+ * ends the worker, see pvd_workers_watch).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pvd.h"
+
+struct pvd_watch {
+	pthread_mutex_t lock;
+	struct pvd_cmd head; /* circular list, oldest first */
+	struct pvd_guest *g;
+	const struct pvd_cmd *published;
+};
+
+int pvd_watch_init(struct pvd_server *srv, struct pvd_guest *g)
+{
+	struct pvd_watch *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return -ENOMEM;
+	pthread_mutex_init(&w->lock, NULL);
+	w->head.next = w->head.prev = &w->head;
+	w->g = g;
+	srv->watch = w;
+	pvd_table_set_cmd(g, 0, "");
+	return 0;
+}
+
+void pvd_watch_free(struct pvd_server *srv)
+{
+	/* Records of commands still in flight belong to their callbacks,
+	 * which may still run: the list head stays valid while they do, so
+	 * this is called only once no session is left (worker exit). */
+	if (!srv->watch)
+		return;
+	pthread_mutex_destroy(&srv->watch->lock);
+	free(srv->watch);
+	srv->watch = NULL;
+}
+
+/* Under w->lock: the table shows the list's head. */
+static void publish(struct pvd_watch *w)
+{
+	const struct pvd_cmd *first = w->head.next == &w->head ? NULL : w->head.next;
+
+	if (first == w->published)
+		return;
+	w->published = first;
+	pvd_table_set_cmd(w->g, first ? first->start_ns : 0, first ? first->what : "");
+}
+
+static void list_add(struct pvd_watch *w, struct pvd_cmd *c)
+{
+	pthread_mutex_lock(&w->lock);
+	/* Monotonic start times, appended under the lock: the list stays
+	 * sorted, its head is the oldest. */
+	c->start_ns = pvd_now_ns();
+	c->prev = w->head.prev;
+	c->next = &w->head;
+	w->head.prev->next = c;
+	w->head.prev = c;
+	c->listed = true;
+	publish(w);
+	pthread_mutex_unlock(&w->lock);
+}
+
+static void list_del(struct pvd_watch *w, struct pvd_cmd *c)
+{
+	pthread_mutex_lock(&w->lock);
+	if (c->listed) {
+		c->prev->next = c->next;
+		c->next->prev = c->prev;
+		c->listed = false;
+		publish(w);
+	}
+	pthread_mutex_unlock(&w->lock);
+}
+
+void pvd_cmd_begin(struct pvd_server *srv, struct pvd_cmd *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	memset(c, 0, sizeof(*c));
+	if (!srv->watch)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(c->what, sizeof(c->what), fmt, ap);
+	va_end(ap);
+	list_add(srv->watch, c);
+}
+
+void pvd_cmd_end(struct pvd_server *srv, struct pvd_cmd *c)
+{
+	if (srv->watch)
+		list_del(srv->watch, c);
+}
+
+/* An enqueued command's record: shared by its two callbacks. */
+struct event_cmd {
+	struct pvd_cmd c;
+	struct pvd_watch *w;
+	struct pvd_guest *kernel_of; /* a kernel: busy count and device time */
+	int refs;                    /* atomic: one per callback registered */
+};
+
+static void event_put(struct event_cmd *e)
+{
+	if (__atomic_sub_fetch(&e->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		free(e);
+}
+
+static void CL_CALLBACK on_running(cl_event ev, cl_int status, void *data)
+{
+	struct event_cmd *e = data;
+
+	(void)ev;
+	/* Called once; a command that failed before it ran is not watched.
+	 * The completion may have come first (another thread): then the
+	 * record is marked done and stays out of the list. */
+	if (status == CL_RUNNING && e->w) {
+		pthread_mutex_lock(&e->w->lock);
+		if (!e->c.done) {
+			e->c.start_ns = pvd_now_ns();
+			e->c.prev = e->w->head.prev;
+			e->c.next = &e->w->head;
+			e->w->head.prev->next = &e->c;
+			e->w->head.prev = &e->c;
+			e->c.listed = true;
+			publish(e->w);
+		}
+		pthread_mutex_unlock(&e->w->lock);
+	}
+	event_put(e);
+}
+
+static void CL_CALLBACK on_complete(cl_event ev, cl_int status, void *data)
+{
+	struct event_cmd *e = data;
+
+	if (e->w) {
+		pthread_mutex_lock(&e->w->lock);
+		e->c.done = true;
+		if (e->c.listed) {
+			e->c.prev->next = e->c.next;
+			e->c.next->prev = e->c.prev;
+			e->c.listed = false;
+			publish(e->w);
+		}
+		pthread_mutex_unlock(&e->w->lock);
+	}
+	if (e->kernel_of) {
+		cl_ulong t0 = 0, t1 = 0;
+
+		if (status == CL_COMPLETE &&
+		    clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof(t0), &t0, NULL) == CL_SUCCESS &&
+		    clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof(t1), &t1, NULL) == CL_SUCCESS &&
+		    t1 > t0)
+			pvd_sched_account(e->kernel_of, t1 - t0);
+		__atomic_sub_fetch(&e->kernel_of->busy, 1, __ATOMIC_RELAXED);
+	}
+	event_put(e);
+}
+
+int pvd_watch_event(struct pvd_server *srv, struct pvd_guest *kernel_of, cl_event ev,
+		    const char *what)
+{
+	struct event_cmd *e;
+
+	if (!srv->watch && !kernel_of)
+		return 0;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	e->w = srv->watch;
+	e->kernel_of = kernel_of;
+	snprintf(e->c.what, sizeof(e->c.what), "%s", what);
+	e->refs = 2;
+	if (kernel_of)
+		__atomic_add_fetch(&kernel_of->busy, 1, __ATOMIC_RELAXED);
+	/* CL_RUNNING first: if the command has run already, its callback
+	 * runs here, before the completion's is registered. */
+	if (!e->w || clSetEventCallback(ev, CL_RUNNING, on_running, e) != CL_SUCCESS)
+		__atomic_sub_fetch(&e->refs, 1, __ATOMIC_RELAXED);
+	if (clSetEventCallback(ev, CL_COMPLETE, on_complete, e) != CL_SUCCESS) {
+		/* Nothing will complete it: out of the list for good (a
+		 * running callback still to come sees it done). */
+		if (e->w) {
+			pthread_mutex_lock(&e->w->lock);
+			e->c.done = true;
+			pthread_mutex_unlock(&e->w->lock);
+			list_del(e->w, &e->c);
+		}
+		if (kernel_of)
+			__atomic_sub_fetch(&kernel_of->busy, 1, __ATOMIC_RELAXED);
+		event_put(e);
+		return -EINVAL;
+	}
+	return 0;
+}
