@@ -279,6 +279,7 @@ static int guest_set_config(struct pvd_server *srv, size_t slot, const struct gp
 
 	__atomic_store_n(&g->memory_max, c->memory_max, __ATOMIC_RELAXED);
 	__atomic_store_n(&g->max_objects, c->max_objects, __ATOMIC_RELAXED);
+	__atomic_store_n(&g->max_sessions, c->max_sessions, __ATOMIC_RELAXED);
 	__atomic_store_n(&g->weight, c->weight, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&srv->sup_lock);
 	sup->uid = c->uid;

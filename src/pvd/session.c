@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
@@ -72,6 +73,7 @@ struct pvd_session {
 	bool stage_oom; /* the buffer could not be had: the message fails */
 	bool stage_quota; /* ... because it is beyond the guest's memory_max */
 	bool msg_staged; /* the message being served has F_STAGED */
+	int pending_kind; /* PVD_PENDING_* it is counted in until freed, or -1 */
 };
 
 /* Event completions wake a session's bounded waits (WAIT_POLL). Shared
@@ -2855,7 +2857,10 @@ static int handshake(struct pvd_session *s)
 	uint8_t buf[4096];
 	int fd = -1, r;
 
-	r = gp_transport_recv(s->sock, &h, buf, sizeof(buf), &fd, own_socket(s) ? -1 : 5000);
+	/* A worker waits 5 s for the hello of a connection handed to it;
+	 * the supervisor, [server] hello_timeout for those it answers. */
+	r = gp_transport_recv(s->sock, &h, buf, sizeof(buf), &fd,
+			      own_socket(s) ? -1 : s->guest ? 5000 : pvd_hello_timeout_ms(s->srv));
 	if (r < 0)
 		return r;
 	rh.opcode = h.opcode;
@@ -3113,24 +3118,79 @@ static void *session_main(void *arg)
 	return NULL;
 }
 
+/* Whether @g's worker may take one more connection (max_sessions): its
+ * connections are counted until their threads are reaped, so the ended
+ * ones are reaped first when it looks full. Worker only. */
+static bool session_room(struct pvd_server *srv, struct pvd_guest *g)
+{
+	uint32_t max = __atomic_load_n(&g->max_sessions, __ATOMIC_RELAXED);
+
+	if (!max || __atomic_load_n(&g->conns, __ATOMIC_RELAXED) < max)
+		return true;
+	pvd_session_reap(srv, false);
+	return __atomic_load_n(&g->conns, __ATOMIC_RELAXED) < max;
+}
+
+/* Which cap a supervisor's own session counts against (pending.c), or
+ * -1: a TCP relay's end (its TCP thread is counted) or the host's
+ * administrator. */
+static int local_kind(int fd, const struct ucred *cr, bool has_cr)
+{
+	int domain = 0;
+	socklen_t len = sizeof(domain);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 && domain == AF_VSOCK)
+		return PVD_PENDING_VSOCK;
+	if (has_cr && (cr->pid == getpid() || cr->uid == 0 || cr->uid == geteuid()))
+		return -1;
+	return PVD_PENDING_UNIX;
+}
+
 int pvd_session_run(struct pvd_server *srv, struct pvd_guest *guest, int fd,
 		      const char *refusal)
 {
-	struct pvd_session *s = calloc(1, sizeof(*s));
+	struct pvd_session *s;
 	struct ucred cr;
 	socklen_t len = sizeof(cr);
-	int r;
+	bool has_cr = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == 0;
+	char full[256], who[64];
+	int r, kind = -1;
 
+	snprintf(who, sizeof(who), "pid %d, uid %d", has_cr ? (int)cr.pid : -1,
+		 has_cr ? (int)cr.uid : -1);
+	if (guest && !session_room(srv, guest)) {
+		/* Refused at its hello, by a thread of a bounded few. */
+		snprintf(full, sizeof(full), "guest %s has its max_sessions = %u connections open: "
+			 "end some of its programs, or raise max_sessions in its [guest] section",
+			 guest->name, (unsigned)__atomic_load_n(&guest->max_sessions, __ATOMIC_RELAXED));
+		refusal = full;
+		guest = NULL;
+		kind = PVD_PENDING_REFUSED;
+		if (!pvd_pending_enter(srv, kind, PVD_REFUSING_MAX, who)) {
+			close(fd);
+			return 0;
+		}
+	} else if (!guest) {
+		kind = local_kind(fd, &cr, has_cr);
+		if (kind >= 0 && !pvd_pending_enter(srv, (unsigned)kind, pvd_max_pending(srv), who)) {
+			close(fd);
+			return 0;
+		}
+	}
+	s = calloc(1, sizeof(*s));
 	if (!s) {
+		if (kind >= 0)
+			pvd_pending_leave(srv, (unsigned)kind);
 		close(fd);
 		return -ENOMEM;
 	}
+	s->pending_kind = kind;
 	s->srv = srv;
 	s->guest = guest;
 	s->fd = fd;
 	s->pid = -1;
 	s->uid = (uid_t)-1;
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == 0) {
+	if (has_cr) {
 		s->pid = cr.pid;
 		s->uid = cr.uid;
 	}
@@ -3169,6 +3229,8 @@ int pvd_session_run(struct pvd_server *srv, struct pvd_guest *guest, int fd,
 	return 0;
 
 err_free:
+	if (s->pending_kind >= 0)
+		pvd_pending_leave(srv, (unsigned)s->pending_kind);
 	waker_put(s->waker);
 	free(s->rxbuf);
 	free(s->refusal);
@@ -3192,6 +3254,8 @@ static void session_free(struct pvd_session *s)
 	gp_handles_free(s->h);
 	gp_enc_free(&s->reply);
 	waker_put(s->waker); /* callbacks still pending keep it */
+	if (s->pending_kind >= 0)
+		pvd_pending_leave(s->srv, (unsigned)s->pending_kind);
 	free(s->rxbuf);
 	free(s->refusal);
 	free(s);
