@@ -197,6 +197,29 @@ static int local(void)
 		   "a __local argument of %zu bytes (device: %llu): error %d", big,
 		   (unsigned long long)lmem, err);
 	}
+	{
+		/* Two __local arguments that each fit and together do not:
+		 * refused at the launch. */
+		static const char *src2 =
+			"__kernel void k2(__global int *o, __local int *a, __local int *b) {\n"
+			"  a[get_local_id(0)] = 1; b[get_local_id(0)] = 2;\n"
+			"  barrier(CLK_LOCAL_MEM_FENCE); o[get_global_id(0)] = a[0] + b[0];\n}\n";
+		cl_program p2 = clCreateProgramWithSource(ctx, 1, &src2, NULL, NULL);
+		cl_kernel k2 = NULL;
+		size_t half = (size_t)lmem / 2 + 4096;
+
+		clBuildProgram(p2, 1, &dev, NULL, NULL, NULL);
+		k2 = clCreateKernel(p2, "k2", &err);
+		clSetKernelArg(k2, 0, sizeof(out), &out);
+		EQ(clSetKernelArg(k2, 1, half, NULL), CL_SUCCESS, "a __local argument of half the device's");
+		EQ(clSetKernelArg(k2, 2, half, NULL), CL_SUCCESS, "and another one");
+		err = clEnqueueNDRangeKernel(q, k2, 1, NULL, &n, &wg, 0, NULL, NULL);
+		if (err == CL_SUCCESS)
+			err = clFinish(q);
+		EQ(err, CL_OUT_OF_RESOURCES, "their launch, beyond the device's local memory");
+		clReleaseKernel(k2);
+		clReleaseProgram(p2);
+	}
 	err = clSetKernelArg(k, 2, sizeof(wrong), &wrong);
 	if (err == CL_SUCCESS)
 		err = clFinish(q);
