@@ -320,6 +320,7 @@ static int finish_event(struct pvd_session *s, uint64_t id, cl_command_queue q,
 {
 	cl_context ctx = NULL;
 	cl_int e2;
+	int r;
 
 	if (id == 0)
 		return 0;
@@ -332,7 +333,16 @@ static int finish_event(struct pvd_session *s, uint64_t id, cl_command_queue q,
 		if (!ev)
 			return 0; /* nothing to name: waits on the id fail as unknown */
 	}
-	return add_handle(s, id, GP_KIND_EVENT, ev, 0, &e2);
+	r = add_handle(s, id, GP_KIND_EVENT, ev, 0, &e2);
+	if (r < 0 || e2 != CL_SUCCESS) {
+		/* Beyond max_objects or memory_max the event is not kept (the
+		 * command itself stands): the guest learns it at its next
+		 * synchronising call, and waits on the id fail as unknown. */
+		clReleaseEvent(ev);
+		if (r == 0 && s->pending == CL_SUCCESS)
+			s->pending = e2;
+	}
+	return r;
 }
 
 /* ---- GET_INFO ---- */
