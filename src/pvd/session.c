@@ -1161,11 +1161,12 @@ static struct karg *arg_records(cl_kernel k, cl_uint n)
 }
 
 /* What a kernel makes the worker hold besides the platform's object: the
- * argument records, and the argument values the platform keeps (at most
- * one message's worth each). */
+ * argument records, and the argument values the platform keeps (128
+ * bytes each, the largest built-in type: long16; a struct's value may be
+ * larger, up to GP_PROTO_MAX_STR, and is not counted). */
 static uint64_t kernel_bytes(cl_uint nargs)
 {
-	return PVD_RECORD_BYTES + (uint64_t)nargs * (sizeof(struct karg) + 64);
+	return PVD_RECORD_BYTES + (uint64_t)nargs * (sizeof(struct karg) + 128);
 }
 
 /* CREATE_KERNEL: u64 id, u64 prog, str name -> i32 err, u32 num_args */
