@@ -30,10 +30,6 @@
 #include "transport/tls.h"
 #include "transport/transport.h"
 
-/* A client that does not complete its handshake and preamble in this time
- * is dropped (one thread per connection must not be held for ever). */
-#define TCP_SETUP_MS PVD_TCP_SETUP_MS
-
 struct pvd_channels {
 	struct gp_tls_creds *creds; /* NULL: no tls_cert (plain TCP on loopback) */
 	bool ca;                    /* client certificates verified by tls_ca */
@@ -46,6 +42,7 @@ struct pvd_channels {
 struct tcp_conn {
 	struct pvd_server *srv;
 	int fd; /* open while on the list */
+	bool pending; /* counted in PVD_PENDING_TCP (until its hand-over to a worker) */
 	char peer[64];
 	struct tcp_conn *next, **pprev;
 };
@@ -222,6 +219,21 @@ static void relay_done(struct pvd_channels *ch)
 	pthread_mutex_unlock(&ch->lock);
 }
 
+/* Milliseconds left until @deadline_ns (CLOCK_MONOTONIC), at least 1. */
+static int ms_left(uint64_t deadline_ns)
+{
+	uint64_t now = pvd_now_ns();
+
+	return now >= deadline_ns ? 1 : (int)((deadline_ns - now + 999999) / 1000000);
+}
+
+static void tcp_unpend(struct pvd_server *srv, struct tcp_conn *c)
+{
+	if (c->pending)
+		pvd_pending_leave(srv, PVD_PENDING_TCP);
+	c->pending = false;
+}
+
 static void *tcp_main(void *arg)
 {
 	struct tcp_conn *c = arg;
@@ -235,16 +247,20 @@ static void *tcp_main(void *arg)
 	struct gp_tls *t = NULL;
 	bool has_fp;
 	int sv[2], r;
+	/* The handshake, the preamble and the hello's header together
+	 * within [server] hello_timeout: a client that trickles bytes is
+	 * not given that time per step. */
+	uint64_t deadline = pvd_now_ns() + (uint64_t)pvd_hello_timeout_ms(srv) * 1000000ull;
 
-	r = gp_tls_accept(ch->creds, c->fd, TCP_SETUP_MS, &t, why, sizeof(why));
+	r = gp_tls_accept(ch->creds, c->fd, ms_left(deadline), &t, why, sizeof(why));
 	if (r < 0) {
 		gp_warn(&srv->log, "tcp client %s refused: %s", c->peer,
 			*why ? why : strerror(-r));
 		goto out;
 	}
-	r = gp_tls_recv_auth(t, token, TCP_SETUP_MS);
+	r = gp_tls_recv_auth(t, token, ms_left(deadline));
 	if (r == 0)
-		r = gp_tls_read(t, hdr, sizeof(hdr), TCP_SETUP_MS);
+		r = gp_tls_read(t, hdr, sizeof(hdr), ms_left(deadline));
 	gp_proto_hdr_pack(&hello, sig);
 	/* magic, version, opcode: the first 8 bytes of a HELLO frame */
 	if (r == 0 && memcmp(hdr, sig, 8) != 0)
@@ -280,6 +296,10 @@ static void *tcp_main(void *arg)
 		close(sv[1]);
 		goto out_tls;
 	}
+	/* A guest's connection now: its worker's max_sessions bounds it.
+	 * A refused one stays counted until its refusal is over. */
+	if (g)
+		tcp_unpend(srv, c);
 	r = gp_stream_write(sv[1], hdr, sizeof(hdr), 5000);
 	if (r < 0) {
 		close(sv[1]);
@@ -295,6 +315,7 @@ out_tls:
 	gp_tls_free(t);
 out: /* gp_tls_accept took c->fd, also on failure */
 	conn_unlist(ch, c);
+	tcp_unpend(srv, c);
 	free(c);
 	relay_done(ch);
 	return NULL;
@@ -318,11 +339,18 @@ static void accept_tcp(struct pvd_server *srv, int lfd)
 	}
 	c->srv = srv;
 	c->fd = fd;
+	if (gp_addr_tcp_peer(fd, c->peer, sizeof(c->peer)) < 0)
+		snprintf(c->peer, sizeof(c->peer), "?");
+	/* Not yet identified: a thread each, so they are capped. */
+	if (!pvd_pending_enter(srv, PVD_PENDING_TCP, pvd_max_pending(srv), c->peer)) {
+		close(fd);
+		free(c);
+		return;
+	}
+	c->pending = true;
 	/* Small replies must go out at once, not wait for the client's
 	 * delayed ACK (Nagle): 40 ms per round trip otherwise. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (gp_addr_tcp_peer(fd, c->peer, sizeof(c->peer)) < 0)
-		snprintf(c->peer, sizeof(c->peer), "?");
 	pthread_mutex_lock(&ch->lock);
 	ch->relays++;
 	c->next = ch->conns;
@@ -339,6 +367,7 @@ static void accept_tcp(struct pvd_server *srv, int lfd)
 		gp_err(&srv->log, "tcp client %s: cannot start its thread: %s", c->peer, strerror(r));
 		conn_unlist(ch, c);
 		close(fd);
+		tcp_unpend(srv, c);
 		free(c);
 		relay_done(ch);
 	}

@@ -65,6 +65,7 @@ static struct gp_pvd_guest_cfg *guest_get(struct gp_pvd_config *cfg, const char 
 	g->command_timeout_ms = GP_PVD_COMMAND_TIMEOUT_MS;
 	g->build_timeout_ms = GP_PVD_BUILD_TIMEOUT_MS;
 	g->build_memory_max = GP_PVD_BUILD_MEMORY_MAX;
+	g->max_sessions = GP_PVD_MAX_SESSIONS_DEFAULT;
 	cfg->n_guests++;
 	return g;
 }
@@ -292,6 +293,14 @@ static int on_value(void *data, const char *section, const char *name, const cha
 			return worker_uids(st, value);
 		} else if (strcmp(name, "sandbox_paths") == 0) {
 			return sandbox_paths(st, value);
+		} else if (strcmp(name, "max_pending") == 0) {
+			if (gp_parse_u64(value, 10, &v) < 0 || v < 1 || v > 65536)
+				return fail(st, "max_pending '%s' must be 1..65536", value);
+			cfg->max_pending = (uint32_t)v;
+		} else if (strcmp(name, "hello_timeout") == 0) {
+			if (gp_parse_u64(value, 10, &v) < 0 || v < 1 || v > 3600)
+				return fail(st, "hello_timeout '%s' must be 1..3600 (seconds)", value);
+			cfg->hello_timeout_ms = (uint32_t)v * 1000u;
 		} else {
 			return fail(st, "unknown key '%s' in [server]", name);
 		}
@@ -381,6 +390,11 @@ static int on_value(void *data, const char *section, const char *name, const cha
 			if (gp_parse_u64(value, 10, &v) < 0 || v > UINT32_MAX)
 				return fail(st, "guest %s: max_objects '%s' is not a number", gname, value);
 			g->max_objects = (uint32_t)v;
+		} else if (strcmp(name, "max_sessions") == 0) {
+			if (gp_parse_u64(value, 10, &v) < 0 || v > 65536)
+				return fail(st, "guest %s: max_sessions '%s' must be 0 (unlimited) .. 65536",
+					    gname, value);
+			g->max_sessions = (uint32_t)v;
 		} else if (strcmp(name, "weight") == 0) {
 			if (gp_parse_u64(value, 10, &v) < 0 || v < 1 || v > 1000)
 				return fail(st, "guest %s: weight '%s' must be 1..1000", gname, value);

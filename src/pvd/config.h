@@ -20,6 +20,10 @@
 #define GP_PVD_WORKER_UID_LAST 328703u
 /* The fewest ids a worker_uids range may have: one per guest slot. */
 #define GP_PVD_WORKER_UIDS_MIN 1024u
+/* Defaults of [guest] max_sessions and [server] max_pending, hello_timeout. */
+#define GP_PVD_MAX_SESSIONS_DEFAULT 64u
+#define GP_PVD_MAX_PENDING_DEFAULT 64u
+#define GP_PVD_HELLO_TIMEOUT_DEFAULT_MS 10000u
 
 struct gp_pvd_guest_cfg {
 	char *name;
@@ -29,6 +33,7 @@ struct gp_pvd_guest_cfg {
 	uint64_t memory_max; /* bytes; 0 = unlimited */
 	uint32_t max_objects; /* 0 = unlimited */
 	uint32_t weight;     /* >= 1 */
+	uint32_t max_sessions; /* connections served at once; 0 = unlimited */
 	char *ivshmem;       /* host file behind the VM's ivshmem region, or NULL;
 			      * shorter than GP_PVD_IVSHMEM_MAX */
 	/* Channels (issue 5). Fixed-size: reloads copy them by value
@@ -87,6 +92,10 @@ struct gp_pvd_config {
 	struct gp_strv listen;  /* unix:PATH, vsock:[CID:]PORT, tcp:HOST:PORT */
 	char *tls_cert, *tls_key, *tls_ca; /* [server] TLS for tcp: listeners */
 	struct gp_strv devices; /* substrings of device names; empty = all */
+	/* Connections not yet identified, per listener (0: the default) and
+	 * how long one may take to say hello (0: the default). */
+	uint32_t max_pending;
+	uint32_t hello_timeout_ms;
 	struct gp_pvd_guest_cfg *guests;
 	size_t n_guests;
 	/* [server] worker_uids = FIRST-LAST (0-0 = the default above) and

@@ -341,6 +341,7 @@ static int guest_set_config(struct pvd_server *srv, size_t slot, const struct gp
 
 	__atomic_store_n(&g->memory_max, c->memory_max, __ATOMIC_RELAXED);
 	__atomic_store_n(&g->max_objects, c->max_objects, __ATOMIC_RELAXED);
+	__atomic_store_n(&g->max_sessions, c->max_sessions, __ATOMIC_RELAXED);
 	__atomic_store_n(&g->weight, c->weight, __ATOMIC_RELAXED);
 	__atomic_store_n(&g->command_timeout_ms, c->command_timeout_ms, __ATOMIC_RELAXED);
 	__atomic_store_n(&g->build_timeout_ms, c->build_timeout_ms, __ATOMIC_RELAXED);

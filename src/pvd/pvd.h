@@ -64,7 +64,28 @@ struct pvd_server {
 	pthread_mutex_t sup_lock;
 	struct pvd_watch *watch; /* worker only: its commands (watch.c) */
 	struct pvd_builds *builds; /* worker only: build checks passed (build.c) */
+	/* Connections held before they are a served guest's (pending.c),
+	 * per kind of listener: atomics. */
+	uint32_t pending[4];
+	uint64_t pending_dropped[4];
+	uint64_t pending_logged_ns[4];
 };
+
+/* Connections not yet identified, or being refused (pending.c): counted
+ * per kind, capped ([server] max_pending), a new one beyond the cap is
+ * closed at once (logged at most every 5 s per kind). */
+#define PVD_PENDING_UNIX 0u    /* supervisor: refusals and status of unix listeners */
+#define PVD_PENDING_VSOCK 1u   /* supervisor: refusals of the vsock listeners */
+#define PVD_PENDING_TCP 2u     /* supervisor: TCP/TLS connections before their hand-over */
+#define PVD_PENDING_REFUSED 3u /* worker: connections beyond max_sessions being refused */
+#define PVD_PENDING_KINDS 4u
+/* In a worker: refusals in progress at once beyond max_sessions. */
+#define PVD_REFUSING_MAX 8u
+bool pvd_pending_enter(struct pvd_server *srv, unsigned kind, uint32_t max, const char *who);
+void pvd_pending_leave(struct pvd_server *srv, unsigned kind);
+/* [server] max_pending and hello_timeout, or their defaults. */
+uint32_t pvd_max_pending(const struct pvd_server *srv);
+int pvd_hello_timeout_ms(const struct pvd_server *srv);
 
 static inline size_t pvd_n_guests(const struct pvd_server *srv)
 {

@@ -11,6 +11,8 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
@@ -22,6 +24,8 @@
 #include "handles.h"
 #include "proto/proto.h"
 #include "pvd.h"
+#include "kargs.h"
+#include "quota.h"
 #include "transport/transport.h"
 
 /* Bulk region the server accepts from a client, and the most events one
@@ -66,8 +70,11 @@ struct pvd_session {
 	 * than one message), sent in STAGE slices; see dec_data(). */
 	uint8_t *stage;
 	uint64_t stage_len, stage_total, stage_used;
+	uint64_t stage_charged; /* bytes of it charged to the guest */
 	bool stage_oom; /* the buffer could not be had: the message fails */
+	bool stage_quota; /* ... because it is beyond the guest's memory_max */
 	bool msg_staged; /* the message being served has F_STAGED */
+	int pending_kind; /* PVD_PENDING_* it is counted in until freed, or -1 */
 };
 
 /* Event completions wake a session's bounded waits (WAIT_POLL). Shared
@@ -110,39 +117,52 @@ static cl_int lookup(struct pvd_session *s, uint64_t id, uint32_t kind, void **o
 	return CL_SUCCESS;
 }
 
-/* Registers a new guest-named object. -EEXIST (id not fresh) is a
- * protocol error; a full table is CL_OUT_OF_RESOURCES. */
-static int add_handle(struct pvd_session *s, uint64_t id, uint32_t kind, void *obj,
-		      uint64_t bytes, cl_int *err)
-{
-	struct pvd_guest *g = s->guest;
-	uint32_t max;
-	int r;
-
-	if (id < FIRST_CLIENT_ID)
-		return -EEXIST;
-	/* max_objects is per guest, over all its sessions. */
-	max = __atomic_load_n(&g->max_objects, __ATOMIC_RELAXED);
-	r = max && __atomic_load_n(&g->objects, __ATOMIC_RELAXED) >= max ? -ENOSPC : 0;
-	if (r == 0)
-		r = gp_handles_add(s->h, id, kind, obj, bytes);
-	if (r == -ENOSPC) {
-		*err = CL_OUT_OF_RESOURCES;
-		return 0;
-	}
-	if (r < 0)
-		return r;
-	__atomic_add_fetch(&g->objects, 1, __ATOMIC_RELAXED);
-	*err = CL_SUCCESS;
-	return 0;
-}
-
 static int fresh_id(struct pvd_session *s, uint64_t id)
 {
 	struct gp_handle *e;
 
 	if (id < FIRST_CLIENT_ID || gp_handles_get(s->h, id, GP_KIND_NONE, &e) == 0)
 		return -EEXIST;
+	return 0;
+}
+
+/* Registers a new guest-named object. -EEXIST (id not fresh) is a
+ * protocol error; a full table is CL_OUT_OF_RESOURCES. */
+static int add_handle(struct pvd_session *s, uint64_t id, uint32_t kind, void *obj,
+		      uint64_t bytes, cl_int *err)
+{
+	struct pvd_guest *g = s->guest;
+	uint64_t rec = 0;
+	int r;
+
+	if (id < FIRST_CLIENT_ID)
+		return -EEXIST;
+	/* max_objects is per guest, over all its sessions; an event is also
+	 * a record the platform holds (charged with its handle). */
+	if (pvd_quota_take_object(g) < 0) {
+		*err = CL_OUT_OF_RESOURCES;
+		return 0;
+	}
+	if (kind == GP_KIND_EVENT) {
+		rec = PVD_RECORD_BYTES;
+		if (pvd_quota_charge(g, rec, PVD_CHARGE_RECORD) < 0) {
+			pvd_quota_put_object(g);
+			*err = CL_OUT_OF_RESOURCES;
+			return 0;
+		}
+	}
+	r = gp_handles_add(s->h, id, kind, obj, bytes + rec);
+	if (r < 0) {
+		pvd_quota_refund(g, rec, PVD_CHARGE_RECORD);
+		pvd_quota_put_object(g);
+	}
+	if (r == -ENOSPC || r == -ENOMEM) {
+		*err = CL_OUT_OF_RESOURCES;
+		return 0;
+	}
+	if (r < 0)
+		return r;
+	*err = CL_SUCCESS;
 	return 0;
 }
 
@@ -169,6 +189,13 @@ static void release_obj(uint32_t kind, void *obj)
 	}
 }
 
+/* What a handle's bytes were charged as. */
+static unsigned handle_charge_kind(uint32_t kind)
+{
+	return kind == GP_KIND_MEM ? PVD_CHARGE_MEM :
+	       kind == GP_KIND_PROGRAM ? PVD_CHARGE_PROGRAM : PVD_CHARGE_RECORD;
+}
+
 static void drop_handle(struct pvd_session *s, struct gp_handle *e)
 {
 	struct pvd_guest *g = s->guest;
@@ -179,30 +206,71 @@ static void drop_handle(struct pvd_session *s, struct gp_handle *e)
 	if (e->kind == GP_KIND_KERNEL || e->kind == GP_KIND_PROGRAM)
 		free(e->aux); /* argument classes; a refused build's log */
 	release_obj(e->kind, e->obj);
-	__atomic_sub_fetch(&g->objects, 1, __ATOMIC_RELAXED);
-	__atomic_sub_fetch(&g->mem_used, e->bytes, __ATOMIC_RELAXED);
+	pvd_quota_refund(g, e->bytes, handle_charge_kind(e->kind));
+	pvd_quota_put_object(g);
 }
 
 /* Charges @bytes of device memory to the guest, or says it is over quota. */
 static cl_int charge(struct pvd_session *s, uint64_t bytes)
 {
-	struct pvd_guest *g = s->guest;
-	uint64_t max = __atomic_load_n(&g->memory_max, __ATOMIC_RELAXED);
-	uint64_t used = __atomic_load_n(&g->mem_used, __ATOMIC_RELAXED);
-
-	/* The slot lives in the shared table: a compare-and-swap instead of a
-	 * lock, so that a worker that dies never leaves it locked. */
-	do {
-		if (max && (bytes > max || used > max - bytes))
-			return CL_MEM_OBJECT_ALLOCATION_FAILURE;
-	} while (!__atomic_compare_exchange_n(&g->mem_used, &used, used + bytes, false,
-					      __ATOMIC_RELAXED, __ATOMIC_RELAXED));
-	return CL_SUCCESS;
+	return pvd_quota_charge(s->guest, bytes, PVD_CHARGE_MEM) < 0 ? CL_MEM_OBJECT_ALLOCATION_FAILURE
+								     : CL_SUCCESS;
 }
 
 static void uncharge(struct pvd_session *s, uint64_t bytes)
 {
-	__atomic_sub_fetch(&s->guest->mem_used, bytes, __ATOMIC_RELAXED);
+	pvd_quota_refund(s->guest, bytes, PVD_CHARGE_MEM);
+}
+
+/* Host memory other than memory objects (sources, copies, records):
+ * CL_OUT_OF_RESOURCES beyond memory_max. */
+static cl_int charge_kind(struct pvd_session *s, uint64_t bytes, unsigned kind)
+{
+	return pvd_quota_charge(s->guest, bytes, kind) < 0 ? CL_OUT_OF_RESOURCES : CL_SUCCESS;
+}
+
+/* A private copy of data for a command that runs later (a queued write):
+ * charged to the guest, with one record (max_objects) for the command,
+ * until the completion callback frees it (free_copy). */
+struct held_copy {
+	struct pvd_guest *g;
+	uint64_t charged;
+	_Alignas(16) unsigned char data[];
+};
+
+static void *held_copy_new(struct pvd_session *s, const void *src, uint64_t size, cl_int *err)
+{
+	uint64_t bytes = size + PVD_RECORD_BYTES;
+	struct held_copy *c;
+	int r = pvd_quota_take_record(s->guest, bytes, PVD_CHARGE_WRITE);
+
+	if (r < 0) {
+		*err = CL_OUT_OF_RESOURCES;
+		return NULL;
+	}
+	c = size <= SIZE_MAX - sizeof(*c) ? malloc(sizeof(*c) + (size_t)size) : NULL;
+	if (!c) {
+		pvd_quota_put_record(s->guest, bytes, PVD_CHARGE_WRITE);
+		*err = CL_OUT_OF_HOST_MEMORY;
+		return NULL;
+	}
+	c->g = s->guest;
+	c->charged = bytes;
+	if (size)
+		memcpy(c->data, src, (size_t)size);
+	*err = CL_SUCCESS;
+	return c->data;
+}
+
+static void held_copy_free(void *data)
+{
+	struct held_copy *c;
+
+	if (!data)
+		return;
+	c = (struct held_copy *)((unsigned char *)data - offsetof(struct held_copy, data));
+	pvd_quota_put_record(c->g, c->charged, PVD_CHARGE_WRITE);
+	free(c);
 }
 
 /* ---- decoding helpers ---- */
@@ -253,6 +321,7 @@ static int finish_event(struct pvd_session *s, uint64_t id, cl_command_queue q,
 {
 	cl_context ctx = NULL;
 	cl_int e2;
+	int r;
 
 	if (id == 0)
 		return 0;
@@ -265,7 +334,16 @@ static int finish_event(struct pvd_session *s, uint64_t id, cl_command_queue q,
 		if (!ev)
 			return 0; /* nothing to name: waits on the id fail as unknown */
 	}
-	return add_handle(s, id, GP_KIND_EVENT, ev, 0, &e2);
+	r = add_handle(s, id, GP_KIND_EVENT, ev, 0, &e2);
+	if (r < 0 || e2 != CL_SUCCESS) {
+		/* Beyond max_objects or memory_max the event is not kept (the
+		 * command itself stands): the guest learns it at its next
+		 * synchronising call, and waits on the id fail as unknown. */
+		clReleaseEvent(ev);
+		if (r == 0 && s->pending == CL_SUCCESS)
+			s->pending = e2;
+	}
+	return r;
 }
 
 /* ---- GET_INFO ---- */
@@ -784,6 +862,20 @@ static void stage_free(struct pvd_session *s)
 	s->stage = NULL;
 	s->stage_len = s->stage_total = s->stage_used = 0;
 	s->stage_oom = false;
+	s->stage_quota = false;
+	if (s->guest)
+		pvd_quota_refund(s->guest, s->stage_charged, PVD_CHARGE_STAGE);
+	s->stage_charged = 0;
+}
+
+/* The message that consumes the staged data makes the platform hold it
+ * (charged as the program): the stage's charge ends there, just before. */
+static void stage_hand_over(struct pvd_session *s)
+{
+	if (s->msg_staged && s->guest)
+		pvd_quota_refund(s->guest, s->stage_charged, PVD_CHARGE_STAGE);
+	if (s->msg_staged)
+		s->stage_charged = 0;
 }
 
 /* STAGE: u64 offset, u64 total, blob slice (posted). Offset 0 starts a
@@ -804,8 +896,16 @@ static int op_stage(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 	if (off == 0) {
 		stage_free(s);
 		s->stage_total = total;
-		s->stage = malloc(total);
-		s->stage_oom = !s->stage;
+		/* Charged whole at its start (the buffer is allocated whole);
+		 * beyond memory_max the slices are still checked, not kept,
+		 * and the message that would use them fails. */
+		if (pvd_quota_charge(s->guest, total, PVD_CHARGE_STAGE) < 0) {
+			s->stage_quota = s->stage_oom = true;
+		} else {
+			s->stage_charged = total;
+			s->stage = malloc(total);
+			s->stage_oom = !s->stage;
+		}
 	} else if (off != s->stage_len || total != s->stage_total) {
 		return -EBADMSG;
 	}
@@ -857,22 +957,31 @@ static int op_create_program_source(struct pvd_session *s, struct gp_dec *d, cl_
 	if ((*err = lookup(s, cid, GP_KIND_CONTEXT, &ctx)) != CL_SUCCESS)
 		return 0;
 	if (s->stage_oom) {
-		*err = CL_OUT_OF_HOST_MEMORY;
+		*err = s->stage_quota ? CL_OUT_OF_RESOURCES : CL_OUT_OF_HOST_MEMORY;
 		return 0;
 	}
 	if (len == 0) {
 		*err = CL_INVALID_VALUE;
 		return 0;
 	}
-	p = clCreateProgramWithSource(ctx, 1, &src, &len, err);
-	if (!p)
+	/* The platform keeps the source while the program lives. */
+	stage_hand_over(s);
+	if ((*err = charge_kind(s, len, PVD_CHARGE_PROGRAM)) != CL_SUCCESS)
 		return 0;
-	if (add_handle(s, id, GP_KIND_PROGRAM, p, 0, err) < 0) {
+	p = clCreateProgramWithSource(ctx, 1, &src, &len, err);
+	if (!p) {
+		pvd_quota_refund(s->guest, len, PVD_CHARGE_PROGRAM);
+		return 0;
+	}
+	if (add_handle(s, id, GP_KIND_PROGRAM, p, len, err) < 0) {
 		clReleaseProgram(p);
+		pvd_quota_refund(s->guest, len, PVD_CHARGE_PROGRAM);
 		return -EEXIST;
 	}
-	if (*err != CL_SUCCESS)
+	if (*err != CL_SUCCESS) {
 		clReleaseProgram(p);
+		pvd_quota_refund(s->guest, len, PVD_CHARGE_PROGRAM);
+	}
 	return 0;
 }
 
@@ -906,22 +1015,24 @@ static int op_create_program_binary(struct pvd_session *s, struct gp_dec *d, cl_
 	if (*err == CL_SUCCESS)
 		*err = lookup(s, cid, GP_KIND_CONTEXT, &ctx);
 	if (*err == CL_SUCCESS && s->stage_oom)
-		*err = CL_OUT_OF_HOST_MEMORY;
+		*err = s->stage_quota ? CL_OUT_OF_RESOURCES : CL_OUT_OF_HOST_MEMORY;
 	if (*err == CL_SUCCESS && n == 0)
 		*err = CL_INVALID_VALUE;
-	if (*err == CL_SUCCESS)
-		*err = charge(s, total);
+	if (*err == CL_SUCCESS) {
+		stage_hand_over(s);
+		*err = charge_kind(s, total, PVD_CHARGE_PROGRAM);
+	}
 	if (*err == CL_SUCCESS) {
 		p = clCreateProgramWithBinary(ctx, n, devs, lens, bins, status, err);
 		if (!p) {
-			uncharge(s, total);
+			pvd_quota_refund(s->guest, total, PVD_CHARGE_PROGRAM);
 		} else if (add_handle(s, id, GP_KIND_PROGRAM, p, total, err) < 0) {
 			clReleaseProgram(p);
-			uncharge(s, total);
+			pvd_quota_refund(s->guest, total, PVD_CHARGE_PROGRAM);
 			return -EEXIST;
 		} else if (*err != CL_SUCCESS) {
 			clReleaseProgram(p);
-			uncharge(s, total);
+			pvd_quota_refund(s->guest, total, PVD_CHARGE_PROGRAM);
 		}
 	}
 	gp_enc_u32(&s->reply, n);
@@ -1055,32 +1166,57 @@ static int op_build_program(struct pvd_session *s, struct gp_dec *d, cl_int *err
 /* What each kernel argument may be set to, from the argument info. */
 enum { ARG_BYTES, ARG_MEM, ARG_LOCAL, ARG_SAMPLER, ARG_UNKNOWN };
 
-static uint8_t *arg_classes(cl_kernel k, cl_uint n)
-{
-	uint8_t *c = calloc(n ? n : 1, 1);
+/* The server's record of a kernel argument (a kernel handle's aux). */
+struct karg {
+	uint8_t cls;   /* ARG_* */
+	uint32_t size; /* ARG_BYTES: its type's size when known, else 0 */
+	uint64_t local; /* ARG_LOCAL: the size set, 0 until set */
+};
 
+static struct karg *arg_records(cl_kernel k, cl_uint n)
+{
+	struct karg *c = calloc(n ? n : 1, sizeof(*c));
+	cl_program prog = NULL;
+	cl_device_id dev = NULL;
+	cl_uint bits = 64;
+
+	/* The address width of the program's (first) device: size_t & co. */
+	if (clGetKernelInfo(k, CL_KERNEL_PROGRAM, sizeof(prog), &prog, NULL) == CL_SUCCESS &&
+	    clGetProgramInfo(prog, CL_PROGRAM_DEVICES, sizeof(dev), &dev, NULL) == CL_SUCCESS)
+		clGetDeviceInfo(dev, CL_DEVICE_ADDRESS_BITS, sizeof(bits), &bits, NULL);
 	for (cl_uint i = 0; c && i < n; i++) {
 		cl_kernel_arg_address_qualifier q = 0;
 		char type[64] = "";
 
 		if (clGetKernelArgInfo(k, i, CL_KERNEL_ARG_ADDRESS_QUALIFIER, sizeof(q), &q, NULL) != CL_SUCCESS) {
-			c[i] = ARG_UNKNOWN;
+			c[i].cls = ARG_UNKNOWN;
 			continue;
 		}
 		clGetKernelArgInfo(k, i, CL_KERNEL_ARG_TYPE_NAME, sizeof(type) - 1, type, NULL);
 		if (q == CL_KERNEL_ARG_ADDRESS_GLOBAL || q == CL_KERNEL_ARG_ADDRESS_CONSTANT ||
-		    strncmp(type, "image", 5) == 0 || strncmp(type, "pipe", 4) == 0)
-			c[i] = ARG_MEM;
-		else if (q == CL_KERNEL_ARG_ADDRESS_LOCAL)
-			c[i] = ARG_LOCAL;
-		else if (strcmp(type, "sampler_t") == 0)
-			c[i] = ARG_SAMPLER;
-		else if (strcmp(type, "queue_t") == 0)
-			c[i] = ARG_UNKNOWN;
-		else
-			c[i] = ARG_BYTES;
+		    strncmp(type, "image", 5) == 0 || strncmp(type, "pipe", 4) == 0) {
+			c[i].cls = ARG_MEM;
+		} else if (q == CL_KERNEL_ARG_ADDRESS_LOCAL) {
+			c[i].cls = ARG_LOCAL;
+		} else if (strcmp(type, "sampler_t") == 0) {
+			c[i].cls = ARG_SAMPLER;
+		} else if (strcmp(type, "queue_t") == 0) {
+			c[i].cls = ARG_UNKNOWN;
+		} else {
+			c[i].cls = ARG_BYTES;
+			c[i].size = pvd_kargs_type_size(type, bits);
+		}
 	}
 	return c;
+}
+
+/* What a kernel makes the worker hold besides the platform's object: the
+ * argument records, and the argument values the platform keeps (128
+ * bytes each, the largest built-in type: long16; a struct's value may be
+ * larger, up to GP_PROTO_MAX_STR, and is not counted). */
+static uint64_t kernel_bytes(cl_uint nargs)
+{
+	return PVD_RECORD_BYTES + (uint64_t)nargs * (sizeof(struct karg) + 128);
 }
 
 /* CREATE_KERNEL: u64 id, u64 prog, str name -> i32 err, u32 num_args */
@@ -1100,27 +1236,33 @@ static int op_create_kernel(struct pvd_session *s, struct gp_dec *d, cl_int *err
 	if (*err == CL_SUCCESS) {
 		k = clCreateKernel(p, name, err);
 		if (k) {
-			uint8_t *cls;
+			struct karg *cls;
+			uint64_t kb;
 
 			clGetKernelInfo(k, CL_KERNEL_NUM_ARGS, sizeof(nargs), &nargs, NULL);
-			cls = arg_classes(k, nargs);
+			cls = arg_records(k, nargs);
+			kb = kernel_bytes(nargs);
 			if (!cls) {
 				clReleaseKernel(k);
 				*err = CL_OUT_OF_HOST_MEMORY;
-			} else if (add_handle(s, id, GP_KIND_KERNEL, k, 0, err) < 0) {
+			} else if ((*err = charge_kind(s, kb, PVD_CHARGE_RECORD)) != CL_SUCCESS) {
+				clReleaseKernel(k);
+				free(cls);
+			} else if (add_handle(s, id, GP_KIND_KERNEL, k, kb, err) < 0) {
 				clReleaseKernel(k);
 				free(cls);
 				free(name);
+				pvd_quota_refund(s->guest, kb, PVD_CHARGE_RECORD);
 				return -EEXIST;
 			} else if (*err != CL_SUCCESS) {
 				clReleaseKernel(k);
 				free(cls);
+				pvd_quota_refund(s->guest, kb, PVD_CHARGE_RECORD);
 			} else {
 				struct gp_handle *e;
 
 				gp_handles_get(s->h, id, GP_KIND_KERNEL, &e);
 				e->aux = cls;
-				e->bytes = 0;
 				e->aux_n = nargs;
 			}
 		}
@@ -1136,7 +1278,8 @@ static int op_clone_kernel(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 {
 	uint64_t id = gp_dec_u64(d), kid = gp_dec_u64(d);
 	struct gp_handle *src, *e;
-	uint8_t *cls;
+	struct karg *cls;
+	uint64_t kb;
 	cl_kernel k;
 
 	if (gp_dec_finish(d) < 0 || fresh_id(s, id) < 0)
@@ -1145,25 +1288,33 @@ static int op_clone_kernel(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 		*err = CL_INVALID_KERNEL;
 		return 0;
 	}
-	cls = malloc(src->aux_n ? src->aux_n : 1);
+	cls = calloc(src->aux_n ? src->aux_n : 1, sizeof(*cls));
 	if (!cls) {
 		*err = CL_OUT_OF_HOST_MEMORY;
 		return 0;
 	}
-	memcpy(cls, src->aux, src->aux_n);
-	k = clCloneKernel(src->obj, err);
-	if (!k) {
+	memcpy(cls, src->aux, src->aux_n * sizeof(*cls));
+	kb = kernel_bytes(src->aux_n);
+	if ((*err = charge_kind(s, kb, PVD_CHARGE_RECORD)) != CL_SUCCESS) {
 		free(cls);
 		return 0;
 	}
-	if (add_handle(s, id, GP_KIND_KERNEL, k, 0, err) < 0) {
+	k = clCloneKernel(src->obj, err);
+	if (!k) {
+		free(cls);
+		pvd_quota_refund(s->guest, kb, PVD_CHARGE_RECORD);
+		return 0;
+	}
+	if (add_handle(s, id, GP_KIND_KERNEL, k, kb, err) < 0) {
 		clReleaseKernel(k);
 		free(cls);
+		pvd_quota_refund(s->guest, kb, PVD_CHARGE_RECORD);
 		return -EEXIST;
 	}
 	if (*err != CL_SUCCESS) {
 		clReleaseKernel(k);
 		free(cls);
+		pvd_quota_refund(s->guest, kb, PVD_CHARGE_RECORD);
 		return 0;
 	}
 	gp_handles_get(s->h, id, GP_KIND_KERNEL, &e);
@@ -1199,7 +1350,7 @@ static int op_set_kernel_arg(struct pvd_session *s, struct gp_dec *d, cl_int *er
 	size_t len = 0;
 	const void *val = gp_dec_blob(d, GP_PROTO_MAX_STR, &len);
 	struct gp_handle *ke;
-	const uint8_t *cls;
+	struct karg *cls;
 	void *k, *o = NULL;
 
 	if (gp_dec_finish(d) < 0)
@@ -1216,12 +1367,19 @@ static int op_set_kernel_arg(struct pvd_session *s, struct gp_dec *d, cl_int *er
 	}
 	/* The argument's class decides what the guest may pass: bytes never
 	 * reach an argument the host reads as an object pointer. */
-	if ((cls[idx] == ARG_MEM && type != 1) || (cls[idx] == ARG_LOCAL && type != 2) ||
-	    (cls[idx] == ARG_SAMPLER && type != 3) || (cls[idx] == ARG_BYTES && type != 0) ||
-	    cls[idx] == ARG_UNKNOWN) {
-		*err = cls[idx] == ARG_MEM ? CL_INVALID_MEM_OBJECT :
-		       cls[idx] == ARG_SAMPLER ? CL_INVALID_SAMPLER :
-		       cls[idx] == ARG_UNKNOWN ? CL_INVALID_OPERATION : CL_INVALID_ARG_VALUE;
+	if ((cls[idx].cls == ARG_MEM && type != 1) || (cls[idx].cls == ARG_LOCAL && type != 2) ||
+	    (cls[idx].cls == ARG_SAMPLER && type != 3) || (cls[idx].cls == ARG_BYTES && type != 0) ||
+	    cls[idx].cls == ARG_UNKNOWN) {
+		*err = cls[idx].cls == ARG_MEM ? CL_INVALID_MEM_OBJECT :
+		       cls[idx].cls == ARG_SAMPLER ? CL_INVALID_SAMPLER :
+		       cls[idx].cls == ARG_UNKNOWN ? CL_INVALID_OPERATION : CL_INVALID_ARG_VALUE;
+		return 0;
+	}
+	/* Sizes are checked here, not left to the platform (PoCL asserts on
+	 * some): OpenCL 3.0, 5.9.2. */
+	if ((type == 0 && len && cls[idx].size && len != cls[idx].size) ||
+	    (type == 2 && (hv == 0 || hv > pvd_kargs_local_max(s->srv)))) {
+		*err = CL_INVALID_ARG_SIZE;
 		return 0;
 	}
 	switch (type) {
@@ -1235,6 +1393,8 @@ static int op_set_kernel_arg(struct pvd_session *s, struct gp_dec *d, cl_int *er
 		break;
 	case 2:
 		*err = clSetKernelArg(k, idx, (size_t)hv, NULL);
+		if (*err == CL_SUCCESS)
+			cls[idx].local = hv;
 		break;
 	case 3:
 		if ((*err = lookup(s, hv, GP_KIND_SAMPLER, &o)) == CL_SUCCESS)
@@ -1248,7 +1408,7 @@ static int op_set_kernel_arg(struct pvd_session *s, struct gp_dec *d, cl_int *er
 
 static void CL_CALLBACK free_copy(cl_event ev, cl_int status, void *data)
 {
-	free(data);
+	held_copy_free(data);
 }
 
 /* The watchdog's record of an enqueued command (watch.c): @ev always a
@@ -1272,6 +1432,7 @@ static int op_ndrange(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 	struct waitlist w;
 	uint64_t evid;
 	void *q = NULL, *k = NULL;
+	struct gp_handle *ke = NULL;
 	cl_event ev = NULL;
 	int r;
 
@@ -1290,9 +1451,21 @@ static int op_ndrange(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 	if (*err == CL_SUCCESS)
 		*err = lookup(s, qid, GP_KIND_QUEUE, &q);
 	if (*err == CL_SUCCESS)
-		*err = lookup(s, kid, GP_KIND_KERNEL, &k);
+		*err = gp_handles_get(s->h, kid, GP_KIND_KERNEL, &ke) < 0 ? CL_INVALID_KERNEL
+									 : CL_SUCCESS;
+	k = ke ? ke->obj : NULL;
 	if (*err == CL_SUCCESS && (dim < 1 || dim > 3))
 		*err = CL_INVALID_WORK_DIMENSION;
+	if (*err == CL_SUCCESS) {
+		/* Local memory: the platform must never be asked for more than
+		 * the device has (PoCL asserts). */
+		const struct karg *a = ke->aux;
+		uint64_t local = 0;
+
+		for (uint32_t i = 0; i < ke->aux_n; i++)
+			local += a[i].local;
+		*err = pvd_kargs_launch_check(q, k, local);
+	}
 	if (*err == CL_SUCCESS) {
 		/* No watchdog stops a runaway kernel on a CPU device: refuse
 		 * launches beyond 2^40 work-items, which would hold the device
@@ -1304,6 +1477,11 @@ static int op_ndrange(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 		if (items > ((unsigned __int128)1 << 40))
 			*err = CL_INVALID_GLOBAL_WORK_SIZE;
 	}
+	/* A launch in flight is a record (the platform's command, its
+	 * argument copies, our callback) until kernel_done. */
+	if (*err == CL_SUCCESS &&
+	    pvd_quota_take_record(s->guest, PVD_RECORD_BYTES, PVD_CHARGE_RECORD) < 0)
+		*err = CL_OUT_OF_RESOURCES;
 	if (*err == CL_SUCCESS) {
 		pvd_sched_before_launch(s->srv, s->guest);
 		*err = clEnqueueNDRangeKernel(q, k, dim, has_off ? off : NULL, glob,
@@ -1317,6 +1495,8 @@ static int op_ndrange(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 			name[sizeof(what) - 11] = '\0';
 			strcat(name, "'");
 			watch_enqueued(s, s->guest, ev, what);
+		} else {
+			pvd_quota_put_record(s->guest, PVD_RECORD_BYTES, PVD_CHARGE_RECORD);
 		}
 	}
 	waitlist_free(&w);
@@ -1488,18 +1668,15 @@ static int op_write_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 		/* A write that may wait (for events, or behind commands that do)
 		 * must not hold up the session: unless the guest itself blocks
 		 * on it, it is written from a private copy, without waiting. */
-		copy = malloc(size);
-		if (!copy) {
-			*err = CL_OUT_OF_HOST_MEMORY;
-		} else {
-			memcpy(copy, src, size);
+		copy = held_copy_new(s, src, size, err);
+		if (copy) {
 			*err = clEnqueueWriteBuffer(q, m, CL_FALSE, (size_t)off, (size_t)size, copy,
 						    w.n, w.v, &ev);
 			if (*err != CL_SUCCESS) {
-				free(copy);
+				held_copy_free(copy);
 			} else if (clSetEventCallback(ev, CL_COMPLETE, free_copy, copy) != CL_SUCCESS) {
 				clWaitForEvents(1, &ev); /* no callback: wait, then free */
-				free(copy);
+				held_copy_free(copy);
 			}
 		}
 		if (*err == CL_SUCCESS && lazy) {
@@ -2370,17 +2547,14 @@ static int op_write_image(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 	}
 	if (*err == CL_SUCCESS && (w.n || !blocking)) {
 		/* May wait: from a private copy, never holding the session. */
-		copy = malloc(len ? len : 1);
-		if (!copy) {
-			*err = CL_OUT_OF_HOST_MEMORY;
-		} else {
-			memcpy(copy, data, len);
+		copy = held_copy_new(s, data, len, err);
+		if (copy) {
 			*err = clEnqueueWriteImage(q, m, CL_FALSE, org, reg, 0, 0, copy, w.n, w.v, &ev);
 			if (*err != CL_SUCCESS) {
-				free(copy);
+				held_copy_free(copy);
 			} else if (clSetEventCallback(ev, CL_COMPLETE, free_copy, copy) != CL_SUCCESS) {
 				clWaitForEvents(1, &ev);
-				free(copy);
+				held_copy_free(copy);
 			}
 		}
 	} else if (*err == CL_SUCCESS) {
@@ -2774,7 +2948,10 @@ static int handshake(struct pvd_session *s)
 	uint8_t buf[4096];
 	int fd = -1, r;
 
-	r = gp_transport_recv(s->sock, &h, buf, sizeof(buf), &fd, own_socket(s) ? -1 : 5000);
+	/* A worker waits 5 s for the hello of a connection handed to it;
+	 * the supervisor, [server] hello_timeout for those it answers. */
+	r = gp_transport_recv(s->sock, &h, buf, sizeof(buf), &fd,
+			      own_socket(s) ? -1 : s->guest ? 5000 : pvd_hello_timeout_ms(s->srv));
 	if (r < 0)
 		return r;
 	rh.opcode = h.opcode;
@@ -3037,24 +3214,79 @@ static void *session_main(void *arg)
 	return NULL;
 }
 
+/* Whether @g's worker may take one more connection (max_sessions): its
+ * connections are counted until their threads are reaped, so the ended
+ * ones are reaped first when it looks full. Worker only. */
+static bool session_room(struct pvd_server *srv, struct pvd_guest *g)
+{
+	uint32_t max = __atomic_load_n(&g->max_sessions, __ATOMIC_RELAXED);
+
+	if (!max || __atomic_load_n(&g->conns, __ATOMIC_RELAXED) < max)
+		return true;
+	pvd_session_reap(srv, false);
+	return __atomic_load_n(&g->conns, __ATOMIC_RELAXED) < max;
+}
+
+/* Which cap a supervisor's own session counts against (pending.c), or
+ * -1: a TCP relay's end (its TCP thread is counted) or the host's
+ * administrator. */
+static int local_kind(int fd, const struct ucred *cr, bool has_cr)
+{
+	int domain = 0;
+	socklen_t len = sizeof(domain);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 && domain == AF_VSOCK)
+		return PVD_PENDING_VSOCK;
+	if (has_cr && (cr->pid == getpid() || cr->uid == 0 || cr->uid == geteuid()))
+		return -1;
+	return PVD_PENDING_UNIX;
+}
+
 int pvd_session_run(struct pvd_server *srv, struct pvd_guest *guest, int fd,
 		      const char *refusal)
 {
-	struct pvd_session *s = calloc(1, sizeof(*s));
+	struct pvd_session *s;
 	struct ucred cr;
 	socklen_t len = sizeof(cr);
-	int r;
+	bool has_cr = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == 0;
+	char full[256], who[64];
+	int r, kind = -1;
 
+	snprintf(who, sizeof(who), "pid %d, uid %d", has_cr ? (int)cr.pid : -1,
+		 has_cr ? (int)cr.uid : -1);
+	if (guest && !session_room(srv, guest)) {
+		/* Refused at its hello, by a thread of a bounded few. */
+		snprintf(full, sizeof(full), "guest %s has its max_sessions = %u connections open: "
+			 "end some of its programs, or raise max_sessions in its [guest] section",
+			 guest->name, (unsigned)__atomic_load_n(&guest->max_sessions, __ATOMIC_RELAXED));
+		refusal = full;
+		guest = NULL;
+		kind = PVD_PENDING_REFUSED;
+		if (!pvd_pending_enter(srv, kind, PVD_REFUSING_MAX, who)) {
+			close(fd);
+			return 0;
+		}
+	} else if (!guest) {
+		kind = local_kind(fd, &cr, has_cr);
+		if (kind >= 0 && !pvd_pending_enter(srv, (unsigned)kind, pvd_max_pending(srv), who)) {
+			close(fd);
+			return 0;
+		}
+	}
+	s = calloc(1, sizeof(*s));
 	if (!s) {
+		if (kind >= 0)
+			pvd_pending_leave(srv, (unsigned)kind);
 		close(fd);
 		return -ENOMEM;
 	}
+	s->pending_kind = kind;
 	s->srv = srv;
 	s->guest = guest;
 	s->fd = fd;
 	s->pid = -1;
 	s->uid = (uid_t)-1;
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == 0) {
+	if (has_cr) {
 		s->pid = cr.pid;
 		s->uid = cr.uid;
 	}
@@ -3093,6 +3325,8 @@ int pvd_session_run(struct pvd_server *srv, struct pvd_guest *guest, int fd,
 	return 0;
 
 err_free:
+	if (s->pending_kind >= 0)
+		pvd_pending_leave(srv, (unsigned)s->pending_kind);
 	waker_put(s->waker);
 	free(s->rxbuf);
 	free(s->refusal);
@@ -3116,6 +3350,8 @@ static void session_free(struct pvd_session *s)
 	gp_handles_free(s->h);
 	gp_enc_free(&s->reply);
 	waker_put(s->waker); /* callbacks still pending keep it */
+	if (s->pending_kind >= 0)
+		pvd_pending_leave(s->srv, (unsigned)s->pending_kind);
 	free(s->rxbuf);
 	free(s->refusal);
 	free(s);

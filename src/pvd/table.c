@@ -120,6 +120,8 @@ void pvd_table_clear_usage(struct pvd_guest *g)
 	 * (and kernels it had in flight) must not hold the quota or the
 	 * scheduler. Device time and calls stay: they were used. */
 	__atomic_store_n(&g->mem_used, 0, __ATOMIC_RELAXED);
+	for (unsigned k = 0; k < PVD_CHARGE_KINDS; k++)
+		__atomic_store_n(&g->charged[k], 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&g->objects, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&g->sessions, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&g->since, 0, __ATOMIC_RELAXED);

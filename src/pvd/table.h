@@ -18,6 +18,14 @@
 /* What a watched command is, as the watchdog's log line names it. */
 #define PVD_CMD_WHAT_MAX 96
 
+/* What the bytes charged to a guest are (quota.c). */
+#define PVD_CHARGE_MEM 0u     /* buffers and images */
+#define PVD_CHARGE_PROGRAM 1u /* program sources and binaries */
+#define PVD_CHARGE_STAGE 2u   /* staged uploads (STAGE) */
+#define PVD_CHARGE_WRITE 3u   /* copies held for queued writes */
+#define PVD_CHARGE_RECORD 4u  /* events, callbacks, kernels' argument records */
+#define PVD_CHARGE_KINDS 5u
+
 /* One [guest NAME] section's slot in the shared table (a MAP_SHARED memfd
  * the supervisor creates and every worker maps; plain data, no pointers,
  * no locks: a worker that dies mid-update must not leave it locked).
@@ -31,7 +39,9 @@ struct pvd_guest {
 	uint64_t memory_max;     /* atomic: bytes; 0 = unlimited */
 	uint32_t max_objects;    /* atomic: 0 = unlimited */
 	uint32_t weight;         /* atomic: >= 1 */
-	uint64_t mem_used;       /* atomic */
+	uint32_t max_sessions;   /* atomic: connections its worker serves; 0 = unlimited */
+	uint64_t mem_used;       /* atomic: the sum of charged[] */
+	uint64_t charged[PVD_CHARGE_KINDS]; /* atomic: bytes per kind (quota.c) */
 	uint32_t objects;        /* atomic */
 	uint32_t sessions;       /* atomic */
 	int64_t since;           /* atomic: when the oldest live session began */

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "pvd.h"
+#include "quota.h"
 
 struct pvd_watch {
 	pthread_mutex_t lock;
@@ -173,6 +174,8 @@ static void CL_CALLBACK on_complete(cl_event ev, cl_int status, void *data)
 		    t1 > t0)
 			pvd_sched_account(e->kernel_of, t1 - t0);
 		__atomic_sub_fetch(&e->kernel_of->busy, 1, __ATOMIC_RELAXED);
+		/* The launch's record (quota.c), taken by op_ndrange. */
+		pvd_quota_put_record(e->kernel_of, PVD_RECORD_BYTES, PVD_CHARGE_RECORD);
 	}
 	event_put(e);
 }
@@ -185,8 +188,11 @@ int pvd_watch_event(struct pvd_server *srv, struct pvd_guest *kernel_of, cl_even
 	if (!srv->watch && !kernel_of)
 		return 0;
 	e = calloc(1, sizeof(*e));
-	if (!e)
+	if (!e) {
+		if (kernel_of)
+			pvd_quota_put_record(kernel_of, PVD_RECORD_BYTES, PVD_CHARGE_RECORD);
 		return -ENOMEM;
+	}
 	e->w = srv->watch;
 	e->kernel_of = kernel_of;
 	snprintf(e->c.what, sizeof(e->c.what), "%s", what);
@@ -206,8 +212,10 @@ int pvd_watch_event(struct pvd_server *srv, struct pvd_guest *kernel_of, cl_even
 			pthread_mutex_unlock(&e->w->lock);
 			list_del(e->w, &e->c);
 		}
-		if (kernel_of)
+		if (kernel_of) {
 			__atomic_sub_fetch(&kernel_of->busy, 1, __ATOMIC_RELAXED);
+			pvd_quota_put_record(kernel_of, PVD_RECORD_BYTES, PVD_CHARGE_RECORD);
+		}
 		event_put(e);
 		return -EINVAL;
 	}

@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Kernel arguments checked against the device's limits before the
+ * platform sees them (kargs.c). */
+#ifndef GP_PVD_KARGS_H
+#define GP_PVD_KARGS_H
+
+#include "pvd.h"
+
+/* The size of a built-in scalar or vector type named @t (OpenCL C 3.0,
+ * 6.3.1-6.3.2; size_t & co. from @addr_bits), or 0 when it is not one
+ * (a struct, a typedef: not checked here). */
+uint32_t pvd_kargs_type_size(const char *t, cl_uint addr_bits);
+/* The largest CL_DEVICE_LOCAL_MEM_SIZE of the server's devices: a
+ * __local argument larger than that fits nowhere. */
+uint64_t pvd_kargs_local_max(struct pvd_server *srv);
+/* Before a launch of @k on @q whose __local arguments add up to
+ * @local_args bytes: CL_OUT_OF_RESOURCES when they and the kernel's own
+ * local memory exceed the queue's device's CL_DEVICE_LOCAL_MEM_SIZE. */
+cl_int pvd_kargs_launch_check(cl_command_queue q, cl_kernel k, uint64_t local_args);
+
+#endif
