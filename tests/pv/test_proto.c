@@ -266,8 +266,11 @@ static void test_ring_patient(void **state)
 	patient = recv_late_cpu_ms(c, s);
 	eager = recv_late_cpu_ms(c, s);
 	print_message("# patient recv: %.2f ms CPU, eager recv: %.2f ms CPU\n", patient, eager);
+	/* The eager one spins for the whole 40 ms; on a loaded machine it gets
+	 * only part of a CPU meanwhile (5 ms measured with load 8 on 2 vCPUs),
+	 * so the spin is told from the sleep by the ratio, not a fixed bar. */
 	assert_true(patient < 5.0);
-	assert_true(eager > 10.0);
+	assert_true(eager > 2.0 && eager > 20 * patient);
 	gp_transport_free(c);
 	gp_transport_free(s);
 	gp_shm_free(ss);
