@@ -14,7 +14,7 @@
 # expect: mount back-on-bochs dismount-shared-refused shared-untouched
 # expect: dismount-mount survey-dismounted vm-delete
 # expect: hand-create hand-dismount hand-assign hand-start hand-verify hand-stop
-# expect: hand-unassign hand-mount
+# expect: hand-unassign hand-mount dismount-race
 . "$GPVM_SRC/tests/vm/lib.sh"
 GPU=0000:00:02.0
 SHARED=0000:01:01.0
@@ -235,4 +235,22 @@ GP mount $GPU >$WORK/out 2>&1
 check hand-mount "mount $GPU: $(head -n 1 $WORK/out); driver $(dev_driver $GPU)" \
 	test "$(dev_driver $GPU)" = bochs-drm
 GP vm delete t1 >/dev/null 2>&1
+
+# 6. Two dismounts of one GPU at once: exactly one does it; the other is
+# refused naming the gpupass (pid) that holds the GPU, or, when it comes
+# after the first finished, finds it already dismounted. Never both.
+GP dismount $GPU --force >$WORK/race1 2>&1 &
+p1=$!
+GP dismount $GPU --force >$WORK/race2 2>&1 &
+p2=$!
+wait $p1; r1=$?
+wait $p2; r2=$?
+did=$(cat $WORK/race1 $WORK/race2 | grep -c "dismounted; its IOMMU group")
+already=$(cat $WORK/race1 $WORK/race2 | grep -c "already dismounted")
+busy=$(cat $WORK/race1 $WORK/race2 | grep -c "another gpupass (pid")
+info "race: exit $r1 '$(head -n 1 $WORK/race1)' / exit $r2 '$(head -n 1 $WORK/race2)'"
+check dismount-race "two dismounts at once: exit $r1/$r2, $did dismounted line(s), $already already, $busy busy" \
+	test "$(dev_driver $GPU)" = vfio-pci -a \( \( $((r1 + r2)) -ne 0 -a $busy -eq 1 -a $did -eq 1 \) -o \
+	\( $r1 -eq 0 -a $r2 -eq 0 -a $already -eq 1 -a $did -eq 1 \) \)
+GP mount $GPU >/dev/null 2>&1
 finish
