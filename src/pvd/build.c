@@ -557,6 +557,7 @@ struct check {
 	char *names[257], *texts[257];
 	char *options;
 	cl_int err;
+	bool created;
 };
 
 static void *check_thread(void *arg)
@@ -574,6 +575,8 @@ static void *check_thread(void *arg)
 
 		progs[i] = clCreateProgramWithSource(c->ctx, 1, &t, NULL, &err);
 	}
+	/* What the check could not even start is no pass (exit 2). */
+	c->created = err == CL_SUCCESS;
 	if (err == CL_SUCCESS && c->compile)
 		err = clCompileProgram(progs[0], c->n_devs, c->devs, c->options, c->n_src - 1,
 				       c->n_src > 1 ? progs + 1 : NULL,
@@ -672,7 +675,7 @@ int pvd_build_check_main(int argc, char **argv)
 	if (pthread_create(&th, NULL, check_thread, &c) != 0)
 		return BC_EXIT_UNCHECKED;
 	pthread_join(th, NULL);
-	rc = c.err == CL_SUCCESS ? BC_EXIT_BUILT : BC_EXIT_BUILD_ERROR;
+	rc = !c.created ? BC_EXIT_UNCHECKED : c.err == CL_SUCCESS ? BC_EXIT_BUILT : BC_EXIT_BUILD_ERROR;
 	/* No clean-up: the process ends here (OpenCL's own teardown is the
 	 * slow part, and nothing is shared). */
 	fflush(NULL);
