@@ -171,16 +171,16 @@ static int request(const struct pvd_server *srv, const struct pvd_build_req *req
 	put(&b, src, len);
 	free(src);
 	for (uint32_t i = 0; i < req->n_headers && r == 0; i++) {
+		/* A header without source (made from a binary) is empty to
+		 * the compiler: so it is to the check (never a way around it). */
 		char *h = program_source(req->headers[i], &len);
 
-		if (!h) {
-			r = -ENOENT;
-			break;
-		}
+		if (!h)
+			len = 0;
 		put32(&b, (uint32_t)strlen(req->header_names[i]));
 		put(&b, req->header_names[i], strlen(req->header_names[i]));
 		put64(&b, len);
-		put(&b, h, len);
+		put(&b, h ? h : "", len);
 		free(h);
 	}
 	put32(&b, (uint32_t)strlen(req->options));
@@ -268,10 +268,12 @@ static void passed_add(struct pvd_builds *pb, struct wbuf *b)
 	*b = (struct wbuf){ 0 };
 }
 
-static uint64_t rss_bytes(pid_t pid)
+/* A "Key:   N kB" field of /proc/PID/status in bytes, 0 when unknown. */
+static uint64_t status_bytes(pid_t pid, const char *key)
 {
 	char path[64], buf[4096], *p;
 	unsigned long long kib = 0;
+	size_t kl = strlen(key);
 	ssize_t n;
 	int fd;
 
@@ -284,12 +286,17 @@ static uint64_t rss_bytes(pid_t pid)
 	if (n <= 0)
 		return 0;
 	buf[n] = '\0';
-	/* Anonymous memory only: the compiler's libraries are file pages
-	 * every worker shares. */
-	p = strstr(buf, "\nRssAnon:");
-	if (!p || sscanf(p + 9, "%llu", &kib) != 1)
-		return 0;
-	return (uint64_t)kib << 10;
+	for (p = buf; p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+		if (strncmp(p, key, kl) == 0 && p[kl] == ':')
+			return sscanf(p + kl + 1, "%llu", &kib) == 1 ? (uint64_t)kib << 10 : 0;
+	return 0;
+}
+
+/* Anonymous memory only: the compiler's libraries are file pages every
+ * worker shares. */
+static uint64_t rss_bytes(pid_t pid)
+{
+	return status_bytes(pid, "RssAnon");
 }
 
 static void fmt_ms(uint64_t ms, char *buf, size_t len)
@@ -557,6 +564,7 @@ struct check {
 	char *names[257], *texts[257];
 	char *options;
 	cl_int err;
+	bool created;
 };
 
 static void *check_thread(void *arg)
@@ -574,6 +582,8 @@ static void *check_thread(void *arg)
 
 		progs[i] = clCreateProgramWithSource(c->ctx, 1, &t, NULL, &err);
 	}
+	/* What the check could not even start is no pass (exit 2). */
+	c->created = err == CL_SUCCESS;
 	if (err == CL_SUCCESS && c->compile)
 		err = clCompileProgram(progs[0], c->n_devs, c->devs, c->options, c->n_src - 1,
 				       c->n_src > 1 ? progs + 1 : NULL,
@@ -649,20 +659,11 @@ int pvd_build_check_main(int argc, char **argv)
 	 * above this, and the address space gets that much room more. */
 	rss = rss_bytes(getpid());
 	if (getrlimit(RLIMIT_AS, &rl) == 0) {
-		char buf[4096], *p;
-		unsigned long long vm_kib = 0;
-		int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-		ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+		uint64_t vm = status_bytes(getpid(), "VmSize");
 
-		if (fd >= 0)
-			close(fd);
-		if (n > 0) {
-			buf[n] = '\0';
-			p = strstr(buf, "\nVmSize:");
-			if (p && sscanf(p + 8, "%llu", &vm_kib) == 1) {
-				rl.rlim_cur = rl.rlim_max = ((uint64_t)vm_kib << 10) + cap + BC_AS_SLACK;
-				setrlimit(RLIMIT_AS, &rl);
-			}
+		if (vm) {
+			rl.rlim_cur = rl.rlim_max = vm + cap + BC_AS_SLACK;
+			setrlimit(RLIMIT_AS, &rl);
 		}
 	}
 	if (write(1, &rss, sizeof(rss)) != (ssize_t)sizeof(rss))
@@ -672,7 +673,7 @@ int pvd_build_check_main(int argc, char **argv)
 	if (pthread_create(&th, NULL, check_thread, &c) != 0)
 		return BC_EXIT_UNCHECKED;
 	pthread_join(th, NULL);
-	rc = c.err == CL_SUCCESS ? BC_EXIT_BUILT : BC_EXIT_BUILD_ERROR;
+	rc = !c.created ? BC_EXIT_UNCHECKED : c.err == CL_SUCCESS ? BC_EXIT_BUILT : BC_EXIT_BUILD_ERROR;
 	/* No clean-up: the process ends here (OpenCL's own teardown is the
 	 * slow part, and nothing is shared). */
 	fflush(NULL);
