@@ -912,6 +912,9 @@ static const char *const sc_allow[] = {
 static int seccomp_install(bool log_only)
 {
 	scmp_filter_ctx ctx = seccomp_init(log_only ? SCMP_ACT_LOG : SCMP_ACT_ERRNO(EPERM));
+	const struct scmp_arg_cmp unix_only = {
+		.arg = 0, .op = SCMP_CMP_EQ, .datum_a = AF_UNIX, .datum_b = 0,
+	};
 	int r = 0;
 
 	if (!ctx)
@@ -933,11 +936,9 @@ static int seccomp_install(bool log_only)
 		r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
 	/* Unix sockets only: no packet, raw, netlink or IP sockets. */
 	if (r == 0)
-		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
-				     SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
+		r = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, &unix_only);
 	if (r == 0)
-		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socketpair), 1,
-				     SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
+		r = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socketpair), 1, &unix_only);
 #ifdef GP_ASAN
 	/* LeakSanitizer stops the process's threads with ptrace from a
 	 * thread of its own at exit. Sanitizer builds only (tests): other
