@@ -890,6 +890,7 @@ static const char *const sc_allow[] = {
 	"getrusage", "getrlimit", "setrlimit", "prlimit64", "getrandom", "personality",
 	/* processes: ld, the build checks (exec of /proc/self/exe) */
 	"execve", "execveat", "fork", "vfork", "wait4", "waitid", "exit", "exit_group",
+	"setpgid", "setsid", "pidfd_open", "pidfd_send_signal",
 	/* sockets: the guests' connections and the hand-over channel (socket()
 	 * and socketpair() only for AF_UNIX, below) */
 	"connect", "accept", "accept4", "sendmsg", "recvmsg", "sendmmsg", "recvmmsg", "sendto",
