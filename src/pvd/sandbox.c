@@ -890,6 +890,7 @@ static const char *const sc_allow[] = {
 	"getrusage", "getrlimit", "setrlimit", "prlimit64", "getrandom", "personality",
 	/* processes: ld, the build checks (exec of /proc/self/exe) */
 	"execve", "execveat", "fork", "vfork", "wait4", "waitid", "exit", "exit_group",
+	"setpgid", "setsid", "pidfd_open", "pidfd_send_signal",
 	/* sockets: the guests' connections and the hand-over channel (socket()
 	 * and socketpair() only for AF_UNIX, below) */
 	"connect", "accept", "accept4", "sendmsg", "recvmsg", "sendmmsg", "recvmmsg", "sendto",
@@ -912,6 +913,9 @@ static const char *const sc_allow[] = {
 static int seccomp_install(bool log_only)
 {
 	scmp_filter_ctx ctx = seccomp_init(log_only ? SCMP_ACT_LOG : SCMP_ACT_ERRNO(EPERM));
+	const struct scmp_arg_cmp unix_only = {
+		.arg = 0, .op = SCMP_CMP_EQ, .datum_a = AF_UNIX, .datum_b = 0,
+	};
 	int r = 0;
 
 	if (!ctx)
@@ -933,11 +937,9 @@ static int seccomp_install(bool log_only)
 		r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
 	/* Unix sockets only: no packet, raw, netlink or IP sockets. */
 	if (r == 0)
-		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
-				     SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
+		r = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, &unix_only);
 	if (r == 0)
-		r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socketpair), 1,
-				     SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
+		r = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socketpair), 1, &unix_only);
 #ifdef GP_ASAN
 	/* LeakSanitizer stops the process's threads with ptrace from a
 	 * thread of its own at exit. Sanitizer builds only (tests): other
