@@ -346,6 +346,44 @@ static int finish_event(struct pvd_session *s, uint64_t id, cl_command_queue q,
 	return r;
 }
 
+/* Commands the platform queues (copies, fills, markers, barriers) hold
+ * its memory until they complete: a record each (bytes and max_objects),
+ * refunded by a completion callback; a flood of them behind a user event
+ * is refused beyond the quota like queued writes. */
+static void CL_CALLBACK record_done(cl_event ev, cl_int status, void *data)
+{
+	pvd_quota_put_record(data, PVD_RECORD_BYTES, PVD_CHARGE_RECORD);
+}
+
+/* Before an enqueue: the command's record (true), or *err set. */
+static bool command_take(struct pvd_session *s, cl_int *err)
+{
+	if (*err != CL_SUCCESS)
+		return false;
+	if (pvd_quota_take_record(s->guest, PVD_RECORD_BYTES, PVD_CHARGE_RECORD) < 0) {
+		*err = CL_OUT_OF_RESOURCES;
+		return false;
+	}
+	return true;
+}
+
+/* After it: the record goes with @ev's completion (or now, if the enqueue
+ * failed); then the guest's event id, and our reference dropped when the
+ * guest named none. */
+static int command_done(struct pvd_session *s, uint64_t evid, cl_command_queue q, cl_event ev,
+			cl_int err, bool taken)
+{
+	int r;
+
+	if (taken && (err != CL_SUCCESS || !ev ||
+		      clSetEventCallback(ev, CL_COMPLETE, record_done, s->guest) != CL_SUCCESS))
+		pvd_quota_put_record(s->guest, PVD_RECORD_BYTES, PVD_CHARGE_RECORD);
+	r = finish_event(s, evid, q, ev, err);
+	if (ev && !evid)
+		clReleaseEvent(ev);
+	return r;
+}
+
 /* ---- GET_INFO ---- */
 
 /* Info values that are host handles or pointers never leave the server:
@@ -1790,6 +1828,7 @@ static int op_copy_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 	uint64_t evid;
 	void *q = NULL, *sm, *dm;
 	cl_event ev = NULL;
+	bool taken;
 
 	*err = dec_waitlist(s, d, &w);
 	evid = gp_dec_u64(d);
@@ -1803,10 +1842,11 @@ static int op_copy_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 		*err = lookup(s, sid, GP_KIND_MEM, &sm);
 	if (*err == CL_SUCCESS)
 		*err = lookup(s, did, GP_KIND_MEM, &dm);
+	taken = command_take(s, err);
 	if (*err == CL_SUCCESS)
 		*err = clEnqueueCopyBuffer(q, sm, dm, (size_t)so, (size_t)dof, (size_t)size,
 					   w.n, w.v, &ev);
-	return watched_end(s, &w, evid, q, ev, *err, "copy");
+	return watched_end(s, &w, evid, q, ev, *err, "copy", taken);
 }
 
 /* FILL_BUFFER: u64 queue, u64 mem, blob pattern, u64 offset, u64 size,
@@ -1821,6 +1861,7 @@ static int op_fill_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 	uint64_t evid;
 	void *q = NULL, *m;
 	cl_event ev = NULL;
+	bool taken;
 
 	*err = dec_waitlist(s, d, &w);
 	evid = gp_dec_u64(d);
@@ -1832,10 +1873,11 @@ static int op_fill_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 		*err = lookup(s, qid, GP_KIND_QUEUE, &q);
 	if (*err == CL_SUCCESS)
 		*err = lookup(s, mid, GP_KIND_MEM, &m);
+	taken = command_take(s, err);
 	if (*err == CL_SUCCESS)
 		*err = clEnqueueFillBuffer(q, m, plen ? pat : NULL, plen, (size_t)off, (size_t)size,
 					   w.n, w.v, &ev);
-	return watched_end(s, &w, evid, q, ev, *err, "fill");
+	return watched_end(s, &w, evid, q, ev, *err, "fill", taken);
 }
 
 /* MARKER / BARRIER: u64 queue, wait list, u64 event (pipelined) */
@@ -1846,6 +1888,7 @@ static int marker_or_barrier(struct pvd_session *s, struct gp_dec *d, cl_int *er
 	uint64_t evid;
 	void *q = NULL;
 	cl_event ev = NULL;
+	bool taken;
 
 	*err = dec_waitlist(s, d, &w);
 	evid = gp_dec_u64(d);
@@ -1855,11 +1898,12 @@ static int marker_or_barrier(struct pvd_session *s, struct gp_dec *d, cl_int *er
 	}
 	if (*err == CL_SUCCESS)
 		*err = lookup(s, qid, GP_KIND_QUEUE, &q);
+	taken = command_take(s, err);
 	if (*err == CL_SUCCESS)
-		*err = barrier ? clEnqueueBarrierWithWaitList(q, w.n, w.v, evid ? &ev : NULL)
-			       : clEnqueueMarkerWithWaitList(q, w.n, w.v, evid ? &ev : NULL);
+		*err = barrier ? clEnqueueBarrierWithWaitList(q, w.n, w.v, &ev)
+			       : clEnqueueMarkerWithWaitList(q, w.n, w.v, &ev);
 	waitlist_free(&w);
-	return finish_event(s, evid, q, ev, *err);
+	return command_done(s, evid, q, ev, *err, taken);
 }
 
 static int op_marker(struct pvd_session *s, struct gp_dec *d, cl_int *err)
@@ -2630,6 +2674,7 @@ static int op_copy_image(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 	uint64_t evid;
 	void *q = NULL, *sm = NULL, *dm = NULL;
 	cl_event ev = NULL;
+	bool taken;
 	cl_event *evp = NULL;
 
 	dec_triple(d, so);
@@ -2647,9 +2692,10 @@ static int op_copy_image(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 		*err = lookup(s, sid, GP_KIND_MEM, &sm);
 	if (*err == CL_SUCCESS)
 		*err = lookup(s, did, GP_KIND_MEM, &dm);
-	evp = evid ? &ev : NULL;
+	evp = &ev;
 	if (*err == CL_SUCCESS && (is_image(sm) != (kind != 2) || is_image(dm) != (kind != 1)))
 		*err = CL_INVALID_MEM_OBJECT;
+	taken = command_take(s, err);
 	if (*err == CL_SUCCESS && kind == 0)
 		*err = clEnqueueCopyImage(q, sm, dm, so, dof, reg, w.n, w.v, evp);
 	else if (*err == CL_SUCCESS && kind == 1)
@@ -2657,7 +2703,7 @@ static int op_copy_image(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 	else if (*err == CL_SUCCESS)
 		*err = clEnqueueCopyBufferToImage(q, sm, dm, so[0], dof, reg, w.n, w.v, evp);
 	waitlist_free(&w);
-	return finish_event(s, evid, q, ev, *err);
+	return command_done(s, evid, q, ev, *err, taken);
 }
 
 /* FILL_IMAGE: u64 queue, u64 image, blob colour (16 bytes: four 32-bit
@@ -2672,6 +2718,7 @@ static int op_fill_image(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 	uint64_t evid;
 	void *q = NULL, *m = NULL;
 	cl_event ev = NULL;
+	bool taken;
 
 	dec_triple(d, org);
 	dec_triple(d, reg);
@@ -2687,10 +2734,11 @@ static int op_fill_image(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 		*err = lookup(s, mid, GP_KIND_MEM, &m);
 	if (*err == CL_SUCCESS && !is_image(m))
 		*err = CL_INVALID_MEM_OBJECT;
+	taken = command_take(s, err);
 	if (*err == CL_SUCCESS)
-		*err = clEnqueueFillImage(q, m, col, org, reg, w.n, w.v, evid ? &ev : NULL);
+		*err = clEnqueueFillImage(q, m, col, org, reg, w.n, w.v, &ev);
 	waitlist_free(&w);
-	return finish_event(s, evid, q, ev, *err);
+	return command_done(s, evid, q, ev, *err, taken);
 }
 
 typedef int (*op_fn)(struct pvd_session *s, struct gp_dec *d, cl_int *err);

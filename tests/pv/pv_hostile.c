@@ -7,6 +7,9 @@
  *                              behind a user event: beyond memory_max
  *                              refused (CL_OUT_OF_RESOURCES at the next
  *                              synchronising call, events in error)
+ *   pv_hostile fills N         N fills queued behind a user event: each a
+ *                              record the platform holds; beyond memory_max
+ *                              refused (CL_OUT_OF_RESOURCES)
  *   pv_hostile local           a 1 MiB __local argument and a scalar of the
  *                              wrong size: error codes, the next launch works
  * sources and writes print "ready" once they hold what they could get and
@@ -161,6 +164,41 @@ static int writes(int n, int kib)
 	return 0;
 }
 
+static int fills(int n)
+{
+	cl_command_queue q2 = clCreateCommandQueueWithProperties(ctx, dev, NULL, NULL);
+	cl_mem m = clCreateBuffer(ctx, CL_MEM_READ_WRITE, 4096, NULL, NULL);
+	cl_event gate = clCreateUserEvent(ctx, NULL);
+	int pat = 7, back[1024], failed = 0;
+	cl_int err, first = CL_SUCCESS;
+
+	for (int i = 0; i < n; i++) {
+		pat = i;
+		err = clEnqueueFillBuffer(q, m, &pat, sizeof(pat), 0, 4096, 1, &gate, NULL);
+		if (err != CL_SUCCESS && first == CL_SUCCESS)
+			first = err;
+		failed += err != CL_SUCCESS;
+	}
+	err = clEnqueueReadBuffer(q2, m, CL_FALSE, 0, sizeof(int), back, 0, NULL, NULL);
+	if (err == CL_SUCCESS)
+		err = clFinish(q2);
+	if (first == CL_SUCCESS)
+		first = err;
+	EQ(first, CL_OUT_OF_RESOURCES, "fills queued beyond memory_max: the error returned");
+	printf("# %d enqueue calls returned an error\n", failed);
+	hold();
+	EQ(clSetUserEventStatus(gate, CL_COMPLETE), CL_SUCCESS, "user event set");
+	EQ(clFinish(q), CL_SUCCESS, "the queued fills ran");
+	EQ(clEnqueueReadBuffer(q, m, CL_TRUE, 0, sizeof(back), back, 0, NULL, NULL), CL_SUCCESS,
+	   "read back");
+	OK(back[0] >= 0 && back[0] < n && back[1023] == back[0],
+	   "the buffer holds one of the fills (%d)", back[0]);
+	clReleaseEvent(gate);
+	clReleaseMemObject(m);
+	clReleaseCommandQueue(q2);
+	return 0;
+}
+
 static int local(void)
 {
 	static const char *src =
@@ -243,7 +281,7 @@ int main(int argc, char **argv)
 	int r = 2;
 
 	if (argc < 2) {
-		fprintf(stderr, "usage: pv_hostile sources N MIB | writes N KIB | local\n");
+		fprintf(stderr, "usage: pv_hostile sources N MIB | writes N KIB | fills N | local\n");
 		return 2;
 	}
 	t_first(&plat, &dev);
@@ -253,6 +291,8 @@ int main(int argc, char **argv)
 		r = sources(atoi(argv[2]), atoi(argv[3]));
 	else if (strcmp(argv[1], "writes") == 0 && argc == 4)
 		r = writes(atoi(argv[2]), atoi(argv[3]));
+	else if (strcmp(argv[1], "fills") == 0 && argc == 3)
+		r = fills(atoi(argv[2]));
 	else if (strcmp(argv[1], "local") == 0)
 		r = local();
 	else

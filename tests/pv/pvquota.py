@@ -10,6 +10,7 @@ Scenarios:
   quota-sources  6 program sources of 32 MiB
   quota-stage    4 sessions each staging 64 MiB and going idle
   quota-writes   300 writes of 1000 KiB queued behind a user event
+  quota-commands 100 000 fills queued behind a user event (a record each)
   sessions       1000 sessions of one guest, opened one after the other
   pending        200 idle TCP connections; then hello_timeout closes them
   localarg       a 1 MiB __local argument, a scalar of the wrong size
@@ -172,6 +173,22 @@ def scenario_writes(tmp):
         srv.stop()
 
 
+def scenario_commands(tmp):
+    srv, sock = guest_server(tmp)
+    try:
+        w, rss0 = warm(srv, sock)
+        p, g = holding([prog("pv_hostile"), "fills", "100000"], guest_env(tmp, sock), sock,
+                       lambda g: g["memory_used"] >= 32 * MIB, "the queued fills show in the status")
+        quota_within(g, "100 000 fills behind a user event (%d objects)" % g["objects"])
+        bounded_rss(w, rss0, "100 000 fills behind a user event")
+        finish(p)
+        wait_status(sock, "g", lambda g: g["memory_used"] == 0 and g["objects"] == 0,
+                    "memory back to 0 after the fills ran")
+        emit(True, "queued fills refunded: 0 bytes, 0 objects")
+    finally:
+        srv.stop()
+
+
 def scenario_sessions(tmp):
     # max_sessions left at its default (64), so that the same test runs
     # against a server that does not know the key
@@ -318,7 +335,8 @@ def scenario_localarg(tmp):
 def main():
     with tempfile.TemporaryDirectory(prefix="gpupass-quota-") as tmp:
         {"quota-sources": scenario_sources, "quota-stage": scenario_stage,
-         "quota-writes": scenario_writes, "sessions": scenario_sessions,
+         "quota-writes": scenario_writes, "quota-commands": scenario_commands,
+         "sessions": scenario_sessions,
          "pending": scenario_pending, "localarg": scenario_localarg}.get(
              SCENARIO, lambda t: fail("unknown scenario " + SCENARIO))(tmp)
 
