@@ -1803,19 +1803,15 @@ proto:
 	return d->err ? d->err : -EBADMSG;
 }
 
-/* The end of a pipelined enqueue whose command the watchdog follows. */
+/* The end of a pipelined enqueue whose command the watchdog follows and
+ * whose record (@taken: command_take) goes with its completion. */
 static int watched_end(struct pvd_session *s, struct waitlist *w, uint64_t evid,
-		       cl_command_queue q, cl_event ev, cl_int err, const char *what)
+		       cl_command_queue q, cl_event ev, cl_int err, const char *what, bool taken)
 {
-	int r;
-
 	waitlist_free(w);
 	if (err == CL_SUCCESS && ev)
 		watch_enqueued(s, NULL, ev, what);
-	r = finish_event(s, evid, q, ev, err);
-	if (ev && !evid)
-		clReleaseEvent(ev);
-	return r;
+	return command_done(s, evid, q, ev, err, taken);
 }
 
 /* COPY_BUFFER: u64 queue, u64 src, u64 dst, u64 src_off, u64 dst_off,
