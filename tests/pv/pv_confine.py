@@ -82,7 +82,7 @@ def confine_run(tmp):
         else:
             ok(1, "worker %d: uid %s (real, effective, saved, fs), gid %s; supervisor uid %s"
                % (w, uids[0], st["Gid"].split()[0], sst["Uid"].split()[0]))
-            d = os.path.join(tmp, "state", "workers", "default")
+            d = os.path.join(tmp, "state", "workers", "default.%d" % os.getuid())
             if os.stat(d).st_uid != int(uids[0]) or os.stat(d).st_mode & 0o077:
                 fail("its private directory %s: uid %d, mode %o" % (d, os.stat(d).st_uid,
                                                                    os.stat(d).st_mode))
