@@ -680,7 +680,7 @@ def as_user(uid, cmd):
     return ["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups"] + cmd
 
 
-def worker_of(tmp, name):
+def logged_worker(tmp, name):
     """The pid of guest @name's current worker, from the server's log."""
     m = re.findall(r"guest %s: worker (\d+) started" % re.escape(name),
                    open(os.path.join(tmp, "pvd.log")).read())
@@ -725,7 +725,7 @@ def peruser_run(tmp):
         na, nb = "default.%d" % ua, "default.%d" % ub
         if na not in st or nb not in st:
             fail("pv status has no per-user guests %s, %s: %s" % (na, nb, sorted(st)))
-        wa, wb = worker_of(tmp, na), worker_of(tmp, nb)
+        wa, wb = logged_worker(tmp, na), logged_worker(tmp, nb)
         if not wa or not wb or wa == wb:
             fail("expected two workers, got %s and %s" % (wa, wb))
         ok(1, "guests %s and %s, workers %d and %d" % (na, nb, wa, wb))
