@@ -6,6 +6,7 @@
  * may crash; a device is only accepted with exactly the right ids and a
  * power-of-two BAR within limits. */
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +42,18 @@ static void put(const char *name, const void *p, size_t n)
 	if (n && write(fd, p, n) != (ssize_t)n)
 		abort();
 	close(fd);
+}
+
+/* Does the header the input writes (from rest + 16, at most 4096 bytes,
+ * over a zero-filled file) read as magic "GPIV", version 1, zero nonce? */
+static bool header_matches(const uint8_t *rest, size_t rlen)
+{
+	static const uint8_t want[8 + GP_IVSHMEM_NONCE] = { 'G', 'P', 'I', 'V', 1 };
+	uint8_t have[sizeof(want)] = { 0 };
+
+	if (rlen > 16)
+		memcpy(have, rest + 16, rlen - 16 < sizeof(have) ? rlen - 16 : sizeof(have));
+	return memcmp(have, want, sizeof(want)) == 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -83,8 +96,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* Only a real ivshmem id and a sane BAR get here. */
 		if ((s & (s - 1)) || s < GP_IVSHMEM_MIN)
 			abort();
-		if (gp_ivshmem_check(iv, nonce) == 0 && rlen < 16 + 8)
-			abort(); /* a match needs the magic in the header */
+		/* The region's first bytes are what the input wrote there,
+		 * then the zeros of the new file: the check must accept them
+		 * exactly when they are magic, version 1 and the (all-zero)
+		 * nonce. (It used to require 8 written bytes, but the zeros
+		 * can complete a header: "GPIV\1" alone is a whole one.) */
+		if ((gp_ivshmem_check(iv, nonce) == 0) != header_matches(rest, rlen))
+			abort();
 		gp_ivshmem_free(iv);
 	}
 	return 0;
