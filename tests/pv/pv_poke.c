@@ -33,6 +33,24 @@ static cl_context ctx;
 static cl_command_queue q;
 static cl_program prog;
 
+/* Everything released, so that a leak checker (the ASan build) sees none. */
+static int done(int rc, cl_kernel k, cl_mem a, cl_mem b)
+{
+	if (k)
+		clReleaseKernel(k);
+	if (a)
+		clReleaseMemObject(a);
+	if (b)
+		clReleaseMemObject(b);
+	if (prog)
+		clReleaseProgram(prog);
+	if (q)
+		clReleaseCommandQueue(q);
+	if (ctx)
+		clReleaseContext(ctx);
+	return rc;
+}
+
 static cl_int setup(void)
 {
 	cl_platform_id p;
@@ -66,27 +84,27 @@ static int plant(void)
 	out = clCreateBuffer(ctx, CL_MEM_WRITE_ONLY, sizeof(uint64_t), NULL, &err);
 	k = clCreateKernel(prog, "addr", &err);
 	if (!buf || !out || !k)
-		return printf("error %d\n", err), 1;
+		return printf("error %d\n", err), done(1, k, buf, out);
 	clSetKernelArg(k, 0, sizeof(buf), &buf);
 	clSetKernelArg(k, 1, sizeof(out), &out);
 	err = clEnqueueNDRangeKernel(q, k, 1, NULL, &one, NULL, 0, NULL, NULL);
 	if (!err)
 		err = clEnqueueReadBuffer(q, out, CL_TRUE, 0, sizeof(where), &where, 0, NULL, NULL);
 	if (err)
-		return printf("error %d\n", err), 1;
+		return printf("error %d\n", err), done(1, k, buf, out);
 	printf("addr 0x%" PRIx64 "\nready\n", where);
 	fflush(stdout);
 	if (!fgets(line, sizeof(line), stdin))
-		return 1;
+		return done(1, k, buf, out);
 	memset(host, 0, sizeof(host));
 	err = clEnqueueReadBuffer(q, buf, CL_TRUE, 0, sizeof(host), host, 0, NULL, NULL);
 	if (err)
-		return printf("error %d\n", err), 1;
+		return printf("error %d\n", err), done(1, k, buf, out);
 	for (size_t i = 0; i < WORDS; i++)
 		if (host[i] != MARK(i))
-			return printf("changed %zu\n", i), 0;
+			return printf("changed %zu\n", i), done(0, k, buf, out);
 	printf("intact\n");
-	return 0;
+	return done(0, k, buf, out);
 }
 
 static int peek(const char *a)
@@ -98,19 +116,19 @@ static int peek(const char *a)
 	size_t one = 1;
 
 	if (!out || !k)
-		return printf("error %d\n", err), 0;
+		return printf("error %d\n", err), done(0, k, out, NULL);
 	clSetKernelArg(k, 0, sizeof(addr), &addr);
 	clSetKernelArg(k, 1, sizeof(out), &out);
 	err = clEnqueueNDRangeKernel(q, k, 1, NULL, &one, NULL, 0, NULL, NULL);
 	if (!err)
 		err = clEnqueueReadBuffer(q, out, CL_TRUE, 0, sizeof(got), got, 0, NULL, NULL);
 	if (err)
-		return printf("error %d\n", err), 0;
+		return printf("error %d\n", err), done(0, k, out, NULL);
 	printf("read");
 	for (int i = 0; i < 8; i++)
 		printf(" 0x%" PRIx64, got[i]);
 	printf("\n");
-	return 0;
+	return done(0, k, out, NULL);
 }
 
 int main(int argc, char **argv)
@@ -124,7 +142,7 @@ int main(int argc, char **argv)
 	err = setup();
 	if (err) {
 		printf("error %d\n", err);
-		return 1;
+		return done(1, NULL, NULL, NULL);
 	}
 	return strcmp(argv[1], "plant") == 0 ? plant() : peek(argv[2]);
 }
