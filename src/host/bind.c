@@ -10,6 +10,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define VFIO_DRIVER "vfio-pci"
@@ -97,7 +98,8 @@ int gp_bind_lock_take(struct gp_ctx *ctx, const struct gp_strv *addrs, bool wait
 	 * same order and waiting cannot deadlock. */
 	for (size_t i = 0; i < addrs->n; i++) {
 		char *path = gp_strdup_printf("%s/%s.lock", dir, addrs->v[i]);
-		int fd;
+		char pid[24];
+		int fd, n;
 
 		if (!path) {
 			r = -ENOMEM;
@@ -118,9 +120,12 @@ int gp_bind_lock_take(struct gp_ctx *ctx, const struct gp_strv *addrs, bool wait
 			r = errno == EWOULDBLOCK ? -EBUSY : -errno;
 			goto err_release;
 		}
-		/* Who holds it, for the message of one that does not get it. */
-		if (ftruncate(fd, 0) == 0)
-			dprintf(fd, "%ld\n", (long)getpid());
+		/* Who holds it, for the message of one that does not get it:
+		 * one write of a fixed width over the last holder's, so a
+		 * reader never finds the file empty once it was written. */
+		n = snprintf(pid, sizeof(pid), "%20ld\n", (long)getpid());
+		if (pwrite(fd, pid, (size_t)n, 0) != n)
+			gp_warn(&ctx->log, "cannot write the lock holder into %s.lock", addrs->v[i]);
 	}
 	free(dir);
 	*out = lock;
@@ -141,15 +146,20 @@ static long lock_holder(struct gp_ctx *ctx, const char *addr)
 	int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
 
 	free(path);
-	if (fd >= 0) {
-		ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	/* A lock file just created is empty until its holder writes: a
+	 * while (50 ms), not forever. */
+	for (int tries = 0; fd >= 0 && pid <= 0 && tries < 10; tries++) {
+		ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
 
 		if (n > 0) {
 			buf[n] = '\0';
 			pid = strtol(buf, NULL, 10);
 		}
-		close(fd);
+		if (pid <= 0)
+			nanosleep(&(struct timespec){ 0, 5000000 }, NULL);
 	}
+	if (fd >= 0)
+		close(fd);
 	return pid > 0 ? pid : 0;
 }
 

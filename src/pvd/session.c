@@ -2035,6 +2035,10 @@ static int op_create_sampler(struct pvd_session *s, struct gp_dec *d, cl_int *er
 /* An event handle's aux_n: a completion callback is registered on it. */
 #define EVENT_WATCHED 1u
 
+/* Wakers alive in this process: a completion callback may still hold
+ * one after its session is gone (PoCL calls it from its own thread). */
+static unsigned live_wakers;
+
 static struct waker *waker_new(void)
 {
 	struct waker *w = calloc(1, sizeof(*w));
@@ -2048,6 +2052,7 @@ static struct waker *waker_new(void)
 	pthread_cond_init(&w->cond, &a);
 	pthread_condattr_destroy(&a);
 	w->refs = 1;
+	__atomic_add_fetch(&live_wakers, 1, __ATOMIC_RELAXED);
 	return w;
 }
 
@@ -2064,6 +2069,7 @@ static void waker_put(struct waker *w)
 		pthread_cond_destroy(&w->cond);
 		pthread_mutex_destroy(&w->lock);
 		free(w);
+		__atomic_sub_fetch(&live_wakers, 1, __ATOMIC_RELEASE);
 	}
 }
 
@@ -3446,6 +3452,15 @@ int pvd_session_stop_all(struct pvd_server *srv, int timeout_ms)
 			left++;
 		pthread_mutex_unlock(&srv->lock);
 		if (left == 0)
+			break;
+		nanosleep(&step, NULL);
+	}
+	/* The user events completed by release_all() call their callbacks
+	 * from the OpenCL stack's threads: let them run before exit (the
+	 * wakers they hold are freed then). Bounded: a callback that never
+	 * comes costs a little memory at exit, not a hung shutdown. */
+	for (int waited = 0; left == 0 && waited < 1000; waited += 10) {
+		if (__atomic_load_n(&live_wakers, __ATOMIC_ACQUIRE) == 0)
 			break;
 		nanosleep(&step, NULL);
 	}
