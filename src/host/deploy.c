@@ -2,6 +2,7 @@
 #include "deploy.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -578,6 +579,84 @@ static bool vm_running(struct gp_ctx *ctx, const char *name)
 	if (gp_vm_paths_get(ctx, name, &p) < 0)
 		return false;
 	return gp_vm_status(&p, &s, &pid, NULL) == 0 && s != GP_VM_STOPPED;
+}
+
+/* libvirt's rule for a VM's VFIO groups: while its QEMU holds them,
+ * /dev/vfio/GROUP belongs to the user QEMU runs as (it could reopen them
+ * after -runas); before and after, to root alone, so that no other QEMU
+ * of that user can take a GPU its VM does not hold. The node is opened
+ * O_PATH: opening a VFIO group for real would claim it. */
+static int vfio_chown(struct gp_ctx *ctx, int group, uid_t uid, gid_t gid, bool *changed)
+{
+	char p[64];
+	struct stat sb;
+	int fd = gp_sysfs_open_fd(ctx->sys, gp_sysfs_path(p, sizeof(p), "/dev/vfio/%d", group),
+				  O_PATH | O_NOFOLLOW);
+	int r = 0;
+
+	if (changed)
+		*changed = false;
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &sb) < 0)
+		r = -errno;
+	else if (!S_ISCHR(sb.st_mode) && !S_ISREG(sb.st_mode)) /* regular: fake trees */
+		r = -ENOTTY;
+	else if ((sb.st_uid != uid || sb.st_gid != gid) &&
+		 fchownat(fd, "", uid, gid, AT_EMPTY_PATH) < 0)
+		r = -errno;
+	else if (changed)
+		*changed = sb.st_uid != uid || sb.st_gid != gid;
+	close(fd);
+	return r;
+}
+
+/* Every VFIO group of VM @name's GPUs to @user (NULL: root). -errno with
+ * @why naming the node. */
+static int vfio_hand(struct gp_ctx *ctx, struct gp_state *st, const char *name, const char *user,
+		     struct gp_strv *report, struct gp_why *why)
+{
+	struct gp_strv gpus = { 0 };
+	uid_t uid = 0;
+	gid_t gid = 0;
+	int r = 0;
+
+	if (user) {
+		struct passwd *pw = getpwnam(user);
+
+		if (!pw) {
+			gp_why_set(why, "VM %s: the user %s that QEMU runs as does not exist", name,
+				   user);
+			return -ENOENT;
+		}
+		uid = pw->pw_uid;
+		gid = pw->pw_gid;
+	}
+	if (gp_state_vm_gpus(st, name, &gpus) < 0)
+		return 0;
+	for (size_t i = 0; i < gpus.n; i++) {
+		struct gp_state_gpu rec;
+		bool changed = false;
+		int e;
+
+		if (gp_state_gpu_get(st, gpus.v[i], &rec) < 0 || rec.state != GP_GPU_DISMOUNTED ||
+		    rec.iommu_group < 0)
+			continue;
+		e = vfio_chown(ctx, rec.iommu_group, uid, gid, &changed);
+		if (e == -ENOENT)
+			continue; /* not on vfio-pci now: nothing to hand */
+		if (e < 0 && r == 0) {
+			gp_why_set(why, "VM %s: cannot give /dev/vfio/%d (GPU %s) to %s: %s", name,
+				   rec.iommu_group, rec.address, user ? user : "root", strerror(-e));
+			r = e;
+		}
+		if (changed && report)
+			(void)gp_strv_push_printf(report, "VM %s: /dev/vfio/%d (GPU %s) given back "
+						  "to root (its QEMU is gone)", name,
+						  rec.iommu_group, rec.address);
+	}
+	gp_strv_clear(&gpus);
+	return r;
 }
 
 /* The device locks of every GPU a VM holds. vm start keeps them until
@@ -1338,17 +1417,28 @@ static int vm_start_locked(struct gp_ctx *ctx, struct gp_state *st, const char *
 
 		struct gp_vm_config sc;
 		uint64_t memlock = 0;
+		bool hand_failed = false;
 
 		/* VFIO pins the guest's memory for DMA, counted against
 		 * RLIMIT_MEMLOCK once QEMU is no longer root: its memory and 1 GiB
 		 * for the MMIO it maps (libvirt's rule). */
-		if (gp_state_vm_get(st, name, &sc) == 0 && sc.passthrough == GP_PT_DDA)
+		if (gp_state_vm_get(st, name, &sc) == 0 && sc.passthrough == GP_PT_DDA) {
+			char quser[64];
+
 			memlock = sc.memory + (1ull << 30);
-		r = gp_vm_spawn(ctx, p, &argv, memlock,
-				o->start_timeout_ms > 0 ? o->start_timeout_ms : 60000, &pid, why);
-		if (r < 0 && r != -ECHILD && r != -ETIMEDOUT)
+			r = gp_deploy_qemu_user(name, quser, sizeof(quser), why);
+			if (r == 0 && quser[0])
+				r = vfio_hand(ctx, st, name, quser, NULL, why);
+			hand_failed = r < 0; /* why says it all */
+		}
+		if (r == 0)
+			r = gp_vm_spawn(ctx, p, &argv, memlock,
+					o->start_timeout_ms > 0 ? o->start_timeout_ms : 60000, &pid, why);
+		if (r < 0)
+			(void)vfio_hand(ctx, st, name, NULL, NULL, NULL);
+		if (r < 0 && !hand_failed && r != -ECHILD && r != -ETIMEDOUT)
 			gp_why_set(why, "VM %s: cannot start QEMU: %s", name, strerror(-r));
-		else if (r < 0) {
+		else if (r < 0 && !hand_failed) {
 			char tmp[sizeof(why->msg)];
 
 			snprintf(tmp, sizeof(tmp), "%s", why ? why->msg : "");
@@ -1382,6 +1472,8 @@ int gp_deploy_vm_stop(struct gp_ctx *ctx, struct gp_state *st, const char *name,
 	if (r < 0)
 		return r;
 	r = gp_vm_stop(ctx, &p, timeout_ms, force, forced, why);
+	if (r == 0)
+		(void)vfio_hand(ctx, st, name, NULL, NULL, NULL);
 	if (r < 0) {
 		char tmp[sizeof(why->msg)];
 
@@ -1540,12 +1632,16 @@ int gp_deploy_reconcile(struct gp_ctx *ctx, struct gp_state *st,
 			bool died = false;
 			pid_t pid;
 
-			if (gp_vm_paths_get(ctx, vms.v[i], &p) == 0 &&
-			    gp_vm_status(&p, &s, &pid, &died) == 0 && died && report)
+			if (gp_vm_paths_get(ctx, vms.v[i], &p) < 0 ||
+			    gp_vm_status(&p, &s, &pid, &died) < 0)
+				continue;
+			if (died && report)
 				(void)gp_strv_push_printf(report, "VM %s: QEMU exited without gpupass "
 							  "stopping it (guest powered off, or "
 							  "QEMU died); see gpupass vm log %s",
 							  vms.v[i], vms.v[i]);
+			if (s == GP_VM_STOPPED)
+				(void)vfio_hand(ctx, st, vms.v[i], NULL, report, NULL);
 		}
 	}
 	gp_strv_clear(&vms);

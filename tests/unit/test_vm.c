@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -1324,7 +1325,9 @@ static void test_deploy_start_retakes(void **state)
 	struct gp_vm_config c;
 	struct gp_state_gpu rec;
 	struct gp_why w = { "" };
-	char vm[GP_NAME_LEN], qemu[4096], wrapper[160];
+	char vm[GP_NAME_LEN], qemu[4096], wrapper[160], node[256];
+	struct passwd *quser;
+	struct stat sb;
 	bool did, already;
 	FILE *f;
 
@@ -1391,7 +1394,30 @@ static void test_deploy_start_retakes(void **state)
 	assert_int_equal(gp_state_gpu_get(d->st, "0000:01:00.0", &rec), 0);
 	assert_int_equal(rec.state, GP_GPU_DISMOUNTED);
 	assert_string_equal(rec.auto_for_vm, "ws");
+	/* Run as root (CI): QEMU's user holds the group's node while the VM
+	 * runs, root again once it stops or dies (the next command repairs). */
+	snprintf(node, sizeof(node), "%s/dev/vfio/%d", gp_fake_root(d->fake), rec.iommu_group);
+	quser = geteuid() == 0 && !getenv("GPUPASS_QEMU_USER") ? getpwnam(GP_QEMU_USER) : NULL;
+	if (quser) {
+		assert_int_equal(stat(node, &sb), 0);
+		assert_int_equal(sb.st_uid, quser->pw_uid);
+		assert_int_equal(sb.st_gid, quser->pw_gid);
+	}
 	assert_int_equal(gp_deploy_vm_stop(d->ctx, d->st, "ws", 0, true, &did, &w), 0);
+	assert_int_equal(stat(node, &sb), 0);
+	assert_int_equal(sb.st_uid, 0);
+	assert_int_equal(sb.st_gid, 0);
+	if (quser) {
+		struct gp_strv report = { 0 };
+
+		assert_int_equal(chown(node, quser->pw_uid, quser->pw_gid), 0);
+		(void)gp_deploy_reconcile(d->ctx, d->st, &d->o, &report);
+		assert_int_equal(stat(node, &sb), 0);
+		assert_int_equal(sb.st_uid, 0);
+		assert_true(report.n >= 1);
+		assert_non_null(strstr(report.v[report.n - 1], "given back to root"));
+		gp_strv_clear(&report);
+	}
 	/* Taken for ws: deleting ws gives it back. */
 	assert_int_equal(gp_deploy_vm_delete(d->ctx, d->st, "ws", &d->o, &w), 0);
 	drv(d, "0000:01:00.0", "nouveau");

@@ -9,8 +9,8 @@
 # refused while the VM holds it -> vm stop -> mount -> back on bochs-drm;
 # dismount of the shared-group GPU refused, with and without --force.
 # expect: commands start-on-bochs vm-create-refused vm-create gpu-on-vfio
-# expect: vm-start qmp-up qemu-confined vm-verify nested-lspci mount-refused-held vm-stop
-# expect: vm-stop-graceful
+# expect: vm-start qmp-up qemu-confined vfio-handed vm-verify nested-lspci mount-refused-held vm-stop
+# expect: vfio-back vm-stop-graceful
 # expect: mount back-on-bochs dismount-shared-refused shared-untouched
 # expect: dismount-mount survey-dismounted vm-delete
 # expect: hand-create hand-dismount hand-assign hand-start hand-verify hand-stop
@@ -94,6 +94,10 @@ qsec=$(awk '/^Seccomp:/ { print $2 }' /proc/$qpid/status 2>/dev/null)
 qcap=$(awk '/^CapEff:/ { print $2 }' /proc/$qpid/status 2>/dev/null)
 check qemu-confined "QEMU $qpid: uid '$quid' (want not 0), Seccomp '$qsec' (want 2), CapEff '$qcap'" \
 	test -n "$quid" -a "$quid" != 0 -a "$qsec" = 2 -a "$qcap" = 0000000000000000
+# ... and its VFIO group node belongs to QEMU's user while it holds it.
+vown=$(stat -c %U /dev/vfio/$GROUP 2>/dev/null)
+check vfio-handed "/dev/vfio/$GROUP belongs to '$vown' while g1 runs, want gpupass-qemu" \
+	test "$vown" = gpupass-qemu
 # --wait: vm verify asks again each second until the guest shows it.
 verified() {
 	GP vm verify g1 --json --agent-timeout 1 --wait 120 >$WORK/verify 2>&1 &&
@@ -143,6 +147,9 @@ GP vm stop g1 --timeout 60 >$WORK/out 2>&1
 rc=$?
 check vm-stop "gpupass vm stop exited $rc: $(head -n 3 $WORK/out | tr '\n' ' ')" test $rc -eq 0
 info "time vm-stop $(elapsed $t0) s"
+vown=$(stat -c %U:%G /dev/vfio/$GROUP 2>/dev/null)
+check vfio-back "/dev/vfio/$GROUP belongs to '$vown' after vm stop, want root:root" \
+	test "$vown" = root:root
 # vm stop asks first (ACPI power button, handled by acpid in the guest).
 GP vm log g1 >$WORK/guest.log 2>&1
 check vm-stop-graceful "the guest never saw a power-down request (no NESTED-POWERDOWN in vm log): forced off?" \
