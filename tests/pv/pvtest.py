@@ -202,6 +202,7 @@ def main():
                 elif SCENARIO == "wait":
                     run([prog("pv_wait")], env)
                     run([prog("pv_icd_wait")], env)
+                    run([prog("pv_nonblock")], env)
                     wait_status(sock, DEFAULT_ME, lambda g: g["objects"] == 0 and g["sessions"] == 0,
                                 "objects released after the waits")
                     ok(1, "waits from several threads: no deadlock, everything released")
