@@ -1108,23 +1108,45 @@ static cl_int CL_API_CALL icd_Flush(cl_command_queue q)
  * the connection for long: one round trip when the queue is done soon. */
 static cl_int queue_finish(cl_command_queue q)
 {
-	uint64_t id = gp_icd_conn_new_id(G.conn);
-	struct gp_icd_call k;
-	cl_int err;
+	struct timespec nap = { 0, 500000 };
 
-	/* A marker as post_marker() sends it, but without marking the queue
-	 * busy again: it is what the caller waits for. */
-	gp_icd_call_begin(G.conn, &k);
-	gp_enc_u64(&k.e, q->h.id);
-	enc_waitlist(&k.e, 0, NULL);
-	gp_enc_u64(&k.e, id);
-	err = gp_icd_call_post(&k, GP_OP_MARKER, DEAD);
-	gp_icd_call_end(&k);
-	if (err != CL_SUCCESS)
-		return err;
-	err = wait_ids(1, &id);
-	post_release(id);
-	return err == CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST ? CL_SUCCESS : err;
+	for (;;) {
+		uint64_t id = gp_icd_conn_new_id(G.conn);
+		struct gp_icd_call k;
+		cl_int err, st = CL_COMPLETE;
+		bool refused;
+
+		/* A marker as post_marker() sends it, but without marking the
+		 * queue busy again: it is what the caller waits for. */
+		gp_icd_call_begin(G.conn, &k);
+		gp_enc_u64(&k.e, q->h.id);
+		enc_waitlist(&k.e, 0, NULL);
+		gp_enc_u64(&k.e, id);
+		err = gp_icd_call_post(&k, GP_OP_MARKER, DEAD);
+		gp_icd_call_end(&k);
+		if (err != CL_SUCCESS)
+			return err;
+		err = wait_ids(1, &id);
+		/* A guest at its quota (memory_max, max_objects) gets its
+		 * marker refused: its id unknown, or an event failed with
+		 * CL_OUT_OF_RESOURCES. What fills the quota is mostly the
+		 * queue's own commands, refunded as they end: ask again, as a
+		 * native clFinish would go on waiting. */
+		if (err == CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST &&
+		    remote_info(GP_INFO_EVENT, id, 0, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof(st),
+				&st, NULL) != CL_SUCCESS)
+			st = CL_COMPLETE;
+		refused = gp_icd_conn_alive(G.conn) &&
+			  (err == CL_INVALID_EVENT ||
+			   (err == CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST &&
+			    st == CL_OUT_OF_RESOURCES));
+		post_release(id);
+		if (!refused)
+			return err == CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST ? CL_SUCCESS : err;
+		nanosleep(&nap, NULL);
+		if (nap.tv_nsec < 20000000)
+			nap.tv_nsec *= 2;
+	}
 }
 
 static cl_int CL_API_CALL icd_Finish(cl_command_queue q)

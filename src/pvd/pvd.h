@@ -142,11 +142,34 @@ void pvd_watch_free(struct pvd_server *srv);
 void pvd_cmd_begin(struct pvd_server *srv, struct pvd_cmd *c, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void pvd_cmd_end(struct pvd_server *srv, struct pvd_cmd *c);
-/* An enqueued command, watched from CL_RUNNING to CL_COMPLETE through
- * @ev's callbacks; with @kernel_of, a kernel of that guest: its busy
- * count and measured device time are kept too (the scheduler's). */
+/* An enqueued command, watched from when pvd_watch_tick sees it run to
+ * its completion (pvd_on_complete); with @kernel_of, a kernel of that
+ * guest: its busy count and measured device time are kept too (the
+ * scheduler's). */
 int pvd_watch_event(struct pvd_server *srv, struct pvd_guest *kernel_of, cl_event ev,
 		    const char *what);
+/* From the worker's loop: the queued commands that run now start their
+ * clock. True while some are still queued (tick again in
+ * PVD_WATCH_TICK_MS). */
+#define PVD_WATCH_TICK_MS 100
+bool pvd_watch_tick(struct pvd_server *srv);
+
+/* Completion callbacks that also come for failed commands (done.c):
+ * @fn(ev, status, data) once, when @ev completes or fails, from the
+ * platform's thread or from pvd_done_poll. -ENOMEM / -EINVAL: not
+ * registered. */
+typedef void(CL_CALLBACK *pvd_done_fn)(cl_event ev, cl_int status, void *data);
+int pvd_on_complete(cl_event ev, pvd_done_fn fn, void *data);
+/* The loop's wake pipe (pvd_done_failed and full batches write to it). */
+void pvd_done_init(int wake_fd);
+/* A user event was set to an error: the loop sweeps soon. */
+void pvd_done_failed(void);
+/* From the loop's thread only: calls the functions of failed events the
+ * platform skips (when asked, once a second, or @force), and releases the
+ * events of records done. */
+void pvd_done_poll(bool force);
+/* Records still waiting (tests, exit). */
+size_t pvd_done_pending(void);
 
 /* Bounded builds (build.c): the guest's build first runs in a child
  * (`gpupass-pvd --build-check`) under build_timeout and a memory cap.

@@ -376,7 +376,7 @@ static int command_done(struct pvd_session *s, uint64_t evid, cl_command_queue q
 	int r;
 
 	if (taken && (err != CL_SUCCESS || !ev ||
-		      clSetEventCallback(ev, CL_COMPLETE, record_done, s->guest) != CL_SUCCESS))
+		      pvd_on_complete(ev, record_done, s->guest) < 0))
 		pvd_quota_put_record(s->guest, PVD_RECORD_BYTES, PVD_CHARGE_RECORD);
 	r = finish_event(s, evid, q, ev, err);
 	if (ev && !evid)
@@ -1712,7 +1712,7 @@ static int op_write_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 						    w.n, w.v, &ev);
 			if (*err != CL_SUCCESS) {
 				held_copy_free(copy);
-			} else if (clSetEventCallback(ev, CL_COMPLETE, free_copy, copy) != CL_SUCCESS) {
+			} else if (pvd_on_complete(ev, free_copy, copy) < 0) {
 				clWaitForEvents(1, &ev); /* no callback: wait, then free */
 				held_copy_free(copy);
 			}
@@ -1991,6 +1991,10 @@ static int op_set_user_event_status(struct pvd_session *s, struct gp_dec *d, cl_
 		return d->err;
 	if ((*err = lookup(s, id, GP_KIND_EVENT, &ev)) == CL_SUCCESS)
 		*err = clSetUserEventStatus(ev, st);
+	/* Every command behind it failed: the platform may not call their
+	 * completion callbacks (done.c). */
+	if (*err == CL_SUCCESS && st < 0)
+		pvd_done_failed();
 	return 0;
 }
 
@@ -2096,7 +2100,7 @@ static void watch_event(struct pvd_session *s, uint64_t id)
 	pthread_mutex_lock(&s->waker->lock);
 	s->waker->refs++;
 	pthread_mutex_unlock(&s->waker->lock);
-	if (clSetEventCallback(e->obj, CL_COMPLETE, waker_cb, s->waker) != CL_SUCCESS) {
+	if (pvd_on_complete(e->obj, waker_cb, s->waker) < 0) {
 		waker_put(s->waker);
 		return;
 	}
@@ -2598,7 +2602,7 @@ static int op_write_image(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 			*err = clEnqueueWriteImage(q, m, CL_FALSE, org, reg, 0, 0, copy, w.n, w.v, &ev);
 			if (*err != CL_SUCCESS) {
 				held_copy_free(copy);
-			} else if (clSetEventCallback(ev, CL_COMPLETE, free_copy, copy) != CL_SUCCESS) {
+			} else if (pvd_on_complete(ev, free_copy, copy) < 0) {
 				clWaitForEvents(1, &ev);
 				held_copy_free(copy);
 			}
@@ -3460,6 +3464,7 @@ int pvd_session_stop_all(struct pvd_server *srv, int timeout_ms)
 	 * wakers they hold are freed then). Bounded: a callback that never
 	 * comes costs a little memory at exit, not a hung shutdown. */
 	for (int waited = 0; left == 0 && waited < 1000; waited += 10) {
+		pvd_done_poll(true);
 		if (__atomic_load_n(&live_wakers, __ATOMIC_ACQUIRE) == 0)
 			break;
 		nanosleep(&step, NULL);

@@ -6,8 +6,12 @@
  * (supervisor.c, pvd_workers_watch) compares it with command_timeout.
  *
  * An enqueued command (kernel, copy, fill) counts from the moment the
- * platform says it runs (CL_RUNNING callback) to its completion: a command
- * queued behind others is not late. A blocking transfer (read, write, map)
+ * worker's loop sees it run (pvd_watch_tick asks the platform for the
+ * status of queued commands every PVD_WATCH_TICK_MS while there are any)
+ * to its completion: a command queued behind others is not late. (A
+ * CL_RUNNING callback per command cost a wake-up of the platform's
+ * callback thread on every launch, and never comes for a command that
+ * fails before it runs.) A blocking transfer (read, write, map)
  * counts from the call to its return. Waits (clFinish, clWaitForEvents) are
  * not commands of their own: what they wait for is watched, and a wait on a
  * guest's user event only holds that guest's session (its hang-up then
@@ -24,7 +28,8 @@
 
 struct pvd_watch {
 	pthread_mutex_t lock;
-	struct pvd_cmd head; /* circular list, oldest first */
+	struct pvd_cmd head;   /* circular list of commands running, oldest first */
+	struct pvd_cmd queued; /* enqueued commands not seen running yet */
 	struct pvd_guest *g;
 	const struct pvd_cmd *published;
 };
@@ -37,6 +42,7 @@ int pvd_watch_init(struct pvd_server *srv, struct pvd_guest *g)
 		return -ENOMEM;
 	pthread_mutex_init(&w->lock, NULL);
 	w->head.next = w->head.prev = &w->head;
+	w->queued.next = w->queued.prev = &w->queued;
 	w->g = g;
 	srv->watch = w;
 	pvd_table_set_cmd(g, 0, "");
@@ -112,12 +118,14 @@ void pvd_cmd_end(struct pvd_server *srv, struct pvd_cmd *c)
 		list_del(srv->watch, c);
 }
 
-/* An enqueued command's record: shared by its two callbacks. */
+/* An enqueued command's record: its completion's, and the tick's while
+ * it looks at it. */
 struct event_cmd {
 	struct pvd_cmd c;
+	cl_event ev;                 /* kept alive by pvd_on_complete's record */
 	struct pvd_watch *w;
 	struct pvd_guest *kernel_of; /* a kernel: busy count and device time */
-	int refs;                    /* atomic: one per callback registered */
+	int refs;                    /* atomic */
 };
 
 static void event_put(struct event_cmd *e)
@@ -126,28 +134,15 @@ static void event_put(struct event_cmd *e)
 		free(e);
 }
 
-static void CL_CALLBACK on_running(cl_event ev, cl_int status, void *data)
+/* Under w->lock: @c out of whichever list holds it. */
+static void unlist(struct pvd_watch *w, struct pvd_cmd *c)
 {
-	struct event_cmd *e = data;
-
-	(void)ev;
-	/* Called once; a command that failed before it ran is not watched.
-	 * The completion may have come first (another thread): then the
-	 * record is marked done and stays out of the list. */
-	if (status == CL_RUNNING && e->w) {
-		pthread_mutex_lock(&e->w->lock);
-		if (!e->c.done) {
-			e->c.start_ns = pvd_now_ns();
-			e->c.prev = e->w->head.prev;
-			e->c.next = &e->w->head;
-			e->w->head.prev->next = &e->c;
-			e->w->head.prev = &e->c;
-			e->c.listed = true;
-			publish(e->w);
-		}
-		pthread_mutex_unlock(&e->w->lock);
-	}
-	event_put(e);
+	if (!c->listed)
+		return;
+	c->prev->next = c->next;
+	c->next->prev = c->prev;
+	c->listed = false;
+	publish(w);
 }
 
 static void CL_CALLBACK on_complete(cl_event ev, cl_int status, void *data)
@@ -157,12 +152,7 @@ static void CL_CALLBACK on_complete(cl_event ev, cl_int status, void *data)
 	if (e->w) {
 		pthread_mutex_lock(&e->w->lock);
 		e->c.done = true;
-		if (e->c.listed) {
-			e->c.prev->next = e->c.next;
-			e->c.next->prev = e->c.prev;
-			e->c.listed = false;
-			publish(e->w);
-		}
+		unlist(e->w, &e->c);
 		pthread_mutex_unlock(&e->w->lock);
 	}
 	if (e->kernel_of) {
@@ -183,9 +173,10 @@ static void CL_CALLBACK on_complete(cl_event ev, cl_int status, void *data)
 int pvd_watch_event(struct pvd_server *srv, struct pvd_guest *kernel_of, cl_event ev,
 		    const char *what)
 {
+	struct pvd_watch *w = srv->watch;
 	struct event_cmd *e;
 
-	if (!srv->watch && !kernel_of)
+	if (!w && !kernel_of)
 		return 0;
 	e = calloc(1, sizeof(*e));
 	if (!e) {
@@ -193,24 +184,30 @@ int pvd_watch_event(struct pvd_server *srv, struct pvd_guest *kernel_of, cl_even
 			pvd_quota_put_record(kernel_of, PVD_RECORD_BYTES, PVD_CHARGE_RECORD);
 		return -ENOMEM;
 	}
-	e->w = srv->watch;
+	e->w = w;
+	e->ev = ev;
 	e->kernel_of = kernel_of;
+	e->refs = 1;
 	snprintf(e->c.what, sizeof(e->c.what), "%s", what);
-	e->refs = 2;
 	if (kernel_of)
 		__atomic_add_fetch(&kernel_of->busy, 1, __ATOMIC_RELAXED);
-	/* CL_RUNNING first: if the command has run already, its callback
-	 * runs here, before the completion's is registered. */
-	if (!e->w || clSetEventCallback(ev, CL_RUNNING, on_running, e) != CL_SUCCESS)
-		__atomic_sub_fetch(&e->refs, 1, __ATOMIC_RELAXED);
-	if (clSetEventCallback(ev, CL_COMPLETE, on_complete, e) != CL_SUCCESS) {
-		/* Nothing will complete it: out of the list for good (a
-		 * running callback still to come sees it done). */
-		if (e->w) {
-			pthread_mutex_lock(&e->w->lock);
+	if (w) {
+		/* Queued until the tick sees it run (start_ns 0 till then). */
+		pthread_mutex_lock(&w->lock);
+		e->c.prev = w->queued.prev;
+		e->c.next = &w->queued;
+		w->queued.prev->next = &e->c;
+		w->queued.prev = &e->c;
+		e->c.listed = true;
+		pthread_mutex_unlock(&w->lock);
+	}
+	if (pvd_on_complete(ev, on_complete, e) < 0) {
+		/* Nothing will complete it: out of the lists for good. */
+		if (w) {
+			pthread_mutex_lock(&w->lock);
 			e->c.done = true;
-			pthread_mutex_unlock(&e->w->lock);
-			list_del(e->w, &e->c);
+			unlist(w, &e->c);
+			pthread_mutex_unlock(&w->lock);
 		}
 		if (kernel_of) {
 			__atomic_sub_fetch(&kernel_of->busy, 1, __ATOMIC_RELAXED);
@@ -220,4 +217,56 @@ int pvd_watch_event(struct pvd_server *srv, struct pvd_guest *kernel_of, cl_even
 		return -EINVAL;
 	}
 	return 0;
+}
+
+bool pvd_watch_tick(struct pvd_server *srv)
+{
+	struct pvd_watch *w = srv->watch;
+	struct event_cmd **v = NULL;
+	size_t n = 0, cap = 0;
+	bool more;
+
+	if (!w)
+		return false;
+	pthread_mutex_lock(&w->lock);
+	for (struct pvd_cmd *c = w->queued.next; c != &w->queued; c = c->next)
+		cap++;
+	if (cap)
+		v = malloc(cap * sizeof(*v));
+	for (struct pvd_cmd *c = w->queued.next; v && c != &w->queued; c = c->next) {
+		struct event_cmd *e = (struct event_cmd *)c;
+
+		__atomic_add_fetch(&e->refs, 1, __ATOMIC_RELAXED);
+		v[n++] = e;
+	}
+	pthread_mutex_unlock(&w->lock);
+	/* The platform is asked without w->lock: it may hold the event's
+	 * lock while it calls on_complete, which takes w->lock. */
+	for (size_t i = 0; i < n; i++) {
+		struct event_cmd *e = v[i];
+		cl_int st = CL_QUEUED;
+
+		if (clGetEventInfo(e->ev, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof(st), &st, NULL) ==
+			    CL_SUCCESS &&
+		    st == CL_RUNNING) {
+			pthread_mutex_lock(&w->lock);
+			if (!e->c.done && e->c.listed && e->c.start_ns == 0) {
+				unlist(w, &e->c);
+				e->c.start_ns = pvd_now_ns();
+				e->c.prev = w->head.prev;
+				e->c.next = &w->head;
+				w->head.prev->next = &e->c;
+				w->head.prev = &e->c;
+				e->c.listed = true;
+				publish(w);
+			}
+			pthread_mutex_unlock(&w->lock);
+		}
+		event_put(e);
+	}
+	free(v);
+	pthread_mutex_lock(&w->lock);
+	more = w->queued.next != &w->queued;
+	pthread_mutex_unlock(&w->lock);
+	return more;
 }

@@ -189,7 +189,7 @@ void pvd_conn_end(struct pvd_server *srv, struct pvd_guest *g)
 static int worker_loop(struct pvd_server *srv, struct pvd_guest *g, uint32_t slot, int sigfd)
 {
 	uint64_t last_seq = 0;
-	bool closing = false;
+	bool closing = false, queued = false;
 
 	for (;;) {
 		struct pollfd pfd[3] = {
@@ -197,7 +197,15 @@ static int worker_loop(struct pvd_server *srv, struct pvd_guest *g, uint32_t slo
 			{ .fd = srv->wake_pipe[0], .events = POLLIN },
 			{ .fd = closing ? -1 : WORKER_CHAN_FD, .events = POLLIN },
 		};
-		int r = poll(pfd, 3, 1000);
+		/* While a guest is connected, the watchdog's tick (a command
+		 * may start any time); idle, once a second. */
+		int r = poll(pfd, 3, queued || __atomic_load_n(&srv->sessions, __ATOMIC_RELAXED)
+					     ? PVD_WATCH_TICK_MS : 1000);
+
+		/* Commands that started run on the watchdog's clock; failed
+		 * ones end their records (done.c). */
+		queued = pvd_watch_tick(srv);
+		pvd_done_poll(false);
 
 		if (r < 0 && errno != EINTR)
 			return -errno;
@@ -330,6 +338,7 @@ int pvd_worker_main(int argc, char **argv)
 	sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
 	if (sigfd < 0 || pipe2(srv.wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
 		goto out;
+	pvd_done_init(srv.wake_pipe[1]);
 	gp_info(&srv.log, "worker %d started (%zu device(s)%s)", (int)getpid(), srv.n_devs,
 		srv.shared_ok ? ", buffers shared in place" : "");
 	r = worker_loop(&srv, g, a.slot, sigfd);

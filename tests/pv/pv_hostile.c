@@ -10,6 +10,9 @@
  *   pv_hostile fills N         N fills queued behind a user event: each a
  *                              record the platform holds; beyond memory_max
  *                              refused (CL_OUT_OF_RESOURCES)
+ *   pv_hostile failfills N     the same, then the user event set to an error:
+ *                              every fill fails, their records must go while
+ *                              the guest stays connected (second "ready")
  *   pv_hostile local           a 1 MiB __local argument and a scalar of the
  *                              wrong size: error codes, the next launch works
  * sources and writes print "ready" once they hold what they could get and
@@ -17,6 +20,7 @@
  * worker's memory meanwhile), then release it and check that the quota
  * has room again.
  */
+#include <stdbool.h>
 #include <unistd.h>
 
 #include "pvtest.h"
@@ -164,7 +168,7 @@ static int writes(int n, int kib)
 	return 0;
 }
 
-static int fills(int n)
+static int fills(int n, bool fail)
 {
 	cl_command_queue q2 = clCreateCommandQueueWithProperties(ctx, dev, NULL, NULL);
 	cl_mem m = clCreateBuffer(ctx, CL_MEM_READ_WRITE, 4096, NULL, NULL);
@@ -187,6 +191,17 @@ static int fills(int n)
 	EQ(first, CL_OUT_OF_RESOURCES, "fills queued beyond memory_max: the error returned");
 	printf("# %d enqueue calls returned an error\n", failed);
 	hold();
+	if (fail) {
+		/* Every fill behind it fails at once: PoCL calls none of their
+		 * completion callbacks, yet their records must go. */
+		EQ(clSetUserEventStatus(gate, -1234), CL_SUCCESS, "user event set to an error");
+		clFinish(q);
+		hold();
+		clReleaseEvent(gate);
+		clReleaseMemObject(m);
+		clReleaseCommandQueue(q2);
+		return 0;
+	}
 	EQ(clSetUserEventStatus(gate, CL_COMPLETE), CL_SUCCESS, "user event set");
 	EQ(clFinish(q), CL_SUCCESS, "the queued fills ran");
 	EQ(clEnqueueReadBuffer(q, m, CL_TRUE, 0, sizeof(back), back, 0, NULL, NULL), CL_SUCCESS,
@@ -281,7 +296,7 @@ int main(int argc, char **argv)
 	int r = 2;
 
 	if (argc < 2) {
-		fprintf(stderr, "usage: pv_hostile sources N MIB | writes N KIB | fills N | local\n");
+		fprintf(stderr, "usage: pv_hostile sources N MIB | writes N KIB | fills N | failfills N | local\n");
 		return 2;
 	}
 	t_first(&plat, &dev);
@@ -292,7 +307,9 @@ int main(int argc, char **argv)
 	else if (strcmp(argv[1], "writes") == 0 && argc == 4)
 		r = writes(atoi(argv[2]), atoi(argv[3]));
 	else if (strcmp(argv[1], "fills") == 0 && argc == 3)
-		r = fills(atoi(argv[2]));
+		r = fills(atoi(argv[2]), false);
+	else if (strcmp(argv[1], "failfills") == 0 && argc == 3)
+		r = fills(atoi(argv[2]), true);
 	else if (strcmp(argv[1], "local") == 0)
 		r = local();
 	else

@@ -11,6 +11,7 @@ Scenarios:
   quota-stage    4 sessions each staging 64 MiB and going idle
   quota-writes   300 writes of 1000 KiB queued behind a user event
   quota-commands 100 000 fills queued behind a user event (a record each)
+  quota-failed   the same, the user event then set to an error: refunded
   sessions       1000 sessions of one guest, opened one after the other
   pending        200 idle TCP connections; then hello_timeout closes them
   localarg       a 1 MiB __local argument, a scalar of the wrong size
@@ -189,6 +190,34 @@ def scenario_commands(tmp):
         srv.stop()
 
 
+def scenario_failed(tmp):
+    """The fills' user event set to an error: PoCL calls no completion
+    callback of a failed command; the records must still be refunded while
+    the guest stays (before: stuck until its worker ended)."""
+    srv, sock = guest_server(tmp)
+    try:
+        warm(srv, sock)
+        p, g = holding([prog("pv_hostile"), "failfills", "100000"], guest_env(tmp, sock), sock,
+                       lambda g: g["memory_used"] >= 32 * MIB, "the queued fills show in the status")
+        objects = g["objects"]
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        lines = []
+        while True:
+            line = p.stdout.readline()
+            if not line or line.strip() == "ready":
+                break
+            lines.append(line)
+        relay("".join(lines))
+        g = wait_status(sock, "g", lambda g: g["memory_used"] < MIB and g["objects"] < 20,
+                        "records of the failed fills refunded while the guest is connected")
+        emit(True, "failed fills refunded: %d objects -> %d, %d bytes left (the buffer, queues)"
+             % (objects, g["objects"], g["memory_used"]))
+        finish(p)
+    finally:
+        srv.stop()
+
+
 def scenario_sessions(tmp):
     # max_sessions left at its default (64), so that the same test runs
     # against a server that does not know the key
@@ -336,6 +365,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="gpupass-quota-") as tmp:
         {"quota-sources": scenario_sources, "quota-stage": scenario_stage,
          "quota-writes": scenario_writes, "quota-commands": scenario_commands,
+         "quota-failed": scenario_failed,
          "sessions": scenario_sessions,
          "pending": scenario_pending, "localarg": scenario_localarg}.get(
              SCENARIO, lambda t: fail("unknown scenario " + SCENARIO))(tmp)
