@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # A thin wrapper around meson: `make run` and `make test` are the two set-up
 # commands of a fresh Debian 12 machine (see README.md).
-#   make run | test | test-gcc | test-asan | install | clean
+#   make run | test | test-gcc | test-asan | conformance | install | clean
 #   make fuzz [FUZZ_S=60] [FUZZ_TARGETS="fuzz_proto ..."]: every libFuzzer
 #     target for FUZZ_S seconds each (clang build), coverage and crashes
 
@@ -13,7 +13,7 @@ SUITES     ?=
 FUZZ_S     ?= 60
 FUZZ_TARGETS ?=
 
-.PHONY: all deps run test test-gcc test-asan install clean fuzz bench
+.PHONY: all deps run test test-gcc test-asan conformance install clean fuzz bench
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -40,15 +40,21 @@ test: deps
 test-gcc: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 	tests/vm/prepare || echo "make: tests/vm/prepare failed (see above): the vm suite will fail"
-	$(MESON) test -C $(BUILD) --print-errorlogs --no-suite vm-extra $(SUITES) || { scripts/test-summary $(BUILD) gcc; exit 1; }
+	$(MESON) test -C $(BUILD) --print-errorlogs --no-suite vm-extra --no-suite conformance-extra $(SUITES) || { scripts/test-summary $(BUILD) gcc; exit 1; }
 	scripts/test-summary $(BUILD) gcc
 
 test-asan: $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-		$(MESON) test -C $(ASAN_BUILD) --print-errorlogs --no-suite vm --no-suite vm-extra $(SUITES) \
+		$(MESON) test -C $(ASAN_BUILD) --print-errorlogs --no-suite vm --no-suite vm-extra --no-suite conformance-extra $(SUITES) \
 		|| { scripts/test-summary $(ASAN_BUILD) clang-asan-ubsan; exit 1; }
 	scripts/test-summary $(ASAN_BUILD) clang-asan-ubsan
+
+# All 710 of piglit's OpenCL tests, natively and through PV (~30 min);
+# make test runs a part of them (suite conformance).
+conformance: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+	$(MESON) test -C $(BUILD) --print-errorlogs --suite conformance-extra
 
 # Every libFuzzer target (clang build, libraries instrumented) for FUZZ_S
 # seconds each, one after the other, from its seed corpus fuzz/corpus/NAME:

@@ -40,10 +40,21 @@ struct _cl_platform_id {
 	struct hdr h;
 };
 
+/* The limits the ICD checks calls against before it posts them (see
+ * dev_limits): asked once per device. */
+struct dev_lim {
+	cl_ulong max_alloc;
+	size_t max_wg, max_items[3];
+	cl_uint ver; /* CL_DEVICE_VERSION as 10 * major + minor */
+	cl_bool nonuniform;
+};
+
 struct _cl_device_id {
 	struct hdr h;
 	cl_device_type type;
 	cl_device_id parent; /* a sub-device's (retained); NULL: a root device */
+	uint32_t lim_ok;     /* atomic: lim is filled in */
+	struct dev_lim lim;
 };
 
 struct _cl_context {
@@ -101,25 +112,45 @@ struct _cl_mem {
 	uint8_t *shared;   /* the buffer's memory, shared with the server, or NULL */
 	size_t shared_len; /* our mapping's length (0 for sub-buffers) */
 	bool image;
+	bool props;         /* made with a (necessarily empty) property list */
 	cl_image_format fmt;
 	cl_image_desc desc; /* desc.buffer (mem_object) is our cl_mem, retained */
 	size_t elem;        /* bytes per pixel */
 	size_t hrow, hslice; /* pitches of host_ptr (USE_HOST_PTR images) */
 };
 
+/* What a program's build options ask for that its kernels' calls must
+ * honour: argument info, non-uniform work-groups (OpenCL C 2.0 or later
+ * without -cl-uniform-work-group-size). Built-in kernels describe
+ * their arguments always. */
+enum { PROG_ARG_INFO = 1, PROG_NONUNIFORM = 2, PROG_BUILTIN = 4 };
+
 struct _cl_program {
 	struct hdr h;
 	cl_context ctx;
 	cl_uint ndev;
 	cl_device_id *devs;
+	uint32_t opt; /* atomic PROG_* bits of the last build, compile or link */
+};
+
+/* A kernel argument as the ICD checks clSetKernelArg against it (the
+ * server builds every program with -cl-kernel-arg-info, so it knows). */
+struct karg {
+	cl_kernel_arg_address_qualifier qual; /* 0: unknown */
+	bool sampler;
+	bool set;    /* a value was given */
+	size_t size; /* a by-value argument's size from its type; 0: unknown */
 };
 
 struct _cl_kernel {
 	struct hdr h;
 	cl_program prog;
 	cl_uint nargs;
-	cl_kernel_arg_address_qualifier *quals;
-	uint8_t *is_sampler; /* per argument: a sampler_t */
+	struct karg *args; /* nargs entries, or NULL: nothing known */
+	/* Work-group limits on wg_dev (CL_KERNEL_WORK_GROUP_SIZE and
+	 * CL_KERNEL_COMPILE_WORK_GROUP_SIZE), asked once per device. */
+	cl_device_id wg_dev;
+	size_t wg_max, wg_reqd[3];
 };
 
 struct _cl_event {
@@ -150,9 +181,11 @@ static struct {
 	struct _cl_device_id *devs;
 	cl_uint ndev;
 	pthread_mutex_t pend_mu;
+	pthread_mutex_t cache_mu; /* device limits, kernels' work-group limits */
 	struct pend_read *pend; /* non-blocking reads not yet delivered */
 	uint32_t npend;         /* atomic: how many */
-} G = { .once = PTHREAD_ONCE_INIT, .pend_mu = PTHREAD_MUTEX_INITIALIZER };
+} G = { .once = PTHREAD_ONCE_INIT, .pend_mu = PTHREAD_MUTEX_INITIALIZER,
+      .cache_mu = PTHREAD_MUTEX_INITIALIZER };
 
 #define DEAD CL_OUT_OF_RESOURCES
 
@@ -667,9 +700,60 @@ static cl_int CL_API_CALL icd_GetDeviceInfo(cl_device_id d, cl_device_info param
 		PUT(cl_uint, 0);
 	case CL_DEVICE_DEVICE_ENQUEUE_CAPABILITIES:
 		PUT(cl_device_device_enqueue_capabilities, 0);
+	case CL_DEVICE_EXECUTION_CAPABILITIES: {
+		/* A native kernel is a function of the guest's: the host
+		 * cannot run it (clEnqueueNativeKernel answers as on a
+		 * device without CL_EXEC_NATIVE_KERNEL). */
+		cl_device_exec_capabilities caps = 0;
+		cl_int err = remote_info(GP_INFO_DEVICE, d->h.id, 0, param, sizeof(caps), &caps, NULL);
+
+		if (err != CL_SUCCESS)
+			return err;
+		PUT(cl_device_exec_capabilities, caps & ~(cl_device_exec_capabilities)CL_EXEC_NATIVE_KERNEL);
+	}
 	default:
 		return remote_info(GP_INFO_DEVICE, d->h.id, 0, param, size, val, ret);
 	}
+}
+
+/* @d's limits, asked of the server the first time. When it cannot
+ * answer, limits that check nothing (the server still does). */
+static struct dev_lim dev_limits(cl_device_id d)
+{
+	struct dev_lim l = { .max_alloc = UINT64_MAX, .max_wg = SIZE_MAX,
+			     .max_items = { SIZE_MAX, SIZE_MAX, SIZE_MAX }, .ver = 30,
+			     .nonuniform = CL_TRUE };
+	size_t items[3] = { 0 }, n = 0;
+	char ver[1024] = "";
+	unsigned maj, min;
+
+	if (__atomic_load_n(&d->lim_ok, __ATOMIC_ACQUIRE))
+		return d->lim;
+	if (remote_info(GP_INFO_DEVICE, d->h.id, 0, CL_DEVICE_MAX_MEM_ALLOC_SIZE,
+			sizeof(l.max_alloc), &l.max_alloc, NULL) != CL_SUCCESS ||
+	    remote_info(GP_INFO_DEVICE, d->h.id, 0, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof(l.max_wg),
+			&l.max_wg, NULL) != CL_SUCCESS ||
+	    remote_info(GP_INFO_DEVICE, d->h.id, 0, CL_DEVICE_MAX_WORK_ITEM_SIZES, sizeof(items),
+			items, &n) != CL_SUCCESS ||
+	    remote_info(GP_INFO_DEVICE, d->h.id, 0, CL_DEVICE_VERSION, sizeof(ver) - 1, ver,
+			NULL) != CL_SUCCESS ||
+	    sscanf(ver, "OpenCL %u.%u", &maj, &min) != 2)
+		return l;
+	for (size_t i = 0; i < 3; i++)
+		l.max_items[i] = i < n / sizeof(size_t) ? items[i] : 1;
+	l.ver = maj * 10 + min;
+	/* 2.x devices have non-uniform work-groups; 3.0 ones say. */
+	if (l.ver >= 30 && remote_info(GP_INFO_DEVICE, d->h.id, 0,
+				       CL_DEVICE_NON_UNIFORM_WORK_GROUP_SUPPORT,
+				       sizeof(l.nonuniform), &l.nonuniform, NULL) != CL_SUCCESS)
+		l.nonuniform = CL_FALSE;
+	if (l.ver < 20)
+		l.nonuniform = CL_FALSE;
+	pthread_mutex_lock(&G.cache_mu);
+	d->lim = l;
+	__atomic_store_n(&d->lim_ok, 1, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&G.cache_mu);
+	return l;
 }
 
 /* Entries of a partition property list before its final 0 (OpenCL 3.0,
@@ -812,11 +896,17 @@ static cl_context context_make(const cl_context_properties *props, cl_uint n,
 		return NULL;
 	}
 	if (props) {
+		unsigned seen = 0;
+
 		for (np = 0; props[np]; np += 2) {
-			if (np + 3 > 8) {
+			unsigned bit = props[np] == CL_CONTEXT_PLATFORM ? 1 : 2;
+
+			/* Each property at most once (and so at most two pairs). */
+			if (np + 3 > 8 || (seen & bit)) {
 				set_err(errp, CL_INVALID_PROPERTY);
 				return NULL;
 			}
+			seen |= bit;
 			if (props[np] == CL_CONTEXT_PLATFORM) {
 				if ((cl_platform_id)props[np + 1] != &G.platform) {
 					set_err(errp, CL_INVALID_PLATFORM);
@@ -974,9 +1064,19 @@ static cl_command_queue queue_make(cl_context ctx, cl_device_id dev,
 		set_err(errp, CL_INVALID_DEVICE);
 		return NULL;
 	}
-	if (props & ~(cl_command_queue_properties)(CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE |
-						   CL_QUEUE_PROFILING_ENABLE)) {
-		/* CL_QUEUE_ON_DEVICE: no on-device queues (see device info). */
+	/* Bits the specification does not define, or ON_DEVICE_DEFAULT without
+	 * ON_DEVICE, or ON_DEVICE without OUT_OF_ORDER are not valid values;
+	 * ON_DEVICE is valid but not supported (no on-device queues: see
+	 * device info). OpenCL 3.0, clCreateCommandQueueWithProperties. */
+	if ((props & ~(cl_command_queue_properties)(CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE |
+						    CL_QUEUE_PROFILING_ENABLE | CL_QUEUE_ON_DEVICE |
+						    CL_QUEUE_ON_DEVICE_DEFAULT)) ||
+	    ((props & CL_QUEUE_ON_DEVICE_DEFAULT) && !(props & CL_QUEUE_ON_DEVICE)) ||
+	    ((props & CL_QUEUE_ON_DEVICE) && !(props & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE))) {
+		set_err(errp, CL_INVALID_VALUE);
+		return NULL;
+	}
+	if (props & CL_QUEUE_ON_DEVICE) {
 		set_err(errp, CL_INVALID_QUEUE_PROPERTIES);
 		return NULL;
 	}
@@ -1205,6 +1305,36 @@ static cl_int mem_create_check(cl_context ctx, cl_mem_flags *flags)
 	return CL_SUCCESS;
 }
 
+/* Host access flags are the ICD's to enforce (the server creates every
+ * object without them, so that its own transfers, such as the initial
+ * upload of COPY_HOST_PTR data, pass): CL_INVALID_OPERATION for a host
+ * read of a HOST_WRITE_ONLY or HOST_NO_ACCESS object, a host write of a
+ * HOST_READ_ONLY or HOST_NO_ACCESS one (OpenCL 3.0, 5.2.2, 5.3.3, 5.4.2). */
+static cl_int host_access(cl_mem m, bool read, bool write)
+{
+	if (read && (m->flags & (CL_MEM_HOST_WRITE_ONLY | CL_MEM_HOST_NO_ACCESS)))
+		return CL_INVALID_OPERATION;
+	if (write && (m->flags & (CL_MEM_HOST_READ_ONLY | CL_MEM_HOST_NO_ACCESS)))
+		return CL_INVALID_OPERATION;
+	return CL_SUCCESS;
+}
+
+/* A map's host access: reads for CL_MAP_READ, writes for the others. */
+static cl_int map_access(cl_mem m, cl_map_flags f)
+{
+	return host_access(m, f & CL_MAP_READ, f & (CL_MAP_WRITE | CL_MAP_WRITE_INVALIDATE_REGION));
+}
+
+/* A buffer of @size bytes is too big when it exceeds
+ * CL_DEVICE_MAX_MEM_ALLOC_SIZE of every device of the context. */
+static bool fits_some_device(cl_context ctx, size_t size)
+{
+	for (cl_uint i = 0; i < ctx->ndev; i++)
+		if (size <= dev_limits(ctx->devs[i]).max_alloc)
+			return true;
+	return false;
+}
+
 static cl_mem buffer_make(cl_context ctx, cl_mem_flags flags, size_t size, void *host_ptr,
 			  cl_int *errp)
 {
@@ -1217,7 +1347,7 @@ static cl_mem buffer_make(cl_context ctx, cl_mem_flags flags, size_t size, void 
 		set_err(errp, err);
 		return NULL;
 	}
-	if (size == 0) {
+	if (size == 0 || !fits_some_device(ctx, size)) {
 		set_err(errp, CL_INVALID_BUFFER_SIZE);
 		return NULL;
 	}
@@ -1285,6 +1415,15 @@ static cl_mem CL_API_CALL icd_CreateBuffer(cl_context ctx, cl_mem_flags flags, s
 	return buffer_make(ctx, flags, size, host_ptr, err);
 }
 
+/* CL_MEM_PROPERTIES answers the list given (just its final 0 in 3.0
+ * core), or nothing when none was (OpenCL 3.0, clGetMemObjectInfo). */
+static cl_mem with_props(cl_mem m, const cl_mem_properties *props)
+{
+	if (m && props)
+		m->props = true;
+	return m;
+}
+
 static cl_mem CL_API_CALL icd_CreateBufferWithProperties(cl_context ctx, const cl_mem_properties *props,
 							 cl_mem_flags flags, size_t size,
 							 void *host_ptr, cl_int *err)
@@ -1293,7 +1432,27 @@ static cl_mem CL_API_CALL icd_CreateBufferWithProperties(cl_context ctx, const c
 		set_err(err, CL_INVALID_PROPERTY); /* no buffer properties are defined in 3.0 core */
 		return NULL;
 	}
-	return buffer_make(ctx, flags, size, host_ptr, err);
+	return with_props(buffer_make(ctx, flags, size, host_ptr, err), props);
+}
+
+/* A sub-buffer's flags against its parent's (OpenCL 3.0,
+ * clCreateSubBuffer): no host pointer flags, at most one access and one
+ * host access mode, none that the parent forbids. The server creates
+ * objects without host access flags, so these checks are ours. */
+static bool subbuffer_flags_ok(cl_mem_flags pf, cl_mem_flags f)
+{
+	if ((f & ~(cl_mem_flags)(MEM_ACCESS | MEM_HOST)) || popcount64(f & MEM_ACCESS) > 1 ||
+	    popcount64(f & MEM_HOST) > 1)
+		return false;
+	if ((pf & CL_MEM_WRITE_ONLY) && (f & (CL_MEM_READ_WRITE | CL_MEM_READ_ONLY)))
+		return false;
+	if ((pf & CL_MEM_READ_ONLY) && (f & (CL_MEM_READ_WRITE | CL_MEM_WRITE_ONLY)))
+		return false;
+	if ((pf & CL_MEM_HOST_WRITE_ONLY) && (f & CL_MEM_HOST_READ_ONLY))
+		return false;
+	if ((pf & CL_MEM_HOST_READ_ONLY) && (f & CL_MEM_HOST_WRITE_ONLY))
+		return false;
+	return !((pf & CL_MEM_HOST_NO_ACCESS) && (f & (CL_MEM_HOST_READ_ONLY | CL_MEM_HOST_WRITE_ONLY)));
 }
 
 static cl_mem CL_API_CALL icd_CreateSubBuffer(cl_mem parent, cl_mem_flags flags,
@@ -1317,7 +1476,8 @@ static cl_mem CL_API_CALL icd_CreateSubBuffer(cl_mem parent, cl_mem_flags flags,
 		set_err(errp, CL_INVALID_BUFFER_SIZE);
 		return NULL;
 	}
-	if (reg->origin > parent->size || reg->size > parent->size - reg->origin) {
+	if (reg->origin > parent->size || reg->size > parent->size - reg->origin ||
+	    !subbuffer_flags_ok(parent->flags, flags)) {
 		set_err(errp, CL_INVALID_VALUE);
 		return NULL;
 	}
@@ -1428,8 +1588,11 @@ static cl_int CL_API_CALL icd_GetMemObjectInfo(cl_mem m, cl_mem_info param, size
 		PUT(size_t, m->origin);
 	case CL_MEM_USES_SVM_POINTER:
 		PUT(cl_bool, CL_FALSE);
-	case CL_MEM_PROPERTIES:
-		return put_info(NULL, 0, size, val, ret);
+	case CL_MEM_PROPERTIES: {
+		static const cl_mem_properties none[1] = { 0 };
+
+		return put_info(none, m->props ? sizeof(none) : 0, size, val, ret);
+	}
 	default:
 		return CL_INVALID_VALUE;
 	}
@@ -1740,8 +1903,8 @@ static cl_int CL_API_CALL icd_EnqueueWriteBuffer(cl_command_queue q, cl_mem m, c
 	cl_event ev;
 	uint64_t id;
 
-	if (err == CL_SUCCESS && (m->flags & (CL_MEM_HOST_READ_ONLY | CL_MEM_HOST_NO_ACCESS)))
-		err = CL_INVALID_OPERATION;
+	if (err == CL_SUCCESS)
+		err = host_access(m, false, true);
 	if (err == CL_SUCCESS)
 		err = with_event(q, CL_COMMAND_WRITE_BUFFER, event, &ev, &id);
 	if (err != CL_SUCCESS)
@@ -1759,8 +1922,8 @@ static cl_int CL_API_CALL icd_EnqueueReadBuffer(cl_command_queue q, cl_mem m, cl
 	cl_event ev;
 	uint64_t id;
 
-	if (err == CL_SUCCESS && (m->flags & (CL_MEM_HOST_WRITE_ONLY | CL_MEM_HOST_NO_ACCESS)))
-		err = CL_INVALID_OPERATION;
+	if (err == CL_SUCCESS)
+		err = host_access(m, true, false);
 	if (err == CL_SUCCESS && pend_wanted(q, nw, blocking)) {
 		cl_mem t = icd_CreateBuffer(q->ctx, CL_MEM_READ_WRITE, size, NULL, &err);
 		cl_event cev = NULL;
@@ -1816,6 +1979,8 @@ static cl_int rect_rw(bool write, cl_command_queue q, cl_mem m, cl_bool blocking
 	cl_event ev;
 	uint64_t id;
 
+	if (err == CL_SUCCESS)
+		err = host_access(m, !write, write);
 	if (err == CL_SUCCESS)
 		err = rect_params(bo, ho, reg, &brp, &bsp, &hrp, &hsp, m->size);
 	if (err == CL_SUCCESS && !write && pend_wanted(q, nw, blocking)) {
@@ -2060,7 +2225,9 @@ static void *CL_API_CALL icd_EnqueueMapBuffer(cl_command_queue q, cl_mem m, cl_b
 		set_err(errp, CL_INVALID_VALUE);
 		return NULL;
 	}
-	err = map_new(q, nw, wl, &mp);
+	err = map_access(m, flags);
+	if (err == CL_SUCCESS)
+		err = map_new(q, nw, wl, &mp);
 	if (err != CL_SUCCESS) {
 		set_err(errp, err);
 		return NULL;
@@ -2186,9 +2353,12 @@ static cl_int CL_API_CALL icd_EnqueueMigrateMemObjects(cl_command_queue q, cl_ui
 	    (f & ~(cl_mem_migration_flags)(CL_MIGRATE_MEM_OBJECT_HOST |
 					   CL_MIGRATE_MEM_OBJECT_CONTENT_UNDEFINED)))
 		return CL_INVALID_VALUE;
-	for (cl_uint i = 0; i < n; i++)
+	for (cl_uint i = 0; i < n; i++) {
 		if (!is(mems[i], GP_KIND_MEM))
 			return CL_INVALID_MEM_OBJECT;
+		if (mems[i]->ctx != q->ctx)
+			return CL_INVALID_CONTEXT;
+	}
 	err = enq_begin(q, nw, wl, CL_COMMAND_MIGRATE_MEM_OBJECTS, event, &ev, &id);
 	if (err != CL_SUCCESS)
 		return err;
@@ -2592,6 +2762,7 @@ static cl_program CL_API_CALL icd_CreateProgramWithBuiltInKernels(cl_context ctx
 	gp_enc_str(&k.e, names);
 	err = k.e.err ? CL_INVALID_VALUE : gp_icd_call_sync(&k, GP_OP_CREATE_PROGRAM_BUILTIN, DEAD);
 	gp_icd_call_end(&k);
+	p->opt = PROG_BUILTIN | PROG_ARG_INFO | PROG_NONUNIFORM;
 	return program_done(p, err, errp);
 }
 
@@ -2622,6 +2793,21 @@ static cl_int CL_API_CALL icd_ReleaseProgram(cl_program p)
 	return obj_release(p, GP_KIND_PROGRAM);
 }
 
+/* The PROG_* bits build options give a program's kernels. */
+static uint32_t opt_bits(const char *opts)
+{
+	uint32_t b = 0;
+
+	if (!opts)
+		return 0;
+	if (strstr(opts, "-cl-kernel-arg-info"))
+		b |= PROG_ARG_INFO;
+	if ((strstr(opts, "-cl-std=CL2.") || strstr(opts, "-cl-std=CL3.")) &&
+	    !strstr(opts, "-cl-uniform-work-group-size"))
+		b |= PROG_NONUNIFORM;
+	return b;
+}
+
 static cl_int CL_API_CALL icd_BuildProgram(cl_program p, cl_uint n, const cl_device_id *devs,
 					   const char *opts,
 					   void (CL_CALLBACK *notify)(cl_program, void *), void *ud)
@@ -2642,6 +2828,8 @@ static cl_int CL_API_CALL icd_BuildProgram(cl_program p, cl_uint n, const cl_dev
 	gp_enc_str(&k.e, opts);
 	err = gp_icd_call_sync(&k, GP_OP_BUILD_PROGRAM, DEAD);
 	gp_icd_call_end(&k);
+	if (!(__atomic_load_n(&p->opt, __ATOMIC_RELAXED) & PROG_BUILTIN))
+		__atomic_store_n(&p->opt, opt_bits(opts), __ATOMIC_RELAXED);
 	/* The build is done when the server answers: the callback may run now. */
 	if (notify && (err == CL_SUCCESS || err == CL_BUILD_PROGRAM_FAILURE))
 		notify(p, ud);
@@ -2680,6 +2868,7 @@ static cl_int CL_API_CALL icd_CompileProgram(cl_program p, cl_uint n, const cl_d
 	}
 	err = k.e.err ? CL_OUT_OF_RESOURCES : gp_icd_call_sync(&k, GP_OP_COMPILE_PROGRAM, DEAD);
 	gp_icd_call_end(&k);
+	__atomic_store_n(&p->opt, opt_bits(opts), __ATOMIC_RELAXED);
 	/* Done when the server answers: the callback may run now. */
 	if (notify && (err == CL_SUCCESS || err == CL_COMPILE_PROGRAM_FAILURE))
 		notify(p, ud);
@@ -2737,7 +2926,16 @@ static cl_program CL_API_CALL icd_LinkProgram(cl_context ctx, cl_uint n, const c
 		return NULL;
 	}
 	/* A failed link still yields a program whose log tells why
-	 * (OpenCL 3.0, 5.8.5). */
+	 * (OpenCL 3.0, 5.8.5). Argument info if any part compiled with it;
+	 * non-uniform work-groups if every part allows them. */
+	p->opt = PROG_NONUNIFORM;
+	for (cl_uint i = 0; i < np; i++) {
+		uint32_t o = __atomic_load_n(&ps[i]->opt, __ATOMIC_RELAXED);
+
+		p->opt = (p->opt | (o & PROG_ARG_INFO)) & (o | PROG_ARG_INFO);
+	}
+	if (opts && strstr(opts, "-cl-uniform-work-group-size"))
+		p->opt &= ~(uint32_t)PROG_NONUNIFORM;
 	retain(ctx);
 	if (notify)
 		notify(p, ud);
@@ -2826,6 +3024,36 @@ static cl_int CL_API_CALL icd_SetProgramSpecializationConstant(cl_program p, cl_
 
 /* ---- kernels ---- */
 
+/* The size of an OpenCL C scalar or vector type named as
+ * CL_KERNEL_ARG_TYPE_NAME names it ("float4", "uchar"), 0 for any other
+ * (structures, typedefs: the server checks those). A 3-vector takes
+ * the room of a 4-vector (OpenCL C 3.0, 6.3.5). */
+static size_t type_size(const char *t)
+{
+	static const struct {
+		const char *name;
+		size_t size;
+	} base[] = {
+		{ "char", 1 },	{ "uchar", 1 }, { "short", 2 }, { "ushort", 2 }, { "half", 2 },
+		{ "int", 4 },	{ "uint", 4 },	{ "float", 4 }, { "long", 8 },	 { "ulong", 8 },
+		{ "double", 8 },
+	};
+	size_t n = strspn(t, "abcdefghijklmnopqrstuvwxyz");
+	unsigned long w = 1;
+
+	if (t[n]) {
+		char *end;
+
+		w = strtoul(t + n, &end, 10);
+		if (*end || (w != 2 && w != 3 && w != 4 && w != 8 && w != 16))
+			return 0;
+	}
+	for (size_t i = 0; i < sizeof(base) / sizeof(base[0]); i++)
+		if (strlen(base[i].name) == n && strncmp(t, base[i].name, n) == 0)
+			return base[i].size * (w == 3 ? 4 : w);
+	return 0;
+}
+
 static cl_kernel CL_API_CALL icd_CreateKernel(cl_program p, const char *name, cl_int *errp)
 {
 	struct gp_icd_call k;
@@ -2859,24 +3087,23 @@ static cl_kernel CL_API_CALL icd_CreateKernel(cl_program p, const char *name, cl
 	}
 	kn->prog = p;
 	retain(p);
-	/* Which arguments are memory objects or local memory decides how
-	 * clSetKernelArg values travel: ask once, here. */
-	kn->quals = calloc(kn->nargs ? kn->nargs : 1, sizeof(*kn->quals));
-	for (cl_uint i = 0; kn->quals && i < kn->nargs; i++) {
-		if (remote_info(GP_INFO_KERNEL_ARG, kn->h.id, i, CL_KERNEL_ARG_ADDRESS_QUALIFIER,
-				sizeof(kn->quals[i]), &kn->quals[i], NULL) != CL_SUCCESS)
-			kn->quals[i] = 0; /* unknown: values are passed as bytes */
-	}
-	/* A sampler_t is a private argument whose value is an object: only
-	 * those arguments need their type name. */
-	kn->is_sampler = calloc(kn->nargs ? kn->nargs : 1, 1);
-	for (cl_uint i = 0; kn->quals && kn->is_sampler && i < kn->nargs; i++) {
-		char type[16] = "";
+	/* Which arguments are memory objects, local memory or samplers
+	 * decides how clSetKernelArg values travel, and what a by-value
+	 * argument's size must be: ask once, here. */
+	kn->args = calloc(kn->nargs ? kn->nargs : 1, sizeof(*kn->args));
+	for (cl_uint i = 0; kn->args && i < kn->nargs; i++) {
+		struct karg *a = &kn->args[i];
+		char type[64] = "";
 
-		if (kn->quals[i] == CL_KERNEL_ARG_ADDRESS_PRIVATE &&
+		if (remote_info(GP_INFO_KERNEL_ARG, kn->h.id, i, CL_KERNEL_ARG_ADDRESS_QUALIFIER,
+				sizeof(a->qual), &a->qual, NULL) != CL_SUCCESS)
+			a->qual = 0; /* unknown: values are passed as bytes */
+		if (a->qual == CL_KERNEL_ARG_ADDRESS_PRIVATE &&
 		    remote_info(GP_INFO_KERNEL_ARG, kn->h.id, i, CL_KERNEL_ARG_TYPE_NAME,
-				sizeof(type), type, NULL) == CL_SUCCESS)
-			kn->is_sampler[i] = strcmp(type, "sampler_t") == 0;
+				sizeof(type) - 1, type, NULL) == CL_SUCCESS) {
+			a->sampler = strcmp(type, "sampler_t") == 0;
+			a->size = a->sampler ? sizeof(cl_sampler) : type_size(type);
+		}
 	}
 	set_err(errp, CL_SUCCESS);
 	return kn;
@@ -2937,8 +3164,7 @@ static void kernel_free(void *o)
 
 	obj_drop(k);
 	icd_ReleaseProgram(k->prog);
-	free(k->quals);
-	free(k->is_sampler);
+	free(k->args);
 	free(k);
 }
 
@@ -2947,67 +3173,72 @@ static cl_int CL_API_CALL icd_ReleaseKernel(cl_kernel k)
 	return obj_release(k, GP_KIND_KERNEL);
 }
 
+/* clSetKernelArg is posted (its errors would come back late), so every
+ * error the specification names for it is found here from the argument
+ * info; only a by-value argument of a type we cannot size (a structure)
+ * is set synchronously, and the server's answer returned. */
 static cl_int CL_API_CALL icd_SetKernelArg(cl_kernel kn, cl_uint idx, size_t size, const void *v)
 {
 	struct gp_icd_call k;
-	cl_kernel_arg_address_qualifier qual;
+	const struct karg *a;
 	cl_int err;
+	bool sync = false;
 
 	if (!is(kn, GP_KIND_KERNEL))
 		return CL_INVALID_KERNEL;
 	if (idx >= kn->nargs)
 		return CL_INVALID_ARG_INDEX;
-	qual = kn->quals ? kn->quals[idx] : 0;
+	a = kn->args ? &kn->args[idx] : &(struct karg){ 0 };
 	gp_icd_call_begin_heap(G.conn, &k);
 	gp_enc_u64(&k.e, kn->h.id);
 	gp_enc_u32(&k.e, idx);
-	if (qual == CL_KERNEL_ARG_ADDRESS_GLOBAL || qual == CL_KERNEL_ARG_ADDRESS_CONSTANT) {
+	if (a->qual == CL_KERNEL_ARG_ADDRESS_GLOBAL || a->qual == CL_KERNEL_ARG_ADDRESS_CONSTANT) {
 		cl_mem m = v ? *(const cl_mem *)v : NULL;
 
-		if (size != sizeof(cl_mem)) {
-			gp_icd_call_end(&k);
-			return CL_INVALID_ARG_SIZE;
-		}
-		if (m && !is(m, GP_KIND_MEM)) {
-			gp_icd_call_end(&k);
-			return CL_INVALID_MEM_OBJECT;
-		}
+		if (size != sizeof(cl_mem))
+			err = CL_INVALID_ARG_SIZE;
+		else if (m && !is(m, GP_KIND_MEM))
+			err = CL_INVALID_MEM_OBJECT;
+		else
+			err = CL_SUCCESS;
 		gp_enc_u32(&k.e, 1);
-		gp_enc_u64(&k.e, m ? m->h.id : 0);
+		gp_enc_u64(&k.e, m && err == CL_SUCCESS ? m->h.id : 0);
 		gp_enc_blob(&k.e, NULL, 0);
-	} else if (kn->is_sampler && kn->is_sampler[idx]) {
+	} else if (a->sampler) {
 		cl_sampler smp = v && size == sizeof(cl_sampler) ? *(const cl_sampler *)v : NULL;
 
-		if (!is(smp, GP_KIND_SAMPLER)) {
-			gp_icd_call_end(&k);
-			return CL_INVALID_SAMPLER;
-		}
+		if (size != sizeof(cl_sampler))
+			err = CL_INVALID_ARG_SIZE;
+		else if (!v || !is(smp, GP_KIND_SAMPLER))
+			err = CL_INVALID_SAMPLER;
+		else
+			err = CL_SUCCESS;
 		gp_enc_u32(&k.e, 3);
-		gp_enc_u64(&k.e, smp->h.id);
+		gp_enc_u64(&k.e, err == CL_SUCCESS ? smp->h.id : 0);
 		gp_enc_blob(&k.e, NULL, 0);
-	} else if (qual == CL_KERNEL_ARG_ADDRESS_LOCAL) {
-		if (v) {
-			gp_icd_call_end(&k);
-			return CL_INVALID_ARG_VALUE;
-		}
-		if (size == 0) {
-			gp_icd_call_end(&k);
-			return CL_INVALID_ARG_SIZE;
-		}
+	} else if (a->qual == CL_KERNEL_ARG_ADDRESS_LOCAL) {
+		err = v ? CL_INVALID_ARG_VALUE : size == 0 ? CL_INVALID_ARG_SIZE : CL_SUCCESS;
 		gp_enc_u32(&k.e, 2);
 		gp_enc_u64(&k.e, size);
 		gp_enc_blob(&k.e, NULL, 0);
 	} else {
-		if (size > GP_PROTO_MAX_STR) {
-			gp_icd_call_end(&k);
-			return CL_INVALID_ARG_SIZE;
-		}
+		if (!v && a->qual == CL_KERNEL_ARG_ADDRESS_PRIVATE)
+			err = CL_INVALID_ARG_VALUE;
+		else if (size > GP_PROTO_MAX_STR || (a->size && size != a->size))
+			err = CL_INVALID_ARG_SIZE;
+		else
+			err = CL_SUCCESS;
+		sync = !a->size;
 		gp_enc_u32(&k.e, 0);
 		gp_enc_u64(&k.e, 0);
-		gp_enc_blob(&k.e, v, v ? size : 0);
+		gp_enc_blob(&k.e, v, v && err == CL_SUCCESS ? size : 0);
 	}
-	err = gp_icd_call_post(&k, GP_OP_SET_KERNEL_ARG, DEAD);
+	if (err == CL_SUCCESS)
+		err = sync ? gp_icd_call_sync(&k, GP_OP_SET_KERNEL_ARG, DEAD)
+			   : gp_icd_call_post(&k, GP_OP_SET_KERNEL_ARG, DEAD);
 	gp_icd_call_end(&k);
+	if (err == CL_SUCCESS && kn->args)
+		kn->args[idx].set = true;
 	return err;
 }
 
@@ -3053,6 +3284,10 @@ static cl_int CL_API_CALL icd_GetKernelArgInfo(cl_kernel k, cl_uint idx, cl_kern
 		return CL_INVALID_KERNEL;
 	if (idx >= k->nargs)
 		return CL_INVALID_ARG_INDEX;
+	/* The server always has the info (it builds with
+	 * -cl-kernel-arg-info); the application has it only if it asked. */
+	if (!(__atomic_load_n(&k->prog->opt, __ATOMIC_RELAXED) & PROG_ARG_INFO))
+		return CL_KERNEL_ARG_INFO_NOT_AVAILABLE;
 	return remote_info(GP_INFO_KERNEL_ARG, k->h.id, idx, param, size, val, ret);
 }
 
@@ -3076,15 +3311,9 @@ static cl_kernel CL_API_CALL icd_CloneKernel(cl_kernel src, cl_int *errp)
 		return NULL;
 	}
 	kn = obj_new(sizeof(*kn), GP_KIND_KERNEL);
-	if (kn) {
-		kn->quals = calloc(src->nargs ? src->nargs : 1, sizeof(*kn->quals));
-		kn->is_sampler = calloc(src->nargs ? src->nargs : 1, 1);
-	}
-	if (!kn || !kn->quals || !kn->is_sampler) {
-		if (kn) {
-			free(kn->quals);
-			free(kn->is_sampler);
-		}
+	if (kn)
+		kn->args = calloc(src->nargs ? src->nargs : 1, sizeof(*kn->args));
+	if (!kn || !kn->args) {
 		free(kn);
 		set_err(errp, CL_OUT_OF_HOST_MEMORY);
 		return NULL;
@@ -3095,18 +3324,21 @@ static cl_kernel CL_API_CALL icd_CloneKernel(cl_kernel src, cl_int *errp)
 	err = gp_icd_call_sync(&k, GP_OP_CLONE_KERNEL, DEAD);
 	gp_icd_call_end(&k);
 	if (err != CL_SUCCESS) {
-		free(kn->quals);
-		free(kn->is_sampler);
+		free(kn->args);
 		free(kn);
 		set_err(errp, err);
 		return NULL;
 	}
+	/* A clone has the source's argument values (OpenCL 3.0, 5.9.3). */
 	kn->prog = src->prog;
 	kn->nargs = src->nargs;
-	if (src->quals)
-		memcpy(kn->quals, src->quals, src->nargs * sizeof(*kn->quals));
-	if (src->is_sampler)
-		memcpy(kn->is_sampler, src->is_sampler, src->nargs);
+	if (src->args)
+		memcpy(kn->args, src->args, src->nargs * sizeof(*kn->args));
+	else
+		free(kn->args), kn->args = NULL;
+	kn->wg_dev = src->wg_dev;
+	kn->wg_max = src->wg_max;
+	memcpy(kn->wg_reqd, src->wg_reqd, sizeof(kn->wg_reqd));
 	retain(kn->prog);
 	set_err(errp, CL_SUCCESS);
 	return kn;
@@ -3125,6 +3357,85 @@ static cl_int CL_API_CALL icd_SetKernelExecInfo(cl_kernel k, cl_kernel_exec_info
 
 /* ---- enqueue: kernels, markers, barriers ---- */
 
+/* @kn's work-group limits on @d (asked once per device; nothing
+ * checked when the server cannot say). */
+static void kernel_wg(cl_kernel kn, cl_device_id d, size_t *max, size_t reqd[3])
+{
+	size_t m = SIZE_MAX, r[3] = { 0, 0, 0 };
+
+	pthread_mutex_lock(&G.cache_mu);
+	if (kn->wg_dev == d) {
+		*max = kn->wg_max;
+		memcpy(reqd, kn->wg_reqd, sizeof(r));
+		pthread_mutex_unlock(&G.cache_mu);
+		return;
+	}
+	pthread_mutex_unlock(&G.cache_mu);
+	if (remote_info(GP_INFO_KERNEL_WORK_GROUP, kn->h.id, d->h.id, CL_KERNEL_WORK_GROUP_SIZE,
+			sizeof(m), &m, NULL) != CL_SUCCESS ||
+	    remote_info(GP_INFO_KERNEL_WORK_GROUP, kn->h.id, d->h.id,
+			CL_KERNEL_COMPILE_WORK_GROUP_SIZE, sizeof(r), r, NULL) != CL_SUCCESS) {
+		*max = SIZE_MAX;
+		memset(reqd, 0, sizeof(r));
+		return;
+	}
+	pthread_mutex_lock(&G.cache_mu);
+	kn->wg_dev = d;
+	kn->wg_max = m;
+	memcpy(kn->wg_reqd, r, sizeof(r));
+	pthread_mutex_unlock(&G.cache_mu);
+	*max = m;
+	memcpy(reqd, r, sizeof(r));
+}
+
+/* The errors clEnqueueNDRangeKernel must report from the call (OpenCL
+ * 3.0, 5.10), found from what the ICD knows: arguments set, device and
+ * kernel work-group limits, the program's uniformity. *@empty: a global
+ * size of 0, which a 2.1+ device runs as a command without work. */
+static cl_int ndrange_check(cl_command_queue q, cl_kernel kn, cl_uint dim, const size_t *off,
+			    const size_t *glob, const size_t *loc, bool *empty)
+{
+	struct dev_lim l = dev_limits(q->dev);
+	size_t wg_max, reqd[3], items = 1;
+	bool uniform_only;
+
+	*empty = false;
+	for (cl_uint i = 0; kn->args && i < kn->nargs; i++)
+		if (!kn->args[i].set)
+			return CL_INVALID_KERNEL_ARGS;
+	for (cl_uint i = 0; i < dim; i++) {
+		if (glob[i] == 0) {
+			if (l.ver < 21)
+				return CL_INVALID_GLOBAL_WORK_SIZE;
+			*empty = true;
+		}
+		if (off && off[i] > SIZE_MAX - glob[i])
+			return CL_INVALID_GLOBAL_OFFSET;
+	}
+	kernel_wg(kn, q->dev, &wg_max, reqd);
+	if (reqd[0] && !loc)
+		return CL_INVALID_WORK_GROUP_SIZE;
+	if (!loc)
+		return CL_SUCCESS;
+	uniform_only = !(__atomic_load_n(&kn->prog->opt, __ATOMIC_RELAXED) & PROG_NONUNIFORM) ||
+		       !l.nonuniform;
+	for (cl_uint i = 0; i < dim; i++) {
+		if (loc[i] == 0 || (reqd[0] && loc[i] != reqd[i]))
+			return CL_INVALID_WORK_GROUP_SIZE;
+		if (loc[i] > l.max_items[i])
+			return CL_INVALID_WORK_ITEM_SIZE;
+		if (uniform_only && glob[i] % loc[i])
+			return CL_INVALID_WORK_GROUP_SIZE;
+		items = items > SIZE_MAX / loc[i] ? SIZE_MAX : items * loc[i];
+	}
+	for (cl_uint i = dim; reqd[0] && i < 3; i++)
+		if (reqd[i] != 1)
+			return CL_INVALID_WORK_GROUP_SIZE;
+	if (items > wg_max || items > l.max_wg)
+		return CL_INVALID_WORK_GROUP_SIZE;
+	return CL_SUCCESS;
+}
+
 static cl_int CL_API_CALL icd_EnqueueNDRangeKernel(cl_command_queue q, cl_kernel kn, cl_uint dim,
 						   const size_t *off, const size_t *glob,
 						   const size_t *loc, cl_uint nw, const cl_event *wl,
@@ -3134,6 +3445,7 @@ static cl_int CL_API_CALL icd_EnqueueNDRangeKernel(cl_command_queue q, cl_kernel
 	uint64_t id, sizes[9];
 	cl_event ev;
 	cl_int err;
+	bool empty;
 
 	if (!is(q, GP_KIND_QUEUE))
 		return CL_INVALID_COMMAND_QUEUE;
@@ -3145,9 +3457,13 @@ static cl_int CL_API_CALL icd_EnqueueNDRangeKernel(cl_command_queue q, cl_kernel
 		return CL_INVALID_WORK_DIMENSION;
 	if (!glob)
 		return CL_INVALID_GLOBAL_WORK_SIZE;
-	err = enq_begin(q, nw, wl, CL_COMMAND_NDRANGE_KERNEL, event, &ev, &id);
+	err = ndrange_check(q, kn, dim, off, glob, loc, &empty);
+	if (err == CL_SUCCESS)
+		err = enq_begin(q, nw, wl, CL_COMMAND_NDRANGE_KERNEL, event, &ev, &id);
 	if (err != CL_SUCCESS)
 		return err;
+	if (empty) /* nothing to run: an ordering point with the kernel's event */
+		return done_event(post_marker(q, GP_OP_MARKER, nw, wl, id), ev, event);
 	call_begin(&k, nw);
 	gp_enc_u64(&k.e, q->h.id);
 	gp_enc_u64(&k.e, kn->h.id);
@@ -3886,7 +4202,7 @@ static cl_mem CL_API_CALL icd_CreateImageWithProperties(cl_context ctx, const cl
 		set_err(err, CL_INVALID_PROPERTY); /* no image properties in 3.0 core */
 		return NULL;
 	}
-	return image_make(ctx, f, fmt, d, hp, err);
+	return with_props(image_make(ctx, f, fmt, d, hp, err), p);
 }
 
 static cl_mem CL_API_CALL icd_CreateImage2D(cl_context ctx, cl_mem_flags f, const cl_image_format *fmt,
@@ -3980,6 +4296,8 @@ static cl_int image_rw(bool write, cl_command_queue q, cl_mem m, cl_bool b, cons
 	uint64_t id;
 	cl_int err = check_image_op(q, m);
 
+	if (err == CL_SUCCESS)
+		err = host_access(m, !write, write);
 	if (err == CL_SUCCESS)
 		err = image_region_check(m, o, r);
 	if (err == CL_SUCCESS && !p)
@@ -4093,8 +4411,10 @@ static cl_int CL_API_CALL icd_EnqueueFillImage(cl_command_queue q, cl_mem m, con
 	uint64_t id;
 	cl_int err = check_image_op(q, m);
 
-	if (err == CL_SUCCESS && (!c || !o || !r))
+	if (err == CL_SUCCESS && !c)
 		err = CL_INVALID_VALUE;
+	if (err == CL_SUCCESS)
+		err = image_region_check(m, o, r);
 	if (err == CL_SUCCESS)
 		err = enq_begin(q, nw, wl, CL_COMMAND_FILL_IMAGE, event, &ev, &id);
 	if (err != CL_SUCCESS)
@@ -4137,6 +4457,8 @@ static void *CL_API_CALL icd_EnqueueMapImage(cl_command_queue q, cl_mem m, cl_bo
 	     (f & ~(cl_map_flags)(CL_MAP_READ | CL_MAP_WRITE | CL_MAP_WRITE_INVALIDATE_REGION)) ||
 	     ((f & CL_MAP_WRITE_INVALIDATE_REGION) && (f & (CL_MAP_READ | CL_MAP_WRITE)))))
 		err = CL_INVALID_VALUE;
+	if (err == CL_SUCCESS)
+		err = map_access(m, f);
 	if (err == CL_SUCCESS)
 		err = map_new(q, nw, wl, &mp);
 	if (err != CL_SUCCESS) {
@@ -4349,6 +4671,7 @@ static cl_int CL_API_CALL icd_CreateSubDevicesEXT(cl_device_id d, const cl_devic
 }
 
 static void *CL_API_CALL icd_GetExtensionFunctionAddressForPlatform(cl_platform_id p, const char *n);
+static void *CL_API_CALL icd_GetExtensionFunctionAddress(const char *n);
 
 /* The dispatch table every object points to (cl_khr_icd). D3D entries
  * are Windows-only and stay NULL. */
@@ -4418,7 +4741,7 @@ static const cl_icd_dispatch dispatch = {
 	.clEnqueueMarker = icd_EnqueueMarker,
 	.clEnqueueWaitForEvents = icd_EnqueueWaitForEvents,
 	.clEnqueueBarrier = icd_EnqueueBarrier,
-	.clGetExtensionFunctionAddress = clGetExtensionFunctionAddress,
+	.clGetExtensionFunctionAddress = icd_GetExtensionFunctionAddress,
 	.clCreateFromGLBuffer = icd_CreateFromGLBuffer,
 	.clCreateFromGLTexture2D = icd_CreateFromGLTexture,
 	.clCreateFromGLTexture3D = icd_CreateFromGLTexture,
@@ -4488,7 +4811,10 @@ static const cl_icd_dispatch dispatch = {
 	.clSetContextDestructorCallback = icd_SetContextDestructorCallback,
 };
 
-EXPORT void *CL_API_CALL clGetExtensionFunctionAddress(const char *name)
+/* Our functions by name. Called by both entry points below: a call to
+ * the exported name from inside this library would bind to the loader's
+ * function of that name, which knows nothing of ours. */
+static void *ext_function(const char *name)
 {
 	if (name && strcmp(name, "clIcdGetPlatformIDsKHR") == 0)
 		return (void *)clIcdGetPlatformIDsKHR;
@@ -4498,7 +4824,17 @@ EXPORT void *CL_API_CALL clGetExtensionFunctionAddress(const char *name)
 	return NULL; /* no other extension function is offered */
 }
 
+EXPORT void *CL_API_CALL clGetExtensionFunctionAddress(const char *name)
+{
+	return ext_function(name);
+}
+
+static void *CL_API_CALL icd_GetExtensionFunctionAddress(const char *n)
+{
+	return ext_function(n);
+}
+
 static void *CL_API_CALL icd_GetExtensionFunctionAddressForPlatform(cl_platform_id p, const char *n)
 {
-	return p == &G.platform ? clGetExtensionFunctionAddress(n) : NULL;
+	return p == &G.platform ? ext_function(n) : NULL;
 }

@@ -751,6 +751,10 @@ static int op_create_queue(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 }
 
 #define HOST_PTR_FLAGS (CL_MEM_USE_HOST_PTR | CL_MEM_COPY_HOST_PTR | CL_MEM_ALLOC_HOST_PTR)
+/* Host access flags: the ICD enforces them on the guest's calls; objects
+ * are created without them so that our own transfers (the initial upload
+ * of a CL_MEM_COPY_HOST_PTR buffer, say) are not refused by the device. */
+#define HOST_ACCESS_FLAGS (CL_MEM_HOST_WRITE_ONLY | CL_MEM_HOST_READ_ONLY | CL_MEM_HOST_NO_ACCESS)
 
 struct shared_map {
 	void *ptr;
@@ -827,7 +831,7 @@ static int op_create_buffer(struct pvd_session *s, struct gp_dec *d, cl_int *err
 	}
 	if ((*err = charge(s, size)) != CL_SUCCESS)
 		goto out;
-	flags &= ~(uint64_t)HOST_PTR_FLAGS;
+	flags &= ~(uint64_t)(HOST_PTR_FLAGS | HOST_ACCESS_FLAGS);
 	if (want_shared && !s->stream && s->srv->shared_ok && shared_alloc(size, &fd, &sm) == 0)
 		flags |= CL_MEM_USE_HOST_PTR;
 	m = clCreateBuffer(ctx, (cl_mem_flags)flags, (size_t)size, sm ? sm->ptr : NULL, err);
@@ -881,6 +885,7 @@ static int op_create_subbuffer(struct pvd_session *s, struct gp_dec *d, cl_int *
 		return d->err ? d->err : -EEXIST;
 	if ((*err = lookup(s, pid, GP_KIND_MEM, &parent)) != CL_SUCCESS)
 		return 0;
+	flags &= ~(uint64_t)HOST_ACCESS_FLAGS;
 	m = clCreateSubBuffer(parent, (cl_mem_flags)flags, CL_BUFFER_CREATE_TYPE_REGION, &reg, err);
 	if (!m)
 		return 0;
@@ -2482,7 +2487,7 @@ static int op_create_image(struct pvd_session *s, struct gp_dec *d, cl_int *err)
 	desc.buffer = buf;
 	if (!buf)
 		desc.image_row_pitch = desc.image_slice_pitch = 0; /* no host pointer here */
-	flags &= ~(uint64_t)HOST_PTR_FLAGS;
+	flags &= ~(uint64_t)(HOST_PTR_FLAGS | HOST_ACCESS_FLAGS);
 	m = clCreateImage(ctx, (cl_mem_flags)flags, &fmt, &desc, NULL, err);
 	if (!m)
 		goto out;

@@ -96,7 +96,7 @@ int main(void)
 		EQ(clBuildProgram(pb, 1, &dev, NULL, NULL, NULL), CL_BUILD_PROGRAM_FAILURE, "broken program fails to build");
 		EQ(clBuildProgram(prog, 1, &dev, "-Xclang -load -Xclang /tmp/x.so", NULL, NULL),
 		   CL_INVALID_BUILD_OPTIONS, "compiler options outside OpenCL's set are refused");
-		EQ(clBuildProgram(prog, 1, &dev, "-DN=4 -cl-fast-relaxed-math -w", NULL, NULL), CL_SUCCESS,
+		EQ(clBuildProgram(prog, 1, &dev, "-DN=4 -cl-fast-relaxed-math -w -cl-kernel-arg-info", NULL, NULL), CL_SUCCESS,
 		   "OpenCL build options pass");
 		log[0] = '\0';
 		clGetProgramBuildInfo(pb, dev, CL_PROGRAM_BUILD_LOG, sizeof(log), log, &sz);
@@ -117,7 +117,7 @@ int main(void)
 		prog2 = clCreateProgramWithBinary(ctx, 1, &dev, &bsz, &cbin, &bst, &err);
 		EQ(err, CL_SUCCESS, "clCreateProgramWithBinary");
 		EQ(bst, CL_SUCCESS, "binary status");
-		EQ(clBuildProgram(prog2, 1, &dev, NULL, NULL, NULL), CL_SUCCESS, "build from binary");
+		EQ(clBuildProgram(prog2, 1, &dev, "-cl-kernel-arg-info", NULL, NULL), CL_SUCCESS, "build from binary");
 		free(bin);
 	}
 
@@ -344,15 +344,28 @@ int main(void)
 	clCreateImage2D(ctx, 0, NULL, 4, 4, 0, NULL, &err);
 	EQ(err, CL_INVALID_IMAGE_FORMAT_DESCRIPTOR, "image without a format");
 	EQ(clEnqueueReadBuffer(q, NULL, CL_TRUE, 0, 4, fc, 0, NULL, NULL), CL_INVALID_MEM_OBJECT, "NULL buffer");
-	/* A kernel launched with an argument missing fails at the next
-	 * synchronising call (pipelined error). */
+	/* A kernel launched with an argument missing: the ICD knows, the
+	 * call says so (OpenCL 3.0, clEnqueueNDRangeKernel). */
 	{
 		cl_kernel kx = clCreateKernel(prog, "vadd", &err);
 
 		g = 16;
-		EQ(clEnqueueNDRangeKernel(q, kx, 1, NULL, &g, NULL, 0, NULL, NULL), CL_SUCCESS, "pipelined launch returns at once");
+		EQ(clEnqueueNDRangeKernel(q, kx, 1, NULL, &g, NULL, 0, NULL, NULL),
+		   CL_INVALID_KERNEL_ARGS, "a launch with arguments not set");
+		clReleaseKernel(kx);
+	}
+	/* What only the server can check comes back at the next
+	 * synchronising call (pipelined error): local memory beyond the
+	 * device's, refused by the server's clSetKernelArg. */
+	{
+		cl_kernel kx = clCreateKernel(prog, "reduce", &err);
+		cl_ulong lmem = 0;
+
+		clGetDeviceInfo(dev, CL_DEVICE_LOCAL_MEM_SIZE, sizeof(lmem), &lmem, NULL);
+		EQ(clSetKernelArg(kx, 2, (size_t)lmem * 4, NULL), CL_SUCCESS,
+		   "pipelined clSetKernelArg returns at once");
 		err = clFinish(q);
-		OK(err == CL_INVALID_KERNEL_ARGS, "the launch's error surfaces at clFinish (%d)", err);
+		OK(err == CL_INVALID_ARG_SIZE, "its error surfaces at clFinish (%d)", err);
 		EQ(clFinish(q), CL_SUCCESS, "and only once");
 		clReleaseKernel(kx);
 	}

@@ -187,6 +187,7 @@ def main():
                     run([prog("pv_icd_launch")], env)
                     run([prog("pv_subdevice")], env)
                     run([prog("pv_writes")], env)
+                    run([prog("pv_errors")], env)
                     g = wait_status(sock, DEFAULT_ME, lambda g: g["objects"] == 0 and g["sessions"] == 0,
                                     "objects released after the program ended")
                     if g["calls"] < 50 or g["device_time_ns"] <= 0:
@@ -1049,7 +1050,7 @@ CLINFO_EXPECTED = [
     "clGetDeviceIDs(NULL", "clCreateContext(NULL",
     "clCreateContextFromType(NULL", "IL version", "ILs with version", "Max pipe", "Pipe", "Device-side enqueue", "Queue (on device)",
     "Preferred size", "Max size", "Max queues on device", "Max events on device",
-    "SVM", "Free memory", "Global free memory",
+    "SVM", "Free memory", "Global free memory", "Run native kernels",
 ]
 
 
