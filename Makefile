@@ -1,19 +1,20 @@
 # SPDX-License-Identifier: Apache-2.0
 # A thin wrapper around meson: `make run` and `make test` are the two set-up
 # commands of a fresh Debian 12 machine (see README.md).
-#   make run | test | test-gcc | test-asan | conformance | install | clean
+#   make run | test | test-gcc | test-asan | test-tsan | conformance | install | clean
 #   make fuzz [FUZZ_S=60] [FUZZ_TARGETS="fuzz_proto ..."]: every libFuzzer
 #     target for FUZZ_S seconds each (clang build), coverage and crashes
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
 MESON      ?= meson
 PREFIX     ?= /usr/local
 SUITES     ?=
 FUZZ_S     ?= 60
 FUZZ_TARGETS ?=
 
-.PHONY: all deps run test test-gcc test-asan conformance install clean fuzz bench
+.PHONY: all deps run test test-gcc test-asan test-tsan conformance install clean fuzz bench
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -49,6 +50,19 @@ test-asan: $(ASAN_BUILD)/build.ninja
 		$(MESON) test -C $(ASAN_BUILD) --print-errorlogs --no-suite vm --no-suite vm-extra --no-suite conformance-extra $(SUITES) \
 		|| { scripts/test-summary $(ASAN_BUILD) clang-asan-ubsan; exit 1; }
 	scripts/test-summary $(ASAN_BUILD) clang-asan-ubsan
+
+# The guest ICD under ThreadSanitizer: the threaded PV programs (user
+# events set by other threads, callbacks that enqueue, waits from several
+# threads) against the gcc build's server; ~4 min, not part of make test.
+$(TSAN_BUILD)/build.ninja:
+	CC=clang $(MESON) setup $(TSAN_BUILD) -Db_sanitize=thread -Db_lundef=false \
+		-Dbuildtype=debug -Dvm_tests=false
+
+test-tsan: deps $(BUILD)/build.ninja $(TSAN_BUILD)/build.ninja
+	ninja -C $(BUILD) gpupass-pvd
+	ninja -C $(TSAN_BUILD) libgpupass-icd.so tests/pv/pv_gates tests/pv/pv_wait \
+		tests/pv/pv_icd_wait tests/pv/pv_threads tests/pv/pv_nonblock
+	/usr/bin/python3 tests/pv/pvtsan.py $(BUILD) $(TSAN_BUILD)
 
 # All 710 of piglit's OpenCL tests, natively and through PV (~30 min);
 # make test runs a part of them (suite conformance).
