@@ -4481,13 +4481,30 @@ static void *CL_API_CALL icd_EnqueueMapImage(cl_command_queue q, cl_mem m, cl_bo
 		}
 		mp->owned = true;
 	}
-	err = with_event(q, CL_COMMAND_MAP_IMAGE, event, &ev, &id);
-	if (err == CL_SUCCESS) {
-		if (f & CL_MAP_WRITE_INVALIDATE_REGION)
-			err = post_marker(q, GP_OP_MARKER, nw, wl, id);
-		else
-			err = image_xfer(false, q, m, o, r, hrow, hslice, ptr, nw, wl, id, true);
-		err = done_event(err, ev, event);
+	if (pend_wanted(q, nw, b) && !(f & CL_MAP_WRITE_INVALIDATE_REGION)) {
+		/* A non-blocking map must not wait either (see pend_start): its
+		 * region comes as a deferred read's, into the map's memory. */
+		size_t ystep, zstep, rowb = r[0] * m->elem;
+		cl_mem t = icd_CreateBuffer(q->ctx, CL_MEM_READ_WRITE, rowb * r[1] * r[2], NULL, &err);
+		cl_event cev = NULL;
+
+		if (t)
+			err = icd_EnqueueCopyImageToBuffer(q, m, t, o, r, 0, nw, wl, &cev);
+		host_steps(m, r, hrow, hslice, &ystep, &zstep);
+		if (err == CL_SUCCESS)
+			err = pend_start(q, t, cev, CL_COMMAND_MAP_IMAGE, ptr, rowb, r[1], r[2], ystep,
+					 zstep, event);
+		else if (t)
+			icd_ReleaseMemObject(t);
+	} else {
+		err = with_event(q, CL_COMMAND_MAP_IMAGE, event, &ev, &id);
+		if (err == CL_SUCCESS) {
+			if (f & CL_MAP_WRITE_INVALIDATE_REGION)
+				err = post_marker(q, GP_OP_MARKER, nw, wl, id);
+			else
+				err = image_xfer(false, q, m, o, r, hrow, hslice, ptr, nw, wl, id, true);
+			err = done_event(err, ev, event);
+		}
 	}
 	if (err != CL_SUCCESS) {
 		if (mp->owned)

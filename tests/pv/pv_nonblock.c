@@ -185,6 +185,33 @@ static void image_gated(void)
 	EQ(bad, 0, "image: bytes wrong");
 	clReleaseEvent(e);
 	clReleaseEvent(u);
+	/* A non-blocking image map gated on a user event (the CTS
+	 * test_events 'callbacks' hung here through PV). */
+	{
+		size_t rp = 0;
+		cl_uchar *mp;
+
+		u = clCreateUserEvent(ctx, &err);
+		e = NULL;
+		mp = clEnqueueMapImage(q, img, CL_FALSE, CL_MAP_READ, org, reg, &rp, NULL, 1, &u, &e,
+				       &err);
+		OK(err == CL_SUCCESS && mp, "image: non-blocking map gated on a user event returns (%d)",
+		   err);
+		OK(status_of(e) > CL_COMPLETE, "image: map not complete yet");
+		EQ(clSetUserEventStatus(u, CL_COMPLETE), CL_SUCCESS, "image map: user event set");
+		EQ(clWaitForEvents(1, &e), CL_SUCCESS, "image map: wait");
+		bad = 0;
+		for (size_t y = 0; mp && y < 8; y++)
+			for (size_t x = 0; x < 48; x++)
+				bad += mp[y * rp + x] != px[(y + 2) * 128 + 16 + x];
+		EQ(mp ? bad : 1, 0, "image map: bytes wrong");
+		if (mp)
+			EQ(clEnqueueUnmapMemObject(q, img, mp, 0, NULL, NULL), CL_SUCCESS,
+			   "image map: unmap");
+		clFinish(q);
+		clReleaseEvent(e);
+		clReleaseEvent(u);
+	}
 	clReleaseMemObject(img);
 }
 
