@@ -3024,36 +3024,6 @@ static cl_int CL_API_CALL icd_SetProgramSpecializationConstant(cl_program p, cl_
 
 /* ---- kernels ---- */
 
-/* The size of an OpenCL C scalar or vector type named as
- * CL_KERNEL_ARG_TYPE_NAME names it ("float4", "uchar"), 0 for any other
- * (structures, typedefs: the server checks those). A 3-vector takes
- * the room of a 4-vector (OpenCL C 3.0, 6.3.5). */
-static size_t type_size(const char *t)
-{
-	static const struct {
-		const char *name;
-		size_t size;
-	} base[] = {
-		{ "char", 1 },	{ "uchar", 1 }, { "short", 2 }, { "ushort", 2 }, { "half", 2 },
-		{ "int", 4 },	{ "uint", 4 },	{ "float", 4 }, { "long", 8 },	 { "ulong", 8 },
-		{ "double", 8 },
-	};
-	size_t n = strspn(t, "abcdefghijklmnopqrstuvwxyz");
-	unsigned long w = 1;
-
-	if (t[n]) {
-		char *end;
-
-		w = strtoul(t + n, &end, 10);
-		if (*end || (w != 2 && w != 3 && w != 4 && w != 8 && w != 16))
-			return 0;
-	}
-	for (size_t i = 0; i < sizeof(base) / sizeof(base[0]); i++)
-		if (strlen(base[i].name) == n && strncmp(t, base[i].name, n) == 0)
-			return base[i].size * (w == 3 ? 4 : w);
-	return 0;
-}
-
 static cl_kernel CL_API_CALL icd_CreateKernel(cl_program p, const char *name, cl_int *errp)
 {
 	struct gp_icd_call k;
@@ -3102,7 +3072,9 @@ static cl_kernel CL_API_CALL icd_CreateKernel(cl_program p, const char *name, cl
 		    remote_info(GP_INFO_KERNEL_ARG, kn->h.id, i, CL_KERNEL_ARG_TYPE_NAME,
 				sizeof(type) - 1, type, NULL) == CL_SUCCESS) {
 			a->sampler = strcmp(type, "sampler_t") == 0;
-			a->size = a->sampler ? sizeof(cl_sampler) : type_size(type);
+			/* size_t & co: unknown here (the device's
+			 * address bits), so checked by the server */
+			a->size = a->sampler ? sizeof(cl_sampler) : gp_cl_type_size(type, 0);
 		}
 	}
 	set_err(errp, CL_SUCCESS);

@@ -203,4 +203,10 @@ const char *gp_proto_op_name(uint16_t op);
 /* Name of a handle kind for log lines. */
 const char *gp_proto_kind_name(uint32_t kind);
 
+/* The size of a kernel argument of the built-in scalar or vector type
+ * named @t, as CL_KERNEL_ARG_TYPE_NAME gives it (OpenCL C 3.0, 6.3.1-
+ * 6.3.2); size_t, ptrdiff_t, intptr_t, uintptr_t from @addr_bits (0:
+ * unknown). 0 when it is not one (a struct, a typedef: not checked). */
+uint32_t gp_cl_type_size(const char *t, unsigned addr_bits);
+
 #endif

@@ -5,38 +5,6 @@
 
 #include "kargs.h"
 
-uint32_t pvd_kargs_type_size(const char *t, cl_uint addr_bits)
-{
-	static const struct {
-		const char *name;
-		uint32_t size;
-	} base[] = {
-		{ "char", 1 }, { "uchar", 1 }, { "short", 2 }, { "ushort", 2 }, { "half", 2 },
-		{ "int", 4 },  { "uint", 4 },  { "float", 4 }, { "long", 8 },   { "ulong", 8 },
-		{ "double", 8 },
-	};
-	size_t n = 0;
-	unsigned long vec = 1;
-
-	if (strcmp(t, "size_t") == 0 || strcmp(t, "ptrdiff_t") == 0 || strcmp(t, "intptr_t") == 0 ||
-	    strcmp(t, "uintptr_t") == 0)
-		return addr_bits == 32 ? 4 : 8;
-	while (t[n] >= 'a' && t[n] <= 'z')
-		n++;
-	if (t[n]) {
-		char *end;
-
-		vec = strtoul(t + n, &end, 10);
-		if (*end || (vec != 2 && vec != 3 && vec != 4 && vec != 8 && vec != 16))
-			return 0;
-	}
-	/* 3-component vectors take the room of 4 (OpenCL C 3.0, 6.3.5). */
-	for (size_t i = 0; i < sizeof(base) / sizeof(base[0]); i++)
-		if (strlen(base[i].name) == n && strncmp(base[i].name, t, n) == 0)
-			return base[i].size * (uint32_t)(vec == 3 ? 4 : vec);
-	return 0;
-}
-
 uint64_t pvd_kargs_local_max(struct pvd_server *srv)
 {
 	uint64_t best = 0;

@@ -6,10 +6,6 @@
 
 #include "pvd.h"
 
-/* The size of a built-in scalar or vector type named @t (OpenCL C 3.0,
- * 6.3.1-6.3.2; size_t & co. from @addr_bits), or 0 when it is not one
- * (a struct, a typedef: not checked here). */
-uint32_t pvd_kargs_type_size(const char *t, cl_uint addr_bits);
 /* The largest CL_DEVICE_LOCAL_MEM_SIZE of the server's devices: a
  * __local argument larger than that fits nowhere. */
 uint64_t pvd_kargs_local_max(struct pvd_server *srv);

@@ -1247,7 +1247,7 @@ static struct karg *arg_records(cl_kernel k, cl_uint n)
 			c[i].cls = ARG_UNKNOWN;
 		} else {
 			c[i].cls = ARG_BYTES;
-			c[i].size = pvd_kargs_type_size(type, bits);
+			c[i].size = gp_cl_type_size(type, bits);
 		}
 	}
 	return c;

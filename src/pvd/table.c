@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "table.h"
+#include "transport/transport.h"
 
 uint64_t pvd_now_ns(void)
 {
@@ -187,66 +188,21 @@ int pvd_handover_check(const void *buf, size_t len, int fd, uint32_t slot, uint6
 int pvd_handover_send(int chan, uint32_t slot, uint64_t seq, int fd)
 {
 	struct pvd_handover h = { .magic = PVD_HANDOVER_MAGIC, .slot = slot, .seq = seq };
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct iovec iov = { .iov_base = &h, .iov_len = sizeof(h) };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
-			      .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
-	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-
-	memset(&u, 0, sizeof(u));
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	if (sendmsg(chan, &msg, MSG_NOSIGNAL) != (ssize_t)sizeof(h))
-		return errno ? -errno : -EIO;
-	return 0;
+	return gp_msg_send_fd(chan, &h, sizeof(h), fd);
 }
 
 int pvd_handover_recv(int chan, uint32_t slot, uint64_t *last_seq, int *fd)
 {
-	/* Room for more than one descriptor, so that extra ones are received
-	 * (and closed) rather than left to truncate silently. */
-	union {
-		char buf[CMSG_SPACE(8 * sizeof(int))];
-		struct cmsghdr align;
-	} u;
+	/* One byte more than a hand-over: a longer record is -EBADMSG. */
 	uint8_t buf[sizeof(struct pvd_handover) + 1];
-	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
-			      .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
-	int got = -1, extra = 0, r;
-	ssize_t n;
+	int got = -1, r;
+	ssize_t n = gp_msg_recv_fd(chan, buf, sizeof(buf), &got, MSG_DONTWAIT);
 
-	n = recvmsg(chan, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (n == -EAGAIN || n == -EWOULDBLOCK || n == -EINTR)
+		return -EAGAIN;
 	if (n < 0)
-		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -EAGAIN : -errno;
-	if (n == 0)
-		return -EPIPE;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-		size_t nfd;
-
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
-		    c->cmsg_len < CMSG_LEN(0))
-			continue;
-		nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < nfd; i++) {
-			int one;
-
-			memcpy(&one, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			if (got < 0) {
-				got = one;
-			} else {
-				close(one);
-				extra++;
-			}
-		}
-	}
-	r = (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || extra ? -EBADMSG :
-	    pvd_handover_check(buf, (size_t)n, got, slot, *last_seq);
+		return (int)n;
+	r = pvd_handover_check(buf, (size_t)n, got, slot, *last_seq);
 	if (r < 0) {
 		if (got >= 0)
 			close(got);

@@ -87,6 +87,15 @@ int gp_transport_unix_new(int fd, struct gp_transport **out);
  * -EPIPE when only a hang-up or error came (io.c). */
 int gp_fd_wait(int fd, short events, int timeout_ms);
 
+/* One record (SOCK_SEQPACKET, SOCK_DGRAM) with at most one descriptor
+ * (@fd < 0: none) (io.c): 0, -EPIPE when the peer is gone, -errno. */
+int gp_msg_send_fd(int sock, const void *buf, size_t len, int fd);
+/* Receives one record into @buf: its length; -EPIPE at the end; -EBADMSG
+ * (every descriptor closed) when it was longer than @cap or came with more
+ * than one descriptor; -errno (recvmsg @flags, e.g. MSG_DONTWAIT).
+ * *@fd: the descriptor that came with it, or -1. */
+ssize_t gp_msg_recv_fd(int sock, void *buf, size_t cap, int *fd, int flags);
+
 /* ---- shared memory: command rings + bulk region in one memfd ---- */
 
 struct gp_shm;

@@ -11,10 +11,13 @@
  *   pv_watchdog bomb table|expr|ok  builds a compile bomb (or a small
  *                             kernel): "build ERR MS", then the build log
  *                             on the lines after "log:"
+ *   pv_watchdog builds N      builds N small programs no worker has seen
+ *                             (each its own source): "builds N MEDIAN_MS"
  */
 #include <math.h>
 #include <stdint.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "pvtest.h"
 
@@ -233,10 +236,56 @@ static int bomb(const char *which)
 	return 0;
 }
 
+static int cmp_ms(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int builds(int n)
+{
+	double ms[64];
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (n < 1 || n > 64) {
+		printf("Bail out! builds: 1 to 64\n");
+		return 1;
+	}
+	for (int i = 0; i < n; i++) {
+		char src[256];
+		const char *s = src;
+		cl_int err;
+		cl_program pr;
+		double t0;
+
+		/* Never seen before: this process, this moment, this index. */
+		snprintf(src, sizeof(src), "__kernel void k(__global long *o) "
+			 "{ o[get_global_id(0)] = %ldL + %d; }\n", (long)ts.tv_sec * 1000000 +
+			 ts.tv_nsec / 1000 + getpid(), i);
+		pr = clCreateProgramWithSource(ctx, 1, &s, NULL, &err);
+		t0 = now_ms();
+		err = pr ? clBuildProgram(pr, 1, &dev, NULL, NULL, NULL) : err;
+		ms[i] = now_ms() - t0;
+		if (pr)
+			clReleaseProgram(pr);
+		if (err != CL_SUCCESS) {
+			printf("Bail out! build %d: %d\n", i, err);
+			return 1;
+		}
+	}
+	qsort(ms, (size_t)n, sizeof(ms[0]), cmp_ms);
+	printf("builds %d %.0f\n", n, ms[n / 2]);
+	clReleaseCommandQueue(q);
+	clReleaseContext(ctx);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: pv_watchdog spin|vadd|short SECONDS|bomb table|expr|ok\n");
+		fprintf(stderr, "usage: pv_watchdog spin|vadd|short SECONDS|bomb table|expr|ok|builds N\n");
 		return 2;
 	}
 	setup();
@@ -248,6 +297,8 @@ int main(int argc, char **argv)
 		return shortjobs(atof(argv[2]));
 	if (strcmp(argv[1], "bomb") == 0 && argc > 2)
 		return bomb(argv[2]);
+	if (strcmp(argv[1], "builds") == 0 && argc > 2)
+		return builds(atoi(argv[2]));
 	fprintf(stderr, "pv_watchdog: unknown mode %s\n", argv[1]);
 	return 2;
 }

@@ -556,8 +556,11 @@ def watchdog_run(tmp, scenario):
                       "[guest c]\nsocket = %s/c.sock\nbuild_memory_max = %dM\n"
                  % (tmp, tmp, tmo, btmo, tmp, cap))
     srv.extra = ["--worker-idle", "120"]
+    # A kept build checker ends after this long idle (10 s in service).
+    checker_idle = 4
+    srv.env = {"GPUPASS_PVD_TEST_CHECKER_IDLE_MS": str(checker_idle * 1000)}
     if os.environ.get("PV_TEST_UNPROTECTED"):
-        srv.env = {"GPUPASS_PVD_TEST_NO_WATCHDOG": "1", "GPUPASS_PVD_TEST_NO_BUILD_CHECK": "1"}
+        srv.env.update({"GPUPASS_PVD_TEST_NO_WATCHDOG": "1", "GPUPASS_PVD_TEST_NO_BUILD_CHECK": "1"})
     srv.start([tmp + "/a.sock", tmp + "/b.sock", tmp + "/c.sock"])
     env = {n: guest_env(tmp, "%s/%s.sock" % (tmp, n)) for n in "abc"}
     logpath = os.path.join(tmp, "pvd.log")
@@ -657,6 +660,35 @@ def watchdog_run(tmp, scenario):
             for n in "abc":
                 run([wd, "vadd"], env[n])
             worker = worker_of(srv, None, "b")
+
+            def checkers():
+                # the worker's children named gpupass-build
+                out = []
+                for d in os.listdir("/proc"):
+                    try:
+                        st = open("/proc/%s/stat" % d).read()
+                    except OSError:
+                        continue
+                    f = st.rsplit(") ", 1)[-1].split()
+                    if "(gpupass-build)" in st and f[0] != "Z" and int(f[1]) == worker:
+                        out.append(int(d))
+                return sorted(out)
+
+            # Builds one after another share one checker, kept between them
+            # (a fresh one per build costs ~1 s here: exec, OpenCL, and the
+            # compiler's kernel library).
+            run([wd, "builds", "2"], env["b"])
+            kept = checkers()
+            if len(kept) != 1:
+                fail("after two builds guest b's worker has checkers %r: want one kept" % kept)
+            run([wd, "builds", "3"], env["b"])
+            if checkers() != kept:
+                fail("three more builds did not go to the kept checker %r: %r" % (kept, checkers()))
+            ok(1, "five builds in two sessions went to one kept checker (pid %d)" % kept[0])
+            time.sleep(checker_idle + 2)
+            if checkers():
+                fail("the checker did not end after %d s idle: %r" % (checker_idle, checkers()))
+            ok(1, "the idle checker ended after %d s" % checker_idle)
             for bomb, reason, guest, limit in (
                     ("table", r"gpupass: the build was stopped after %d s \(build_timeout\)" % btmo,
                      "b", btmo),

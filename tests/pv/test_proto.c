@@ -289,6 +289,33 @@ static void test_shm_attach_rejects(void **state)
 	assert_int_equal(gp_shm_create(1000, &s), -EINVAL); /* not page-sized */
 }
 
+/* Kernel argument type names as platforms give them, and garbage. */
+static void test_cl_type_size(void **state)
+{
+	(void)state;
+	assert_int_equal(gp_cl_type_size("char", 64), 1);
+	assert_int_equal(gp_cl_type_size("uchar16", 64), 16);
+	assert_int_equal(gp_cl_type_size("half", 64), 2);
+	assert_int_equal(gp_cl_type_size("float4", 64), 16);
+	assert_int_equal(gp_cl_type_size("float3", 64), 16); /* the room of a 4-vector */
+	assert_int_equal(gp_cl_type_size("double8", 64), 64);
+	assert_int_equal(gp_cl_type_size("ulong16", 64), 128);
+	assert_int_equal(gp_cl_type_size("size_t", 64), 8);
+	assert_int_equal(gp_cl_type_size("ptrdiff_t", 32), 4);
+	assert_int_equal(gp_cl_type_size("uintptr_t", 0), 0); /* address bits unknown */
+	/* not built-in scalars or vectors: 0, never a guess */
+	assert_int_equal(gp_cl_type_size("", 64), 0);
+	assert_int_equal(gp_cl_type_size("struct pair", 64), 0);
+	assert_int_equal(gp_cl_type_size("mytype_t", 64), 0);
+	assert_int_equal(gp_cl_type_size("float5", 64), 0);
+	assert_int_equal(gp_cl_type_size("float4x", 64), 0);
+	assert_int_equal(gp_cl_type_size("int-4", 64), 0);
+	assert_int_equal(gp_cl_type_size("int99999999999999999999999", 64), 0);
+	assert_int_equal(gp_cl_type_size("floa", 64), 0);
+	assert_int_equal(gp_cl_type_size("Float4", 64), 0);
+	assert_int_equal(gp_cl_type_size("int*", 64), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -300,6 +327,7 @@ int main(void)
 		cmocka_unit_test(test_ring),
 		cmocka_unit_test(test_ring_patient),
 		cmocka_unit_test(test_shm_attach_rejects),
+		cmocka_unit_test(test_cl_type_size),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
