@@ -179,6 +179,8 @@ static void worker_retire(struct pvd_server *srv, size_t slot)
 	conns_close(sup, false);
 }
 
+static int worker_wait_gone(struct pvd_server *srv, size_t i);
+
 int pvd_session_start(struct pvd_server *srv, struct pvd_guest *guest, int fd,
 		      const char *refusal)
 {
@@ -203,13 +205,19 @@ int pvd_session_start(struct pvd_server *srv, struct pvd_guest *guest, int fd,
 		}
 	}
 	r = pvd_handover_send(sup->chan, (uint32_t)slot, sup->sent + 1, fd);
+	if (r == -EPIPE) {
+		/* Its worker died (the watchdog, a crash) and is not reaped
+		 * yet: a new one takes this connection. */
+		gp_info(&srv->log, "guest %s: its worker %d is gone; starting another", guest->name,
+			(int)sup->pid);
+		if (worker_wait_gone(srv, slot) == 0 && worker_spawn(srv, slot) == 0)
+			r = pvd_handover_send(sup->chan, (uint32_t)slot, sup->sent + 1, fd);
+	}
 	if (r == 0) {
 		sup->sent++;
 		conns_add(sup, fd);
 	}
 	else
-		/* The worker died and is not reaped yet: this connection
-		 * drops (the guest retries), the next one gets a new worker. */
 		gp_warn(&srv->log, "guest %s: its worker %d did not take a connection: %s",
 			guest->name, (int)sup->pid, strerror(-r));
 	pthread_mutex_unlock(&srv->sup_lock);
@@ -224,6 +232,59 @@ static void describe(int status, char *buf, size_t len)
 			 sigabbrev_np(WTERMSIG(status)) : "?");
 	else
 		snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
+}
+
+/* A reaped current worker (sup_lock held): its connections end, its
+ * usage is cleared, the next connection starts a new one. */
+static void worker_gone(struct pvd_server *srv, size_t i, pid_t pid, int status)
+{
+	struct pvd_sup *sup = &srv->sup[i];
+	struct pvd_guest *g = &srv->guests[i];
+	uint32_t sessions = __atomic_load_n(&g->sessions, __ATOMIC_RELAXED);
+	char how[64];
+
+	describe(status, how, sizeof(how));
+	/* Its guest's connections end with it (the supervisor's copies
+	 * would hold them open). */
+	conns_close(sup, true);
+	if (sup->killed[0])
+		gp_dbg(&srv->log, "guest '%s': worker %d %s (%s)", g->name, (int)pid, how, sup->killed);
+	else if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && sessions == 0)
+		gp_info(&srv->log, "guest '%s': worker %d %s", g->name, (int)pid, how);
+	else
+		gp_warn(&srv->log, "guest '%s': worker %d %s; its %u session(s) ended", g->name,
+			(int)pid, how, sessions);
+	worker_retire(srv, i);
+	sup->retired = 0;
+	sup->killed[0] = '\0';
+	pvd_table_clear_usage(g);
+}
+
+/* The current worker's channel hung up: it is dead, its PID namespace
+ * perhaps still being torn down (its children end first). Reaps it here
+ * (sup_lock held, at most 5 s) so that the connection in hand can go to
+ * a new worker rather than be dropped. */
+static int worker_wait_gone(struct pvd_server *srv, size_t i)
+{
+	struct pvd_sup *sup = &srv->sup[i];
+	pid_t pid = sup->pid;
+	int status;
+
+	if (pid <= 0)
+		return -ESRCH;
+	kill(pid, SIGKILL);
+	for (int k = 0; k < 1000; k++) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+
+		if (r == pid) {
+			worker_gone(srv, i, pid, status);
+			return 0;
+		}
+		if (r < 0 && errno != EINTR)
+			return -errno;
+		usleep(5000);
+	}
+	return -ETIMEDOUT;
 }
 
 void pvd_workers_reap(struct pvd_server *srv)
@@ -243,24 +304,8 @@ void pvd_workers_reap(struct pvd_server *srv)
 			struct pvd_guest *g = &srv->guests[i];
 
 			if (sup->pid == pid) {
-				uint32_t sessions = __atomic_load_n(&g->sessions, __ATOMIC_RELAXED);
-
 				found = true;
-				/* Its guest's connections end with it (the
-				 * supervisor's copies would hold them open). */
-				conns_close(sup, true);
-				if (sup->killed[0])
-					gp_dbg(&srv->log, "guest '%s': worker %d %s (%s)", g->name, (int)pid,
-					       how, sup->killed);
-				else if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && sessions == 0)
-					gp_info(&srv->log, "guest '%s': worker %d %s", g->name, (int)pid, how);
-				else
-					gp_warn(&srv->log, "guest '%s': worker %d %s; its %u session(s) ended",
-						g->name, (int)pid, how, sessions);
-				worker_retire(srv, i);
-				sup->retired = 0;
-				sup->killed[0] = '\0';
-				pvd_table_clear_usage(g);
+				worker_gone(srv, i, pid, status);
 			} else if (sup->retired == pid) {
 				found = true;
 				sup->retired = 0;
